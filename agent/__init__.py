@@ -1,0 +1,1 @@
+"""The voice-agent runtime: config, worker, turn engine and tools."""

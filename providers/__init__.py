@@ -1,0 +1,31 @@
+"""Backends. The only package that knows vendors; it never reads the environment."""
+
+from .base import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    Completion,
+    StreamCutError,
+    ToolCall,
+)
+from .openai_compatible import OpenAICompatibleProvider, ProviderOptions, normalize_base_url
+from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderName, ProviderPreset, Quirks
+
+__all__ = [
+    "PLACEHOLDER_API_KEY",
+    "PRESETS",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Completion",
+    "OpenAICompatibleProvider",
+    "ProviderName",
+    "ProviderOptions",
+    "ProviderPreset",
+    "Quirks",
+    "StreamCutError",
+    "ToolCall",
+    "normalize_base_url",
+]

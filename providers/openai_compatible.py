@@ -1,0 +1,331 @@
+"""`OpenAICompatibleProvider`: any server that speaks OpenAI's chat completions.
+
+It is a livekit-agents `llm.LLM`, so an `AgentSession`, the framework's retries,
+metrics and `FallbackAdapter` take it as they take their own plugins. What it adds
+over livekit-plugins-openai is what self-hosted servers need: tool calls rebuilt
+without trusting `index`/`finish_reason`, cut streams detected, quirk flags per
+preset, and a non-streamed `complete()` for servers whose streamed tool calls are
+broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+import openai
+from livekit.agents import llm
+from livekit.agents.llm import ToolChoice
+from livekit.agents.llm import utils as llm_utils
+from livekit.agents.types import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    NOT_GIVEN,
+    APIConnectOptions,
+    NotGivenOr,
+)
+from livekit.agents.utils import is_given
+
+from .base import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    Completion,
+    StreamCutError,
+    ToolCall,
+)
+from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderPreset
+from .tool_calls import ToolCallAccumulator
+
+__all__ = ["OpenAICompatibleProvider", "ProviderOptions", "normalize_base_url"]
+
+
+def normalize_base_url(url: str) -> str:
+    """`http://host:11434/` -> `http://host:11434/v1`; a pasted `/chat/completions` is cut.
+
+    A bare host gets OpenAI's `/v1` prefix, which every server in the list uses; a
+    URL with a path is kept as the user wrote it, minus trailing slashes.
+    """
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/")
+    for endpoint in ("/chat/completions", "/completions"):
+        if path.endswith(endpoint):
+            path = path[: -len(endpoint)]
+    if not path:
+        path = "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderOptions:
+    model: str
+    base_url: str
+    api_key: str = field(default=PLACEHOLDER_API_KEY, repr=False)
+    timeout: float = 30.0
+    """Seconds for connect, first byte and each gap between chunks."""
+    temperature: float | None = None
+    max_retries: int = 1
+    """Attempts after the first, only while nothing has been streamed yet."""
+    retry_interval: float = 0.5
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def conn_options(self) -> APIConnectOptions:
+        return APIConnectOptions(
+            max_retry=self.max_retries, retry_interval=self.retry_interval, timeout=self.timeout
+        )
+
+
+class OpenAICompatibleProvider(llm.LLM):
+    def __init__(
+        self,
+        *,
+        options: ProviderOptions,
+        preset: ProviderPreset = PRESETS["openai-compatible"],
+    ) -> None:
+        super().__init__()
+        self._opts = options
+        self._preset = preset
+        self._client = openai.AsyncClient(
+            api_key=options.api_key or PLACEHOLDER_API_KEY,
+            base_url=normalize_base_url(options.base_url),
+            # livekit-agents' LLMStream owns retries: one policy, not two stacked
+            max_retries=0,
+            timeout=httpx2.Timeout(options.timeout),
+            default_headers={**preset.headers, **options.extra_headers},
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatibleProvider(provider={self.provider!r}, model={self.model!r}, base_url={self.base_url!r})"
+
+    @property
+    def model(self) -> str:
+        return self._opts.model
+
+    @property
+    def provider(self) -> str:
+        return self._preset.name
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url).rstrip("/")
+
+    @property
+    def options(self) -> ProviderOptions:
+        return self._opts
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> ChatStream:
+        """A streamed completion. Text arrives as it is generated; tool calls, whole,
+        in one chunk at the end of the stream."""
+        if conn_options is DEFAULT_API_CONNECT_OPTIONS:
+            conn_options = self._opts.conn_options
+        request = self._request(
+            chat_ctx, tools or [], tool_choice, parallel_tool_calls, extra_kwargs
+        )
+        return ChatStream(self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, request=request)
+
+    async def complete(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: Sequence[llm.Tool] = (),
+        tool_choice: NotGivenOr[ToolChoice] = NOT_GIVEN,
+    ) -> Completion:
+        """One non-streamed completion, for servers whose streamed tool calls are broken.
+
+        Retried like a stream: up to `max_retries` times on retryable errors.
+        """
+        request = self._request(chat_ctx, list(tools), tool_choice, NOT_GIVEN, NOT_GIVEN)
+        attempts = self._opts.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                return await self._complete_once(request)
+            except APIError as e:
+                if not e.retryable or attempt == attempts - 1:
+                    raise
+                await _sleep(self._opts.conn_options._interval_for_retry(attempt))
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _request(
+        self,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool],
+        tool_choice: NotGivenOr[ToolChoice],
+        parallel_tool_calls: NotGivenOr[bool],
+        extra_kwargs: NotGivenOr[dict[str, Any]],
+    ) -> dict[str, Any]:
+        messages, _ = chat_ctx.to_provider_format("openai")
+        request: dict[str, Any] = {"model": self._opts.model, "messages": messages}
+        if self._opts.temperature is not None:
+            request["temperature"] = self._opts.temperature
+        if tools:
+            request["tools"] = llm.ToolContext(tools).parse_function_tools(
+                "openai", strict=self._preset.quirks.strict_tool_schema
+            )
+            if is_given(tool_choice):
+                request["tool_choice"] = _tool_choice_param(tool_choice)
+            if is_given(parallel_tool_calls):
+                request["parallel_tool_calls"] = parallel_tool_calls
+        if is_given(extra_kwargs):
+            request.update(extra_kwargs)
+        return request
+
+    async def _complete_once(self, request: dict[str, Any]) -> Completion:
+        try:
+            response = await self._client.chat.completions.create(**request, stream=False)
+            if not isinstance(response, openai.types.chat.ChatCompletion) or not response.choices:
+                raise APIConnectionError("the server sent no completion choices", retryable=True)
+            message = response.choices[0].message
+        except Exception as e:
+            raise _to_api_error(e, retryable=True) from e
+        calls = ToolCallAccumulator()
+        for tc in message.tool_calls or []:
+            function = getattr(tc, "function", None)
+            calls.add(
+                id=tc.id,
+                index=None,
+                name=getattr(function, "name", None),
+                arguments=getattr(function, "arguments", None),
+            )
+        text = llm_utils.strip_thinking_tokens(
+            message.content or "", llm_utils.ThinkingTokenFilter(), final=True
+        ) or ""
+        return Completion(text=text, tool_calls=calls.finish())
+
+
+class ChatStream(llm.LLMStream):
+    def __init__(
+        self,
+        provider: OpenAICompatibleProvider,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool],
+        conn_options: APIConnectOptions,
+        request: dict[str, Any],
+    ) -> None:
+        super().__init__(provider, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
+        self._provider = provider
+        self._request = request
+
+    async def _run(self) -> None:
+        quirks = self._provider._preset.quirks
+        request = dict(self._request)
+        if quirks.stream_usage:
+            request["stream_options"] = {"include_usage": True}
+        # retrying after words were streamed would repeat them
+        retryable = True
+        finished = False
+        calls = ToolCallAccumulator()
+        thinking = llm_utils.ThinkingTokenFilter()
+        chunk_id = ""
+        try:
+            stream = await self._provider._client.chat.completions.create(
+                **request, stream=True, timeout=httpx2.Timeout(self._conn_options.timeout)
+            )
+            async with stream:
+                async for chunk in stream:
+                    chunk_id = chunk.id or chunk_id
+                    for choice in chunk.choices or []:
+                        finished = finished or choice.finish_reason is not None
+                        delta = choice.delta
+                        if delta is None:
+                            continue
+                        for tc in delta.tool_calls or []:
+                            calls.add_delta(tc)
+                        text = llm_utils.strip_thinking_tokens(
+                            delta.content, thinking, final=choice.finish_reason is not None
+                        )
+                        if text:
+                            retryable = False
+                            self._event_ch.send_nowait(
+                                llm.ChatChunk(
+                                    id=chunk_id,
+                                    delta=llm.ChoiceDelta(role="assistant", content=text),
+                                )
+                            )
+                    if chunk.usage is not None:
+                        self._event_ch.send_nowait(
+                            llm.ChatChunk(
+                                id=chunk_id,
+                                usage=llm.CompletionUsage(
+                                    completion_tokens=chunk.usage.completion_tokens or 0,
+                                    prompt_tokens=chunk.usage.prompt_tokens or 0,
+                                    total_tokens=chunk.usage.total_tokens or 0,
+                                ),
+                            )
+                        )
+            if not finished and quirks.reports_finish_reason:
+                raise StreamCutError("the stream ended without a finish_reason", retryable=retryable)
+        except APIError:
+            raise
+        except Exception as e:
+            raise _to_api_error(e, retryable=retryable) from e
+
+        if calls:
+            self._event_ch.send_nowait(
+                llm.ChatChunk(
+                    id=chunk_id,
+                    delta=llm.ChoiceDelta(role="assistant", tool_calls=calls.finish()),
+                )
+            )
+
+
+def _tool_choice_param(tool_choice: ToolChoice) -> Any:
+    if isinstance(tool_choice, dict):
+        return {"type": "function", "function": {"name": tool_choice["function"]["name"]}}
+    return tool_choice
+
+
+def _to_api_error(e: BaseException, *, retryable: bool) -> APIError:
+    """The one place where `openai`/`httpx` errors become livekit's `APIError` family.
+
+    Messages name what happened, never the key; the server's own message (which may
+    echo request details) only travels in `body` for the logs.
+    """
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError)):
+        return APITimeoutError("the LLM server did not answer in time", retryable=retryable)
+    if isinstance(e, openai.APIStatusError):
+        return APIStatusError(
+            f"the LLM server answered HTTP {e.status_code}",
+            status_code=e.status_code,
+            request_id=e.request_id,
+            body=e.body,
+            retryable=retryable,
+        )
+    if isinstance(e, openai.APIConnectionError):
+        return APIConnectionError("could not connect to the LLM server", retryable=retryable)
+    if isinstance(e, openai.APIError):
+        # an `error` object sent inside an SSE stream
+        return APIConnectionError("the LLM server reported an error mid-stream", retryable=retryable)
+    if isinstance(e, (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, KeyError)):
+        return APIConnectionError("the LLM server sent a malformed response", retryable=retryable)
+    if isinstance(e, httpx2.HTTPError):
+        return APIConnectionError("the connection to the LLM server failed", retryable=retryable)
+    return APIConnectionError(f"unexpected LLM client failure ({type(e).__name__})", retryable=retryable)
+
+
+async def _sleep(seconds: float) -> None:
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
+
