@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     agent_apology: str = "Sorry, I'm having trouble answering right now. Please try again."
     agent_fallback_reply: str = "Sorry, I don't have an answer to that."
     tool_pass_mode: Literal["streamed", "blocking"] = "streamed"
-    max_tool_rounds: Annotated[int, Field(ge=1, le=20)] = 3
+    max_tool_rounds: Annotated[int, Field(ge=1, le=20)] = 1
     tool_timeout: PositiveSeconds = 10.0
     builtin_tools: bool = True
 

@@ -39,7 +39,8 @@ class TurnOptions:
     fallback_reply: str
     """Said when the model, asked twice, still produces no words."""
     tool_pass: ToolPassMode = "streamed"
-    max_tool_rounds: int = 3
+    max_tool_rounds: int = 1
+    """Tool-resolution passes before the speaking pass (tool_choice="none") must answer."""
     tool_timeout: float = 10.0
 
 

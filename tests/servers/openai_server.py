@@ -1,0 +1,339 @@
+"""A scriptable OpenAI-compatible chat server on 127.0.0.1: real HTTP, real SSE.
+
+Each request takes the next scripted `Reply` (or the default one). A reply is a
+list of steps: text and tool-call deltas (split over chunks as real servers do),
+pauses, and faults (HTTP errors, hangs, cut connections, garbage SSE). The same
+script answers streamed and non-streamed requests. Runs in its own thread and
+event loop, so sync tests, subprocess tests and async tests can all use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+# --- script steps ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+    chunk_words: int = 1
+    """Words per SSE chunk."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
+    splits: int = 3
+    """Argument JSON is sent over this many chunks."""
+    index: int | None = 0
+    """What the server claims the index is (None: omitted, as some servers do)."""
+    repeat_id: bool = False
+    """Send id and name on every chunk, not just the first."""
+
+    @property
+    def arguments_json(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str | None = "stop"
+
+
+@dataclass(frozen=True)
+class Status:
+    """Answer with this HTTP status and body instead of a completion."""
+
+    code: int
+    body: dict[str, Any] | str = field(
+        default_factory=lambda: {"error": {"message": "scripted failure", "type": "server_error"}}
+    )
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Bytes written as-is into the SSE stream (garbage, broken JSON, ...)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Drop the connection mid-response."""
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Stop answering (until the client gives up)."""
+
+
+Step = Text | ToolCall | Sleep | Finish | Status | Raw | Cut | Hang
+
+
+@dataclass(frozen=True)
+class Reply:
+    steps: tuple[Step, ...]
+    done: bool = True
+    """Send `data: [DONE]` at the end."""
+    token_delay: float = 0.0
+    """Pause between content chunks."""
+
+    @staticmethod
+    def of(*steps: Step, done: bool = True, token_delay: float = 0.0) -> Reply:
+        return Reply(tuple(steps), done=done, token_delay=token_delay)
+
+
+def text_reply(text: str, *, ttft: float = 0.0, token_delay: float = 0.0) -> Reply:
+    steps: list[Step] = [Sleep(ttft)] if ttft else []
+    return Reply.of(*steps, Text(text), Finish("stop"), token_delay=token_delay)
+
+
+def tool_reply(*calls: ToolCall, text: str = "", ttft: float = 0.0) -> Reply:
+    steps: list[Step] = [Sleep(ttft)] if ttft else []
+    if text:
+        steps.append(Text(text))
+    return Reply.of(*steps, *calls, Finish("tool_calls"))
+
+
+# --- the server ---------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    received_at: float
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t["function"]["name"] for t in self.body.get("tools") or []]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.body.get("messages") or [])
+
+
+class ScriptedLLMServer:
+    def __init__(self, *, default: Reply | None = None, model: str = "test-model") -> None:
+        self.model = model
+        self.default = default or text_reply("Default reply.")
+        self.requests: list[Request] = []
+        self.first_chunk_sent_at: list[float] = []
+        """perf_counter() when each streamed reply's first content/tool chunk was written."""
+        self._replies: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._ids = itertools.count(1)
+        self.port = 0
+
+    # -- lifecycle
+    def start(self) -> ScriptedLLMServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> ScriptedLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- scripting
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._replies.extend(replies)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._replies.clear()
+            self.requests.clear()
+            self.first_chunk_sent_at.clear()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._replies)
+
+    def _next(self) -> Reply:
+        with self._lock:
+            return self._replies.popleft() if self._replies else self.default
+
+    # -- HTTP
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(
+            Request(request.path, dict(request.headers), body, time.perf_counter())
+        )
+        reply = self._next()
+        steps = list(reply.steps)
+        # leading pauses and an HTTP status happen before any response is sent
+        while steps and isinstance(steps[0], Sleep):
+            await asyncio.sleep(steps.pop(0).seconds)  # type: ignore[union-attr]
+        if steps and isinstance(steps[0], Status):
+            status = steps[0]
+            if isinstance(status.body, str):
+                return web.Response(status=status.code, text=status.body)
+            return web.json_response(status.body, status=status.code)
+        if steps and isinstance(steps[0], Hang):
+            await asyncio.sleep(3600)
+        if body.get("stream"):
+            return await self._stream(request, reply, steps)
+        return await self._whole(request, reply, steps)
+
+    async def _stream(self, request: web.Request, reply: Reply, steps: list[Step]) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        cid = f"chatcmpl-{next(self._ids)}"
+        first = True
+
+        async def send(delta: dict[str, Any], finish: str | None = None) -> None:
+            nonlocal first
+            chunk = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if first and (delta.get("content") or delta.get("tool_calls")):
+                first = False
+                self.first_chunk_sent_at.append(time.perf_counter())
+
+        await send({"role": "assistant", "content": ""})
+        for step in steps:
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+            elif isinstance(step, Text):
+                for i, piece in enumerate(_word_chunks(step.text, step.chunk_words)):
+                    if i and reply.token_delay:
+                        await asyncio.sleep(reply.token_delay)
+                    await send({"content": piece})
+            elif isinstance(step, ToolCall):
+                for delta in _tool_call_deltas(step, next(self._ids)):
+                    await send({"tool_calls": [delta]})
+            elif isinstance(step, Finish):
+                await send({}, finish=step.reason)
+            elif isinstance(step, Raw):
+                await resp.write(step.data)
+            elif isinstance(step, Cut):
+                assert request.transport is not None
+                request.transport.abort()
+                return resp
+            elif isinstance(step, Hang):
+                await asyncio.sleep(3600)
+        if reply.done:
+            await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def _whole(self, request: web.Request, reply: Reply, steps: list[Step]) -> web.StreamResponse:
+        text = ""
+        calls: list[dict[str, Any]] = []
+        finish: str | None = "stop"
+        for step in steps:
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+            elif isinstance(step, Text):
+                text += step.text
+            elif isinstance(step, ToolCall):
+                calls.append(
+                    {
+                        "id": step.id or f"call_{next(self._ids)}",
+                        "type": "function",
+                        "function": {"name": step.name, "arguments": step.arguments_json},
+                    }
+                )
+            elif isinstance(step, Finish):
+                finish = step.reason
+            elif isinstance(step, Raw):
+                return web.Response(status=200, body=step.data, content_type="application/json")
+            elif isinstance(step, Cut):
+                assert request.transport is not None
+                request.transport.abort()
+                return web.Response()
+            elif isinstance(step, Hang):
+                await asyncio.sleep(3600)
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if calls:
+            message["tool_calls"] = calls
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{next(self._ids)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
+
+
+def _word_chunks(text: str, words: int) -> Iterator[str]:
+    parts = text.split(" ")
+    for i in range(0, len(parts), words):
+        piece = " ".join(parts[i : i + words])
+        yield piece + (" " if i + words < len(parts) else "")
+
+
+def _tool_call_deltas(call: ToolCall, n: int) -> Iterable[dict[str, Any]]:
+    args = call.arguments_json
+    size = max(1, -(-len(args) // max(1, call.splits)))
+    pieces = [args[i : i + size] for i in range(0, len(args), size)] or [""]
+    call_id = call.id or f"call_{n}"
+    for i, piece in enumerate(pieces):
+        delta: dict[str, Any] = {"function": {"arguments": piece}}
+        if call.index is not None:
+            delta["index"] = call.index
+        if i == 0 or call.repeat_id:
+            delta.update(id=call_id, type="function")
+            delta["function"]["name"] = call.name
+        yield delta
