@@ -19,7 +19,9 @@ def build_llm(settings: Settings) -> OpenAICompatibleProvider:
     )
 
 
-def build_engine(settings: Settings, llm_provider: OpenAICompatibleProvider | None = None) -> TurnEngine:
+def build_engine(
+    settings: Settings, llm_provider: OpenAICompatibleProvider | None = None
+) -> TurnEngine:
     return TurnEngine(
         llm_provider or build_llm(settings),
         TurnOptions(
@@ -46,7 +48,7 @@ class Assistant(Agent):
         instructions: str,
         tools: Sequence[llm.Tool | llm.Toolset] = (),
     ) -> None:
-        super().__init__(instructions=instructions, tools=list(tools), llm=engine.llm)
+        super().__init__(instructions=instructions, tools=list(tools), llm=engine.provider)
         self._engine = engine
 
     async def llm_node(

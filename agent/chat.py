@@ -20,13 +20,15 @@ from .logging import bind_context, get_logger
 log = get_logger("agent.chat")
 
 
-async def run_chat(settings: Settings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+async def run_chat(
+    settings: Settings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
+) -> int:
     engine = build_engine(settings)
     tools = build_tools(settings)
     history = llm.ChatContext()
     history.add_message(role="system", content=settings.instructions)
     with bind_context(session_id=uuid.uuid4().hex[:12], mode="chat"):
-        log.info("chat started", base_url=engine.llm.base_url)
+        log.info("chat started", base_url=engine.provider.base_url)
         try:
             while line := await asyncio.to_thread(stdin.readline):
                 user_text = line.strip()
@@ -42,6 +44,8 @@ async def run_chat(settings: Settings, *, stdin: TextIO = sys.stdin, stdout: Tex
                 history.items.extend(turn.new_items)
                 history.add_message(role="assistant", content=turn.text)
         finally:
-            await engine.llm.aclose()
-        log.info("chat ended", turns=sum(1 for i in history.items if getattr(i, "role", None) == "user"))
+            await engine.provider.aclose()
+        log.info(
+            "chat ended", turns=sum(1 for i in history.items if getattr(i, "role", None) == "user")
+        )
     return 0

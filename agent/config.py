@@ -90,14 +90,21 @@ class Settings(BaseSettings):
     def _check_backend(self) -> Settings:
         preset = self.preset
         if self.llm_base_url is None and preset.default_base_url is None:
-            raise _FieldError("llm_base_url", f"required for LLM_PROVIDER={preset.name} "
-                              "(the server's URL, e.g. http://localhost:8000/v1)")
+            raise _FieldError(
+                "llm_base_url",
+                f"required for LLM_PROVIDER={preset.name} "
+                "(the server's URL, e.g. http://localhost:8000/v1)",
+            )
         if self.llm_model is None and preset.default_model is None:
-            raise _FieldError("llm_model", f"required for LLM_PROVIDER={preset.name} "
-                              "(the model name the server serves)")
+            raise _FieldError(
+                "llm_model",
+                f"required for LLM_PROVIDER={preset.name} (the model name the server serves)",
+            )
         if preset.requires_api_key and self.api_key is None:
             where = f" (or {preset.api_key_env})" if preset.api_key_env else ""
-            raise _FieldError("llm_api_key", f"required for LLM_PROVIDER={preset.name}; set LLM_API_KEY{where}")
+            raise _FieldError(
+                "llm_api_key", f"required for LLM_PROVIDER={preset.name}; set LLM_API_KEY{where}"
+            )
         return self
 
     @property

@@ -90,6 +90,7 @@ def _looks_like_tool_call_json(text: str) -> bool:
         # cut-off JSON that names a function is still a tool call
         return '"name"' in text or '"function"' in text
     items = value if isinstance(value, list) else [value]
-    return any(
-        isinstance(item, dict) and ("name" in item or "function" in item) for item in items
-    ) or not items
+    return (
+        any(isinstance(item, dict) and ("name" in item or "function" in item) for item in items)
+        or not items
+    )

@@ -20,6 +20,7 @@ from typing import Literal
 
 from livekit.agents import llm
 from livekit.agents.llm.utils import execute_function_call
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from providers import APIError, APIStatusError, OpenAICompatibleProvider, ToolCall
 
@@ -83,7 +84,7 @@ class TurnEngine:
         self._tool_choice_none_rejected = False
 
     @property
-    def llm(self) -> OpenAICompatibleProvider:
+    def provider(self) -> OpenAICompatibleProvider:
         return self._llm
 
     @property
@@ -114,7 +115,7 @@ class Turn:
     ) -> None:
         self._engine = engine
         self._opts = engine.options
-        self._llm = engine.llm
+        self._llm = engine.provider
         self._ctx = chat_ctx.copy()
         self._tool_ctx = llm.ToolContext(list(tools))
         self._tools = self._tool_ctx.flatten()
@@ -236,13 +237,13 @@ class Turn:
         stats = PassStats(kind=kind)
         started = time.perf_counter()
         tools = self._tools if kind != "speak-plain" else None
-        tool_choice: llm.ToolChoice | None = "none" if kind == "speak" else None
+        tool_choice: NotGivenOr[llm.ToolChoice] = "none" if kind == "speak" else NOT_GIVEN
         text_filter = ToolCallTextFilter()
         try:
             async with self._llm.chat(
                 chat_ctx=self._ctx,
                 tools=list(tools) if tools else None,
-                **({"tool_choice": tool_choice} if tool_choice else {}),
+                tool_choice=tool_choice,
             ) as stream:
                 async for chunk in stream:
                     if chunk.delta is None:

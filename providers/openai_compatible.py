@@ -37,7 +37,6 @@ from .base import (
     APITimeoutError,
     Completion,
     StreamCutError,
-    ToolCall,
 )
 from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderPreset
 from .tool_calls import ToolCallAccumulator
@@ -81,7 +80,7 @@ class ProviderOptions:
         )
 
 
-class OpenAICompatibleProvider(llm.LLM):
+class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
     def __init__(
         self,
         *,
@@ -101,7 +100,11 @@ class OpenAICompatibleProvider(llm.LLM):
         )
 
     def __repr__(self) -> str:
-        return f"OpenAICompatibleProvider(provider={self.provider!r}, model={self.model!r}, base_url={self.base_url!r})"
+        # never the key
+        return (
+            f"OpenAICompatibleProvider(provider={self.provider!r}, model={self.model!r}, "
+            f"base_url={self.base_url!r})"
+        )
 
     @property
     def model(self) -> str:
@@ -136,7 +139,9 @@ class OpenAICompatibleProvider(llm.LLM):
         request = self._request(
             chat_ctx, tools or [], tool_choice, parallel_tool_calls, extra_kwargs
         )
-        return ChatStream(self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, request=request)
+        return ChatStream(
+            self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, request=request
+        )
 
     async def complete(
         self,
@@ -204,9 +209,12 @@ class OpenAICompatibleProvider(llm.LLM):
                 name=getattr(function, "name", None),
                 arguments=getattr(function, "arguments", None),
             )
-        text = llm_utils.strip_thinking_tokens(
-            message.content or "", llm_utils.ThinkingTokenFilter(), final=True
-        ) or ""
+        text = (
+            llm_utils.strip_thinking_tokens(
+                message.content or "", llm_utils.ThinkingTokenFilter(), final=True
+            )
+            or ""
+        )
         return Completion(text=text, tool_calls=calls.finish())
 
 
@@ -272,7 +280,9 @@ class ChatStream(llm.LLMStream):
                             )
                         )
             if not finished and quirks.reports_finish_reason:
-                raise StreamCutError("the stream ended without a finish_reason", retryable=retryable)
+                raise StreamCutError(
+                    "the stream ended without a finish_reason", retryable=retryable
+                )
         except APIError:
             raise
         except Exception as e:
@@ -315,17 +325,18 @@ def _to_api_error(e: BaseException, *, retryable: bool) -> APIError:
         return APIConnectionError("could not connect to the LLM server", retryable=retryable)
     if isinstance(e, openai.APIError):
         # an `error` object sent inside an SSE stream
-        return APIConnectionError("the LLM server reported an error mid-stream", retryable=retryable)
+        return APIConnectionError(
+            "the LLM server reported an error mid-stream", retryable=retryable
+        )
     if isinstance(e, (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, KeyError)):
         return APIConnectionError("the LLM server sent a malformed response", retryable=retryable)
     if isinstance(e, httpx2.HTTPError):
         return APIConnectionError("the connection to the LLM server failed", retryable=retryable)
-    return APIConnectionError(f"unexpected LLM client failure ({type(e).__name__})", retryable=retryable)
+    return APIConnectionError(
+        f"unexpected LLM client failure ({type(e).__name__})", retryable=retryable
+    )
 
 
 async def _sleep(seconds: float) -> None:
     if seconds > 0:
         await asyncio.sleep(seconds)
-
-
-

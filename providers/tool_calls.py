@@ -41,7 +41,9 @@ class ToolCallAccumulator:
     def __bool__(self) -> bool:
         return bool(self._calls)
 
-    def add(self, *, id: str | None, index: int | None, name: str | None, arguments: str | None) -> None:
+    def add(
+        self, *, id: str | None, index: int | None, name: str | None, arguments: str | None
+    ) -> None:
         call = self._route(id=id or None, index=index, name=name or None)
         if name and not call.name:
             call.name = name

@@ -140,7 +140,7 @@ async def test_parallel_calls_all_numbered_zero_each_run(llm_server: ScriptedLLM
         ),
         text_reply("Both ship tomorrow."),
     )
-    said, turn = await speak(make_engine(llm_server), TOOLS)
+    said, _ = await speak(make_engine(llm_server), TOOLS)
     assert said == "Both ship tomorrow."
     outputs = [m["content"] for m in llm_server.requests[1].messages if m["role"] == "tool"]
     assert outputs == ["Order 1 ships tomorrow.", "Order 2 ships tomorrow."]
@@ -259,7 +259,7 @@ async def test_empty_completion_without_tools_is_retried_once_then_fallback(
 ) -> None:
     empty = Reply.of(Finish("stop"))
     llm_server.script(empty, empty)
-    said, turn = await speak(make_engine(llm_server))
+    said, _ = await speak(make_engine(llm_server))
     assert said == FALLBACK
     assert len(llm_server.requests) == 2
 
@@ -319,7 +319,9 @@ async def test_backend_fault_ends_in_an_apology_without_internals(
     assert elapsed < 1.0 + 1.5  # within the timeout (+ slack for a loaded machine)
 
 
-async def test_fault_in_the_speaking_pass_keeps_what_was_said(llm_server: ScriptedLLMServer) -> None:
+async def test_fault_in_the_speaking_pass_keeps_what_was_said(
+    llm_server: ScriptedLLMServer,
+) -> None:
     llm_server.script(
         tool_reply(ToolCall("lookup_order", {"order_id": 1}), text="Checking."),
         Reply.of(Text("Your order"), Cut()),
@@ -331,7 +333,7 @@ async def test_fault_in_the_speaking_pass_keeps_what_was_said(llm_server: Script
 
 async def test_refused_connection_ends_in_an_apology() -> None:
     engine = make_engine("http://127.0.0.1:9/v1")
-    said, turn = await speak(engine, TOOLS)
+    said, _ = await speak(engine, TOOLS)
     assert said == APOLOGY
 
 
@@ -360,7 +362,7 @@ async def test_blocking_mode_resolves_tools_with_one_non_streamed_request(
     llm_server.script(
         tool_reply(ToolCall("lookup_order", {"order_id": 9})), text_reply("Tomorrow.")
     )
-    said, turn = await speak(make_engine(llm_server, tool_pass="blocking"), TOOLS)
+    said, _ = await speak(make_engine(llm_server, tool_pass="blocking"), TOOLS)
     assert said == "Tomorrow."
     assert llm_server.requests[0].stream is False
     assert llm_server.requests[1].stream is True

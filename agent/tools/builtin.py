@@ -14,12 +14,15 @@ async def get_current_time(timezone: str | None = None) -> str:
     """Get the current date and time.
 
     Args:
-        timezone: IANA time zone name such as "Europe/Paris" or "America/New_York". Leave it out for the server's local time.
+        timezone: IANA time zone name such as "Europe/Paris" or "America/New_York".
+            Leave it out for the server's local time.
     """
     try:
         tz = ZoneInfo(timezone) if timezone else None
     except (ZoneInfoNotFoundError, ValueError):
-        raise ToolError(f"Unknown time zone {timezone!r}; use an IANA name like Europe/Paris.") from None
+        raise ToolError(
+            f"Unknown time zone {timezone!r}; use an IANA name like Europe/Paris."
+        ) from None
     now = datetime.now(tz).astimezone(tz) if tz else datetime.now().astimezone()
     return now.strftime("%A, %B %d, %Y, %H:%M (%Z, UTC%z)")
 

@@ -205,7 +205,9 @@ class ScriptedLLMServer:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": self.model, "object": "model"}]}
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -215,8 +217,10 @@ class ScriptedLLMServer:
         reply = self._next()
         steps = list(reply.steps)
         # leading pauses and an HTTP status happen before any response is sent
+        pauses = 0.0
         while steps and isinstance(steps[0], Sleep):
-            await asyncio.sleep(steps.pop(0).seconds)  # type: ignore[union-attr]
+            pauses += steps.pop(0).seconds  # type: ignore[union-attr]
+        await asyncio.sleep(pauses)
         if steps and isinstance(steps[0], Status):
             status = steps[0]
             if isinstance(status.body, str):
@@ -228,7 +232,9 @@ class ScriptedLLMServer:
             return await self._stream(request, reply, steps)
         return await self._whole(request, reply, steps)
 
-    async def _stream(self, request: web.Request, reply: Reply, steps: list[Step]) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, reply: Reply, steps: list[Step]
+    ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         cid = f"chatcmpl-{next(self._ids)}"
@@ -275,7 +281,9 @@ class ScriptedLLMServer:
         await resp.write_eof()
         return resp
 
-    async def _whole(self, request: web.Request, reply: Reply, steps: list[Step]) -> web.StreamResponse:
+    async def _whole(
+        self, request: web.Request, reply: Reply, steps: list[Step]
+    ) -> web.StreamResponse:
         text = ""
         calls: list[dict[str, Any]] = []
         finish: str | None = "stop"
