@@ -15,6 +15,7 @@ from tests.servers.openai_server import ScriptedLLMServer
 APOLOGY = "Sorry, something went wrong on my side."
 FALLBACK = "I have nothing to add."
 VOICE_AGENT = str(Path(sys.executable).parent / "voice-agent")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -56,6 +57,8 @@ def chat_env(server: ScriptedLLMServer | None = None, **extra: str) -> dict[str,
     }
     if server is not None:
         env.update(LLM_BASE_URL=server.base_url, LLM_MODEL="test-model")
+    # the checkout under test, whatever the installed copy points at
+    env["PYTHONPATH"] = str(ROOT)
     env.update(LLM_MAX_RETRIES="0", LLM_TIMEOUT="2", LOG_FORMAT="json")
     env.update(extra)
     return env
