@@ -9,7 +9,8 @@ from livekit.agents import Agent, ModelSettings, llm
 from providers import PRESETS, OpenAICompatibleProvider
 
 from .config import Settings
-from .tools import builtin_tools
+from .history import HistoryLimits, bound_history, remove_filler
+from .tools import McpTools, WebhookToolset, builtin_tools
 from .turns import TurnEngine, TurnOptions
 
 
@@ -30,12 +31,39 @@ def build_engine(
             tool_pass=settings.tool_pass_mode,
             max_tool_rounds=settings.max_tool_rounds,
             tool_timeout=settings.tool_timeout,
+            filler=settings.tool_filler.strip(),
+            filler_delay=settings.tool_filler_delay,
         ),
     )
 
 
 def build_tools(settings: Settings) -> list[llm.Tool | llm.Toolset]:
-    return [*builtin_tools(enabled=settings.builtin_tools)]
+    """Built-in tools, webhook tools and MCP servers; toolsets connect in `setup()`."""
+    tools: list[llm.Tool | llm.Toolset] = [*builtin_tools(enabled=settings.builtin_tools)]
+    if settings.webhooks:
+        tools.append(
+            WebhookToolset(settings.webhooks, max_result_chars=settings.tool_result_max_chars)
+        )
+    if settings.mcp_servers:
+        tools.append(
+            McpTools(
+                settings.mcp_servers,
+                # MCP tools yield their name to ours; theirs get a server prefix
+                reserved_names=llm.ToolContext(tools).function_tools.keys(),
+                connect_timeout=settings.mcp_connect_timeout,
+                # a little over the engine's timeout, so that the engine's fires first
+                call_timeout=settings.tool_timeout + 5,
+                max_result_chars=settings.tool_result_max_chars,
+            )
+        )
+    return tools
+
+
+def build_history_limits(settings: Settings) -> HistoryLimits:
+    return HistoryLimits(
+        max_turns=settings.history_max_turns,
+        max_tool_result_chars=settings.history_tool_result_max_chars,
+    )
 
 
 class Assistant(Agent):
@@ -47,9 +75,12 @@ class Assistant(Agent):
         engine: TurnEngine,
         instructions: str,
         tools: Sequence[llm.Tool | llm.Toolset] = (),
+        history: HistoryLimits | None = None,
     ) -> None:
         super().__init__(instructions=instructions, tools=list(tools), llm=engine.provider)
         self._engine = engine
+        self._limits = history or HistoryLimits()
+        self._filler_to_remove: str | None = None
 
     async def llm_node(
         self,
@@ -57,11 +88,18 @@ class Assistant(Agent):
         tools: list[llm.Tool],
         model_settings: ModelSettings,
     ) -> AsyncIterable[str]:
-        turn = self._engine.run(chat_ctx, tools)
+        # the framework recorded last turn's filler as part of the assistant's message:
+        # it was said, but the model did not say it
+        filler, self._filler_to_remove = self._filler_to_remove, None
+        if filler:
+            remove_filler(chat_ctx, filler)
+        turn = self._engine.run(bound_history(chat_ctx, self._limits), tools)
         async for text in turn:
             yield text
         # the framework records what was said; tool calls and results are ours to keep
-        if turn.new_items:
-            history = self.chat_ctx.copy()
-            history.insert(turn.new_items)
-            await self.update_chat_ctx(history)
+        history = self.chat_ctx.copy()
+        if filler:
+            remove_filler(history, filler)
+        history.insert(turn.new_items)
+        await self.update_chat_ctx(bound_history(history, self._limits))
+        self._filler_to_remove = turn.filler

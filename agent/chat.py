@@ -13,9 +13,11 @@ from typing import TextIO
 
 from livekit.agents import llm
 
-from .assistant import build_engine, build_tools
+from .assistant import build_engine, build_history_limits, build_tools
 from .config import Settings
+from .history import bound_history
 from .logging import bind_context, get_logger
+from .tools import aclose_tools, setup_tools
 
 log = get_logger("agent.chat")
 
@@ -25,16 +27,19 @@ async def run_chat(
 ) -> int:
     engine = build_engine(settings)
     tools = build_tools(settings)
+    limits = build_history_limits(settings)
     history = llm.ChatContext()
     history.add_message(role="system", content=settings.instructions)
     with bind_context(session_id=uuid.uuid4().hex[:12], mode="chat"):
-        log.info("chat started", base_url=engine.provider.base_url)
         try:
+            await setup_tools(tools)
+            log.info("chat started", base_url=engine.provider.base_url)
             while line := await asyncio.to_thread(stdin.readline):
                 user_text = line.strip()
                 if not user_text:
                     continue
                 history.add_message(role="user", content=user_text)
+                bound_history(history, limits)
                 turn = engine.run(history, tools)
                 async for text in turn:
                     stdout.write(text)
@@ -44,6 +49,7 @@ async def run_chat(
                 history.items.extend(turn.new_items)
                 history.add_message(role="assistant", content=turn.text)
         finally:
+            await aclose_tools(tools)
             await engine.provider.aclose()
         log.info(
             "chat ended", turns=sum(1 for i in history.items if getattr(i, "role", None) == "user")

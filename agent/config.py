@@ -11,10 +11,25 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from providers import PLACEHOLDER_API_KEY, PRESETS, ProviderName, ProviderOptions, ProviderPreset
+
+from .tools.specs import (
+    McpServerSpec,
+    SpecError,
+    WebhookSpec,
+    load_mcp_config,
+    load_webhook_tools,
+)
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant. Your replies are spoken aloud, so keep them short "
@@ -52,6 +67,22 @@ class Settings(BaseSettings):
     max_tool_rounds: Annotated[int, Field(ge=1, le=20)] = 1
     tool_timeout: PositiveSeconds = 10.0
     builtin_tools: bool = True
+    tool_filler: str = "One moment."
+    tool_filler_delay: Annotated[float, Field(ge=0, le=60)] = 0.7
+    tool_result_max_chars: Annotated[int, Field(ge=200, le=1_000_000)] = 4000
+
+    # --- configured tools (files; their ${VAR} references are expanded from the env) ---
+    mcp_config: Path | None = None
+    mcp_connect_timeout: PositiveSeconds = 5.0
+    webhook_tools: Path | None = None
+
+    # --- history ---
+    history_max_turns: Annotated[int, Field(ge=1, le=1000)] = 20
+    history_tool_result_max_chars: Annotated[int, Field(ge=0, le=1_000_000)] = 500
+
+    _mcp_servers: list[McpServerSpec] = PrivateAttr(default_factory=list)
+    _webhooks: list[WebhookSpec] = PrivateAttr(default_factory=list)
+    _tool_secrets: list[str] = PrivateAttr(default_factory=list)
 
     # --- logging ---
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
@@ -78,6 +109,11 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("expected an http(s) URL such as http://localhost:8000/v1")
         return v.strip()
+
+    @field_validator("mcp_config", "webhook_tools", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("agent_instructions_file")
     @classmethod
@@ -106,6 +142,34 @@ class Settings(BaseSettings):
                 "llm_api_key", f"required for LLM_PROVIDER={preset.name}; set LLM_API_KEY{where}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _load_tool_files(self) -> Settings:
+        # the files are read here so that a mistake in them stops start-up like any
+        # other bad setting; `${VAR}` references come from the environment (and .env)
+        env = {**_dotenv(self.model_config.get("env_file")), **os.environ}
+        try:
+            if self.mcp_config is not None:
+                mcp = load_mcp_config(self.mcp_config, env)
+                self._mcp_servers, self._tool_secrets = mcp.specs, [*mcp.secrets]
+        except SpecError as e:
+            raise _FieldError("mcp_config", str(e)) from None
+        try:
+            if self.webhook_tools is not None:
+                hooks = load_webhook_tools(self.webhook_tools, env)
+                self._webhooks = hooks.specs
+                self._tool_secrets += hooks.secrets
+        except SpecError as e:
+            raise _FieldError("webhook_tools", str(e)) from None
+        return self
+
+    @property
+    def mcp_servers(self) -> list[McpServerSpec]:
+        return self._mcp_servers
+
+    @property
+    def webhooks(self) -> list[WebhookSpec]:
+        return self._webhooks
 
     @property
     def preset(self) -> ProviderPreset:
@@ -138,13 +202,21 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Values that must never reach a log line or a spoken word."""
         key = self.api_key
-        return [key] if key and key != PLACEHOLDER_API_KEY else []
+        return [*([key] if key and key != PLACEHOLDER_API_KEY else []), *self._tool_secrets]
 
 
 class _FieldError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+def _dotenv(env_file: object) -> dict[str, str]:
+    if not isinstance(env_file, (str, Path)) or not Path(env_file).is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -43,6 +43,9 @@ class TurnOptions:
     max_tool_rounds: int = 1
     """Tool-resolution passes before the speaking pass (tool_choice="none") must answer."""
     tool_timeout: float = 10.0
+    filler: str = ""
+    """Said once per turn when tools have not answered within `filler_delay`; "" disables."""
+    filler_delay: float = 0.7
 
 
 @dataclass(slots=True)
@@ -74,6 +77,11 @@ class TurnStats:
     @property
     def time_to_first_text(self) -> float | None:
         return None if self.first_text_at is None else self.first_text_at - self.started_at
+
+
+class _Filler(str):
+    """Words said while tools run: spoken, but not the model's, so never part of
+    `Turn.text` (what callers record as the assistant's message) or the context."""
 
 
 class TurnEngine:
@@ -122,6 +130,8 @@ class Turn:
         self.id = turn_id
         self.new_items: list[llm.ChatItem] = []
         self.text = ""
+        self.filler: str | None = None
+        """The filler sentence, if one was said while tools ran (it is not in `text`)."""
         self.stats = TurnStats()
         self._log = log.bind(turn_id=turn_id, provider=self._llm.provider, model=self._llm.model)
         self._gen: AsyncIterator[str] | None = None
@@ -135,7 +145,7 @@ class Turn:
     async def _generate(self) -> AsyncIterator[str]:
         try:
             async for text in self._resolve_and_speak():
-                yield self._said(text)
+                yield text if isinstance(text, _Filler) else self._said(text)
         except Exception as e:  # the one place a failed turn becomes words
             self._log_failure(e)
             self.stats.outcome = "apology"
@@ -172,7 +182,8 @@ class Turn:
                     if self.text.strip():
                         return  # answered without tools: the common fast path
                     break
-                await self._run_tools(calls)
+                async for filler in self._run_tools(calls):
+                    yield filler
             speak_kinds: list[PassKind] = (
                 ["speak-plain"] if self._engine._tool_choice_none_rejected else ["speak"]
             )
@@ -276,12 +287,25 @@ class Turn:
                 )
             self._record(stats)
 
-    async def _run_tools(self, calls: list[ToolCall]) -> None:
+    async def _run_tools(self, calls: list[ToolCall]) -> AsyncIterator[str]:
+        """Run `calls` at once; yields the filler (once per turn) if they are slow."""
         # text said before the tool calls belongs before them in the context
         if said := self.text[self._text_in_ctx :].strip():
             self._ctx.add_message(role="assistant", content=said)
             self._text_in_ctx = len(self.text)
-        results = await asyncio.gather(*(self._run_tool(call) for call in calls))
+        runs = asyncio.ensure_future(asyncio.gather(*(self._run_tool(call) for call in calls)))
+        try:
+            if self._opts.filler and self.filler is None:
+                done, _ = await asyncio.wait({runs}, timeout=self._opts.filler_delay)
+                if not done:
+                    # slow tools: say something rather than leave the user in silence
+                    self.filler = self._opts.filler
+                    self._log.info("tools are slow; saying the filler", tools=len(calls))
+                    yield _Filler(self._joined(self.filler) + " ")
+            results = await runs
+        finally:
+            if not runs.done():  # the turn was abandoned (e.g. the user interrupted)
+                runs.cancel()
         for fnc_call, fnc_out in results:
             self._ctx.items.extend((fnc_call, fnc_out))
             self.new_items.extend((fnc_call, fnc_out))

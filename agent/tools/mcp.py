@@ -1,0 +1,282 @@
+"""MCP servers from `MCP_CONFIG`, through livekit-agents' own MCP client.
+
+`McpTools` is one livekit `Toolset` over every configured server. Each server is a
+livekit `MCPToolset` (`MCPServerHTTP` for streamable HTTP and SSE, `MCPServerStdio`
+for commands); what this module adds is what a voice session needs around it:
+
+- `setup()` never fails: a server that is down (or slow) at start-up is logged and
+  retried in the background with backoff, and its tools appear once it answers.
+- Tool names never collide: a tool whose name is already taken (by a built-in, a
+  webhook or an earlier server) is offered as `<server>_<tool>`. A name, once given,
+  stays for the session, so the history keeps making sense.
+- A call to a server that has gone away is an error result the model can speak
+  about ("... unavailable right now"), and starts a reconnect.
+- Results reach the model as text (not MCP content JSON), cut to a sane length.
+
+`tools` is computed on each access: the engine flattens the tools at the start of
+every turn, so a server that comes back is picked up by the next turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from livekit.agents import llm
+from livekit.agents.llm import ToolError, function_tool
+from livekit.agents.llm.mcp import (
+    MCPServer,
+    MCPServerHTTP,
+    MCPServerStdio,
+    MCPToolResultContext,
+    MCPToolset,
+)
+
+from ..logging import get_logger
+from .results import as_text, clip
+from .specs import McpServerSpec
+
+# livekit's tool wrappers are generic over the wrapped function's signature
+_RawTool = llm.RawFunctionTool[..., Any]
+
+log = get_logger("agent.tools.mcp")
+
+
+class McpTools(llm.Toolset):
+    def __init__(
+        self,
+        specs: Sequence[McpServerSpec],
+        *,
+        reserved_names: Iterable[str] = (),
+        connect_timeout: float = 5.0,
+        call_timeout: float = 30.0,
+        max_result_chars: int = 4000,
+        retry_initial: float = 1.0,
+        retry_max: float = 30.0,
+    ) -> None:
+        self._reserved = set(reserved_names)
+        self._names: dict[tuple[str, str], str] = {}  # (server, tool) -> name offered
+        self._servers = [
+            _Server(
+                spec,
+                owner=self,
+                connect_timeout=connect_timeout,
+                call_timeout=call_timeout,
+                max_result_chars=max_result_chars,
+                retry_initial=retry_initial,
+                retry_max=retry_max,
+            )
+            for spec in specs
+        ]
+        super().__init__(id="mcp")
+
+    @property
+    def tools(self) -> Sequence[llm.Tool | llm.Toolset]:
+        # names are given here, in config order, so which server answered first at
+        # start-up does not decide who gets the plain name
+        return [tool for server in self._servers for tool in server.named_tools()]
+
+    @property
+    def servers(self) -> Sequence[_Server]:
+        return self._servers
+
+    async def setup(self) -> McpTools:
+        """Connect to every server at once; the slow and the dead are retried later."""
+        started = time.perf_counter()
+        await asyncio.gather(*(server.start() for server in self._servers))
+        log.info(
+            "mcp tools ready",
+            servers=len(self._servers),
+            connected=sum(s.connected for s in self._servers),
+            tools=len(self.tools),
+            setup_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return self
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(server.aclose() for server in self._servers))
+
+    def name_for(self, server: str, tool: str) -> str:
+        """The name `tool` of `server` is offered under: its own, unless already taken."""
+        key = (server, tool)
+        if key not in self._names:
+            taken = self._reserved | set(self._names.values())
+            name = tool
+            if name in taken:
+                name = f"{server}_{tool}"[:64]
+                n = 2
+                while name in taken:
+                    name = f"{server}_{tool}"[: 64 - len(str(n)) - 1] + f"_{n}"
+                    n += 1
+            self._names[key] = name
+        return self._names[key]
+
+
+class _Server:
+    def __init__(
+        self,
+        spec: McpServerSpec,
+        *,
+        owner: McpTools,
+        connect_timeout: float,
+        call_timeout: float,
+        max_result_chars: int,
+        retry_initial: float,
+        retry_max: float,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self._owner = owner
+        self._connect_timeout = connect_timeout
+        self._max_chars = max_result_chars
+        self._retry = (retry_initial, retry_max)
+        self._toolset = MCPToolset(
+            id=f"mcp_{spec.name}", mcp_server=self._make_server(spec, call_timeout)
+        )
+        self._raw: list[_RawTool] = []
+        self._named: list[_RawTool] | None = None
+        self._retry_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._log = log.bind(mcp_server=spec.name, transport=spec.transport)
+
+    def _make_server(self, spec: McpServerSpec, call_timeout: float) -> MCPServer:
+        # the engine's per-tool timeout is the one that should fire: the session's own
+        # read timeout (5 s by default) would cut slow tools short
+        if spec.transport == "stdio":
+            assert spec.command is not None
+            return MCPServerStdio(
+                command=spec.command,
+                args=list(spec.args),
+                env=dict(spec.env) or None,
+                cwd=spec.cwd,
+                client_session_timeout_seconds=call_timeout,
+                tool_result_resolver=self._result_text,
+            )
+        assert spec.url is not None
+        return MCPServerHTTP(
+            url=spec.url,
+            transport_type="sse" if spec.transport == "sse" else "streamable_http",
+            headers=dict(spec.headers),
+            timeout=self._connect_timeout,
+            client_session_timeout_seconds=call_timeout,
+            tool_result_resolver=self._result_text,
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self._toolset._mcp_server.initialized
+
+    async def start(self) -> None:
+        if not await self._connect():
+            self.reconnect_soon()
+
+    async def _connect(self) -> bool:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await self._toolset.setup(reload=True)
+        except (Exception, asyncio.CancelledError) as e:
+            # a connect attempt that was itself cancelled (an earlier one timing out)
+            # is a failed attempt; our own cancellation is not
+            if isinstance(e, asyncio.CancelledError) and _cancelled_from_outside():
+                raise
+            # MCP's task groups wrap the interesting error; the first leaf says what it was
+            cause = _leaf(e)
+            self._log.warning(
+                "mcp server unavailable; will retry",
+                error_type=type(cause).__name__,
+                error=str(cause)[:200],
+            )
+            return False
+        self._raw = [t for t in self._toolset.tools if isinstance(t, llm.RawFunctionTool)]
+        self._named = None
+        self._log.info(
+            "mcp server connected",
+            tools=[t.info.name for t in self._raw],
+            connect_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return True
+
+    def named_tools(self) -> list[_RawTool]:
+        """The server's last known tools, under the names offered to the model. Kept
+        while the server is away, so that calling one says why it failed."""
+        if self._named is None:
+            self._named = [self._wrap(t) for t in self._raw]
+        return self._named
+
+    def reconnect_soon(self) -> None:
+        if self._closed or (self._retry_task is not None and not self._retry_task.done()):
+            return
+        self._retry_task = asyncio.create_task(self._retry_loop(), name=f"mcp-retry-{self.name}")
+
+    async def _retry_loop(self) -> None:
+        delay, ceiling = self._retry
+        while not self._closed:
+            await asyncio.sleep(delay)
+            if await self._connect():
+                return
+            delay = min(delay * 2, ceiling)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry_task
+        try:
+            async with asyncio.timeout(5):
+                await self._toolset.aclose()
+        except (Exception, asyncio.CancelledError) as e:
+            if isinstance(e, asyncio.CancelledError) and _cancelled_from_outside():
+                raise
+            self._log.warning("mcp server did not close cleanly", error_type=type(e).__name__)
+
+    def _wrap(self, tool: _RawTool) -> _RawTool:
+        original = tool.info.name
+        name = self._owner.name_for(self.name, original)
+
+        async def call_mcp_tool(raw_arguments: dict[str, Any]) -> Any:
+            if not self.connected:
+                self.reconnect_soon()
+                raise ToolError(
+                    f"The {self.name} tools are unavailable right now; try again in a while."
+                )
+            try:
+                return await tool(raw_arguments)
+            except ToolError:
+                raise
+            except Exception as e:
+                # the connection broke mid-call: say so, and get it back
+                self._log.warning(
+                    "mcp tool call failed", tool=original, error_type=type(_leaf(e)).__name__
+                )
+                if not self.connected:
+                    self.reconnect_soon()
+                raise ToolError(f"The {self.name} service failed while running {name}.") from None
+
+        return function_tool(call_mcp_tool, raw_schema={**tool.info.raw_schema, "name": name})
+
+    def _result_text(self, ctx: MCPToolResultContext) -> str:
+        parts: list[str] = []
+        for item in ctx.result.content:
+            text = getattr(item, "text", None)
+            parts.append(text if isinstance(text, str) else f"[{item.type} content omitted]")
+        if not parts and ctx.result.structured_content is not None:
+            parts.append(as_text(ctx.result.structured_content))
+        if not parts:
+            raise ToolError(f"{ctx.tool_name} finished without a result.")
+        return clip("\n".join(parts), self._max_chars)
+
+
+def _leaf(e: BaseException) -> BaseException:
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
+    return e
+
+
+def _cancelled_from_outside() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
