@@ -249,9 +249,7 @@ async def test_rejected_call_lets_the_model_read_why(
 async def test_large_webhook_responses_are_cut(
     llm_server: ScriptedLLMServer, hooks: HookServer, tmp_path: Path
 ) -> None:
-    settings = settings_for(
-        llm_server, write_hooks(tmp_path, hooks.url), tool_result_max_chars=500
-    )
+    settings = settings_for(llm_server, write_hooks(tmp_path, hooks.url), tool_result_max_chars=500)
     _, output = await call(llm_server, settings, "big_hook", {})
     assert len(output) <= 500
     assert output.endswith("[cut]")
@@ -295,9 +293,7 @@ async def test_chat_says_the_filler_for_a_slow_webhook_but_keeps_it_out_of_histo
     llm_server: ScriptedLLMServer, hooks: HookServer, tmp_path: Path
 ) -> None:
     path = tmp_path / "tools.yaml"
-    path.write_text(
-        yaml.safe_dump({"tools": [hook("slow_hook", hooks.url + "/slow", timeout=1)]})
-    )
+    path.write_text(yaml.safe_dump({"tools": [hook("slow_hook", hooks.url + "/slow", timeout=1)]}))
     settings = settings_for(
         llm_server, path, tool_filler="Hang on.", tool_filler_delay=0.2, tool_timeout=3
     )
