@@ -88,6 +88,9 @@ class _Expander:
                 if default is None:
                     raise SpecError(f"{where} references ${{{name}}}, which is not set")
                 return default
+            # whatever the file keeps out of itself (a key in a URL, a token in an
+            # argument) is treated as a secret
+            self.secrets.append(found)
             return found
 
         expanded = _REF.sub(sub, value)
