@@ -153,29 +153,30 @@ class Turn:
 
     async def _resolve_and_speak(self) -> AsyncIterator[str]:
         if self._tools:
+            tools_rejected = False
             for _ in range(self._opts.max_tool_rounds):
                 calls: list[ToolCall] = []
                 try:
                     async for text in self._tool_pass(calls):
                         yield text
                 except APIStatusError as e:
-                    if e.retryable or self.text:
+                    if not _is_rejected_request(e) or self.text:
                         raise
                     # some servers refuse tools outright (vLLM without its tool flags):
                     # answering without them beats an apology
                     self._log.warning(
-                        "server rejected the tool pass; answering without tools",
+                        "server rejected the request with tools; answering without them",
                         status_code=e.status_code,
                     )
+                    tools_rejected = True
                     break
                 if not calls:
                     if self.text.strip():
                         return  # answered without tools: the common fast path
                     break
                 await self._run_tools(calls)
-            speak_kinds: list[PassKind] = (
-                ["speak-plain"] if self._engine._tool_choice_none_rejected else ["speak"]
-            )
+            skip_none = tools_rejected or self._engine._tool_choice_none_rejected
+            speak_kinds: list[PassKind] = [] if skip_none else ["speak"]
         else:
             async for text in self._stream_pass("speak-plain"):
                 yield text
@@ -189,8 +190,10 @@ class Turn:
                 async for text in self._stream_pass(kind):
                     yield text
             except APIStatusError as e:
-                if kind != "speak" or e.retryable or self.text:
+                if kind != "speak" or not _is_rejected_request(e) or self.text:
                     raise
+                # the same request with tools was accepted a moment ago: it is the
+                # tool_choice the server refuses, and it will refuse it every time
                 self._engine._tool_choice_none_rejected = True
                 self._log.warning(
                     "server rejected tool_choice=none; retrying without tools",
@@ -224,11 +227,10 @@ class Turn:
         calls.extend(completion.tool_calls)
         stats.tool_calls = len(calls)
         text_filter = ToolCallTextFilter()
-        text = text_filter.push(completion.text) + text_filter.flush()
-        if text:
+        if text := text_filter.push(completion.text) + text_filter.flush():
             stats.ttft = stats.duration
             stats.text_chars = len(text)
-            yield text
+            yield self._joined(text)
 
     async def _stream_pass(
         self, kind: PassKind, *, calls: list[ToolCall] | None = None
@@ -257,9 +259,12 @@ class Turn:
                         if text:
                             if stats.ttft is None:
                                 stats.ttft = time.perf_counter() - started
+                                text = self._joined(text)
                             stats.text_chars += len(text)
                             yield text
             if tail := text_filter.flush():
+                if stats.text_chars == 0:
+                    tail = self._joined(tail)
                 stats.text_chars += len(tail)
                 yield tail
         except BaseException as e:
@@ -320,9 +325,12 @@ class Turn:
         self.text += text
         return text
 
-    def _joined(self, sentence: str) -> str:
-        """`sentence`, separated from what was already said."""
-        return sentence if not self.text or self.text[-1].isspace() else " " + sentence
+    def _joined(self, text: str) -> str:
+        """`text` separated from what was already said: passes and apologies are new
+        sentences, and "see.It" reads badly in a transcript."""
+        if not self.text or self.text[-1].isspace() or text[:1].isspace():
+            return text
+        return " " + text
 
     def _record(self, stats: PassStats) -> None:
         self.stats.passes.append(stats)
@@ -351,6 +359,11 @@ class Turn:
             self._log.error("turn failed; apologizing", **fields)
         else:
             self._log.exception("turn failed unexpectedly; apologizing", **fields)
+
+
+def _is_rejected_request(e: APIStatusError) -> bool:
+    """A request the server refuses for its content, as opposed to auth, limits or outages."""
+    return e.status_code in (400, 422)
 
 
 def _ms(seconds: float | None) -> float | None:
