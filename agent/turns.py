@@ -16,13 +16,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from livekit.agents import llm
 from livekit.agents.llm.utils import execute_function_call
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
-from providers import APIError, APIStatusError, OpenAICompatibleProvider, ToolCall
+from providers import NOT_STREAMED, APIError, APIStatusError, ToolCall
 
 from .logging import get_logger
 from .speech_filter import ToolCallTextFilter
@@ -77,14 +77,15 @@ class TurnStats:
 
 
 class TurnEngine:
-    def __init__(self, llm: OpenAICompatibleProvider, options: TurnOptions) -> None:
-        self._llm = llm
+    def __init__(self, provider: llm.LLM[Any], options: TurnOptions) -> None:
+        """`provider`: an `OpenAICompatibleProvider`, or a `FallbackAdapter` over several."""
+        self._llm = provider
         self._opts = options
         # learnt at run time: a server that 400s on tool_choice="none" does so every time
         self._tool_choice_none_rejected = False
 
     @property
-    def provider(self) -> OpenAICompatibleProvider:
+    def provider(self) -> llm.LLM[Any]:
         return self._llm
 
     @property
@@ -206,36 +207,15 @@ class Turn:
         self._log.warning("model produced no words; saying the fallback reply")
         yield self._joined(self._opts.fallback_reply)
 
-    async def _tool_pass(self, calls: list[ToolCall]) -> AsyncIterator[str]:
-        if self._opts.tool_pass == "streamed":
-            async for text in self._stream_pass("tools", calls=calls):
-                yield text
-            return
+    def _tool_pass(self, calls: list[ToolCall]) -> AsyncIterator[str]:
         # blocking: one non-streamed request, for servers whose streamed tool calls break
-        stats = PassStats(kind="tools")
-        started = time.perf_counter()
-        try:
-            completion = await self._llm.complete(
-                chat_ctx=self._ctx, tools=self._tools, tool_choice="auto"
-            )
-        except Exception:
-            stats.outcome = "error"
-            raise
-        finally:
-            stats.duration = time.perf_counter() - started
-            self._record(stats)
-        calls.extend(completion.tool_calls)
-        stats.tool_calls = len(calls)
-        text_filter = ToolCallTextFilter()
-        if text := text_filter.push(completion.text) + text_filter.flush():
-            stats.ttft = stats.duration
-            stats.text_chars = len(text)
-            yield self._joined(text)
+        blocking = self._opts.tool_pass == "blocking"
+        return self._stream_pass("tools", calls=calls, blocking=blocking)
 
     async def _stream_pass(
-        self, kind: PassKind, *, calls: list[ToolCall] | None = None
+        self, kind: PassKind, *, calls: list[ToolCall] | None = None, blocking: bool = False
     ) -> AsyncIterator[str]:
-        """One streamed request; text goes out as it arrives, tool calls into `calls`."""
+        """One request; text goes out as it arrives, tool calls into `calls`."""
         stats = PassStats(kind=kind)
         started = time.perf_counter()
         tools = self._tools if kind != "speak-plain" else None
@@ -246,6 +226,7 @@ class Turn:
                 chat_ctx=self._ctx,
                 tools=list(tools) if tools else None,
                 tool_choice=tool_choice,
+                extra_kwargs=NOT_STREAMED if blocking else NOT_GIVEN,
             ) as stream:
                 async for chunk in stream:
                     if chunk.delta is None:
@@ -348,7 +329,7 @@ class Turn:
         fields: dict[str, object] = {
             "error_type": type(e).__name__,
             "error": str(e),
-            "base_url": self._llm.base_url,
+            "backend": self._llm.label,
             "said_chars": len(self.text),
         }
         if isinstance(e, APIStatusError):

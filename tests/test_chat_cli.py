@@ -116,10 +116,10 @@ def test_backend_failure_is_an_apology_on_stdout_and_details_on_stderr(
         line for line in log_lines(result.stderr) if line["event"].startswith("turn failed")
     )
     assert failure["status_code"] == 502
-    assert failure["base_url"] == llm_server.base_url
+    assert failure["backend"] == f"openai-compatible:test-model@{llm_server.base_url}"
     assert secret not in result.stdout + result.stderr
     # the key did reach the server, as a bearer token
-    assert llm_server.requests[0].headers["Authorization"] == f"Bearer {secret}"
+    assert llm_server.requests[0].headers["authorization"] == f"Bearer {secret}"
 
 
 def test_unauthenticated_server_gets_the_placeholder_key(
@@ -127,7 +127,7 @@ def test_unauthenticated_server_gets_the_placeholder_key(
 ) -> None:
     llm_server.script(text_reply("Hi."))
     run_cli(["chat"], env=chat_env(llm_server), stdin="Hello\n", cwd=tmp_path)
-    assert llm_server.requests[0].headers["Authorization"] == "Bearer not-needed"
+    assert llm_server.requests[0].headers["authorization"] == "Bearer not-needed"
 
 
 def test_base_url_without_v1_and_with_trailing_slash_is_normalized(
