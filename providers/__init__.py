@@ -9,6 +9,7 @@ from .base import (
     StreamCutError,
     ToolCall,
 )
+from .cooldown import BackendCoolingDown, Cooldown
 from .openai_compatible import (
     NOT_STREAMED,
     OpenAICompatibleProvider,
@@ -25,7 +26,9 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "BackendCoolingDown",
     "Completion",
+    "Cooldown",
     "OpenAICompatibleProvider",
     "ProviderName",
     "ProviderOptions",

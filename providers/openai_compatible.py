@@ -11,6 +11,7 @@ calls are broken.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ from .base import (
     StreamCutError,
     ToolCall,
 )
+from .cooldown import BackendCoolingDown, Cooldown
 from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderPreset
 from .tool_calls import ToolCallAccumulator
 
@@ -50,6 +52,8 @@ __all__ = [
     "ProviderOptions",
     "normalize_base_url",
 ]
+
+logger = logging.getLogger("providers")
 
 NOT_STREAMED: dict[str, Any] = {"stream": False}
 """`chat(extra_kwargs=NOT_STREAMED)`: one non-streamed request, delivered as a single chunk.
@@ -87,6 +91,10 @@ class ProviderOptions:
     """Attempts after the first, only while nothing has been streamed yet."""
     retry_interval: float = 0.5
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    cooldown_seconds: float = 0.0
+    """After `cooldown_after` failures in a row, skip this backend for this long (0: never).
+    Meant for fallback chains: a lone backend is always worth another try."""
+    cooldown_after: int = 2
 
     @property
     def conn_options(self) -> APIConnectOptions:
@@ -115,6 +123,11 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         )
         # what livekit's retry, fallback and metrics logs name this backend by (never the key)
         self._label = f"{preset.name}:{options.model}@{self.base_url}"
+        self._cooldown = (
+            Cooldown(seconds=options.cooldown_seconds, threshold=options.cooldown_after)
+            if options.cooldown_seconds > 0
+            else None
+        )
 
     def __repr__(self) -> str:
         # never the key
@@ -222,6 +235,22 @@ class ChatStream(llm.LLMStream):
         self._request = request
 
     async def _run(self) -> None:
+        cooldown = self._provider._cooldown
+        if cooldown is not None:
+            cooldown.check()
+        try:
+            await self._attempt()
+        except APIError as e:
+            if cooldown is not None and _is_outage(e) and cooldown.record_failure():
+                logger.warning(
+                    "LLM backend failing repeatedly; skipping it for a while",
+                    extra={"backend": self._provider.label, "cooldown_s": cooldown.seconds},
+                )
+            raise
+        if cooldown is not None:
+            cooldown.record_success()
+
+    async def _attempt(self) -> None:
         request = dict(self._request)
         streamed = request.pop("stream", True)
         try:
@@ -317,6 +346,15 @@ class ChatStream(llm.LLMStream):
                 ),
             )
         )
+
+
+def _is_outage(e: APIError) -> bool:
+    """Failures that say the backend is unwell, not that the request was wrong."""
+    if isinstance(e, BackendCoolingDown):
+        return False
+    if isinstance(e, APIStatusError):
+        return e.status_code >= 500 or e.status_code in (408, 429)
+    return True
 
 
 def _tool_choice_param(tool_choice: ToolChoice) -> Any:

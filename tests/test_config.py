@@ -28,6 +28,17 @@ BAD_VALUES = [
     ({"LLM_BASE_URL": "localhost:8000"}, "LLM_BASE_URL: expected an http(s) URL"),
     ({"LLM_BASE_URL": ""}, "LLM_BASE_URL: required for LLM_PROVIDER=openai-compatible"),
     ({"LLM_MODEL": ""}, "LLM_MODEL: required for LLM_PROVIDER=openai-compatible"),
+    ({"LLM_FALLBACKS": "[{"}, "LLM_FALLBACKS: expected a JSON list like"),
+    ({"LLM_FALLBACKS": '{"provider": "groq"}'}, "LLM_FALLBACKS: expected a list"),
+    ({"LLM_FALLBACKS": '[{"provider": "nope"}]'}, "LLM_FALLBACKS[0].provider: expected 'openai"),
+    ({"LLM_FALLBACKS": '[{"base_url": "ftp://x"}]'}, "LLM_FALLBACKS[0].base_url: expected an http"),
+    ({"LLM_FALLBACKS": '[{"model": "m"}]'}, "LLM_FALLBACKS[0].base_url: required for provider"),
+    ({"LLM_FALLBACKS": '[{"provider": "groq", "key": "x"}]'}, "LLM_FALLBACKS[0].key: Extra"),
+    (
+        {"LLM_FALLBACKS": '[{"provider": "ollama"}, {"provider": "openai"}]'},
+        "LLM_FALLBACKS[1].api_key: required for provider openai (set LLM_FALLBACKS[1].api_key or",
+    ),
+    ({"LLM_COOLDOWN": "-5"}, "LLM_COOLDOWN: expected greater than or equal to 0"),
     ({"LLM_TIMEOUT": "soon"}, "LLM_TIMEOUT: expected a number"),
     ({"LLM_TIMEOUT": "0"}, "LLM_TIMEOUT: expected greater than 0"),
     ({"LLM_TEMPERATURE": "7"}, "LLM_TEMPERATURE: expected less than or equal to 2"),
@@ -41,7 +52,7 @@ BAD_VALUES = [
     ({"AGENT_INSTRUCTIONS_FILE": "/no/such/file"}, "AGENT_INSTRUCTIONS_FILE: expected the path"),
     (
         {"LLM_PROVIDER": "groq", "LLM_API_KEY": ""},
-        "LLM_API_KEY: required for LLM_PROVIDER=groq; set LLM_API_KEY (or GROQ_API_KEY)",
+        "LLM_API_KEY: required for LLM_PROVIDER=groq (set LLM_API_KEY or GROQ_API_KEY)",
     ),
 ]
 
@@ -99,7 +110,7 @@ def test_presets_have_their_usual_url_and_read_the_vendor_key_variable(
     _clean(monkeypatch, tmp_path, LLM_PROVIDER=provider)
     if key_env:
         monkeypatch.setenv(key_env, "vendor-key-123")
-    options = load_settings().provider_options()
+    options = load_settings().backends()[0][1]
     assert options.base_url == url
     assert options.model  # presets name a default model
     assert options.api_key == ("vendor-key-123" if key_env else "not-needed")
@@ -109,7 +120,7 @@ def test_llm_api_key_wins_over_the_vendor_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _clean(monkeypatch, tmp_path, LLM_PROVIDER="groq", GROQ_API_KEY="a", LLM_API_KEY="b-key")
-    assert load_settings().provider_options().api_key == "b-key"
+    assert load_settings().backends()[0][1].api_key == "b-key"
 
 
 def test_api_key_is_not_in_the_settings_repr(
@@ -118,7 +129,7 @@ def test_api_key_is_not_in_the_settings_repr(
     _clean(monkeypatch, tmp_path, LLM_PROVIDER="openai", LLM_API_KEY="sk-very-secret-1")
     settings = load_settings()
     assert "sk-very-secret-1" not in repr(settings)
-    assert "sk-very-secret-1" not in repr(settings.provider_options())
+    assert "sk-very-secret-1" not in repr(settings.backends()[0][1])
 
 
 def test_config_error_is_a_typed_exception(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
