@@ -33,7 +33,7 @@ async def run_chat(
     with bind_context(session_id=uuid.uuid4().hex[:12], mode="chat"):
         try:
             await setup_tools(tools)
-            log.info("chat started", base_url=engine.provider.base_url)
+            log.info("chat started", backend=engine.provider.label)
             while line := await asyncio.to_thread(stdin.readline):
                 user_text = line.strip()
                 if not user_text:

@@ -56,7 +56,7 @@ async def test_slow_tool_gets_exactly_one_filler_kept_out_of_text_and_context(
 ) -> None:
     llm_server.script(tool_reply(ToolCall("slow_lookup")), text_reply("Here it is."))
     chunks, turn = await chunks_of(llm_server)
-    assert [c for c in chunks if FILLER in c] == [FILLER + " "]
+    assert [c for c in chunks if FILLER in c] == [FILLER]
     assert "".join(chunks) == "One moment. Here it is."
     assert turn.filler == FILLER
     assert turn.text == "Here it is."  # what chat and voice record as the assistant's words
@@ -119,7 +119,7 @@ async def test_abandoning_a_turn_during_the_filler_cancels_its_tools(
     llm_server.script(tool_reply(ToolCall("endless")))
     engine = make_engine(llm_server, filler=FILLER, filler_delay=0.1, tool_timeout=30)
     gen = aiter(engine.run(user_ctx(), [endless]))
-    assert await anext(gen) == FILLER + " "
+    assert await anext(gen) == FILLER
     await gen.aclose()  # e.g. the user interrupted
     await asyncio.wait_for(finished.wait(), timeout=5)
 

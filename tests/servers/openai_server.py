@@ -120,6 +120,7 @@ def tool_reply(*calls: ToolCall, text: str = "", ttft: float = 0.0) -> Reply:
 class Request:
     path: str
     headers: dict[str, str]
+    """Lower-cased names."""
     body: dict[str, Any]
     received_at: float
 
@@ -212,7 +213,12 @@ class ScriptedLLMServer:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(
-            Request(request.path, dict(request.headers), body, time.perf_counter())
+            Request(
+                request.path,
+                {k.lower(): v for k, v in request.headers.items()},
+                body,
+                time.perf_counter(),
+            )
         )
         reply = self._next()
         steps = list(reply.steps)
