@@ -157,6 +157,7 @@ class Turn:
             tools_rejected = False
             for _ in range(self._opts.max_tool_rounds):
                 calls: list[ToolCall] = []
+                said_before = len(self.text)
                 try:
                     async for text in self._tool_pass(calls):
                         yield text
@@ -172,7 +173,7 @@ class Turn:
                     tools_rejected = True
                     break
                 if not calls:
-                    if self.text.strip():
+                    if self.text[said_before:].strip():
                         return  # answered without tools: the common fast path
                     break
                 await self._run_tools(calls)
@@ -187,6 +188,7 @@ class Turn:
 
         # the speaking pass: tool_choice="none", then once more without tools
         for kind in [*speak_kinds, "speak-plain"]:
+            said_before = len(self.text)
             try:
                 async for text in self._stream_pass(kind):
                     yield text
@@ -201,7 +203,7 @@ class Turn:
                     status_code=e.status_code,
                 )
                 continue
-            if self.text.strip():
+            if self.text[said_before:].strip():
                 return
         self.stats.outcome = "fallback"
         self._log.warning("model produced no words; saying the fallback reply")
