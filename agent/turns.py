@@ -168,6 +168,7 @@ class Turn:
             tools_rejected = False
             for _ in range(self._opts.max_tool_rounds):
                 calls: list[ToolCall] = []
+                said_before = len(self.text)
                 try:
                     async for text in self._tool_pass(calls):
                         yield text
@@ -183,7 +184,7 @@ class Turn:
                     tools_rejected = True
                     break
                 if not calls:
-                    if self.text.strip():
+                    if self.text[said_before:].strip():
                         return  # answered without tools: the common fast path
                     break
                 async for filler in self._run_tools(calls):
@@ -199,6 +200,7 @@ class Turn:
 
         # the speaking pass: tool_choice="none", then once more without tools
         for kind in [*speak_kinds, "speak-plain"]:
+            said_before = len(self.text)
             try:
                 async for text in self._stream_pass(kind):
                     yield text
@@ -213,7 +215,7 @@ class Turn:
                     status_code=e.status_code,
                 )
                 continue
-            if self.text.strip():
+            if self.text[said_before:].strip():
                 return
         self.stats.outcome = "fallback"
         self._log.warning("model produced no words; saying the fallback reply")

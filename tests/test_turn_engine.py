@@ -418,3 +418,17 @@ async def test_auth_and_not_found_errors_are_not_mistaken_for_refused_tools(
     said, _ = await speak(make_engine(llm_server), TOOLS)
     assert said == APOLOGY
     assert len(llm_server.requests) == 1
+
+
+async def test_words_before_a_tool_call_do_not_excuse_a_silent_speaking_pass(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    empty = Reply.of(Finish("stop"))
+    llm_server.script(
+        tool_reply(ToolCall("lookup_order", {"order_id": 2}), text="Let me look."),
+        empty,
+        text_reply("It ships tomorrow."),
+    )
+    said, turn = await speak(make_engine(llm_server), TOOLS)
+    assert said == "Let me look. It ships tomorrow."
+    assert [p.kind for p in turn.stats.passes] == ["tools", "speak", "speak-plain"]
