@@ -29,8 +29,9 @@ from livekit.agents.types import (
     NotGivenOr,
 )
 from livekit.agents.utils import is_given
+from openai import AsyncStream
 from openai.types import CompletionUsage
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .base import (
     APIConnectionError,
@@ -272,9 +273,7 @@ class ChatStream(llm.LLMStream):
         calls = ToolCallAccumulator()
         thinking = llm_utils.ThinkingTokenFilter()
         chunk_id = ""
-        stream = await self._provider._client.chat.completions.create(
-            **request, stream=True, timeout=httpx2.Timeout(self._conn_options.timeout)
-        )
+        stream = await self._post(request, stream=True)
         async with stream:
             async for chunk in stream:
                 chunk_id = chunk.id or chunk_id
@@ -301,9 +300,7 @@ class ChatStream(llm.LLMStream):
 
     async def _run_whole(self, request: dict[str, Any]) -> None:
         """`extra_kwargs={"stream": False}`: one non-streamed completion, sent as one chunk."""
-        response = await self._provider._client.chat.completions.create(
-            **request, stream=False, timeout=httpx2.Timeout(self._conn_options.timeout)
-        )
+        response = await self._post(request, stream=False)
         if not isinstance(response, ChatCompletion) or not response.choices:
             raise APIConnectionError("the LLM server sent no completion choices")
         message = response.choices[0].message
@@ -321,6 +318,23 @@ class ChatStream(llm.LLMStream):
         self._send(response.id or "", text=text or None, tool_calls=calls.finish())
         if response.usage is not None:
             self._send_usage(response.id or "", response.usage)
+
+    async def _post(self, request: dict[str, Any], *, stream: bool) -> Any:
+        # `client.post` rather than `chat.completions.create`: the latter deep-copies the
+        # whole history through the SDK's TypedDict transform on every request, which
+        # costs milliseconds of CPU per turn and grows with the conversation. Our body
+        # is plain JSON already; the SDK still does the HTTP, auth, errors and SSE.
+        return await self._provider._client.post(
+            "/chat/completions",
+            body={**request, "stream": stream},
+            cast_to=ChatCompletion,
+            options={
+                "timeout": httpx2.Timeout(self._conn_options.timeout),
+                "security": {"bearer_auth": True},
+            },
+            stream=stream,
+            stream_cls=AsyncStream[ChatCompletionChunk],
+        )
 
     def _send(
         self, chunk_id: str, *, text: str | None = None, tool_calls: list[ToolCall] | None = None

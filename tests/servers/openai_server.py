@@ -143,8 +143,11 @@ class ScriptedLLMServer:
         *,
         default: Reply | Callable[[dict[str, Any]], Reply] | None = None,
         model: str = "test-model",
+        record: bool = True,
     ) -> None:
         self.model = model
+        self.record = record
+        """Keep every request in `requests` (off for soaks: they would be the leak)."""
         self.default = default or text_reply("Default reply.")
         """Answers requests nothing was scripted for: a reply, or a function of the request body."""
         self.requests: list[Request] = []
@@ -229,14 +232,15 @@ class ScriptedLLMServer:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.requests.append(
-            Request(
-                request.path,
-                {k.lower(): v for k, v in request.headers.items()},
-                body,
-                time.perf_counter(),
+        if self.record:
+            self.requests.append(
+                Request(
+                    request.path,
+                    {k.lower(): v for k, v in request.headers.items()},
+                    body,
+                    time.perf_counter(),
+                )
             )
-        )
         reply = self._next(body)
         steps = list(reply.steps)
         # leading pauses and an HTTP status happen before any response is sent

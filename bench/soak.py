@@ -1,0 +1,111 @@
+"""One long session: does anything grow with the number of turns?
+
+    python -m bench.soak --turns 1000
+
+Runs a text session against a zero-latency scripted server (every 5th turn calls a
+tool), so a turn's time is almost all our own work plus the local HTTP round trip.
+Compares the first and last 100 turns: per-turn wall time, per-turn CPU, and RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from livekit.agents import llm
+
+from agent.history import HistoryLimits, bound_history
+from agent.logging import configure_logging
+from agent.tools import get_current_time
+from agent.turns import TurnEngine, TurnOptions
+from bench.load import rss_mb
+from providers import OpenAICompatibleProvider, ProviderOptions
+from tests.servers.openai_server import Reply, ScriptedLLMServer, ToolCall, text_reply, tool_reply
+
+
+@dataclass
+class SoakResult:
+    turns: int
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+    silent_turns: int = 0
+    history_items: int = 0
+
+    def window(self, values: list[float], first: bool, n: int = 100) -> float:
+        part = values[:n] if first else values[-n:]
+        return statistics.median(part)
+
+    def compare(self, values: list[float]) -> str:
+        first, last = self.window(values, True), self.window(values, False)
+        return f"{first * 1e3:.2f} / {last * 1e3:.2f} ms"
+
+    def table(self) -> str:
+        rows = [
+            ("turns", str(len(self.wall))),
+            ("silent turns", str(self.silent_turns)),
+            ("history items at the end", str(self.history_items)),
+            ("turn wall time, median first / last 100", self.compare(self.wall)),
+            ("turn CPU, median first / last 100", self.compare(self.cpu)),
+            (
+                "RSS after turn 100 / last",
+                f"{self.rss_mb[min(99, len(self.rss_mb) - 1)]:.1f} / {self.rss_mb[-1]:.1f} MB",
+            ),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"| {k:<{width}} | {v} |" for k, v in rows)
+
+
+def _reply(body: dict[str, object]) -> Reply:
+    messages = body.get("messages") or []
+    n = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user")
+    last = messages[-1] if isinstance(messages, list) and messages else {}
+    if body.get("tools") and n % 5 == 0 and isinstance(last, dict) and last.get("role") == "user":
+        return tool_reply(ToolCall("get_current_time", {"timezone": "UTC"}))
+    return text_reply("Here is a short answer of about a dozen words for you.")
+
+
+async def run_soak(*, turns: int = 1000, limits: HistoryLimits | None = None) -> SoakResult:
+    limits = limits or HistoryLimits()
+    result = SoakResult(turns=turns)
+    with ScriptedLLMServer(default=_reply, record=False) as server:
+        provider = OpenAICompatibleProvider(
+            options=ProviderOptions(model="soak", base_url=server.base_url, max_retries=0)
+        )
+        engine = TurnEngine(provider, TurnOptions(apology="Sorry.", fallback_reply="Hm."))
+        history = llm.ChatContext()
+        history.add_message(role="system", content="You are a soak test.")
+        for i in range(turns):
+            history.add_message(role="user", content=f"Question {i}, tell me something?")
+            bound_history(history, limits)
+            wall, cpu = time.perf_counter(), time.process_time()
+            turn = engine.run(history, [get_current_time])
+            async for _ in turn:
+                pass
+            result.wall.append(time.perf_counter() - wall)
+            result.cpu.append(time.process_time() - cpu)
+            result.silent_turns += not turn.text.strip()
+            history.items.extend(turn.new_items)
+            history.add_message(role="assistant", content=turn.text)
+            if i % 100 == 99:
+                gc.collect()
+            result.rss_mb.append(rss_mb())
+        result.history_items = len(history.items)
+        await provider.aclose()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=1000)
+    args = parser.parse_args()
+    configure_logging(level="error", fmt="console")
+    print(asyncio.run(run_soak(turns=args.turns)).table())
+
+
+if __name__ == "__main__":
+    main()
