@@ -1,0 +1,69 @@
+"""`voice-agent check`: validate the configuration and probe every backend.
+
+One line per backend on stdout, `ok` or `FAIL` with what failed and the URL (never a
+key); exit status 1 if any failed. The configuration itself was validated before this
+runs (a bad value exits 2 with one line naming the variable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TextIO
+
+from livekit import api
+
+from providers.probes import ProbeResult, describe_error, probe_llm, probe_stt, probe_tts
+
+from .assistant import build_llm
+from .config import Settings
+from .logging import redact
+
+PROBE_TIMEOUT = 10.0
+
+
+async def probe_livekit(settings: Settings, *, timeout: float) -> ProbeResult:
+    """List rooms with the worker's credentials: proves the URL and the key/secret pair."""
+    lk = api.LiveKitAPI(
+        settings.livekit_url,
+        settings.livekit_api_key,
+        settings.livekit_api_secret.get_secret_value(),
+    )
+    try:
+        resp = await asyncio.wait_for(lk.room.list_rooms(api.ListRoomsRequest()), timeout)
+        return ProbeResult(True, f"server answered ({len(resp.rooms)} active rooms)")
+    except TimeoutError:
+        return ProbeResult(False, "timed out")
+    except api.TwirpError as e:
+        return ProbeResult(False, f"{e.code}: {e.message}")
+    except Exception as e:
+        return ProbeResult(False, describe_error(e))
+    finally:
+        await lk.aclose()
+
+
+async def run_check(
+    settings: Settings, *, out: TextIO = sys.stdout, timeout: float = PROBE_TIMEOUT
+) -> int:
+    llm = build_llm(settings)
+    stt_opts, tts_opts = settings.stt_options(), settings.tts_options()
+    names_urls = [
+        ("llm", llm.base_url),
+        ("stt", stt_opts.base_url),
+        ("tts", tts_opts.base_url),
+        ("livekit", settings.livekit_url),
+    ]
+    try:
+        results = await asyncio.gather(
+            probe_llm(llm, timeout=timeout),
+            probe_stt(stt_opts, timeout=timeout),
+            probe_tts(tts_opts, timeout=timeout),
+            probe_livekit(settings, timeout=timeout),
+        )
+    finally:
+        await llm.aclose()
+    for (name, url), result in zip(names_urls, results, strict=True):
+        status = "ok  " if result.ok else "FAIL"
+        out.write(redact(f"{name:<8} {status} {url}  {result.detail}") + "\n")
+    out.flush()
+    return 0 if all(r.ok for r in results) else 1
