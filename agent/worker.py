@@ -145,7 +145,12 @@ class SessionObserver:
         }
         self._eou = {}
         self.turn_latencies.append(latency)
-        log.info("turn latency", interrupted=item.interrupted, **latency)
+        # a greeting or a typed turn has no end of speech: log what there is
+        log.info(
+            "turn latency",
+            interrupted=item.interrupted,
+            **{k: v for k, v in latency.items() if v is not None},
+        )
 
     def _on_transcript(self, ev: UserInputTranscribedEvent) -> None:
         if ev.is_final and ev.transcript.strip():

@@ -7,8 +7,6 @@ returns a `ProbeResult` whose text never contains the key.
 
 from __future__ import annotations
 
-import math
-import struct
 from dataclasses import dataclass
 
 import httpx2
@@ -70,21 +68,22 @@ async def probe_llm(provider: OpenAICompatibleProvider, *, timeout: float) -> Pr
         return ProbeResult(False, describe_error(e))
 
 
-def tone_frame(seconds: float = 1.0, sample_rate: int = 16000) -> rtc.AudioFrame:
-    """A short 440 Hz tone: enough for a Whisper server to run a whole transcription."""
+def silence_frame(seconds: float = 1.0, sample_rate: int = 16000) -> rtc.AudioFrame:
+    """A second of silence: a whole transcription request that Whisper answers quickly
+    (a pure tone makes it hallucinate for a minute)."""
     n = int(seconds * sample_rate)
-    samples = (int(8000 * math.sin(2 * math.pi * 440 * i / sample_rate)) for i in range(n))
-    data = struct.pack(f"<{n}h", *samples)
-    return rtc.AudioFrame(data, sample_rate=sample_rate, num_channels=1, samples_per_channel=n)
+    return rtc.AudioFrame(
+        b"\x00\x00" * n, sample_rate=sample_rate, num_channels=1, samples_per_channel=n
+    )
 
 
 async def probe_stt(options: STTOptions, *, timeout: float) -> ProbeResult:
     engine = build_stt(options)
     try:
         await engine.recognize(
-            tone_frame(), conn_options=APIConnectOptions(max_retry=0, timeout=timeout)
+            silence_frame(), conn_options=APIConnectOptions(max_retry=0, timeout=timeout)
         )
-        return ProbeResult(True, f"model {options.model} transcribed a test tone")
+        return ProbeResult(True, f"model {options.model} transcribed a second of silence")
     except Exception as e:
         return ProbeResult(False, describe_error(e))
     finally:
