@@ -22,7 +22,7 @@ from .logging import redact
 PROBE_TIMEOUT = 10.0
 
 
-async def probe_livekit(settings: Settings, *, timeout: float) -> ProbeResult:
+async def probe_livekit(settings: Settings, *, request_timeout: float) -> ProbeResult:
     """List rooms with the worker's credentials: proves the URL and the key/secret pair."""
     lk = api.LiveKitAPI(
         settings.livekit_url,
@@ -30,7 +30,7 @@ async def probe_livekit(settings: Settings, *, timeout: float) -> ProbeResult:
         settings.livekit_api_secret.get_secret_value(),
     )
     try:
-        resp = await asyncio.wait_for(lk.room.list_rooms(api.ListRoomsRequest()), timeout)
+        resp = await asyncio.wait_for(lk.room.list_rooms(api.ListRoomsRequest()), request_timeout)
         return ProbeResult(True, f"server answered ({len(resp.rooms)} active rooms)")
     except TimeoutError:
         return ProbeResult(False, "timed out")
@@ -43,7 +43,7 @@ async def probe_livekit(settings: Settings, *, timeout: float) -> ProbeResult:
 
 
 async def run_check(
-    settings: Settings, *, out: TextIO = sys.stdout, timeout: float = PROBE_TIMEOUT
+    settings: Settings, *, out: TextIO = sys.stdout, request_timeout: float = PROBE_TIMEOUT
 ) -> int:
     llm = build_llm(settings)
     stt_opts, tts_opts = settings.stt_options(), settings.tts_options()
@@ -55,10 +55,10 @@ async def run_check(
     ]
     try:
         results = await asyncio.gather(
-            probe_llm(llm, timeout=timeout),
-            probe_stt(stt_opts, timeout=timeout),
-            probe_tts(tts_opts, timeout=timeout),
-            probe_livekit(settings, timeout=timeout),
+            probe_llm(llm, request_timeout=request_timeout),
+            probe_stt(stt_opts, request_timeout=request_timeout),
+            probe_tts(tts_opts, request_timeout=request_timeout),
+            probe_livekit(settings, request_timeout=request_timeout),
         )
     finally:
         await llm.aclose()

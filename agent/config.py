@@ -284,7 +284,8 @@ def _check_speech_backend(settings: Settings, kind: Literal["stt", "tts"]) -> No
     if preset.requires_api_key and settings.speech_api_key(kind) is None:
         where = f" (or {preset.api_key_env})" if preset.api_key_env else ""
         raise _FieldError(
-            f"{kind}_api_key", f"required for {var}_PROVIDER={preset.name}; set {var}_API_KEY{where}"
+            f"{kind}_api_key",
+            f"required for {var}_PROVIDER={preset.name}; set {var}_API_KEY{where}",
         )
 
 

@@ -39,13 +39,13 @@ def describe_error(e: BaseException) -> str:
     return _short(str(e)) or type(e).__name__
 
 
-async def probe_llm(provider: OpenAICompatibleProvider, *, timeout: float) -> ProbeResult:
+async def probe_llm(provider: OpenAICompatibleProvider, *, request_timeout: float) -> ProbeResult:
     """`GET /models` lists the model, or else a one-token completion answers."""
     opts = provider.options
     headers = {"Authorization": f"Bearer {opts.api_key}", **opts.extra_headers}
     base = normalize_base_url(opts.base_url)
     try:
-        async with httpx2.AsyncClient(timeout=timeout) as client:
+        async with httpx2.AsyncClient(timeout=request_timeout) as client:
             resp = await client.get(f"{base}/models", headers=headers)
             if resp.status_code == 200:
                 ids = {m.get("id") for m in (resp.json().get("data") or []) if isinstance(m, dict)}
@@ -77,11 +77,11 @@ def silence_frame(seconds: float = 1.0, sample_rate: int = 16000) -> rtc.AudioFr
     )
 
 
-async def probe_stt(options: STTOptions, *, timeout: float) -> ProbeResult:
+async def probe_stt(options: STTOptions, *, request_timeout: float) -> ProbeResult:
     engine = build_stt(options)
     try:
         await engine.recognize(
-            silence_frame(), conn_options=APIConnectOptions(max_retry=0, timeout=timeout)
+            silence_frame(), conn_options=APIConnectOptions(max_retry=0, timeout=request_timeout)
         )
         return ProbeResult(True, f"model {options.model} transcribed a second of silence")
     except Exception as e:
@@ -90,12 +90,12 @@ async def probe_stt(options: STTOptions, *, timeout: float) -> ProbeResult:
         await engine.aclose()
 
 
-async def probe_tts(options: TTSOptions, *, timeout: float) -> ProbeResult:
+async def probe_tts(options: TTSOptions, *, request_timeout: float) -> ProbeResult:
     engine = build_tts(options)
     try:
         seconds = 0.0
         async with engine.synthesize(
-            "Hello.", conn_options=APIConnectOptions(max_retry=0, timeout=timeout)
+            "Hello.", conn_options=APIConnectOptions(max_retry=0, timeout=request_timeout)
         ) as stream:
             async for ev in stream:
                 seconds += ev.frame.duration

@@ -90,9 +90,7 @@ TTS_PRESETS: MappingProxyType[str, SpeechPreset] = MappingProxyType(
                 api_key_env="OPENAI_API_KEY",
                 requires_api_key=True,
             ),
-            SpeechPreset(
-                name="openai-compatible", default_base_url=None, default_model=None
-            ),
+            SpeechPreset(name="openai-compatible", default_base_url=None, default_model=None),
         )
     }
 )

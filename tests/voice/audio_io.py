@@ -43,7 +43,9 @@ def espeak_to_wav(text: str, path: Path, *, pad_seconds: float = 0.3) -> Path:
 
 def _silence() -> rtc.AudioFrame:
     n = SAMPLE_RATE * FRAME_MS // 1000
-    return rtc.AudioFrame(b"\x00\x00" * n, sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=n)
+    return rtc.AudioFrame(
+        b"\x00\x00" * n, sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=n
+    )
 
 
 class PacedMicrophone(io.AudioInput):
@@ -70,7 +72,9 @@ class PacedMicrophone(io.AudioInput):
         for i in range(0, len(pcm), step):
             chunk = pcm[i : i + step].ljust(step, b"\x00")
             self._queue.put_nowait(
-                rtc.AudioFrame(chunk, sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=step // 2)
+                rtc.AudioFrame(
+                    chunk, sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=step // 2
+                )
             )
         self._waiters.append(done)
         await done

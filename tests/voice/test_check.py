@@ -47,8 +47,12 @@ def test_check_names_each_failing_backend_with_its_url_without_keys_and_exits_1(
 ) -> None:
     tts_server.fail_with = 503
     closed = f"http://127.0.0.1:{free_port()}/v1"
-    keys = {"LLM_API_KEY": "sk-llm-0123456789", "STT_API_KEY": "sk-stt-0123456789",
-            "TTS_API_KEY": "sk-tts-0123456789", "LIVEKIT_API_SECRET": "lk-secret-0123456789"}
+    keys = {
+        "LLM_API_KEY": "sk-llm-0123456789",
+        "STT_API_KEY": "sk-stt-0123456789",
+        "TTS_API_KEY": "sk-tts-0123456789",
+        "LIVEKIT_API_SECRET": "lk-secret-0123456789",
+    }
     with FakeLiveKitServer() as livekit:  # expects the dev secret: ours is wrong
         env = chat_env(
             None,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from livekit.agents import APIConnectOptions, AgentSession
+from livekit.agents import AgentSession, APIConnectOptions
 from livekit.agents.voice import CloseEvent, UserStateChangedEvent
 
 from agent.config import Settings, load_settings
@@ -64,7 +64,9 @@ class Running:
 @asynccontextmanager
 async def running_session(settings: Settings, vad: Any) -> AsyncIterator[Running]:
     session = build_session(settings, vad=vad, conn_options=FAST_FAIL)
-    run = Running(session, PacedMicrophone(), RecordingSpeaker(), SessionObserver(session, settings), [], [])
+    run = Running(
+        session, PacedMicrophone(), RecordingSpeaker(), SessionObserver(session, settings), [], []
+    )
     session.on("user_state_changed", run.user_states.append)
     session.on("close", run.closed.append)
     session.input.audio = run.mic
@@ -80,11 +82,11 @@ async def running_session(settings: Settings, vad: Any) -> AsyncIterator[Running
         gc.collect()
 
 
-async def until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+async def until(check: Callable[[], bool], *, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
         await asyncio.sleep(0.05)
 
 
@@ -96,14 +98,16 @@ async def test_spoken_question_reaches_llm_and_spoken_answer_comes_out(
     question_wav: Path,
 ) -> None:
     llm_server.script(text_reply(ANSWER))
-    settings = voice_settings(llm_server, stt_url=whisper_server.base_url, tts_url=tts_server.base_url)
+    settings = voice_settings(
+        llm_server, stt_url=whisper_server.base_url, tts_url=tts_server.base_url
+    )
     async with running_session(settings, silero_vad) as run:
         greet(run.session, settings)
-        await until(lambda: len(run.speaker.completed) >= 1, timeout=20, what="the greeting")
+        await until(lambda: len(run.speaker.completed) >= 1, within=20, what="the greeting")
 
         await run.mic.say(question_wav)
-        await until(lambda: len(run.speaker.completed) >= 2, timeout=60, what="the spoken answer")
-        await until(lambda: run.observer.turn_latencies != [], timeout=10, what="turn metrics")
+        await until(lambda: len(run.speaker.completed) >= 2, within=60, what="the spoken answer")
+        await until(lambda: run.observer.turn_latencies != [], within=10, what="turn metrics")
 
         # speech detected by the VAD
         assert any(ev.new_state == "speaking" for ev in run.user_states)
@@ -143,15 +147,19 @@ async def test_session_survives_stt_down_and_says_it_cannot_hear(
     settings = voice_settings(llm_server, stt_url=closed_port_url, tts_url=tts_server.base_url)
     async with running_session(settings, silero_vad) as run:
         await run.mic.say(question_wav)
-        await until(lambda: STT_DOWN_REPLY in tts_server.texts, timeout=30, what="the STT-down reply")
+        await until(
+            lambda: STT_DOWN_REPLY in tts_server.texts, within=30, what="the STT-down reply"
+        )
 
         # still alive: a typed turn is answered and spoken
         run.session.generate_reply(user_input="Are you there?")
-        await until(lambda: ANSWER in tts_server.texts, timeout=20, what="the answer")
-        await until(lambda: len(run.speaker.completed) >= 2, timeout=20, what="audio")
+        await until(lambda: ANSWER in tts_server.texts, within=20, what="the answer")
+        await until(lambda: len(run.speaker.completed) >= 2, within=20, what="audio")
         assert not run.closed
-        assert any(m["role"] == "user" and "Are you there?" in str(m["content"])
-                   for m in llm_server.requests[-1].messages)
+        assert any(
+            m["role"] == "user" and "Are you there?" in str(m["content"])
+            for m in llm_server.requests[-1].messages
+        )
 
 
 async def test_session_survives_tts_down_and_speaks_again_when_it_returns(
@@ -163,17 +171,19 @@ async def test_session_survives_tts_down_and_speaks_again_when_it_returns(
 ) -> None:
     llm_server.script(text_reply(ANSWER), text_reply("Second answer."))
     tts_server.fail_with = 503
-    settings = voice_settings(llm_server, stt_url=whisper_server.base_url, tts_url=tts_server.base_url)
+    settings = voice_settings(
+        llm_server, stt_url=whisper_server.base_url, tts_url=tts_server.base_url
+    )
     async with running_session(settings, silero_vad) as run:
         greet(run.session, settings)  # fails: TTS is down
         await run.mic.say(question_wav)
         # the turn still went through the LLM, and its reply was attempted on the TTS
-        await until(lambda: len(llm_server.requests) >= 1, timeout=60, what="the LLM request")
-        await until(lambda: ANSWER in " ".join(tts_server.texts), timeout=30, what="a TTS attempt")
+        await until(lambda: len(llm_server.requests) >= 1, within=60, what="the LLM request")
+        await until(lambda: ANSWER in " ".join(tts_server.texts), within=30, what="a TTS attempt")
         assert run.speaker.completed == []
 
         tts_server.fail_with = None
         run.session.generate_reply(user_input="And now?")
-        await until(lambda: len(run.speaker.completed) >= 1, timeout=30, what="audio after recovery")
+        await until(lambda: len(run.speaker.completed) >= 1, within=30, what="audio after recovery")
         assert "Second answer." in tts_server.texts[-1]
         assert not run.closed
