@@ -75,10 +75,10 @@ def build_session(
     settings: Settings,
     *,
     vad: vad.VAD,
-    stt_engine: stt.STT | None = None,
-    tts_engine: tts.TTS | None = None,
+    stt_engine: stt.STT[Any] | None = None,
+    tts_engine: tts.TTS[Any] | None = None,
     conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
-) -> AgentSession:
+) -> AgentSession[Any]:
     """An `AgentSession` wired from settings. The LLM lives in the `Assistant` (its
     `llm_node` is the turn engine), so the session only gets the speech side."""
     return AgentSession(
@@ -110,10 +110,10 @@ class SessionObserver:
     first TTS audio, end of speech → first audio), never from our own clocks.
     """
 
-    def __init__(self, session: AgentSession, settings: Settings) -> None:
+    def __init__(self, session: AgentSession[Any], settings: Settings) -> None:
         self._session = session
         self._settings = settings
-        self._eou: dict[str, float] = {}
+        self._eou: dict[str, float | None] = {}
         self._stt_outage_reported = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.turn_latencies: list[dict[str, float | None]] = []
@@ -179,7 +179,7 @@ class SessionObserver:
         log.info("session closed", reason=str(ev.reason))
 
 
-def greet(session: AgentSession, settings: Settings) -> None:
+def greet(session: AgentSession[Any], settings: Settings) -> None:
     """Say the configured greeting (a fixed line: no LLM round trip before the first word)."""
     if settings.agent_greeting.strip():
         session.say(settings.agent_greeting, allow_interruptions=True)

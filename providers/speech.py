@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from livekit.agents import stt, tts
 from livekit.plugins import openai as lk_openai
@@ -120,7 +120,7 @@ class TTSOptions:
         return f"TTSOptions(base_url={self.base_url!r}, model={self.model!r}, voice={self.voice!r})"
 
 
-def build_stt(options: STTOptions) -> stt.STT:
+def build_stt(options: STTOptions) -> stt.STT[Any]:
     """A batch (non-streaming) OpenAI-API STT; the session wraps it with the VAD."""
     return lk_openai.STT(
         base_url=options.base_url,
@@ -132,7 +132,7 @@ def build_stt(options: STTOptions) -> stt.STT:
     )
 
 
-def build_tts(options: TTSOptions) -> tts.TTS:
+def build_tts(options: TTSOptions) -> tts.TTS[Any]:
     return lk_openai.TTS(
         base_url=options.base_url,
         api_key=options.api_key,
