@@ -26,7 +26,20 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from providers import PLACEHOLDER_API_KEY, PRESETS, ProviderName, ProviderOptions, ProviderPreset
+from providers import (
+    PLACEHOLDER_API_KEY,
+    PRESETS,
+    STT_PRESETS,
+    TTS_PRESETS,
+    ProviderName,
+    ProviderOptions,
+    ProviderPreset,
+    SpeechPreset,
+    STTOptions,
+    STTProviderName,
+    TTSOptions,
+    TTSProviderName,
+)
 
 from .tools.specs import (
     McpServerSpec,
@@ -40,6 +53,10 @@ DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant. Your replies are spoken aloud, so keep them short "
     "and conversational, without lists, markdown, emojis or code."
 )
+
+
+LIVEKIT_DEV_SECRET = "secret"
+"""`livekit-server --dev`'s well-known secret: a default, not a secret worth redacting."""
 
 
 class ConfigError(Exception):
@@ -125,11 +142,48 @@ class Settings(BaseSettings):
     _webhooks: list[WebhookSpec] = PrivateAttr(default_factory=list)
     _tool_secrets: list[str] = PrivateAttr(default_factory=list)
 
+    # --- speech backends (OpenAI audio API) ---
+    stt_provider: STTProviderName = "speaches"
+    stt_base_url: HttpUrl = None
+    stt_api_key: OptionalSecret = None
+    stt_model: OptionalText = None
+    stt_language: str = "en"
+    tts_provider: TTSProviderName = "kokoro"
+    tts_base_url: HttpUrl = None
+    tts_api_key: OptionalSecret = None
+    tts_model: OptionalText = None
+    tts_voice: OptionalText = None
+
+    # --- voice session ---
+    agent_greeting: str = "Hi! How can I help you?"
+    agent_stt_error_reply: str = "Sorry, I couldn't hear that. My speech recognition isn't working."
+    allow_interruptions: bool = True
+    min_interruption_duration: Annotated[float, Field(ge=0, le=10)] = 0.5
+    endpointing_min_delay: Annotated[float, Field(ge=0, le=10)] = 0.5
+    endpointing_max_delay: Annotated[float, Field(gt=0, le=30)] = 3.0
+
+    # --- LiveKit worker ---
+    livekit_url: str = "ws://localhost:7880"
+    livekit_api_key: str = "devkey"
+    livekit_api_secret: SecretStr = SecretStr(LIVEKIT_DEV_SECRET)
+    livekit_agent_name: str = ""
+    worker_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    worker_connect_retries: Annotated[int, Field(ge=0, le=1000)] = 16
+    worker_drain_timeout: Annotated[int, Field(ge=0, le=86400)] = 1800
+
     # --- logging ---
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "console"] = "json"
 
-    @field_validator("log_level", "log_format", "llm_provider", "tool_pass_mode", mode="before")
+    @field_validator(
+        "log_level",
+        "log_format",
+        "llm_provider",
+        "tool_pass_mode",
+        "stt_provider",
+        "tts_provider",
+        mode="before",
+    )
     @classmethod
     def _lowercase(cls, v: object) -> object:
         return v.strip().lower() if isinstance(v, str) else v
@@ -138,6 +192,21 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_path_is_unset(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("livekit_url")
+    @classmethod
+    def _check_livekit_url(cls, v: str) -> str:
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("ws", "wss", "http", "https") or not parts.netloc:
+            raise ValueError("expected a ws(s):// URL such as ws://localhost:7880")
+        return v.strip()
+
+    @field_validator("livekit_api_key", "stt_language")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v.strip()
 
     @field_validator("agent_instructions_file")
     @classmethod
@@ -149,6 +218,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_backends(self) -> Settings:
         self.backends()  # raises _FieldError naming the variable
+        if self.endpointing_max_delay < self.endpointing_min_delay:
+            raise _FieldError(
+                "ENDPOINTING_MAX_DELAY", "must not be less than ENDPOINTING_MIN_DELAY"
+            )
+        for kind in ("stt", "tts"):
+            _check_speech_backend(self, kind)
         return self
 
     @model_validator(mode="after")
@@ -244,10 +319,73 @@ class Settings(BaseSettings):
             cooldown_seconds=self.llm_cooldown if chained else 0.0,
         )
 
+    @property
+    def stt_preset(self) -> SpeechPreset:
+        return STT_PRESETS[self.stt_provider]
+
+    @property
+    def tts_preset(self) -> SpeechPreset:
+        return TTS_PRESETS[self.tts_provider]
+
+    def speech_api_key(self, kind: Literal["stt", "tts"]) -> str | None:
+        explicit: SecretStr | None = getattr(self, f"{kind}_api_key")
+        if explicit is not None:
+            return explicit.get_secret_value()
+        env = (self.stt_preset if kind == "stt" else self.tts_preset).api_key_env
+        return (os.environ.get(env) or None) if env else None
+
+    def stt_options(self) -> STTOptions:
+        preset = self.stt_preset
+        return STTOptions(
+            base_url=(self.stt_base_url or preset.default_base_url or "").rstrip("/"),
+            model=self.stt_model or preset.default_model or "",
+            api_key=self.speech_api_key("stt") or PLACEHOLDER_API_KEY,
+            language=self.stt_language,
+        )
+
+    def tts_options(self) -> TTSOptions:
+        preset = self.tts_preset
+        return TTSOptions(
+            base_url=(self.tts_base_url or preset.default_base_url or "").rstrip("/"),
+            model=self.tts_model or preset.default_model or "",
+            voice=self.tts_voice or preset.default_voice or "",
+            api_key=self.speech_api_key("tts") or PLACEHOLDER_API_KEY,
+        )
+
     def secrets(self) -> list[str]:
         """Values that must never reach a log line or a spoken word."""
-        keys = [opts.api_key for _, opts in self.backends() if opts.api_key != PLACEHOLDER_API_KEY]
-        return [*keys, *self._tool_secrets]
+        keys: list[str | None] = [opts.api_key for _, opts in self.backends()]
+        keys += [self.speech_api_key("stt"), self.speech_api_key("tts")]
+        lk_secret = self.livekit_api_secret.get_secret_value()
+        if lk_secret != LIVEKIT_DEV_SECRET:
+            keys.append(lk_secret)
+        return [k for k in keys if k and k != PLACEHOLDER_API_KEY] + self._tool_secrets
+
+
+def _check_speech_backend(settings: Settings, kind: Literal["stt", "tts"]) -> None:
+    preset = settings.stt_preset if kind == "stt" else settings.tts_preset
+    var = kind.upper()
+    if getattr(settings, f"{kind}_base_url") is None and preset.default_base_url is None:
+        raise _FieldError(
+            f"{var}_BASE_URL",
+            f"required for {var}_PROVIDER={preset.name} "
+            "(the server's URL, e.g. http://localhost:8000/v1)",
+        )
+    if getattr(settings, f"{kind}_model") is None and preset.default_model is None:
+        raise _FieldError(
+            f"{var}_MODEL",
+            f"required for {var}_PROVIDER={preset.name} (the model name the server serves)",
+        )
+    if kind == "tts" and settings.tts_voice is None and preset.default_voice is None:
+        raise _FieldError(
+            "TTS_VOICE", f"required for TTS_PROVIDER={preset.name} (a voice the server has)"
+        )
+    if preset.requires_api_key and settings.speech_api_key(kind) is None:
+        where = f" (or {preset.api_key_env})" if preset.api_key_env else ""
+        raise _FieldError(
+            f"{var}_API_KEY",
+            f"required for {var}_PROVIDER={preset.name}; set {var}_API_KEY{where}",
+        )
 
 
 class _FieldError(ValueError):

@@ -17,11 +17,24 @@ from .openai_compatible import (
     normalize_base_url,
 )
 from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderName, ProviderPreset, Quirks
+from .speech import (
+    STT_PRESETS,
+    TTS_PRESETS,
+    SpeechPreset,
+    STTOptions,
+    STTProviderName,
+    TTSOptions,
+    TTSProviderName,
+    build_stt,
+    build_tts,
+)
 
 __all__ = [
     "NOT_STREAMED",
     "PLACEHOLDER_API_KEY",
     "PRESETS",
+    "STT_PRESETS",
+    "TTS_PRESETS",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -34,7 +47,14 @@ __all__ = [
     "ProviderOptions",
     "ProviderPreset",
     "Quirks",
+    "STTOptions",
+    "STTProviderName",
+    "SpeechPreset",
     "StreamCutError",
+    "TTSOptions",
+    "TTSProviderName",
     "ToolCall",
+    "build_stt",
+    "build_tts",
     "normalize_base_url",
 ]

@@ -1,0 +1,74 @@
+"""`voice-agent check`: validate the configuration and probe every backend.
+
+One line per backend on stdout, `ok` or `FAIL` with what failed and the URL (never a
+key); exit status 1 if any failed. The configuration itself was validated before this
+runs (a bad value exits 2 with one line naming the variable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TextIO
+
+from livekit import api
+
+from providers import OpenAICompatibleProvider
+from providers.probes import ProbeResult, describe_error, probe_llm, probe_stt, probe_tts
+
+from .config import Settings
+from .logging import redact
+
+PROBE_TIMEOUT = 10.0
+
+
+async def probe_livekit(settings: Settings, *, request_timeout: float) -> ProbeResult:
+    """List rooms with the worker's credentials: proves the URL and the key/secret pair."""
+    lk = api.LiveKitAPI(
+        settings.livekit_url,
+        settings.livekit_api_key,
+        settings.livekit_api_secret.get_secret_value(),
+    )
+    try:
+        resp = await asyncio.wait_for(lk.room.list_rooms(api.ListRoomsRequest()), request_timeout)
+        return ProbeResult(True, f"server answered ({len(resp.rooms)} active rooms)")
+    except TimeoutError:
+        return ProbeResult(False, "timed out")
+    except api.TwirpError as e:
+        return ProbeResult(False, f"{e.code}: {e.message}")
+    except Exception as e:
+        return ProbeResult(False, describe_error(e))
+    finally:
+        await lk.aclose()
+
+
+async def run_check(
+    settings: Settings, *, out: TextIO = sys.stdout, request_timeout: float = PROBE_TIMEOUT
+) -> int:
+    # every LLM backend, fallbacks included: a broken fallback is found now, not on a bad day
+    llms = [
+        OpenAICompatibleProvider(options=options, preset=preset)
+        for preset, options in settings.backends()
+    ]
+    stt_opts, tts_opts = settings.stt_options(), settings.tts_options()
+    names_urls = [
+        *((f"llm[{i}]" if i else "llm", llm.base_url) for i, llm in enumerate(llms)),
+        ("stt", stt_opts.base_url),
+        ("tts", tts_opts.base_url),
+        ("livekit", settings.livekit_url),
+    ]
+    try:
+        results = await asyncio.gather(
+            *(probe_llm(llm, request_timeout=request_timeout) for llm in llms),
+            probe_stt(stt_opts, request_timeout=request_timeout),
+            probe_tts(tts_opts, request_timeout=request_timeout),
+            probe_livekit(settings, request_timeout=request_timeout),
+        )
+    finally:
+        for llm in llms:
+            await llm.aclose()
+    for (name, url), result in zip(names_urls, results, strict=True):
+        status = "ok  " if result.ok else "FAIL"
+        out.write(redact(f"{name:<8} {status} {url}  {result.detail}") + "\n")
+    out.flush()
+    return 0 if all(r.ok for r in results) else 1

@@ -1,0 +1,143 @@
+"""Speech backends (STT and TTS) as data, and the livekit-plugins-openai objects built from them.
+
+Every backend here speaks OpenAI's audio API (`/audio/transcriptions`, `/audio/speech`), so
+one plugin class serves them all; a preset only says where the server usually is, which
+model and voice it ships with, and where its key lives. Like the LLM presets, this module
+never reads the environment: `agent.config` hands it typed options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+
+from livekit.agents import stt, tts
+from livekit.plugins import openai as lk_openai
+
+from .presets import PLACEHOLDER_API_KEY
+
+STTProviderName = Literal["speaches", "openai", "groq", "openai-compatible"]
+TTSProviderName = Literal["kokoro", "speaches", "openai", "openai-compatible"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechPreset:
+    name: str
+    default_base_url: str | None
+    """None: the user must say where the server is."""
+    default_model: str | None
+    default_voice: str | None = None
+    """TTS only."""
+    api_key_env: str | None = None
+    """The vendor's conventional variable, read when `STT_API_KEY`/`TTS_API_KEY` is unset."""
+    requires_api_key: bool = False
+
+
+STT_PRESETS: MappingProxyType[str, SpeechPreset] = MappingProxyType(
+    {
+        p.name: p
+        for p in (
+            # Speaches (formerly faster-whisper-server): the usual self-hosted Whisper server
+            SpeechPreset(
+                name="speaches",
+                default_base_url="http://localhost:8000/v1",
+                default_model="Systran/faster-whisper-small",
+            ),
+            SpeechPreset(
+                name="openai",
+                default_base_url="https://api.openai.com/v1",
+                default_model="gpt-4o-mini-transcribe",
+                api_key_env="OPENAI_API_KEY",
+                requires_api_key=True,
+            ),
+            SpeechPreset(
+                name="groq",
+                default_base_url="https://api.groq.com/openai/v1",
+                default_model="whisper-large-v3-turbo",
+                api_key_env="GROQ_API_KEY",
+                requires_api_key=True,
+            ),
+            # LocalAI, whisper.cpp server, vLLM (whisper), a LiteLLM proxy, ...
+            SpeechPreset(name="openai-compatible", default_base_url=None, default_model=None),
+        )
+    }
+)
+
+TTS_PRESETS: MappingProxyType[str, SpeechPreset] = MappingProxyType(
+    {
+        p.name: p
+        for p in (
+            # Kokoro-FastAPI: the usual self-hosted TTS server
+            SpeechPreset(
+                name="kokoro",
+                default_base_url="http://localhost:8880/v1",
+                default_model="kokoro",
+                default_voice="af_heart",
+            ),
+            # Speaches also serves TTS (Kokoro and Piper models) on its STT port
+            SpeechPreset(
+                name="speaches",
+                default_base_url="http://localhost:8000/v1",
+                default_model="speaches-ai/Kokoro-82M-v1.0-ONNX",
+                default_voice="af_heart",
+            ),
+            SpeechPreset(
+                name="openai",
+                default_base_url="https://api.openai.com/v1",
+                default_model="gpt-4o-mini-tts",
+                default_voice="ash",
+                api_key_env="OPENAI_API_KEY",
+                requires_api_key=True,
+            ),
+            SpeechPreset(name="openai-compatible", default_base_url=None, default_model=None),
+        )
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class STTOptions:
+    base_url: str
+    model: str
+    api_key: str = PLACEHOLDER_API_KEY
+    language: str = "en"
+
+    def __repr__(self) -> str:  # the key stays out of logs and tracebacks
+        return f"STTOptions(base_url={self.base_url!r}, model={self.model!r})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TTSOptions:
+    base_url: str
+    model: str
+    voice: str
+    api_key: str = PLACEHOLDER_API_KEY
+    response_format: str = "mp3"
+    speed: float = 1.0
+
+    def __repr__(self) -> str:
+        return f"TTSOptions(base_url={self.base_url!r}, model={self.model!r}, voice={self.voice!r})"
+
+
+def build_stt(options: STTOptions) -> stt.STT[Any]:
+    """A batch (non-streaming) OpenAI-API STT; the session wraps it with the VAD."""
+    return lk_openai.STT(
+        base_url=options.base_url,
+        api_key=options.api_key,
+        model=options.model,
+        language=options.language,
+        # self-hosted Whisper servers only offer the HTTP endpoint, never the realtime socket
+        use_realtime=False,
+    )
+
+
+def build_tts(options: TTSOptions) -> tts.TTS[Any]:
+    return lk_openai.TTS(
+        base_url=options.base_url,
+        api_key=options.api_key,
+        model=options.model,
+        voice=options.voice,
+        response_format=options.response_format,
+        speed=options.speed,
+    )

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers.tts_server import EspeakTTSServer
+from tests.servers.whisper_server import WhisperServer
+from tests.voice.audio_io import espeak_to_wav
+
+
+@pytest.fixture(scope="session")
+def whisper_server() -> Iterator[WhisperServer]:
+    server = WhisperServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tts_server() -> Iterator[EspeakTTSServer]:
+    with EspeakTTSServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def silero_vad():  # type: ignore[no-untyped-def]
+    from livekit.plugins import silero
+
+    return silero.VAD.load()
+
+
+@pytest.fixture(scope="session")
+def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return espeak_to_wav(
+        "What time is it in Tokyo?", tmp_path_factory.mktemp("audio") / "question.wav"
+    )

@@ -1,0 +1,189 @@
+"""A whole voice session without a LiveKit server: real speech in, real audio out.
+
+The session is the worker's own (`build_session` + `Assistant`), with the real silero
+VAD, a real Whisper STT server (faster-whisper-server, tiny.en, offline), an espeak-ng
+TTS server and the scripted LLM server, all on 127.0.0.1. Only the room is replaced, by
+a paced microphone and a recording speaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from livekit.agents import AgentSession, APIConnectOptions
+from livekit.agents.voice import CloseEvent, UserStateChangedEvent
+
+from agent.config import Settings, load_settings
+from agent.worker import SessionObserver, build_agent, build_session, greet
+from tests.servers.openai_server import ScriptedLLMServer, text_reply
+from tests.servers.tts_server import EspeakTTSServer
+from tests.servers.whisper_server import WhisperServer, free_port
+from tests.voice.audio_io import PacedMicrophone, RecordingSpeaker
+
+pytestmark = pytest.mark.timeout(120)
+
+GREETING = "Hello, ask me anything."
+ANSWER = "It is nine in the evening in Tokyo."
+STT_DOWN_REPLY = "Sorry, my ears are not working right now."
+# the session's STT/TTS requests: fail fast, so the failure tests stay short
+FAST_FAIL = APIConnectOptions(max_retry=0, retry_interval=0.1, timeout=5)
+
+
+def voice_settings(llm: ScriptedLLMServer, *, stt_url: str, tts_url: str) -> Settings:
+    return load_settings(
+        llm_base_url=llm.base_url,
+        llm_model="test-model",
+        llm_max_retries=0,
+        stt_base_url=stt_url,
+        stt_model="tiny.en",
+        tts_base_url=tts_url,
+        agent_greeting=GREETING,
+        agent_stt_error_reply=STT_DOWN_REPLY,
+        builtin_tools=False,
+    )
+
+
+@dataclass
+class Running:
+    session: AgentSession
+    mic: PacedMicrophone
+    speaker: RecordingSpeaker
+    observer: SessionObserver
+    user_states: list[UserStateChangedEvent]
+    closed: list[CloseEvent]
+
+
+@asynccontextmanager
+async def running_session(settings: Settings, vad: Any) -> AsyncIterator[Running]:
+    session = build_session(settings, vad=vad, conn_options=FAST_FAIL)
+    run = Running(
+        session, PacedMicrophone(), RecordingSpeaker(), SessionObserver(session, settings), [], []
+    )
+    session.on("user_state_changed", run.user_states.append)
+    session.on("close", run.closed.append)
+    session.input.audio = run.mic
+    session.output.audio = run.speaker
+    await session.start(build_agent(settings), record=False)
+    try:
+        yield run
+    finally:
+        await session.aclose()
+        # Collect the session's garbage here: a finalizer that logs a traceback while
+        # another `ast.parse` is running trips CPython 3.11.7's AST recursion check
+        # (gh-106905), and pytest parses modules lazily at the end of the run.
+        gc.collect()
+
+
+async def until(check: Callable[[], bool], *, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_spoken_question_reaches_llm_and_spoken_answer_comes_out(
+    llm_server: ScriptedLLMServer,
+    whisper_server: WhisperServer,
+    tts_server: EspeakTTSServer,
+    silero_vad: Any,
+    question_wav: Path,
+) -> None:
+    llm_server.script(text_reply(ANSWER))
+    settings = voice_settings(
+        llm_server, stt_url=whisper_server.base_url, tts_url=tts_server.base_url
+    )
+    async with running_session(settings, silero_vad) as run:
+        greet(run.session, settings)
+        await until(lambda: len(run.speaker.completed) >= 1, within=20, what="the greeting")
+
+        await run.mic.say(question_wav)
+        await until(lambda: len(run.speaker.completed) >= 2, within=60, what="the spoken answer")
+        await until(lambda: run.observer.turn_latencies != [], within=10, what="turn metrics")
+
+        # speech detected by the VAD
+        assert any(ev.new_state == "speaking" for ev in run.user_states)
+        # the Whisper transcript reached the LLM as the user's turn
+        user_turns = [m for m in llm_server.requests[-1].messages if m["role"] == "user"]
+        heard = str(user_turns[-1]["content"]).lower()
+        assert "time" in heard and "tokyo" in heard, heard
+        # the greeting, then the LLM's reply, reached the TTS server
+        assert tts_server.texts[0] == GREETING
+        assert ANSWER in " ".join(tts_server.texts[1:])
+        # and came out as audio
+        greeting_audio, answer_audio = run.speaker.completed[:2]
+        assert greeting_audio.duration > 0.5 and answer_audio.duration > 0.5
+        assert not run.closed
+
+        speech_end = run.mic.speech_ended_at[-1]
+        reply_request = next(r for r in tts_server.requests if ANSWER.split()[0] in r.text)
+        eos_to_tts_request = reply_request.received_at - speech_end
+        eos_to_audio = (answer_audio.first_frame_at or 0) - speech_end
+        print(
+            f"\nlatency (wall clock from the last speech frame; includes the WAV's 0.3 s "
+            f"silence pad): end of speech -> first TTS request {eos_to_tts_request * 1000:.0f} ms, "
+            f"-> first audio frame {eos_to_audio * 1000:.0f} ms"
+        )
+        print(f"livekit metrics: {run.observer.turn_latencies[-1]}")
+        assert 0 < eos_to_tts_request < 30  # generous: proves order, not speed
+
+
+async def test_session_survives_stt_down_and_says_it_cannot_hear(
+    llm_server: ScriptedLLMServer,
+    tts_server: EspeakTTSServer,
+    silero_vad: Any,
+    question_wav: Path,
+) -> None:
+    closed_port_url = f"http://127.0.0.1:{free_port()}/v1"
+    llm_server.script(text_reply(ANSWER))
+    settings = voice_settings(llm_server, stt_url=closed_port_url, tts_url=tts_server.base_url)
+    async with running_session(settings, silero_vad) as run:
+        await run.mic.say(question_wav)
+        await until(
+            lambda: STT_DOWN_REPLY in tts_server.texts, within=30, what="the STT-down reply"
+        )
+
+        # still alive: a typed turn is answered and spoken
+        run.session.generate_reply(user_input="Are you there?")
+        await until(lambda: ANSWER in tts_server.texts, within=20, what="the answer")
+        await until(lambda: len(run.speaker.completed) >= 2, within=20, what="audio")
+        assert not run.closed
+        assert any(
+            m["role"] == "user" and "Are you there?" in str(m["content"])
+            for m in llm_server.requests[-1].messages
+        )
+
+
+async def test_session_survives_tts_down_and_speaks_again_when_it_returns(
+    llm_server: ScriptedLLMServer,
+    whisper_server: WhisperServer,
+    tts_server: EspeakTTSServer,
+    silero_vad: Any,
+    question_wav: Path,
+) -> None:
+    llm_server.script(text_reply(ANSWER), text_reply("Second answer."))
+    tts_server.fail_with = 503
+    settings = voice_settings(
+        llm_server, stt_url=whisper_server.base_url, tts_url=tts_server.base_url
+    )
+    async with running_session(settings, silero_vad) as run:
+        greet(run.session, settings)  # fails: TTS is down
+        await run.mic.say(question_wav)
+        # the turn still went through the LLM, and its reply was attempted on the TTS
+        await until(lambda: len(llm_server.requests) >= 1, within=60, what="the LLM request")
+        await until(lambda: ANSWER in " ".join(tts_server.texts), within=30, what="a TTS attempt")
+        assert run.speaker.completed == []
+
+        tts_server.fail_with = None
+        run.session.generate_reply(user_input="And now?")
+        await until(lambda: len(run.speaker.completed) >= 1, within=30, what="audio after recovery")
+        assert "Second answer." in tts_server.texts[-1]
+        assert not run.closed
