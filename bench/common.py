@@ -15,7 +15,7 @@ from livekit.agents.voice import io
 
 from agent.config import DEFAULT_INSTRUCTIONS
 from agent.logging import configure_logging
-from agent.turns import TurnEngine, TurnOptions, ToolPassMode
+from agent.turns import ToolPassMode, TurnEngine, TurnOptions
 from providers import OpenAICompatibleProvider, ProviderOptions
 
 APOLOGY = "Sorry, something went wrong on my side."
@@ -35,9 +35,7 @@ def quiet_logging() -> None:
 
 def make_provider(base_url: str) -> OpenAICompatibleProvider:
     return OpenAICompatibleProvider(
-        options=ProviderOptions(
-            model="test-model", base_url=base_url, timeout=30.0, max_retries=0
-        )
+        options=ProviderOptions(model="test-model", base_url=base_url, timeout=30.0, max_retries=0)
     )
 
 

@@ -66,6 +66,7 @@ async def lookup_order(order_id: int) -> str:
 
 
 TOOLS: list[llm.Tool] = [get_current_time, lookup_order]
+AGENT_TOOLS: list[llm.Tool | llm.Toolset] = [*TOOLS]
 
 
 @dataclass(slots=True)
@@ -78,6 +79,8 @@ class Sample:
     tool_run: tuple[float, float] | None = None
 
 
+OURS_DEFAULT = "ours, streamed tool pass (default)"
+
 TurnRunner = Callable[[str], Awaitable[tuple[float, float]]]
 
 
@@ -88,7 +91,7 @@ class SessionVariant:
         self.name = name
         self._agent = agent
         self._provider = provider
-        self._session: AgentSession = AgentSession(llm=provider)
+        self._session: AgentSession[None] = AgentSession(llm=provider)
         self._out = FirstTextOutput()
 
     async def start(self) -> None:
@@ -160,11 +163,11 @@ def session_variants(base_url: str) -> list[Variant]:
     return [
         SessionVariant(
             "livekit Agent (default llm_node)",
-            Agent(instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS),
+            Agent(instructions=DEFAULT_INSTRUCTIONS, tools=AGENT_TOOLS),
             plain,
         ),
         SessionVariant(
-            "ours, streamed tool pass (default)",
+            OURS_DEFAULT,
             Assistant(engine=streamed, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS),
             streamed.provider,
         ),
@@ -183,7 +186,7 @@ def node_variants(base_url: str) -> list[Variant]:
             make_engine(base_url),
             livekit_default=True,
         ),
-        NodeVariant("ours, streamed tool pass (default)", make_engine(base_url), livekit_default=False),
+        NodeVariant(OURS_DEFAULT, make_engine(base_url), livekit_default=False),
         NodeVariant(
             "ours, blocking tool pass (CAAL-style)",
             make_engine(base_url, "blocking"),
@@ -297,8 +300,10 @@ async def tool_turn(
             tool_pass, speak = s.served[0], s.served[1]
             assert tool_pass.finished_at is not None and speak.first_token_at is not None
             tool_start, tool_end = s.tool_run
-            ideal = tool_pass.finished_at + (tool_end - tool_start) + (
-                speak.first_token_at - speak.received_at
+            ideal = (
+                tool_pass.finished_at
+                + (tool_end - tool_start)
+                + (speak.first_token_at - speak.received_at)
             )
             overhead.append((s.first_text_at - ideal) * 1000)
             before.append((tool_start - tool_pass.finished_at) * 1000)

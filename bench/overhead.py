@@ -83,8 +83,12 @@ async def measure(
 
     async def sdk_turn() -> None:
         stream = await sdk.chat.completions.create(
-            model="test-model", messages=messages, tools=tool_params, stream=True
+            model="test-model",
+            messages=messages,  # type: ignore[arg-type]
+            tools=tool_params,  # type: ignore[arg-type]
+            stream=True,
         )
+        assert isinstance(stream, openai.AsyncStream)
         async with stream:
             async for _ in stream:
                 pass
@@ -205,7 +209,9 @@ async def _profile(
     for (filename, line, name), (_, _, tottime, cumtime, _) in stats.items():
         if not _in_floor(filename):
             spots.append(
-                HotSpot(_where(filename, line, name), tottime * 1000 / turns, cumtime * 1000 / turns)
+                HotSpot(
+                    _where(filename, line, name), tottime * 1000 / turns, cumtime * 1000 / turns
+                )
             )
     spots.sort(key=lambda h: -h.self_ms_per_turn)
     return spots[:10]

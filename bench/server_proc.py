@@ -92,7 +92,10 @@ class RemoteLLMServer:
 
     def start(self) -> RemoteLLMServer:
         root = str(Path(__file__).resolve().parents[1])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+        }
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "bench.server_proc"],
             stdin=subprocess.PIPE,

@@ -54,14 +54,12 @@ async def _session(
     think: float,
     rng: random.Random,
     all_started: asyncio.Barrier | None = None,
-) -> tuple[AgentSession, list[TurnTiming]]:
+) -> tuple[AgentSession[None], list[TurnTiming]]:
     engine = make_engine(base_url)
-    session: AgentSession = AgentSession(llm=engine.provider)
+    session: AgentSession[None] = AgentSession(llm=engine.provider)
     out = FirstTextOutput()
     session.output.transcription = out
-    await session.start(
-        Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS)
-    )
+    await session.start(Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS))
     if all_started is not None:
         # users arrive over time in a real worker; a burst of start-ups is not a turn's cost
         await all_started.wait()
@@ -88,10 +86,7 @@ async def run_level(sessions: int, base_url: str, turns: int, think: float) -> d
     barrier = asyncio.Barrier(sessions)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     results = await asyncio.gather(
-        *(
-            _session(i, base_url, turns, think, random.Random(i), barrier)
-            for i in range(sessions)
-        )
+        *(_session(i, base_url, turns, think, random.Random(i), barrier) for i in range(sessions))
     )
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     gc.collect()
