@@ -3,25 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Sequence
+from typing import Any
 
 from livekit.agents import Agent, ModelSettings, llm
 
-from providers import PRESETS, OpenAICompatibleProvider
+from providers import OpenAICompatibleProvider
 
 from .config import Settings
 from .tools import builtin_tools
 from .turns import TurnEngine, TurnOptions
 
 
-def build_llm(settings: Settings) -> OpenAICompatibleProvider:
-    return OpenAICompatibleProvider(
-        options=settings.provider_options(), preset=PRESETS[settings.llm_provider]
+def build_llm(settings: Settings) -> llm.LLM[Any]:
+    """The configured backend, or a livekit `FallbackAdapter` over the primary and
+    `LLM_FALLBACKS`: a turn that fails before any word was said moves to the next."""
+    providers: list[llm.LLM[Any]] = [
+        OpenAICompatibleProvider(options=options, preset=preset)
+        for preset, options in settings.backends()
+    ]
+    if len(providers) == 1:
+        return providers[0]
+    return _Fallbacks(
+        providers,
+        attempt_timeout=settings.llm_timeout,
+        max_retry_per_llm=settings.llm_max_retries,
+        retry_interval=0.5,
     )
 
 
-def build_engine(
-    settings: Settings, llm_provider: OpenAICompatibleProvider | None = None
-) -> TurnEngine:
+class _Fallbacks(llm.FallbackAdapter):
+    """livekit's adapter, closing the backends it was given when it is closed."""
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        for instance in self._llm_instances:
+            await instance.aclose()
+
+
+def build_engine(settings: Settings, llm_provider: llm.LLM[Any] | None = None) -> TurnEngine:
     return TurnEngine(
         llm_provider or build_llm(settings),
         TurnOptions(

@@ -28,7 +28,7 @@ async def run_chat(
     history = llm.ChatContext()
     history.add_message(role="system", content=settings.instructions)
     with bind_context(session_id=uuid.uuid4().hex[:12], mode="chat"):
-        log.info("chat started", base_url=engine.provider.base_url)
+        log.info("chat started", backend=engine.provider.label)
         try:
             while line := await asyncio.to_thread(stdin.readline):
                 user_text = line.strip()

@@ -16,13 +16,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from livekit.agents import llm
 from livekit.agents.llm.utils import execute_function_call
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
-from providers import APIError, APIStatusError, OpenAICompatibleProvider, ToolCall
+from providers import NOT_STREAMED, APIError, APIStatusError, ToolCall
 
 from .logging import get_logger
 from .speech_filter import ToolCallTextFilter
@@ -77,14 +77,15 @@ class TurnStats:
 
 
 class TurnEngine:
-    def __init__(self, llm: OpenAICompatibleProvider, options: TurnOptions) -> None:
-        self._llm = llm
+    def __init__(self, provider: llm.LLM[Any], options: TurnOptions) -> None:
+        """`provider`: an `OpenAICompatibleProvider`, or a `FallbackAdapter` over several."""
+        self._llm = provider
         self._opts = options
         # learnt at run time: a server that 400s on tool_choice="none" does so every time
         self._tool_choice_none_rejected = False
 
     @property
-    def provider(self) -> OpenAICompatibleProvider:
+    def provider(self) -> llm.LLM[Any]:
         return self._llm
 
     @property
@@ -153,29 +154,30 @@ class Turn:
 
     async def _resolve_and_speak(self) -> AsyncIterator[str]:
         if self._tools:
+            tools_rejected = False
             for _ in range(self._opts.max_tool_rounds):
                 calls: list[ToolCall] = []
                 try:
                     async for text in self._tool_pass(calls):
                         yield text
                 except APIStatusError as e:
-                    if e.retryable or self.text:
+                    if not _is_rejected_request(e) or self.text:
                         raise
                     # some servers refuse tools outright (vLLM without its tool flags):
                     # answering without them beats an apology
                     self._log.warning(
-                        "server rejected the tool pass; answering without tools",
+                        "server rejected the request with tools; answering without them",
                         status_code=e.status_code,
                     )
+                    tools_rejected = True
                     break
                 if not calls:
                     if self.text.strip():
                         return  # answered without tools: the common fast path
                     break
                 await self._run_tools(calls)
-            speak_kinds: list[PassKind] = (
-                ["speak-plain"] if self._engine._tool_choice_none_rejected else ["speak"]
-            )
+            skip_none = tools_rejected or self._engine._tool_choice_none_rejected
+            speak_kinds: list[PassKind] = [] if skip_none else ["speak"]
         else:
             async for text in self._stream_pass("speak-plain"):
                 yield text
@@ -189,8 +191,10 @@ class Turn:
                 async for text in self._stream_pass(kind):
                     yield text
             except APIStatusError as e:
-                if kind != "speak" or e.retryable or self.text:
+                if kind != "speak" or not _is_rejected_request(e) or self.text:
                     raise
+                # the same request with tools was accepted a moment ago: it is the
+                # tool_choice the server refuses, and it will refuse it every time
                 self._engine._tool_choice_none_rejected = True
                 self._log.warning(
                     "server rejected tool_choice=none; retrying without tools",
@@ -203,37 +207,15 @@ class Turn:
         self._log.warning("model produced no words; saying the fallback reply")
         yield self._joined(self._opts.fallback_reply)
 
-    async def _tool_pass(self, calls: list[ToolCall]) -> AsyncIterator[str]:
-        if self._opts.tool_pass == "streamed":
-            async for text in self._stream_pass("tools", calls=calls):
-                yield text
-            return
+    def _tool_pass(self, calls: list[ToolCall]) -> AsyncIterator[str]:
         # blocking: one non-streamed request, for servers whose streamed tool calls break
-        stats = PassStats(kind="tools")
-        started = time.perf_counter()
-        try:
-            completion = await self._llm.complete(
-                chat_ctx=self._ctx, tools=self._tools, tool_choice="auto"
-            )
-        except Exception:
-            stats.outcome = "error"
-            raise
-        finally:
-            stats.duration = time.perf_counter() - started
-            self._record(stats)
-        calls.extend(completion.tool_calls)
-        stats.tool_calls = len(calls)
-        text_filter = ToolCallTextFilter()
-        text = text_filter.push(completion.text) + text_filter.flush()
-        if text:
-            stats.ttft = stats.duration
-            stats.text_chars = len(text)
-            yield text
+        blocking = self._opts.tool_pass == "blocking"
+        return self._stream_pass("tools", calls=calls, blocking=blocking)
 
     async def _stream_pass(
-        self, kind: PassKind, *, calls: list[ToolCall] | None = None
+        self, kind: PassKind, *, calls: list[ToolCall] | None = None, blocking: bool = False
     ) -> AsyncIterator[str]:
-        """One streamed request; text goes out as it arrives, tool calls into `calls`."""
+        """One request; text goes out as it arrives, tool calls into `calls`."""
         stats = PassStats(kind=kind)
         started = time.perf_counter()
         tools = self._tools if kind != "speak-plain" else None
@@ -244,6 +226,7 @@ class Turn:
                 chat_ctx=self._ctx,
                 tools=list(tools) if tools else None,
                 tool_choice=tool_choice,
+                extra_kwargs=NOT_STREAMED if blocking else NOT_GIVEN,
             ) as stream:
                 async for chunk in stream:
                     if chunk.delta is None:
@@ -257,9 +240,12 @@ class Turn:
                         if text:
                             if stats.ttft is None:
                                 stats.ttft = time.perf_counter() - started
+                                text = self._joined(text)
                             stats.text_chars += len(text)
                             yield text
             if tail := text_filter.flush():
+                if stats.text_chars == 0:
+                    tail = self._joined(tail)
                 stats.text_chars += len(tail)
                 yield tail
         except BaseException as e:
@@ -320,9 +306,12 @@ class Turn:
         self.text += text
         return text
 
-    def _joined(self, sentence: str) -> str:
-        """`sentence`, separated from what was already said."""
-        return sentence if not self.text or self.text[-1].isspace() else " " + sentence
+    def _joined(self, text: str) -> str:
+        """`text` separated from what was already said: passes and apologies are new
+        sentences, and "see.It" reads badly in a transcript."""
+        if not self.text or self.text[-1].isspace() or text[:1].isspace():
+            return text
+        return " " + text
 
     def _record(self, stats: PassStats) -> None:
         self.stats.passes.append(stats)
@@ -340,7 +329,7 @@ class Turn:
         fields: dict[str, object] = {
             "error_type": type(e).__name__,
             "error": str(e),
-            "base_url": self._llm.base_url,
+            "backend": self._llm.label,
             "said_chars": len(self.text),
         }
         if isinstance(e, APIStatusError):
@@ -351,6 +340,11 @@ class Turn:
             self._log.error("turn failed; apologizing", **fields)
         else:
             self._log.exception("turn failed unexpectedly; apologizing", **fields)
+
+
+def _is_rejected_request(e: APIStatusError) -> bool:
+    """A request the server refuses for its content, as opposed to auth, limits or outages."""
+    return e.status_code in (400, 422)
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from livekit.agents import Agent, AgentSession, llm
 from livekit.agents.llm import function_tool
@@ -25,7 +26,6 @@ from agent.assistant import Assistant
 from agent.config import DEFAULT_INSTRUCTIONS
 from agent.tools import get_current_time
 from agent.turns import TurnEngine
-from providers import OpenAICompatibleProvider
 from tests.servers.openai_server import ToolCall, text_reply, tool_reply
 
 from .common import REPLY, FirstTextOutput, chat_ctx, make_engine, make_provider, settle
@@ -87,7 +87,7 @@ TurnRunner = Callable[[str], Awaitable[tuple[float, float]]]
 class SessionVariant:
     """A text-mode `AgentSession` kept for the whole run; history reset after every turn."""
 
-    def __init__(self, name: str, agent: Agent, provider: OpenAICompatibleProvider) -> None:
+    def __init__(self, name: str, agent: Agent, provider: llm.LLM[Any]) -> None:
         self.name = name
         self._agent = agent
         self._provider = provider

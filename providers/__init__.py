@@ -9,17 +9,26 @@ from .base import (
     StreamCutError,
     ToolCall,
 )
-from .openai_compatible import OpenAICompatibleProvider, ProviderOptions, normalize_base_url
+from .cooldown import BackendCoolingDown, Cooldown
+from .openai_compatible import (
+    NOT_STREAMED,
+    OpenAICompatibleProvider,
+    ProviderOptions,
+    normalize_base_url,
+)
 from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderName, ProviderPreset, Quirks
 
 __all__ = [
+    "NOT_STREAMED",
     "PLACEHOLDER_API_KEY",
     "PRESETS",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "BackendCoolingDown",
     "Completion",
+    "Cooldown",
     "OpenAICompatibleProvider",
     "ProviderName",
     "ProviderOptions",

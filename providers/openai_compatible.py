@@ -4,14 +4,14 @@ It is a livekit-agents `llm.LLM`, so an `AgentSession`, the framework's retries,
 metrics and `FallbackAdapter` take it as they take their own plugins. What it adds
 over livekit-plugins-openai is what self-hosted servers need: tool calls rebuilt
 without trusting `index`/`finish_reason`, cut streams detected, quirk flags per
-preset, and a non-streamed `complete()` for servers whose streamed tool calls are
-broken.
+preset, and a non-streamed mode (`NOT_STREAMED`) for servers whose streamed tool
+calls are broken.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +29,8 @@ from livekit.agents.types import (
     NotGivenOr,
 )
 from livekit.agents.utils import is_given
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletion
 
 from .base import (
     APIConnectionError,
@@ -37,11 +39,28 @@ from .base import (
     APITimeoutError,
     Completion,
     StreamCutError,
+    ToolCall,
 )
+from .cooldown import BackendCoolingDown, Cooldown
 from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderPreset
 from .tool_calls import ToolCallAccumulator
 
-__all__ = ["OpenAICompatibleProvider", "ProviderOptions", "normalize_base_url"]
+__all__ = [
+    "NOT_STREAMED",
+    "ChatStream",
+    "OpenAICompatibleProvider",
+    "ProviderOptions",
+    "normalize_base_url",
+]
+
+logger = logging.getLogger("providers")
+
+NOT_STREAMED: dict[str, Any] = {"stream": False}
+"""`chat(extra_kwargs=NOT_STREAMED)`: one non-streamed request, delivered as a single chunk.
+
+For servers whose streamed tool calls are broken. Being a `chat()` option rather than
+another method, it works through anything that wraps an `llm.LLM` (`FallbackAdapter`).
+"""
 
 
 def normalize_base_url(url: str) -> str:
@@ -72,6 +91,10 @@ class ProviderOptions:
     """Attempts after the first, only while nothing has been streamed yet."""
     retry_interval: float = 0.5
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    cooldown_seconds: float = 0.0
+    """After `cooldown_after` failures in a row, skip this backend for this long (0: never).
+    Meant for fallback chains: a lone backend is always worth another try."""
+    cooldown_after: int = 2
 
     @property
     def conn_options(self) -> APIConnectOptions:
@@ -97,6 +120,13 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
             max_retries=0,
             timeout=httpx2.Timeout(options.timeout),
             default_headers={**preset.headers, **options.extra_headers},
+        )
+        # what livekit's retry, fallback and metrics logs name this backend by (never the key)
+        self._label = f"{preset.name}:{options.model}@{self.base_url}"
+        self._cooldown = (
+            Cooldown(seconds=options.cooldown_seconds, threshold=options.cooldown_after)
+            if options.cooldown_seconds > 0
+            else None
         )
 
     def __repr__(self) -> str:
@@ -150,20 +180,17 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         tools: Sequence[llm.Tool] = (),
         tool_choice: NotGivenOr[ToolChoice] = NOT_GIVEN,
     ) -> Completion:
-        """One non-streamed completion, for servers whose streamed tool calls are broken.
-
-        Retried like a stream: up to `max_retries` times on retryable errors.
-        """
-        request = self._request(chat_ctx, list(tools), tool_choice, NOT_GIVEN, NOT_GIVEN)
-        attempts = self._opts.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                return await self._complete_once(request)
-            except APIError as e:
-                if not e.retryable or attempt == attempts - 1:
-                    raise
-                await _sleep(self._opts.conn_options._interval_for_retry(attempt))
-        raise AssertionError("unreachable")
+        """One non-streamed completion, retried like a stream."""
+        text: list[str] = []
+        calls: list[ToolCall] = []
+        async with self.chat(
+            chat_ctx=chat_ctx, tools=list(tools), tool_choice=tool_choice, extra_kwargs=NOT_STREAMED
+        ) as stream:
+            async for chunk in stream:
+                if chunk.delta is not None:
+                    text.append(chunk.delta.content or "")
+                    calls.extend(chunk.delta.tool_calls)
+        return Completion(text="".join(text), tool_calls=calls)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -192,31 +219,6 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
             request.update(extra_kwargs)
         return request
 
-    async def _complete_once(self, request: dict[str, Any]) -> Completion:
-        try:
-            response = await self._client.chat.completions.create(**request, stream=False)
-            if not isinstance(response, openai.types.chat.ChatCompletion) or not response.choices:
-                raise APIConnectionError("the server sent no completion choices", retryable=True)
-            message = response.choices[0].message
-        except Exception as e:
-            raise _to_api_error(e, retryable=True) from e
-        calls = ToolCallAccumulator()
-        for tc in message.tool_calls or []:
-            function = getattr(tc, "function", None)
-            calls.add(
-                id=tc.id,
-                index=None,
-                name=getattr(function, "name", None),
-                arguments=getattr(function, "arguments", None),
-            )
-        text = (
-            llm_utils.strip_thinking_tokens(
-                message.content or "", llm_utils.ThinkingTokenFilter(), final=True
-            )
-            or ""
-        )
-        return Completion(text=text, tool_calls=calls.finish())
-
 
 class ChatStream(llm.LLMStream):
     def __init__(
@@ -233,68 +235,126 @@ class ChatStream(llm.LLMStream):
         self._request = request
 
     async def _run(self) -> None:
-        quirks = self._provider._preset.quirks
+        cooldown = self._provider._cooldown
+        if cooldown is not None:
+            cooldown.check()
+        try:
+            await self._attempt()
+        except APIError as e:
+            if cooldown is not None and _is_outage(e) and cooldown.record_failure():
+                logger.warning(
+                    "LLM backend failing repeatedly; skipping it for a while",
+                    extra={"backend": self._provider.label, "cooldown_s": cooldown.seconds},
+                )
+            raise
+        if cooldown is not None:
+            cooldown.record_success()
+
+    async def _attempt(self) -> None:
         request = dict(self._request)
+        streamed = request.pop("stream", True)
+        try:
+            if streamed:
+                await self._run_streamed(request)
+            else:
+                await self._run_whole(request)
+        except APIError:
+            raise
+        except Exception as e:
+            # retrying after words were streamed would repeat them
+            raise _to_api_error(e, retryable=not self._event_ch.output_sent) from e
+
+    async def _run_streamed(self, request: dict[str, Any]) -> None:
+        quirks = self._provider._preset.quirks
         if quirks.stream_usage:
             request["stream_options"] = {"include_usage": True}
-        # retrying after words were streamed would repeat them
-        retryable = True
         finished = False
         calls = ToolCallAccumulator()
         thinking = llm_utils.ThinkingTokenFilter()
         chunk_id = ""
-        try:
-            stream = await self._provider._client.chat.completions.create(
-                **request, stream=True, timeout=httpx2.Timeout(self._conn_options.timeout)
+        stream = await self._provider._client.chat.completions.create(
+            **request, stream=True, timeout=httpx2.Timeout(self._conn_options.timeout)
+        )
+        async with stream:
+            async for chunk in stream:
+                chunk_id = chunk.id or chunk_id
+                for choice in chunk.choices or []:
+                    finished = finished or choice.finish_reason is not None
+                    if choice.delta is None:
+                        continue
+                    for tc in choice.delta.tool_calls or []:
+                        calls.add_delta(tc)
+                    text = llm_utils.strip_thinking_tokens(
+                        choice.delta.content, thinking, final=choice.finish_reason is not None
+                    )
+                    if text:
+                        self._send(chunk_id, text=text)
+                if chunk.usage is not None:
+                    self._send_usage(chunk_id, chunk.usage)
+        if not finished and quirks.reports_finish_reason:
+            raise StreamCutError(
+                "the stream ended without a finish_reason",
+                retryable=not self._event_ch.output_sent,
             )
-            async with stream:
-                async for chunk in stream:
-                    chunk_id = chunk.id or chunk_id
-                    for choice in chunk.choices or []:
-                        finished = finished or choice.finish_reason is not None
-                        delta = choice.delta
-                        if delta is None:
-                            continue
-                        for tc in delta.tool_calls or []:
-                            calls.add_delta(tc)
-                        text = llm_utils.strip_thinking_tokens(
-                            delta.content, thinking, final=choice.finish_reason is not None
-                        )
-                        if text:
-                            retryable = False
-                            self._event_ch.send_nowait(
-                                llm.ChatChunk(
-                                    id=chunk_id,
-                                    delta=llm.ChoiceDelta(role="assistant", content=text),
-                                )
-                            )
-                    if chunk.usage is not None:
-                        self._event_ch.send_nowait(
-                            llm.ChatChunk(
-                                id=chunk_id,
-                                usage=llm.CompletionUsage(
-                                    completion_tokens=chunk.usage.completion_tokens or 0,
-                                    prompt_tokens=chunk.usage.prompt_tokens or 0,
-                                    total_tokens=chunk.usage.total_tokens or 0,
-                                ),
-                            )
-                        )
-            if not finished and quirks.reports_finish_reason:
-                raise StreamCutError(
-                    "the stream ended without a finish_reason", retryable=retryable
-                )
-        except APIError:
-            raise
-        except Exception as e:
-            raise _to_api_error(e, retryable=retryable) from e
-
         if calls:
+            self._send(chunk_id, tool_calls=calls.finish())
+
+    async def _run_whole(self, request: dict[str, Any]) -> None:
+        """`extra_kwargs={"stream": False}`: one non-streamed completion, sent as one chunk."""
+        response = await self._provider._client.chat.completions.create(
+            **request, stream=False, timeout=httpx2.Timeout(self._conn_options.timeout)
+        )
+        if not isinstance(response, ChatCompletion) or not response.choices:
+            raise APIConnectionError("the LLM server sent no completion choices")
+        message = response.choices[0].message
+        calls = ToolCallAccumulator()
+        for tc in message.tool_calls or []:
+            calls.add(
+                id=tc.id,
+                index=None,
+                name=getattr(getattr(tc, "function", None), "name", None),
+                arguments=getattr(getattr(tc, "function", None), "arguments", None),
+            )
+        text = llm_utils.strip_thinking_tokens(
+            message.content, llm_utils.ThinkingTokenFilter(), final=True
+        )
+        self._send(response.id or "", text=text or None, tool_calls=calls.finish())
+        if response.usage is not None:
+            self._send_usage(response.id or "", response.usage)
+
+    def _send(
+        self, chunk_id: str, *, text: str | None = None, tool_calls: list[ToolCall] | None = None
+    ) -> None:
+        if text or tool_calls:
             self._event_ch.send_nowait(
                 llm.ChatChunk(
                     id=chunk_id,
-                    delta=llm.ChoiceDelta(role="assistant", tool_calls=calls.finish()),
+                    delta=llm.ChoiceDelta(
+                        role="assistant", content=text, tool_calls=tool_calls or []
+                    ),
                 )
             )
+
+    def _send_usage(self, chunk_id: str, usage: CompletionUsage) -> None:
+        self._event_ch.send_nowait(
+            llm.ChatChunk(
+                id=chunk_id,
+                usage=llm.CompletionUsage(
+                    completion_tokens=usage.completion_tokens or 0,
+                    prompt_tokens=usage.prompt_tokens or 0,
+                    total_tokens=usage.total_tokens or 0,
+                ),
+            )
+        )
+
+
+def _is_outage(e: APIError) -> bool:
+    """Failures that say the backend is unwell, not that the request was wrong."""
+    if isinstance(e, BackendCoolingDown):
+        return False
+    if isinstance(e, APIStatusError):
+        return e.status_code >= 500 or e.status_code in (408, 429)
+    return True
 
 
 def _tool_choice_param(tool_choice: ToolChoice) -> Any:
@@ -335,8 +395,3 @@ def _to_api_error(e: BaseException, *, retryable: bool) -> APIError:
     return APIConnectionError(
         f"unexpected LLM client failure ({type(e).__name__})", retryable=retryable
     )
-
-
-async def _sleep(seconds: float) -> None:
-    if seconds > 0:
-        await asyncio.sleep(seconds)

@@ -80,8 +80,13 @@ class ToolCallAccumulator:
             for call in self._calls:
                 if call.id == id:
                     return call
-            # a new id is a new call, unless it is the first id the current call sees
-            if current is not None and current.id is None and not current.name:
+            # a new id is a new call, unless it names the call already under way
+            if (
+                current is not None
+                and current.id is None
+                and not current.name
+                and (index is None or current.index in (None, index))
+            ):
                 current.id = id
                 return current
             return self._start(id=id, index=index)

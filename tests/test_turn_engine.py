@@ -164,7 +164,7 @@ async def test_text_before_a_tool_call_is_spoken_at_once_and_kept(
         text_reply("It is noon."),
     )
     said, turn = await speak(make_engine(llm_server), TOOLS)
-    assert said == "Let me check. It is noon." or said == "Let me check.It is noon."
+    assert said == "Let me check. It is noon."
     roles = [m["role"] for m in llm_server.requests[1].messages]
     assert roles[-3:] == ["assistant", "assistant", "tool"]
     assert [type(i).__name__ for i in turn.new_items] == ["FunctionCall", "FunctionCallOutput"]
@@ -327,7 +327,7 @@ async def test_fault_in_the_speaking_pass_keeps_what_was_said(
         Reply.of(Text("Your order"), Cut()),
     )
     said, turn = await speak(make_engine(llm_server), TOOLS)
-    assert said == f"Checking.Your order {APOLOGY}"
+    assert said == f"Checking. Your order {APOLOGY}"
     assert turn.stats.outcome == "apology"
 
 
@@ -395,3 +395,26 @@ async def test_cancelled_turn_closes_cleanly(llm_server: ScriptedLLMServer) -> N
     assert await anext(it) == "one "
     await it.aclose()  # type: ignore[attr-defined]
     assert turn.text == "one "
+
+
+async def test_server_refusing_tools_is_answered_without_them(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    engine = make_engine(llm_server)
+    llm_server.script(Reply.of(Status(400)), text_reply("Hello without tools."))
+    said, turn = await speak(engine, TOOLS)
+    assert said == "Hello without tools."
+    assert [p.kind for p in turn.stats.passes] == ["tools", "speak-plain"]
+    assert "tools" not in llm_server.requests[1].body
+    # a refusal of the tools is not a refusal of tool_choice="none": nothing was learnt
+    assert engine._tool_choice_none_rejected is False
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_auth_and_not_found_errors_are_not_mistaken_for_refused_tools(
+    llm_server: ScriptedLLMServer, status: int
+) -> None:
+    llm_server.script(Reply.of(Status(status)), text_reply("should not be asked"))
+    said, _ = await speak(make_engine(llm_server), TOOLS)
+    assert said == APOLOGY
+    assert len(llm_server.requests) == 1

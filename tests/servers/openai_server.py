@@ -15,7 +15,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,7 @@ def tool_reply(*calls: ToolCall, text: str = "", ttft: float = 0.0) -> Reply:
 class Request:
     path: str
     headers: dict[str, str]
+    """Lower-cased names."""
     body: dict[str, Any]
     received_at: float
     """perf_counter() when the request arrived."""
@@ -144,9 +145,15 @@ class Request:
 
 
 class ScriptedLLMServer:
-    def __init__(self, *, default: Reply | None = None, model: str = "test-model") -> None:
+    def __init__(
+        self,
+        *,
+        default: Reply | Callable[[dict[str, Any]], Reply] | None = None,
+        model: str = "test-model",
+    ) -> None:
         self.model = model
         self.default = default or text_reply("Default reply.")
+        """Answers requests nothing was scripted for: a reply, or a function of the request body."""
         self.requests: list[Request] = []
         self.first_chunk_sent_at: list[float] = []
         """perf_counter() when each streamed reply's first content/tool chunk was written."""
@@ -165,10 +172,19 @@ class ScriptedLLMServer:
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        # handlers still asleep in a scripted Hang
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def __enter__(self) -> ScriptedLLMServer:
         return self.start()
@@ -196,9 +212,11 @@ class ScriptedLLMServer:
         with self._lock:
             return len(self._replies)
 
-    def _next(self) -> Reply:
+    def _next(self, body: dict[str, Any]) -> Reply:
         with self._lock:
-            return self._replies.popleft() if self._replies else self.default
+            if self._replies:
+                return self._replies.popleft()
+        return self.default(body) if callable(self.default) else self.default
 
     # -- HTTP
     async def _start(self) -> None:
@@ -218,9 +236,14 @@ class ScriptedLLMServer:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        record = Request(request.path, dict(request.headers), body, time.perf_counter())
+        record = Request(
+            request.path,
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+            time.perf_counter(),
+        )
         self.requests.append(record)
-        reply = self._next()
+        reply = self._next(body)
         steps = list(reply.steps)
         # leading pauses and an HTTP status happen before any response is sent
         pauses = 0.0

@@ -1,0 +1,184 @@
+"""Many concurrent text sessions against a backend having a bad day.
+
+    python -m bench.load --sessions 50 --turns 20
+
+Pass: zero silent turns, no turn beyond timeout + 1 s, no asyncio task or socket left
+behind once the sessions end, and RSS growth within the stated bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import os
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from livekit.agents import llm
+
+from agent.logging import configure_logging
+from agent.tools import get_current_time
+from agent.turns import TurnEngine, TurnOptions
+from providers import OpenAICompatibleProvider, ProviderOptions
+from tests.servers.faults import FaultyBackend
+from tests.servers.openai_server import ScriptedLLMServer
+
+APOLOGY = "Sorry, I'm having trouble right now."
+FALLBACK = "Sorry, I don't have an answer to that."
+
+
+@dataclass
+class LoadResult:
+    sessions: int
+    turns: int
+    timeout: float
+    faults_injected: dict[str, int]
+    turn_seconds: list[float] = field(default_factory=list)
+    first_text_seconds: list[float] = field(default_factory=list)
+    silent_turns: int = 0
+    apologies: int = 0
+    fallbacks: int = 0
+    leaked_tasks: int = 0
+    sockets_before: int = 0
+    sockets_after: int = 0
+    rss_before_mb: float = 0.0
+    rss_after_mb: float = 0.0
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    @property
+    def max_turn(self) -> float:
+        return max(self.turn_seconds, default=0.0)
+
+    def p(self, values: list[float], q: float) -> float:
+        return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else 0.0
+
+    def table(self) -> str:
+        t, f = self.turn_seconds, self.first_text_seconds
+        rows = [
+            ("sessions x turns", f"{self.sessions} x {self.turns // max(self.sessions, 1)}"),
+            ("turns", f"{len(t)}"),
+            ("faults injected", f"{sum(self.faults_injected.values())} {self.faults_injected}"),
+            ("silent turns", f"{self.silent_turns}"),
+            ("apologies / fallback replies", f"{self.apologies} / {self.fallbacks}"),
+            (
+                "turn p50 / p95 / max",
+                f"{_ms(self.p(t, 50))} / {_ms(self.p(t, 95))} / {_ms(self.max_turn)}",
+            ),
+            ("first text p50 / p95", f"{_ms(self.p(f, 50))} / {_ms(self.p(f, 95))}"),
+            ("limit (timeout + 1 s)", _ms(self.timeout + 1)),
+            # the scripted server runs in a thread of this process: its CPU is included
+            ("process CPU per turn", _ms(self.cpu_seconds / max(len(t), 1))),
+            ("leaked asyncio tasks", f"{self.leaked_tasks}"),
+            ("open sockets before / after", f"{self.sockets_before} / {self.sockets_after}"),
+            ("RSS before / after", f"{self.rss_before_mb:.1f} / {self.rss_after_mb:.1f} MB"),
+            ("wall time", f"{self.wall_seconds:.1f} s"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"| {k:<{width}} | {v} |" for k, v in rows)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def open_sockets() -> int:
+    fd_dir = "/proc/self/fd"
+    count = 0
+    for fd in os.listdir(fd_dir):
+        with contextlib.suppress(OSError):  # closed while we looked
+            count += os.readlink(f"{fd_dir}/{fd}").startswith("socket:")
+    return count
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+async def run_load(
+    *,
+    sessions: int = 50,
+    turns: int = 20,
+    fault_rate: float = 0.1,
+    timeout: float = 2.0,  # noqa: ASYNC109 (the backend timeout under test, not ours)
+    seed: int = 7,
+) -> LoadResult:
+    backend = FaultyBackend(fault_rate=fault_rate, seed=seed)
+    with ScriptedLLMServer(default=backend) as server:
+        gc.collect()
+        result = LoadResult(
+            sessions=sessions,
+            turns=sessions * turns,
+            timeout=timeout,
+            faults_injected=backend.injected,
+            sockets_before=open_sockets(),
+            rss_before_mb=rss_mb(),
+        )
+        provider = OpenAICompatibleProvider(
+            options=ProviderOptions(
+                model="load", base_url=server.base_url, timeout=timeout, max_retries=0
+            )
+        )
+        engine = TurnEngine(
+            provider, TurnOptions(apology=APOLOGY, fallback_reply=FALLBACK, tool_timeout=1.0)
+        )
+        tasks_before = asyncio.all_tasks()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(_session(engine, turns, result) for _ in range(sessions)))
+        result.wall_seconds = time.perf_counter() - started
+        result.cpu_seconds = time.process_time() - cpu_started
+        await provider.aclose()
+        await asyncio.sleep(0.1)  # let closed transports finish
+        result.leaked_tasks = len(asyncio.all_tasks() - tasks_before)
+        gc.collect()
+        result.sockets_after = open_sockets()
+        result.rss_after_mb = rss_mb()
+    return result
+
+
+async def _session(engine: TurnEngine, turns: int, result: LoadResult) -> None:
+    history = llm.ChatContext()
+    history.add_message(role="system", content="You are a load test.")
+    for i in range(turns):
+        history.add_message(role="user", content=f"Question number {i}?")
+        started = time.perf_counter()
+        turn = engine.run(history, [get_current_time])
+        async for _ in turn:
+            pass
+        result.turn_seconds.append(time.perf_counter() - started)
+        if turn.stats.time_to_first_text is not None:
+            result.first_text_seconds.append(turn.stats.time_to_first_text)
+        if not turn.text.strip():
+            result.silent_turns += 1
+        result.apologies += turn.stats.outcome == "apology"
+        result.fallbacks += turn.stats.outcome == "fallback"
+        history.items.extend(turn.new_items)
+        history.add_message(role="assistant", content=turn.text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--fault-rate", type=float, default=0.1)
+    parser.add_argument("--timeout", type=float, default=2.0)
+    args = parser.parse_args()
+    configure_logging(level="error", fmt="console")
+    result = asyncio.run(
+        run_load(
+            sessions=args.sessions,
+            turns=args.turns,
+            fault_rate=args.fault_rate,
+            timeout=args.timeout,
+        )
+    )
+    print(result.table())
+
+
+if __name__ == "__main__":
+    main()

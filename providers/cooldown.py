@@ -1,0 +1,58 @@
+"""Skip a backend that keeps failing for a while, instead of waiting on it every turn.
+
+After `threshold` consecutive failures the backend is "cooling down": requests fail
+at once (retryable=False, so nothing waits on retries) until `seconds` have passed.
+The next request after that is a real one again: success closes the breaker, a
+failure opens it for another period. Inside a `FallbackAdapter`, a cooling backend
+is thus skipped in microseconds, and livekit's recovery probes cost nothing until
+the period is over.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .base import APIConnectionError
+
+
+class BackendCoolingDown(APIConnectionError):
+    """Raised instead of a request while the backend is cooling down."""
+
+
+@dataclass(slots=True, kw_only=True)
+class Cooldown:
+    seconds: float = 30.0
+    threshold: int = 2
+    _failures: int = 0
+    _until: float = 0.0
+    _clock: object = field(default=time.monotonic, repr=False)
+
+    def check(self) -> None:
+        """Raise `BackendCoolingDown` if requests should not be sent now."""
+        remaining = self._until - self._now()
+        if remaining > 0:
+            raise BackendCoolingDown(
+                f"backend skipped for {remaining:.0f} s more after repeated failures",
+                retryable=False,
+            )
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._until = 0.0
+
+    def record_failure(self) -> bool:
+        """Count a failure; True when this one starts a cool-down period."""
+        self._failures += 1
+        if self._failures >= self.threshold:
+            self._failures = 0
+            self._until = self._now() + self.seconds
+            return True
+        return False
+
+    @property
+    def cooling(self) -> bool:
+        return self._until > self._now()
+
+    def _now(self) -> float:
+        return self._clock()  # type: ignore[operator,no-any-return]

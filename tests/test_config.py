@@ -1,0 +1,147 @@
+"""Start-up configuration: each bad value gives one line naming the variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_settings
+from tests.conftest import chat_env, run_cli
+
+_OUR_PREFIXES = (
+    "LLM_",
+    "AGENT_",
+    "TOOL",
+    "LOG_",
+    "MAX_TOOL",
+    "BUILTIN",
+    "GROQ_",
+    "OPENAI_",
+    "OPENROUTER_",
+)
+BASE = {"LLM_BASE_URL": "http://127.0.0.1:9/v1", "LLM_MODEL": "m"}
+
+BAD_VALUES = [
+    ({"LLM_PROVIDER": "bogus"}, "LLM_PROVIDER: expected 'openai-compatible', 'ollama'"),
+    ({"LLM_BASE_URL": "localhost:8000"}, "LLM_BASE_URL: expected an http(s) URL"),
+    ({"LLM_BASE_URL": ""}, "LLM_BASE_URL: required for LLM_PROVIDER=openai-compatible"),
+    ({"LLM_MODEL": ""}, "LLM_MODEL: required for LLM_PROVIDER=openai-compatible"),
+    ({"LLM_FALLBACKS": "[{"}, "LLM_FALLBACKS: expected a JSON list like"),
+    ({"LLM_FALLBACKS": '{"provider": "groq"}'}, "LLM_FALLBACKS: expected a list"),
+    ({"LLM_FALLBACKS": '[{"provider": "nope"}]'}, "LLM_FALLBACKS[0].provider: expected 'openai"),
+    ({"LLM_FALLBACKS": '[{"base_url": "ftp://x"}]'}, "LLM_FALLBACKS[0].base_url: expected an http"),
+    ({"LLM_FALLBACKS": '[{"model": "m"}]'}, "LLM_FALLBACKS[0].base_url: required for provider"),
+    ({"LLM_FALLBACKS": '[{"provider": "groq", "key": "x"}]'}, "LLM_FALLBACKS[0].key: Extra"),
+    (
+        {"LLM_FALLBACKS": '[{"provider": "ollama"}, {"provider": "openai"}]'},
+        "LLM_FALLBACKS[1].api_key: required for provider openai (set LLM_FALLBACKS[1].api_key or",
+    ),
+    ({"LLM_COOLDOWN": "-5"}, "LLM_COOLDOWN: expected greater than or equal to 0"),
+    ({"LLM_TIMEOUT": "soon"}, "LLM_TIMEOUT: expected a number"),
+    ({"LLM_TIMEOUT": "0"}, "LLM_TIMEOUT: expected greater than 0"),
+    ({"LLM_TEMPERATURE": "7"}, "LLM_TEMPERATURE: expected less than or equal to 2"),
+    ({"LLM_MAX_RETRIES": "-1"}, "LLM_MAX_RETRIES: expected greater than or equal to 0"),
+    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL: expected 'debug', 'info'"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: expected 'json' or 'console'"),
+    ({"TOOL_PASS_MODE": "eager"}, "TOOL_PASS_MODE: expected 'streamed' or 'blocking'"),
+    ({"MAX_TOOL_ROUNDS": "0"}, "MAX_TOOL_ROUNDS: expected greater than or equal to 1"),
+    ({"TOOL_TIMEOUT": "x"}, "TOOL_TIMEOUT: expected a number"),
+    ({"BUILTIN_TOOLS": "perhaps"}, "BUILTIN_TOOLS: expected a boolean"),
+    ({"AGENT_INSTRUCTIONS_FILE": "/no/such/file"}, "AGENT_INSTRUCTIONS_FILE: expected the path"),
+    (
+        {"LLM_PROVIDER": "groq", "LLM_API_KEY": ""},
+        "LLM_API_KEY: required for LLM_PROVIDER=groq (set LLM_API_KEY or GROQ_API_KEY)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"), BAD_VALUES, ids=[next(iter(e)) for e, _ in BAD_VALUES]
+)
+def test_bad_value_gives_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], expected: str
+) -> None:
+    _clean(monkeypatch, tmp_path, **{**BASE, **env})
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert message.startswith(expected)
+    assert "\n" not in message
+
+
+CLI_CASES = [BAD_VALUES[0], BAD_VALUES[4], BAD_VALUES[-1]]
+
+
+@pytest.mark.parametrize(("env", "expected"), CLI_CASES, ids=[next(iter(e)) for e, _ in CLI_CASES])
+def test_bad_value_fails_start_up_with_one_line_and_exit_code_2(
+    env: dict[str, str], expected: str, tmp_path: Path
+) -> None:
+    result = run_cli(["chat"], env=chat_env(**{**BASE, **env}), stdin="Hello\n", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"voice-agent: configuration error: {expected}")
+
+
+def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> None:
+    for name in list(os.environ):
+        if name.startswith(_OUR_PREFIXES):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.mark.parametrize(
+    ("provider", "url", "key_env"),
+    [
+        ("ollama", "http://localhost:11434/v1", None),
+        ("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+        ("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+        ("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+    ],
+)
+def test_presets_have_their_usual_url_and_read_the_vendor_key_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, provider: str, url: str, key_env: str | None
+) -> None:
+    _clean(monkeypatch, tmp_path, LLM_PROVIDER=provider)
+    if key_env:
+        monkeypatch.setenv(key_env, "vendor-key-123")
+    options = load_settings().backends()[0][1]
+    assert options.base_url == url
+    assert options.model  # presets name a default model
+    assert options.api_key == ("vendor-key-123" if key_env else "not-needed")
+
+
+def test_llm_api_key_wins_over_the_vendor_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clean(monkeypatch, tmp_path, LLM_PROVIDER="groq", GROQ_API_KEY="a", LLM_API_KEY="b-key")
+    assert load_settings().backends()[0][1].api_key == "b-key"
+
+
+def test_api_key_is_not_in_the_settings_repr(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clean(monkeypatch, tmp_path, LLM_PROVIDER="openai", LLM_API_KEY="sk-very-secret-1")
+    settings = load_settings()
+    assert "sk-very-secret-1" not in repr(settings)
+    assert "sk-very-secret-1" not in repr(settings.backends()[0][1])
+
+
+def test_config_error_is_a_typed_exception(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _clean(monkeypatch, tmp_path, LLM_PROVIDER="openai-compatible")
+    with pytest.raises(ConfigError, match=r"^LLM_BASE_URL: required"):
+        load_settings()
+
+
+def test_values_are_case_and_space_tolerant(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clean(monkeypatch, tmp_path, LLM_PROVIDER=" Ollama ", LOG_FORMAT="CONSOLE")
+    settings = load_settings()
+    assert settings.llm_provider == "ollama"
+    assert settings.log_format == "console"

@@ -1,0 +1,141 @@
+"""Fallback LLM backends from env, retries only before speech, and cool-downs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from livekit.agents import llm
+
+from agent.assistant import build_engine
+from agent.config import load_settings
+from agent.turns import TurnEngine
+from providers import BackendCoolingDown, Cooldown
+from tests.conftest import chat_env, run_cli
+from tests.servers.openai_server import Cut, Reply, ScriptedLLMServer, Status, Text, text_reply
+
+
+@pytest.fixture
+def backup_server() -> Iterator[ScriptedLLMServer]:
+    with ScriptedLLMServer(default=text_reply("Backup here.")) as server:
+        yield server
+
+
+def fallbacks_env(backup: ScriptedLLMServer, **extra: str) -> dict[str, str]:
+    entry = {"provider": "openai-compatible", "base_url": backup.base_url, "model": "backup-model"}
+    return {"LLM_FALLBACKS": json.dumps([entry | extra])}
+
+
+def test_turn_moves_to_the_fallback_backend_when_the_primary_fails_before_speaking(
+    llm_server: ScriptedLLMServer, backup_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    llm_server.script(Reply.of(Status(503)))
+    primary_key, backup_key = "sk-primary-canary-1", "sk-backup-canary-2"
+    env = chat_env(
+        llm_server,
+        LLM_API_KEY=primary_key,
+        **fallbacks_env(backup_server, api_key=backup_key),
+    )
+    result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Backup here.\n"
+    assert backup_server.requests[0].body["model"] == "backup-model"
+    assert backup_server.requests[0].headers["authorization"] == f"Bearer {backup_key}"
+    # the switch is logged with the failing backend's name and URL, never a key
+    assert f"openai-compatible:test-model@{llm_server.base_url}" in result.stderr
+    assert "switching to next LLM" in result.stderr
+    for key in (primary_key, backup_key):
+        assert key not in result.stdout + result.stderr
+
+
+def test_failure_after_words_were_said_does_not_repeat_them_on_the_fallback(
+    llm_server: ScriptedLLMServer, backup_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    llm_server.script(Reply.of(Text("The answer is"), Cut()))
+    env = chat_env(llm_server, AGENT_APOLOGY="Sorry.", **fallbacks_env(backup_server))
+    result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
+    assert result.stdout == "The answer is Sorry.\n"
+    assert backup_server.requests == []
+
+
+def test_all_backends_down_ends_in_the_apology(tmp_path: Path) -> None:
+    env = chat_env(
+        LLM_BASE_URL="http://127.0.0.1:9/v1",
+        LLM_MODEL="m",
+        AGENT_APOLOGY="Sorry.",
+        LLM_FALLBACKS=json.dumps([{"base_url": "http://127.0.0.1:10/v1", "model": "m"}]),
+    )
+    result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout == "Sorry.\n"
+
+
+def engine_with_fallback(
+    primary: ScriptedLLMServer,
+    backup: ScriptedLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    **env: str,
+) -> TurnEngine:
+    monkeypatch.chdir(tmp_path)
+    for name, value in {
+        **chat_env(primary),
+        **fallbacks_env(backup),
+        "BUILTIN_TOOLS": "false",
+        **env,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return build_engine(load_settings())
+
+
+async def say(engine: TurnEngine) -> str:
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Hi")
+    return "".join([t async for t in engine.run(ctx)])
+
+
+async def test_a_failing_primary_is_skipped_while_cooling_down_and_comes_back(
+    llm_server: ScriptedLLMServer,
+    backup_server: ScriptedLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    llm_server.default = Reply.of(Status(500))
+    engine = engine_with_fallback(
+        llm_server, backup_server, monkeypatch, tmp_path, LLM_COOLDOWN="1.5"
+    )
+    assert await say(engine) == "Backup here."
+    await asyncio.sleep(0.3)  # livekit's background recovery probe fails too: 2 in a row
+    failed_so_far = len(llm_server.requests)
+    assert failed_so_far == 2
+
+    for _ in range(5):  # cooling down: not a single request reaches the primary
+        assert await say(engine) == "Backup here."
+    await asyncio.sleep(0.3)
+    assert len(llm_server.requests) == failed_so_far
+
+    llm_server.default = text_reply("Primary is back.")
+    await asyncio.sleep(1.5)
+    assert await say(engine) == "Backup here."  # this turn's probe finds it healthy
+    await asyncio.sleep(0.3)
+    assert await say(engine) == "Primary is back."
+    await engine.provider.aclose()
+
+
+def test_cooldown_opens_after_the_threshold_and_closes_after_the_period() -> None:
+    now = [100.0]
+    cooldown = Cooldown(seconds=10, threshold=2, _clock=lambda: now[0])
+    cooldown.check()
+    assert cooldown.record_failure() is False
+    cooldown.check()  # one failure is not a pattern
+    assert cooldown.record_failure() is True
+    with pytest.raises(BackendCoolingDown) as raised:
+        cooldown.check()
+    assert raised.value.retryable is False
+    now[0] += 10.1
+    cooldown.check()
+    cooldown.record_success()
+    assert cooldown.record_failure() is False  # the count started again

@@ -1,0 +1,224 @@
+"""Property-based: whatever the environment or the server says, a clear error or words.
+
+Never a crash, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from livekit.agents import llm
+
+from agent.config import ConfigError, load_settings
+from agent.tools import get_current_time
+from agent.turns import TurnEngine, TurnOptions
+from providers import OpenAICompatibleProvider, ProviderOptions
+from tests.servers.openai_server import Finish, Raw, Reply, ScriptedLLMServer, Text
+
+APOLOGY = "Sorry, try again."
+FALLBACK = "No answer."
+TIMEOUT = 1.0
+
+VARIABLES = [
+    "LLM_PROVIDER",
+    "LLM_BASE_URL",
+    "LLM_API_KEY",
+    "LLM_MODEL",
+    "LLM_TIMEOUT",
+    "LLM_TEMPERATURE",
+    "LLM_MAX_RETRIES",
+    "LLM_FALLBACKS",
+    "LLM_COOLDOWN",
+    "AGENT_INSTRUCTIONS",
+    "TOOL_PASS_MODE",
+    "MAX_TOOL_ROUNDS",
+    "TOOL_TIMEOUT",
+    "BUILTIN_TOOLS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+]
+
+env_values = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", " ", "0", "-1", "1e309", "nan", "true", "[]", "[{}]", "{}", "null"]),
+    st.sampled_from(["ollama", "groq", "openai", "http://127.0.0.1:1/v1", "ftp://x", "http://"]),
+    st.builds(
+        json.dumps,
+        st.lists(
+            st.dictionaries(
+                st.sampled_from(["provider", "base_url", "model", "api_key", "x"]),
+                st.text(max_size=20),
+            ),
+            max_size=3,
+        ),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def clean_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    saved = dict(os.environ)
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("env"))  # no stray .env
+    for name in list(os.environ):
+        if name.startswith(("LLM_", "AGENT_", "TOOL", "LOG_", "GROQ", "OPENAI", "OPENROUTER")):
+            del os.environ[name]
+    yield
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.usefixtures("clean_environ")
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(env=st.dictionaries(st.sampled_from(VARIABLES), env_values, max_size=6))
+def test_any_environment_loads_or_fails_with_one_line_naming_a_variable(
+    env: dict[str, str],
+) -> None:
+    env = {k: v.replace("\x00", "") for k, v in env.items()}
+    for name in VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    try:
+        load_settings()
+    except ConfigError as e:
+        message = str(e)
+        assert "\n" not in message
+        variable = message.split(":", 1)[0].split("[", 1)[0].split(".", 1)[0]
+        assert variable in VARIABLES, message
+
+
+# --- whatever the server streams --------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+def chunk(choices: Any) -> bytes:
+    body = {"id": "x", "object": "chat.completion.chunk", "choices": choices}
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+delta_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "content": st.one_of(st.none(), st.text(), st.integers(), json_values),
+        "role": st.one_of(st.just("assistant"), json_values),
+        "tool_calls": st.one_of(
+            json_values,
+            st.lists(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "index": st.one_of(st.integers(-2, 3), st.none(), st.text(max_size=2)),
+                        "id": st.one_of(st.none(), st.text(max_size=6)),
+                        "function": st.one_of(
+                            json_values,
+                            st.fixed_dictionaries(
+                                {},
+                                optional={
+                                    "name": st.one_of(
+                                        st.none(),
+                                        st.sampled_from(["get_current_time", "nope"]),
+                                        st.text(max_size=8),
+                                    ),
+                                    "arguments": st.one_of(
+                                        st.none(), st.text(max_size=30), json_values
+                                    ),
+                                },
+                            ),
+                        ),
+                    },
+                ),
+                max_size=3,
+            ),
+        ),
+    },
+)
+
+sse_events = st.one_of(
+    delta_values.map(lambda d: chunk([{"index": 0, "delta": d, "finish_reason": None}])),
+    json_values.map(lambda v: f"data: {json.dumps(v)}\n\n".encode()),
+    st.binary(max_size=64),
+    st.text(max_size=64).map(lambda t: f"data: {t}\n\n".encode("utf-8", "surrogatepass")),
+    st.sampled_from(
+        [
+            chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+            chunk([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]),
+            chunk("not a list"),
+            b"data: [DONE]\n\n",
+            b": keep-alive comment\n\n",
+            b'event: error\ndata: {"error": {"message": "boom"}}\n\n',
+        ]
+    ),
+)
+
+replies = st.one_of(
+    st.lists(sse_events, max_size=6).map(
+        lambda events: Reply.of(*(Raw(e) for e in events), done=False)
+    ),
+    st.text(max_size=200).map(lambda t: Reply.of(Text(t), Finish("stop"))),
+    st.just(Reply.of(Text("word " * 2_000, chunk_words=4), Finish("stop"))),  # a long stream
+    st.just(
+        Reply.of(
+            Raw(
+                chunk(
+                    [{"index": 0, "delta": {"content": "x" * 1_000_000}, "finish_reason": "stop"}]
+                )
+            )
+        )
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_server() -> Iterator[ScriptedLLMServer]:
+    with ScriptedLLMServer(default=Reply.of(Finish("stop"))) as server:
+        yield server
+
+
+async def _one_turn(base_url: str) -> tuple[str, float]:
+    provider = OpenAICompatibleProvider(
+        options=ProviderOptions(model="m", base_url=base_url, timeout=TIMEOUT, max_retries=0)
+    )
+    engine = TurnEngine(
+        provider, TurnOptions(apology=APOLOGY, fallback_reply=FALLBACK, tool_timeout=1.0)
+    )
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Hi")
+    started = time.perf_counter()
+    try:
+        said = "".join([t async for t in engine.run(ctx, [get_current_time])])
+    finally:
+        await provider.aclose()
+    return said, time.perf_counter() - started
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(reply=replies)
+def test_any_server_output_ends_in_words_without_crash_or_hang(
+    fuzz_server: ScriptedLLMServer, reply: Reply
+) -> None:
+    fuzz_server.reset()
+    fuzz_server.script(reply)
+    said, elapsed = asyncio.run(_one_turn(fuzz_server.base_url))
+    assert said.strip()
+    # one pass per request at most: tool pass, speaking pass, plain retry
+    assert elapsed < 3 * (TIMEOUT + 1)
