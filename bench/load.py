@@ -54,7 +54,7 @@ class LoadResult:
     def max_turn(self) -> float:
         return max(self.turn_seconds, default=0.0)
 
-    def p(self, values: list[float], q: float) -> float:
+    def p(self, values: list[float], q: int) -> float:
         return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else 0.0
 
     def table(self) -> str:

@@ -15,6 +15,7 @@ import gc
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from livekit.agents import llm
 
@@ -60,8 +61,8 @@ class SoakResult:
         return "\n".join(f"| {k:<{width}} | {v} |" for k, v in rows)
 
 
-def _reply(body: dict[str, object]) -> Reply:
-    messages = body.get("messages") or []
+def _reply(body: dict[str, Any]) -> Reply:
+    messages: list[Any] = body.get("messages") or []
     n = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user")
     last = messages[-1] if isinstance(messages, list) and messages else {}
     if body.get("tools") and n % 5 == 0 and isinstance(last, dict) and last.get("role") == "user":

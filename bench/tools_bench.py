@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import statistics
 import sys
@@ -65,9 +66,9 @@ async def main(runs: int) -> None:
         }
         for name, spec in specs.items():
             results[f"startup {name}, first in process"] = await median_ms(
-                lambda s=spec: startup(s), 1
+                functools.partial(startup, spec), 1
             )
-            results[f"startup {name}"] = await median_ms(lambda s=spec: startup(s), runs)
+            results[f"startup {name}"] = await median_ms(functools.partial(startup, spec), runs)
 
         mcp = McpTools([specs["streamable_http"]])
         await mcp.setup()

@@ -123,6 +123,13 @@ class Request:
     """Lower-cased names."""
     body: dict[str, Any]
     received_at: float
+    """perf_counter() when the request arrived."""
+    first_token_at: float | None = None
+    """perf_counter() when the reply's first content/tool chunk was written (streamed), or
+    when the model would have produced its first token (non-streamed: after the leading
+    pauses)."""
+    finished_at: float | None = None
+    """perf_counter() when the whole response had been written (non-streamed: built)."""
 
     @property
     def stream(self) -> bool:
@@ -232,15 +239,14 @@ class ScriptedLLMServer:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        record = Request(
+            request.path,
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+            time.perf_counter(),
+        )
         if self.record:
-            self.requests.append(
-                Request(
-                    request.path,
-                    {k.lower(): v for k, v in request.headers.items()},
-                    body,
-                    time.perf_counter(),
-                )
-            )
+            self.requests.append(record)
         reply = self._next(body)
         steps = list(reply.steps)
         # leading pauses and an HTTP status happen before any response is sent
@@ -256,11 +262,11 @@ class ScriptedLLMServer:
         if steps and isinstance(steps[0], Hang):
             await asyncio.sleep(3600)
         if body.get("stream"):
-            return await self._stream(request, reply, steps)
-        return await self._whole(request, reply, steps)
+            return await self._stream(request, record, reply, steps)
+        return await self._whole(request, record, reply, steps)
 
     async def _stream(
-        self, request: web.Request, reply: Reply, steps: list[Step]
+        self, request: web.Request, record: Request, reply: Reply, steps: list[Step]
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
@@ -279,7 +285,9 @@ class ScriptedLLMServer:
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
             if first and (delta.get("content") or delta.get("tool_calls")):
                 first = False
-                self.first_chunk_sent_at.append(time.perf_counter())
+                record.first_token_at = time.perf_counter()
+                if self.record:
+                    self.first_chunk_sent_at.append(record.first_token_at)
 
         await send({"role": "assistant", "content": ""})
         for step in steps:
@@ -306,11 +314,13 @@ class ScriptedLLMServer:
         if reply.done:
             await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
+        record.finished_at = time.perf_counter()
         return resp
 
     async def _whole(
-        self, request: web.Request, reply: Reply, steps: list[Step]
+        self, request: web.Request, record: Request, reply: Reply, steps: list[Step]
     ) -> web.StreamResponse:
+        record.first_token_at = time.perf_counter()
         text = ""
         calls: list[dict[str, Any]] = []
         finish: str | None = "stop"
@@ -318,6 +328,10 @@ class ScriptedLLMServer:
             if isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
             elif isinstance(step, Text):
+                # a non-streamed reply still takes the model its generation time
+                chunks = sum(1 for _ in _word_chunks(step.text, step.chunk_words))
+                if reply.token_delay and chunks > 1:
+                    await asyncio.sleep(reply.token_delay * (chunks - 1))
                 text += step.text
             elif isinstance(step, ToolCall):
                 calls.append(
@@ -340,6 +354,7 @@ class ScriptedLLMServer:
         message: dict[str, Any] = {"role": "assistant", "content": text or None}
         if calls:
             message["tool_calls"] = calls
+        record.finished_at = time.perf_counter()
         return web.json_response(
             {
                 "id": f"chatcmpl-{next(self._ids)}",

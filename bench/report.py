@@ -1,0 +1,294 @@
+"""Results as Markdown tables: printed, and written to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .common import Summary
+from .first_text import OURS_DEFAULT, Backend, NoToolRow, ToolRow
+from .overhead import OverheadResult
+from .sessions import LevelResult
+from .voice import PENDING, STAGES, VoiceRow
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    command: str
+    quick: bool
+    backend: Backend
+    reps: int
+    elapsed_s: float = 0.0
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, "
+        f"Python {sys.version.split()[0]}"
+    )
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def f1(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def f2(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def f3(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def render(
+    info: RunInfo,
+    no_tool: list[NoToolRow],
+    tool: list[ToolRow],
+    overhead: OverheadResult,
+    levels: list[LevelResult],
+    voice: list[VoiceRow] | None,
+) -> str:
+    b = info.backend
+    out: list[str] = [
+        "# Benchmarks",
+        "",
+        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- Machine: {machine()}",
+        f"- Command: `{info.command}`"
+        + (" (quick smoke run: numbers are not meaningful)" if info.quick else ""),
+        f"- Scripted backend: time to first token {b.ttft * 1000:.0f} ms, "
+        f"{b.token_delay * 1000:.0f} ms between tokens (one word per SSE chunk), "
+        f"tool time {b.tool_seconds * 1000:.0f} ms; {info.reps} turns per variant, "
+        "variants interleaved turn by turn, order rotated each repetition",
+        f"- Wall time of the run: {info.elapsed_s:.0f} s",
+        "",
+        "The LLM server (`tests/servers/openai_server.py`) runs in a child process "
+        "(`bench/server_proc.py`), so it shares neither the event loop nor the GIL with "
+        "the code measured. Its timestamps and ours are `time.perf_counter()`, on Linux "
+        "CLOCK_MONOTONIC, one clock across processes.",
+        "",
+    ]
+
+    # 1
+    ours = next((r for r in no_tool if r.level == "session" and r.variant == OURS_DEFAULT), None)
+    out += [
+        "## 1. No-tool turn: time to first text out / server's time to first token",
+        "",
+        "Tools are offered; the model answers without them. Time to first text out runs "
+        "from the start of the turn (`session.run(user_input=...)`, or the `llm_node` "
+        "call) to the first words out (the session's text output, or the node's first "
+        "yield). The server's TTFT is its own record: request received -> first "
+        "content chunk written (non-streamed: -> first token produced). `session` is a "
+        "real livekit `AgentSession` in text mode (no room, no audio); `llm_node` is the "
+        "node alone.",
+        "",
+        table(
+            [
+                "level",
+                "variant",
+                "ratio p50",
+                "ratio p95",
+                "added ms p50",
+                "added ms p95",
+                "server TTFT ms p50",
+            ],
+            [
+                [
+                    r.level,
+                    r.variant,
+                    f3(Summary.of(r.ratios).p50),
+                    f3(Summary.of(r.ratios).p95),
+                    f1(Summary.of(r.added_ms).p50),
+                    f1(Summary.of(r.added_ms).p95),
+                    f1(Summary.of(r.server_ttft_ms).p50),
+                ]
+                for r in no_tool
+            ],
+        ),
+        "",
+    ]
+    if ours is not None:
+        p50 = Summary.of(ours.ratios).p50
+        out += [
+            f"Goal: ratio <= 1.05 for our default in a session: p50 {p50:.3f}, "
+            f"{verdict(p50 <= 1.05)}. The added milliseconds do not depend on the "
+            "server's TTFT; the ratio does (a slower model makes it smaller).",
+            "",
+        ]
+
+    # 2
+    out += [
+        "## 2. Tool turn: first text out vs tool-call complete + tool time + speaking-pass TTFT",
+        "",
+        "One tool call (the server streams it, or sends it whole in blocking mode), the "
+        "tool runs, then the speaking pass. Ideal first words = tool-call response "
+        "complete (server) + the tool's own run time + the speaking pass's server TTFT. "
+        "Overhead = actual - ideal, split into: response complete -> tool starts, tool "
+        "ends -> speaking request arrives, first token written -> first text out.",
+        "",
+        table(
+            [
+                "variant",
+                "overhead ms p50",
+                "overhead ms p95",
+                "-> tool start p50",
+                "tool -> next request p50",
+                "first token -> out p50",
+            ],
+            [
+                [
+                    r.variant,
+                    f1(Summary.of(r.overhead_ms).p50),
+                    f1(Summary.of(r.overhead_ms).p95),
+                    f1(Summary.of(r.before_tool_ms).p50),
+                    f1(Summary.of(r.after_tool_ms).p50),
+                    f1(Summary.of(r.delivery_ms).p50),
+                ]
+                for r in tool
+            ]
+            + [
+                [
+                    "TODO: filler sentence start for a slow tool",
+                    "pending the filler feature (not on main yet)",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            ],
+        ),
+        "",
+    ]
+    ours_tool = next((r for r in tool if r.variant == OURS_DEFAULT), None)
+    if ours_tool is not None:
+        p50 = Summary.of(ours_tool.overhead_ms).p50
+        out += [f"Goal: <= +10 ms for our default: p50 {p50:.1f} ms, {verdict(p50 <= 10)}.", ""]
+
+    # 3
+    rows = {r.variant: Summary.of(r.cpu_ms) for r in overhead.rows}
+    floor = next(iter(rows.values()))
+    engine = list(rows.values())[-1]
+    out += [
+        "## 3. Engine overhead per turn (client CPU time)",
+        "",
+        "Method: the server is in another process, so `time.process_time()` of this "
+        "process is the client's CPU alone. The same request and streamed reply "
+        "(one word per chunk) are run three ways, "
+        "interleaved: the bare openai SDK (the floor any Python client pays for HTTP, "
+        "SSE and parsing), our provider's `chat()` (livekit's `LLMStream` around the "
+        "SDK), and a whole `Turn`. Overhead = quantile of the turn - the same quantile "
+        "of the floor.",
+        "",
+        table(
+            ["variant", "CPU ms p50", "CPU ms p95", "over floor p50", "over floor p95"],
+            [
+                [name, f2(s.p50), f2(s.p95), f2(s.p50 - floor.p50), f2(s.p95 - floor.p95)]
+                for name, s in rows.items()
+            ],
+        ),
+        "",
+        f"Goal: <= 2 ms p50 of engine overhead: {engine.p50 - floor.p50:.2f} ms, "
+        f"{verdict(engine.p50 - floor.p50 <= 2)}.",
+        "",
+        "Where it goes, each piece of per-turn work timed alone (CPU ms, no profiler):",
+        "",
+        table(
+            ["step", "where", "CPU ms"],
+            [[r.step, f"`{r.where}`", f3(r.cpu_ms)] for r in overhead.breakdown],
+        ),
+        "",
+        f"cProfile (CPU timer) over {overhead.profiled_turns} turns: functions with the "
+        "most self time outside the SDK, HTTP client and stdlib (profiler-inflated; "
+        "read as proportions):",
+        "",
+        table(
+            ["function", "self ms/turn", "cumulative ms/turn"],
+            [
+                [f"`{h.function}`", f3(h.self_ms_per_turn), f2(h.cum_ms_per_turn)]
+                for h in overhead.hot_spots
+            ],
+        ),
+        "",
+    ]
+
+    # 4
+    out += [
+        "## 4. Concurrent text sessions in one process",
+        "",
+        "Each level runs in a fresh process: livekit `AgentSession`s in text mode with our "
+        "`Assistant`, all started before the first turn, each saying its turns after a "
+        "random pause (uniform, mean given by `--think`). Added latency = time to first "
+        "text out - the server's TTFT for that very request (matched by the user text). "
+        "Memory = (RSS with every session open and its history held - RSS after one "
+        "warm-up session) / sessions. CPU busy = worker CPU seconds per wall second "
+        "(1.0 = one core); the server process shares the same 2 cores.",
+        "",
+        table(
+            [
+                "sessions",
+                "turns",
+                "turns/s",
+                "worker CPU busy",
+                "added ms p50",
+                "added ms p95",
+                "first text ms p95",
+                "RSS MB per session",
+                "RSS MB baseline",
+            ],
+            [
+                [
+                    str(r.sessions),
+                    str(r.turns),
+                    f1(r.turns_per_second),
+                    f2(r.cpu_busy),
+                    f1(Summary.of(r.added_ms).p50),
+                    f1(Summary.of(r.added_ms).p95),
+                    f1(Summary.of(r.first_text_ms).p95),
+                    f2(r.rss_per_session_mb),
+                    f1(r.rss_baseline_mb),
+                ]
+                for r in levels
+            ],
+        ),
+        "",
+    ]
+
+    # 5
+    out += [
+        "## 5. Voice path (pending the voice worker)",
+        "",
+        "Stub: the voice worker and its audio end-to-end test are not on this branch yet. "
+        "`bench/voice.py` lists what will be measured and how.",
+        "",
+        table(
+            ["stage", "p50", "p95"],
+            [[v.stage, f1(v.p50) + " " + v.unit, f1(v.p95) + " " + v.unit] for v in voice]
+            if voice
+            else [[stage, PENDING, ""] for stage in STAGES],
+        ),
+        "",
+    ]
+    return "\n".join(out)

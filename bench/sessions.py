@@ -1,0 +1,187 @@
+"""Section 4: many text sessions in one worker process.
+
+Every level (1, 10, 50, 100 sessions) runs in a fresh Python process, so memory
+measured for one level is not memory another level left behind, against one LLM
+server in a process of its own. Each session is a livekit `AgentSession` in text
+mode with our `Assistant`, as the worker hosts it, and says a few turns with a
+random pause ("the user thinking") before each.
+
+Run alone: `python -m bench.sessions --sessions 10 --base-url URL` prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from livekit.agents import AgentSession
+
+from agent.assistant import Assistant
+from agent.config import DEFAULT_INSTRUCTIONS
+
+from .common import FirstTextOutput, make_engine, quiet_logging
+from .first_text import TOOLS
+from .server_proc import RemoteLLMServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnTiming:
+    tag: str
+    started_at: float
+    first_text_at: float
+
+
+async def _session(
+    sid: int,
+    base_url: str,
+    turns: int,
+    think: float,
+    rng: random.Random,
+    all_started: asyncio.Barrier | None = None,
+) -> tuple[AgentSession[None], list[TurnTiming]]:
+    engine = make_engine(base_url)
+    session: AgentSession[None] = AgentSession(llm=engine.provider)
+    out = FirstTextOutput()
+    session.output.transcription = out
+    await session.start(Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS))
+    if all_started is not None:
+        # users arrive over time in a real worker; a burst of start-ups is not a turn's cost
+        await all_started.wait()
+    timings: list[TurnTiming] = []
+    for k in range(turns):
+        await asyncio.sleep(rng.uniform(0, 2 * think))
+        tag = f"session {sid} turn {k}"
+        out.arm()
+        started = time.perf_counter()
+        await session.run(user_input=tag)
+        if out.first_at is not None:
+            timings.append(TurnTiming(tag, started, out.first_at))
+    return session, timings
+
+
+async def run_level(sessions: int, base_url: str, turns: int, think: float) -> dict[str, object]:
+    quiet_logging()
+    # one session first, closed again: imports, caches and the first connection are
+    # paid before the baseline, so the delta is what sessions themselves hold
+    warm, _ = await _session(-1, base_url, 1, 0.0, random.Random(0))
+    await warm.aclose()
+    gc.collect()
+    baseline = rss_bytes()
+    barrier = asyncio.Barrier(sessions)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    results = await asyncio.gather(
+        *(_session(i, base_url, turns, think, random.Random(i), barrier) for i in range(sessions))
+    )
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    gc.collect()
+    peak = rss_bytes()  # every session still open, its history held
+    for session, _ in results:
+        await session.aclose()
+    return {
+        "sessions": sessions,
+        "rss_baseline": baseline,
+        "rss_with_sessions": peak,
+        "cpu_seconds": cpu,
+        "wall_seconds": wall,
+        "turns": [
+            {"tag": t.tag, "started_at": t.started_at, "first_text_at": t.first_text_at}
+            for _, timings in results
+            for t in timings
+        ],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class LevelResult:
+    sessions: int
+    turns: int
+    added_ms: list[float]
+    first_text_ms: list[float]
+    rss_per_session_mb: float
+    rss_baseline_mb: float
+    turns_per_second: float
+    cpu_busy: float
+    """Worker CPU seconds per wall second (1.0 = one core saturated)."""
+
+
+def measure(
+    server: RemoteLLMServer, levels: list[int], *, min_turns: int, think: float
+) -> list[LevelResult]:
+    """`min_turns` turns per level at least (a lone session says them one after another)."""
+    results: list[LevelResult] = []
+    for n in levels:
+        turns = max(3, -(-min_turns // n))
+        server.reset()
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.sessions",
+                f"--sessions={n}",
+                f"--turns={turns}",
+                f"--think={think}",
+                f"--base-url={server.base_url}",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{n} sessions failed: {proc.stderr[-2000:]}")
+        data = json.loads(proc.stdout)
+        served = {r.last_user_text: r for r in server.requests()}
+        added, first = [], []
+        for t in data["turns"]:
+            request = served.get(t["tag"])
+            if request is None or request.ttft is None:
+                continue
+            out = t["first_text_at"] - t["started_at"]
+            first.append(out * 1000)
+            added.append((out - request.ttft) * 1000)
+        results.append(
+            LevelResult(
+                sessions=n,
+                turns=len(added),
+                added_ms=added,
+                first_text_ms=first,
+                rss_per_session_mb=(data["rss_with_sessions"] - data["rss_baseline"]) / n / 2**20,
+                rss_baseline_mb=data["rss_baseline"] / 2**20,
+                turns_per_second=len(data["turns"]) / data["wall_seconds"],
+                cpu_busy=data["cpu_seconds"] / data["wall_seconds"],
+            )
+        )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.sessions")
+    parser.add_argument("--sessions", type=int, required=True)
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--think", type=float, default=0.5)
+    parser.add_argument("--base-url", required=True)
+    args = parser.parse_args()
+    result = asyncio.run(run_level(args.sessions, args.base_url, args.turns, args.think))
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
