@@ -20,6 +20,8 @@ TOOL_CALL_MARKERS = (
     "<|im_start|>",
 )
 
+_LONGEST_MARKER = max(len(m) for m in TOOL_CALL_MARKERS)
+
 
 class ToolCallTextFilter:
     """Feed it a pass's text deltas; it returns what may be spoken."""
@@ -74,6 +76,10 @@ class ToolCallTextFilter:
 
 def _partial_marker_length(text: str) -> int:
     """Length of the longest suffix of `text` that starts some marker."""
+    # every marker opens with "<" or "["; most deltas hold neither near their end
+    tail = text[-_LONGEST_MARKER:]
+    if "<" not in tail and "[" not in tail:
+        return 0
     best = 0
     for marker in TOOL_CALL_MARKERS:
         for n in range(min(len(marker) - 1, len(text)), best, -1):

@@ -56,6 +56,8 @@ __all__ = [
 
 logger = logging.getLogger("providers")
 
+_SCHEMA_CACHE_SIZE = 16
+
 NOT_STREAMED: dict[str, Any] = {"stream": False}
 """`chat(extra_kwargs=NOT_STREAMED)`: one non-streamed request, delivered as a single chunk.
 
@@ -124,6 +126,7 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         )
         # what livekit's retry, fallback and metrics logs name this backend by (never the key)
         self._label = f"{preset.name}:{options.model}@{self.base_url}"
+        self._schema_cache: dict[tuple[llm.Tool, ...], list[dict[str, Any]]] = {}
         self._cooldown = (
             Cooldown(seconds=options.cooldown_seconds, threshold=options.cooldown_after)
             if options.cooldown_seconds > 0
@@ -193,6 +196,23 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
                     calls.extend(chunk.delta.tool_calls)
         return Completion(text="".join(text), tool_calls=calls)
 
+    def _tool_schemas(self, tools: list[llm.Tool]) -> list[dict[str, Any]]:
+        """Schemas for `tools`, built once per tool list (1-2 ms a pass otherwise).
+
+        Keyed by the tool objects themselves: holding them keeps their ids from
+        being reused, and a session's tool list changes rarely (an MCP server joins).
+        """
+        key = tuple(tools)
+        schemas = self._schema_cache.pop(key, None)
+        if schemas is None:
+            schemas = llm.ToolContext(tools).parse_function_tools(
+                "openai", strict=self._preset.quirks.strict_tool_schema
+            )
+        self._schema_cache[key] = schemas  # most recently used last
+        while len(self._schema_cache) > _SCHEMA_CACHE_SIZE:
+            del self._schema_cache[next(iter(self._schema_cache))]
+        return schemas
+
     async def aclose(self) -> None:
         await self._client.close()
 
@@ -209,9 +229,7 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         if self._opts.temperature is not None:
             request["temperature"] = self._opts.temperature
         if tools:
-            request["tools"] = llm.ToolContext(tools).parse_function_tools(
-                "openai", strict=self._preset.quirks.strict_tool_schema
-            )
+            request["tools"] = self._tool_schemas(tools)
             if is_given(tool_choice):
                 request["tool_choice"] = _tool_choice_param(tool_choice)
             if is_given(parallel_tool_calls):
