@@ -42,6 +42,11 @@ async def probe_livekit(settings: Settings, *, request_timeout: float) -> ProbeR
         await lk.aclose()
 
 
+def _numbered(kind: str, i: int) -> str:
+    """`llm`, then `llm[1]`, `llm[2]` for the fallbacks."""
+    return f"{kind}[{i}]" if i else kind
+
+
 async def run_check(
     settings: Settings, *, out: TextIO = sys.stdout, request_timeout: float = PROBE_TIMEOUT
 ) -> int:
@@ -50,18 +55,18 @@ async def run_check(
         OpenAICompatibleProvider(options=options, preset=preset)
         for preset, options in settings.backends()
     ]
-    stt_opts, tts_opts = settings.stt_options(), settings.tts_options()
+    stts, ttss = settings.stt_backends(), settings.tts_backends()
     names_urls = [
-        *((f"llm[{i}]" if i else "llm", llm.base_url) for i, llm in enumerate(llms)),
-        ("stt", stt_opts.base_url),
-        ("tts", tts_opts.base_url),
+        *((_numbered("llm", i), llm.base_url) for i, llm in enumerate(llms)),
+        *((_numbered("stt", i), o.base_url) for i, o in enumerate(stts)),
+        *((_numbered("tts", i), o.base_url) for i, o in enumerate(ttss)),
         ("livekit", settings.livekit_url),
     ]
     try:
         results = await asyncio.gather(
             *(probe_llm(llm, request_timeout=request_timeout) for llm in llms),
-            probe_stt(stt_opts, request_timeout=request_timeout),
-            probe_tts(tts_opts, request_timeout=request_timeout),
+            *(probe_stt(o, request_timeout=request_timeout) for o in stts),
+            *(probe_tts(o, request_timeout=request_timeout) for o in ttss),
             probe_livekit(settings, request_timeout=request_timeout),
         )
     finally:

@@ -34,7 +34,6 @@ from providers import (
     ProviderName,
     ProviderOptions,
     ProviderPreset,
-    SpeechPreset,
     STTOptions,
     STTProviderName,
     TTSOptions,
@@ -100,6 +99,24 @@ class FallbackBackend(BaseModel):
         return v.strip().lower() if isinstance(v, str) else v
 
 
+class SpeechFallback(BaseModel):
+    """One entry of `STT_FALLBACKS` / `TTS_FALLBACKS`: the same fields as the primary."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = "openai-compatible"
+    base_url: HttpUrl = None
+    api_key: OptionalSecret = None
+    model: OptionalText = None
+    voice: OptionalText = None
+    """TTS only."""
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _lowercase(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -153,6 +170,8 @@ class Settings(BaseSettings):
     tts_api_key: OptionalSecret = None
     tts_model: OptionalText = None
     tts_voice: OptionalText = None
+    stt_fallbacks: list[SpeechFallback] = Field(default_factory=list)
+    tts_fallbacks: list[SpeechFallback] = Field(default_factory=list)
 
     # --- voice session ---
     agent_greeting: str = "Hi! How can I help you?"
@@ -222,8 +241,8 @@ class Settings(BaseSettings):
             raise _FieldError(
                 "ENDPOINTING_MAX_DELAY", "must not be less than ENDPOINTING_MIN_DELAY"
             )
-        for kind in ("stt", "tts"):
-            _check_speech_backend(self, kind)
+        self.stt_backends()
+        self.tts_backends()
         return self
 
     @model_validator(mode="after")
@@ -319,73 +338,104 @@ class Settings(BaseSettings):
             cooldown_seconds=self.llm_cooldown if chained else 0.0,
         )
 
-    @property
-    def stt_preset(self) -> SpeechPreset:
-        return STT_PRESETS[self.stt_provider]
+    def stt_backends(self) -> list[STTOptions]:
+        """The STT backend, then each of `STT_FALLBACKS`, in order."""
+        entries = [
+            ("STT_", self.stt_provider, self.stt_base_url, self.stt_api_key, self.stt_model, None),
+            *(
+                (f"STT_FALLBACKS[{i}].", f.provider, f.base_url, f.api_key, f.model, f.voice)
+                for i, f in enumerate(self.stt_fallbacks)
+            ),
+        ]
+        return [
+            STTOptions(base_url=url, model=model, api_key=key, language=self.stt_language)
+            for url, model, key, _ in (self._speech("stt", *entry) for entry in entries)
+        ]
 
-    @property
-    def tts_preset(self) -> SpeechPreset:
-        return TTS_PRESETS[self.tts_provider]
-
-    def speech_api_key(self, kind: Literal["stt", "tts"]) -> str | None:
-        explicit: SecretStr | None = getattr(self, f"{kind}_api_key")
-        if explicit is not None:
-            return explicit.get_secret_value()
-        env = (self.stt_preset if kind == "stt" else self.tts_preset).api_key_env
-        return (os.environ.get(env) or None) if env else None
+    def tts_backends(self) -> list[TTSOptions]:
+        """The TTS backend, then each of `TTS_FALLBACKS`, in order."""
+        entries = [
+            (
+                "TTS_",
+                self.tts_provider,
+                self.tts_base_url,
+                self.tts_api_key,
+                self.tts_model,
+                self.tts_voice,
+            ),
+            *(
+                (f"TTS_FALLBACKS[{i}].", f.provider, f.base_url, f.api_key, f.model, f.voice)
+                for i, f in enumerate(self.tts_fallbacks)
+            ),
+        ]
+        return [
+            TTSOptions(base_url=url, model=model, api_key=key, voice=voice)
+            for url, model, key, voice in (self._speech("tts", *entry) for entry in entries)
+        ]
 
     def stt_options(self) -> STTOptions:
-        preset = self.stt_preset
-        return STTOptions(
-            base_url=(self.stt_base_url or preset.default_base_url or "").rstrip("/"),
-            model=self.stt_model or preset.default_model or "",
-            api_key=self.speech_api_key("stt") or PLACEHOLDER_API_KEY,
-            language=self.stt_language,
-        )
+        return self.stt_backends()[0]
 
     def tts_options(self) -> TTSOptions:
-        preset = self.tts_preset
-        return TTSOptions(
-            base_url=(self.tts_base_url or preset.default_base_url or "").rstrip("/"),
-            model=self.tts_model or preset.default_model or "",
-            voice=self.tts_voice or preset.default_voice or "",
-            api_key=self.speech_api_key("tts") or PLACEHOLDER_API_KEY,
+        return self.tts_backends()[0]
+
+    def _speech(
+        self,
+        kind: Literal["stt", "tts"],
+        where: str,
+        provider: str,
+        base_url: str | None,
+        api_key: SecretStr | None,
+        model: str | None,
+        voice: str | None,
+    ) -> tuple[str, str, str, str]:
+        """(base_url, model, api_key, voice) of one speech backend, or a `_FieldError`."""
+        primary = "[" not in where
+        presets = STT_PRESETS if kind == "stt" else TTS_PRESETS
+
+        def name(field: str) -> str:
+            return f"{where}{field.upper()}" if primary else f"{where}{field}"
+
+        preset = presets.get(provider)
+        if preset is None:  # the primary's provider is a Literal; fallbacks are checked here
+            choices = ", ".join(repr(p) for p in presets)
+            raise _FieldError(name("provider"), f"expected one of {choices}")
+        needed_by = f"{kind.upper()}_PROVIDER={provider}" if primary else f"provider {provider}"
+        if base_url is None and preset.default_base_url is None:
+            raise _FieldError(
+                name("base_url"),
+                f"required for {needed_by} (the server's URL, e.g. http://localhost:8000/v1)",
+            )
+        if model is None and preset.default_model is None:
+            raise _FieldError(
+                name("model"), f"required for {needed_by} (the model name the server serves)"
+            )
+        if kind == "tts" and voice is None and preset.default_voice is None:
+            raise _FieldError(name("voice"), f"required for {needed_by} (a voice the server has)")
+        key = api_key.get_secret_value() if api_key is not None else None
+        if key is None and preset.api_key_env:
+            key = os.environ.get(preset.api_key_env) or None
+        if preset.requires_api_key and key is None:
+            alternative = f" or {preset.api_key_env}" if preset.api_key_env else ""
+            raise _FieldError(
+                name("api_key"), f"required for {needed_by} (set {name('api_key')}{alternative})"
+            )
+        return (
+            (base_url or preset.default_base_url or "").rstrip("/"),
+            model or preset.default_model or "",
+            key or PLACEHOLDER_API_KEY,
+            voice or preset.default_voice or "",
         )
 
     def secrets(self) -> list[str]:
         """Values that must never reach a log line or a spoken word."""
         keys: list[str | None] = [opts.api_key for _, opts in self.backends()]
-        keys += [self.speech_api_key("stt"), self.speech_api_key("tts")]
+        keys += [o.api_key for o in self.stt_backends()]
+        keys += [o.api_key for o in self.tts_backends()]
         lk_secret = self.livekit_api_secret.get_secret_value()
         if lk_secret != LIVEKIT_DEV_SECRET:
             keys.append(lk_secret)
         return [k for k in keys if k and k != PLACEHOLDER_API_KEY] + self._tool_secrets
-
-
-def _check_speech_backend(settings: Settings, kind: Literal["stt", "tts"]) -> None:
-    preset = settings.stt_preset if kind == "stt" else settings.tts_preset
-    var = kind.upper()
-    if getattr(settings, f"{kind}_base_url") is None and preset.default_base_url is None:
-        raise _FieldError(
-            f"{var}_BASE_URL",
-            f"required for {var}_PROVIDER={preset.name} "
-            "(the server's URL, e.g. http://localhost:8000/v1)",
-        )
-    if getattr(settings, f"{kind}_model") is None and preset.default_model is None:
-        raise _FieldError(
-            f"{var}_MODEL",
-            f"required for {var}_PROVIDER={preset.name} (the model name the server serves)",
-        )
-    if kind == "tts" and settings.tts_voice is None and preset.default_voice is None:
-        raise _FieldError(
-            "TTS_VOICE", f"required for TTS_PROVIDER={preset.name} (a voice the server has)"
-        )
-    if preset.requires_api_key and settings.speech_api_key(kind) is None:
-        where = f" (or {preset.api_key_env})" if preset.api_key_env else ""
-        raise _FieldError(
-            f"{var}_API_KEY",
-            f"required for {var}_PROVIDER={preset.name}; set {var}_API_KEY{where}",
-        )
 
 
 class _FieldError(ValueError):
@@ -417,6 +467,8 @@ def load_settings(**overrides: object) -> Settings:
 
 _JSON_HINTS = {
     "LLM_FALLBACKS": 'expected a JSON list like [{"provider": "groq", "model": "..."}]',
+    "STT_FALLBACKS": 'expected a JSON list like [{"provider": "groq"}]',
+    "TTS_FALLBACKS": 'expected a JSON list like [{"provider": "openai", "voice": "ash"}]',
 }
 
 

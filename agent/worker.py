@@ -36,7 +36,7 @@ from livekit.agents.voice import (
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.turn import TurnHandlingOptions
 
-from providers import build_stt, build_tts
+from providers import build_stt_chain, build_tts_chain
 
 from .assistant import Assistant, build_engine, build_tools
 from .config import Settings, load_settings
@@ -83,8 +83,9 @@ def build_session(
     `llm_node` is the turn engine), so the session only gets the speech side."""
     return AgentSession(
         vad=vad,
-        stt=stt_engine or build_stt(settings.stt_options()),
-        tts=tts_engine or build_tts(settings.tts_options()),
+        # several backends: livekit's FallbackAdapters move on when one fails
+        stt=stt_engine or build_stt_chain(settings.stt_backends(), vad=vad),
+        tts=tts_engine or build_tts_chain(settings.tts_backends()),
         turn_handling=turn_handling(settings),
         conn_options=SessionConnectOptions(
             stt_conn_options=conn_options,

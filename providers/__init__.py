@@ -26,7 +26,9 @@ from .speech import (
     TTSOptions,
     TTSProviderName,
     build_stt,
+    build_stt_chain,
     build_tts,
+    build_tts_chain,
 )
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
     "TTSProviderName",
     "ToolCall",
     "build_stt",
+    "build_stt_chain",
     "build_tts",
+    "build_tts_chain",
     "normalize_base_url",
 ]

@@ -8,11 +8,13 @@ never reads the environment: `agent.config` hands it typed options.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
 from livekit.agents import stt, tts
+from livekit.agents.vad import VAD
 from livekit.plugins import openai as lk_openai
 
 from .presets import PLACEHOLDER_API_KEY
@@ -141,3 +143,20 @@ def build_tts(options: TTSOptions) -> tts.TTS[Any]:
         response_format=options.response_format,
         speed=options.speed,
     )
+
+
+def build_stt_chain(options: Sequence[STTOptions], *, vad: VAD) -> stt.STT[Any]:
+    """One STT, or livekit's `stt.FallbackAdapter` over several, in order. The adapter
+    streams our batch STTs through `vad`, and moves on when one fails; livekit does not
+    replay audio, so the utterance that was in flight at the failure is lost."""
+    engines = [build_stt(o) for o in options]
+    if len(engines) == 1:
+        return engines[0]
+    # with somewhere else to go, a failing backend is not worth a retry: the user waits
+    return stt.FallbackAdapter(engines, vad=vad, max_retry_per_stt=0)
+
+
+def build_tts_chain(options: Sequence[TTSOptions]) -> tts.TTS[Any]:
+    """One TTS, or livekit's `tts.FallbackAdapter` over several, in order."""
+    engines = [build_tts(o) for o in options]
+    return engines[0] if len(engines) == 1 else tts.FallbackAdapter(engines, max_retry_per_tts=0)

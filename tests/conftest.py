@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import hypothesis  # noqa: F401  (imported now, not while pytest writes its summary: see below)
 import pytest
 
 from agent.turns import TurnEngine, TurnOptions
@@ -76,3 +78,10 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # CPython 3.11.7 (gh-106905): a garbage-collected session object whose finalizer logs
+    # while pytest's assertion rewriter runs `ast.parse` fails the whole run with
+    # "AST constructor recursion depth mismatch". Collect before the summary imports more.
+    gc.collect()

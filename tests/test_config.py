@@ -39,6 +39,16 @@ BAD_VALUES = [
         "LLM_FALLBACKS[1].api_key: required for provider openai (set LLM_FALLBACKS[1].api_key or",
     ),
     ({"LLM_COOLDOWN": "-5"}, "LLM_COOLDOWN: expected greater than or equal to 0"),
+    ({"STT_FALLBACKS": '[{"provider": "kokoro"}]'}, "STT_FALLBACKS[0].provider: expected one of"),
+    ({"STT_FALLBACKS": "{"}, "STT_FALLBACKS: expected a JSON list like"),
+    (
+        {"TTS_FALLBACKS": '[{"provider": "openai"}]'},
+        "TTS_FALLBACKS[0].api_key: required for provider openai (set TTS_FALLBACKS[0].api_key or",
+    ),
+    (
+        {"TTS_FALLBACKS": '[{"base_url": "http://x:1/v1", "model": "m"}]'},
+        "TTS_FALLBACKS[0].voice: required for provider openai-compatible",
+    ),
     ({"LLM_TIMEOUT": "soon"}, "LLM_TIMEOUT: expected a number"),
     ({"LLM_TIMEOUT": "0"}, "LLM_TIMEOUT: expected greater than 0"),
     ({"LLM_TEMPERATURE": "7"}, "LLM_TEMPERATURE: expected less than or equal to 2"),
@@ -145,3 +155,28 @@ def test_values_are_case_and_space_tolerant(
     settings = load_settings()
     assert settings.llm_provider == "ollama"
     assert settings.log_format == "console"
+
+
+def test_speech_fallbacks_come_after_the_primary_with_vendor_keys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clean(
+        monkeypatch,
+        tmp_path,
+        **BASE,
+        STT_FALLBACKS='[{"provider": "groq"}]',
+        TTS_FALLBACKS='[{"provider": "openai", "voice": "ash"}]',
+        GROQ_API_KEY="gsk-123",
+        OPENAI_API_KEY="sk-456",
+    )
+    settings = load_settings()
+    stt = settings.stt_backends()
+    tts = settings.tts_backends()
+    assert [o.base_url for o in stt] == [
+        "http://localhost:8000/v1",
+        "https://api.groq.com/openai/v1",
+    ]
+    assert stt[1].api_key == "gsk-123" and stt[1].model == "whisper-large-v3-turbo"
+    assert [o.base_url for o in tts] == ["http://localhost:8880/v1", "https://api.openai.com/v1"]
+    assert (tts[1].voice, tts[1].api_key) == ("ash", "sk-456")
+    assert {"gsk-123", "sk-456"} <= set(settings.secrets())

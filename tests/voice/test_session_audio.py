@@ -187,3 +187,40 @@ async def test_session_survives_tts_down_and_speaks_again_when_it_returns(
         await until(lambda: len(run.speaker.completed) >= 1, within=30, what="audio after recovery")
         assert "Second answer." in tts_server.texts[-1]
         assert not run.closed
+
+
+async def test_speech_fallbacks_take_over_when_the_first_stt_and_tts_are_down(
+    llm_server: ScriptedLLMServer,
+    whisper_server: WhisperServer,
+    tts_server: EspeakTTSServer,
+    silero_vad: Any,
+    question_wav: Path,
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    llm_server.script(text_reply(ANSWER))
+    settings = load_settings(
+        **voice_settings(llm_server, stt_url=dead, tts_url=dead).model_dump(
+            include={"llm_base_url", "llm_model", "llm_max_retries", "stt_model"}
+        ),
+        stt_base_url=dead,
+        tts_base_url=dead,
+        stt_fallbacks=[{"base_url": whisper_server.base_url, "model": "tiny.en"}],
+        tts_fallbacks=[{"base_url": tts_server.base_url, "model": "espeak", "voice": "en"}],
+        builtin_tools=False,
+    )
+    async with running_session(settings, silero_vad) as run:
+        # livekit's STT fallback does not replay the utterance the dead STT lost: the user
+        # is asked to repeat, as with a dropped word on a phone line, and then heard
+        switched: list[object] = []
+        assert run.session.stt is not None
+        run.session.stt.on("stt_availability_changed", switched.append)
+        await run.mic.say(question_wav)
+        await until(lambda: bool(switched), within=30, what="the switch to the second STT")
+        await run.mic.say(question_wav)
+        await until(lambda: ANSWER in " ".join(tts_server.texts), within=60, what="the answer")
+        await until(lambda: len(run.speaker.completed) >= 1, within=30, what="audio")
+        # the fallback Whisper heard the question, the fallback TTS spoke the answer
+        heard = str(llm_server.requests[-1].messages[-1]["content"]).lower()
+        assert "tokyo" in heard, heard
+        assert run.speaker.completed[-1].duration > 0.5
+        assert not run.closed
