@@ -83,24 +83,8 @@ OptionalText = Annotated[str | None, BeforeValidator(_blank_is_none)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_is_none)]
 
 
-class FallbackBackend(BaseModel):
-    """One entry of `LLM_FALLBACKS`: the same fields as the primary backend."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    provider: ProviderName = "openai-compatible"
-    base_url: HttpUrl = None
-    api_key: OptionalSecret = None
-    model: OptionalText = None
-
-    @field_validator("provider", mode="before")
-    @classmethod
-    def _lowercase(cls, v: object) -> object:
-        return v.strip().lower() if isinstance(v, str) else v
-
-
-class SpeechFallback(BaseModel):
-    """One entry of `STT_FALLBACKS` / `TTS_FALLBACKS`: the same fields as the primary."""
+class _Backend(BaseModel):
+    """The fields every fallback entry shares with its primary backend."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -108,13 +92,24 @@ class SpeechFallback(BaseModel):
     base_url: HttpUrl = None
     api_key: OptionalSecret = None
     model: OptionalText = None
-    voice: OptionalText = None
-    """TTS only."""
 
     @field_validator("provider", mode="before")
     @classmethod
     def _lowercase(cls, v: object) -> object:
         return v.strip().lower() if isinstance(v, str) else v
+
+
+class FallbackBackend(_Backend):
+    """One entry of `LLM_FALLBACKS`."""
+
+    provider: ProviderName = "openai-compatible"
+
+
+class SpeechFallback(_Backend):
+    """One entry of `STT_FALLBACKS` / `TTS_FALLBACKS` (providers checked per kind later)."""
+
+    voice: OptionalText = None
+    """TTS only."""
 
 
 class Settings(BaseSettings):

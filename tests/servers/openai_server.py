@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .threaded import ThreadedServer
+
 # --- script steps ------------------------------------------------------------
 
 
@@ -144,7 +146,7 @@ class Request:
         return list(self.body.get("messages") or [])
 
 
-class ScriptedLLMServer:
+class ScriptedLLMServer(ThreadedServer):
     def __init__(
         self,
         *,
@@ -152,6 +154,7 @@ class ScriptedLLMServer:
         model: str = "test-model",
         record: bool = True,
     ) -> None:
+        super().__init__()
         self.model = model
         self.record = record
         """Keep every request in `requests` (off for soaks: they would be the leak)."""
@@ -162,38 +165,7 @@ class ScriptedLLMServer:
         """perf_counter() when each streamed reply's first content/tool chunk was written."""
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._ids = itertools.count(1)
-        self.port = 0
-
-    # -- lifecycle
-    def start(self) -> ScriptedLLMServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    async def _shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        # handlers still asleep in a scripted Hang
-        current = asyncio.current_task()
-        pending = [t for t in asyncio.all_tasks() if t is not current]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    def __enter__(self) -> ScriptedLLMServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
@@ -222,15 +194,9 @@ class ScriptedLLMServer:
         return self.default(body) if callable(self.default) else self.default
 
     # -- HTTP
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from .threaded import ThreadedServer
 
 
 @dataclass(frozen=True)
@@ -45,34 +46,14 @@ async def espeak_wav(text: str, *, rate: int = 175) -> bytes:
     return out
 
 
-class EspeakTTSServer:
+class EspeakTTSServer(ThreadedServer):
     def __init__(self) -> None:
+        super().__init__()
         if shutil.which("espeak-ng") is None:
             raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
         self.requests: list[SpeechRequest] = []
         self.fail_with: int | None = None
         """Answer every request with this HTTP status (None: speak)."""
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self.port = 0
-
-    def start(self) -> EspeakTTSServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> EspeakTTSServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
@@ -82,14 +63,8 @@ class EspeakTTSServer:
     def texts(self) -> list[str]:
         return [r.text for r in self.requests]
 
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/speech", self._speech)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def _speech(self, request: web.Request) -> web.Response:
         body = await request.json()
