@@ -38,7 +38,7 @@ from livekit.agents.voice.turn import TurnHandlingOptions
 
 from providers import build_stt_chain, build_tts_chain
 
-from .assistant import Assistant, build_engine, build_tools
+from .assistant import Assistant, build_engine, build_history_limits, build_tools
 from .config import Settings, load_settings
 from .logging import bind_context, configure_logging, get_logger, register_secrets
 
@@ -100,6 +100,7 @@ def build_agent(settings: Settings) -> Assistant:
         engine=build_engine(settings),
         instructions=settings.instructions,
         tools=build_tools(settings),
+        history=build_history_limits(settings),
     )
 
 

@@ -156,6 +156,10 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
     def options(self) -> ProviderOptions:
         return self._opts
 
+    @property
+    def preset(self) -> ProviderPreset:
+        return self._preset
+
     def chat(
         self,
         *,

@@ -42,7 +42,11 @@ def describe_error(e: BaseException) -> str:
 async def probe_llm(provider: OpenAICompatibleProvider, *, request_timeout: float) -> ProbeResult:
     """`GET /models` lists the model, or else a one-token completion answers."""
     opts = provider.options
-    headers = {"Authorization": f"Bearer {opts.api_key}", **opts.extra_headers}
+    headers = {
+        "Authorization": f"Bearer {opts.api_key}",
+        **provider.preset.headers,
+        **opts.extra_headers,
+    }
     base = normalize_base_url(opts.base_url)
     try:
         async with httpx2.AsyncClient(timeout=request_timeout) as client:
