@@ -332,8 +332,27 @@ def voice_section(v: VoiceResult, no_tool: list[NoToolRow]) -> list[str]:
             "user waits).",
             "",
         ]
-    node = next((r for r in v.rows if r.stage.startswith("llm_node start")), None)
-    served = next((r for r in v.rows if "server's own record" in r.stage), None)
+    out += [
+        "What limits it (p50s): the turn cannot end before the transcript, and the "
+        "transcript cannot start before the VAD has heard "
+        f"{v.vad_silence_s * 1000:.0f} ms of silence: the VAD reports the end of speech "
+        f"after {v.p50('eos_vad'):.0f} ms (the silence rounded up to silero's 32 ms windows), "
+        f"then the Whisper request takes {v.p50('stt_request'):.0f} ms (tiny.en, "
+        "faster-whisper's defaults: beam search 5, on the same 2 CPUs as everything else), "
+        f"so the transcript is there {v.p50('eos_transcript'):.0f} ms after the end of "
+        f"speech. The endpointing delay ({min_delay * 1000:.0f} ms from the end of speech) "
+        "has run out by then, so it costs nothing: the turn ends "
+        f"{v.p50('transcript_turn'):.1f} ms after the transcript. The LLM adds its time to "
+        f"first token ({v.p50('server_ttft'):.0f} ms, scripted) and the sentence tokenizer "
+        f"waits {v.p50('text_tts'):.0f} ms for the first sentence to be complete (a faster "
+        "model, or a shorter first sentence, shortens it) before the first TTS request; "
+        f"espeak-ng answers in {v.p50('tts_ttfb'):.0f} ms (a neural TTS on CPU takes far "
+        "longer). Whisper on shared CPUs is also the noisy part: a run with other jobs "
+        "busy on the machine saw single requests take 10 s.",
+        "",
+    ]
+    node = next((r for r in v.rows if r.key == "node_ttft"), None)
+    served = next((r for r in v.rows if r.key == "server_ttft"), None)
     if node and served and node.values_ms and served.values_ms:
         ratio = Summary.of(node.values_ms).p50 / Summary.of(served.values_ms).p50
         section1 = next(
@@ -374,7 +393,18 @@ def voice_section(v: VoiceResult, no_tool: list[NoToolRow]) -> list[str]:
             [[m.what, f1(m.rss_mb), "" if m.pss_mb is None else f1(m.pss_mb)] for m in v.memory],
         ),
         "",
+        "The session process is a fresh Python process, not forked from the forkserver, "
+        "so its RSS holds only what the session imports; a real job process also carries "
+        "what the forkserver preloaded (every installed livekit plugin), shared with its "
+        "siblings. What a session adds is the growth: about "
+        f"{_growth(v):.0f} MB over its turns, on top of an idle job process.",
+        "",
         f"Wall time of this section: {v.wall_s:.0f} s.",
         "",
     ]
     return out
+
+
+def _growth(v: VoiceResult) -> float:
+    session = [m.rss_mb for m in v.memory if m.what.startswith("session process")]
+    return session[-1] - session[0] if len(session) > 1 else float("nan")

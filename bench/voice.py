@@ -41,6 +41,7 @@ from tests.servers.tts_server import EspeakTTSServer
 from tests.servers.whisper_server import WhisperServer, free_port
 from tests.voice.audio_io import espeak_to_wav
 
+from .common import Summary
 from .memory import ProcessMemory, idle_worker
 from .server_proc import RemoteLLMServer
 from .voice_session import GREETING
@@ -89,6 +90,7 @@ class VoiceRow:
     stage: str
     source: str
     values_ms: list[float]
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,11 @@ class VoiceResult:
     endpointing_s: tuple[float, float] = (0.0, 0.0)
     wall_s: float = 0.0
     skipped: str | None = None
+
+    def p50(self, key: str) -> float:
+        """The median of one stage by its key (nan when it has no samples)."""
+        row = next((r for r in self.rows if r.key == key), None)
+        return Summary.of(row.values_ms if row else []).p50
 
 
 def measure(server: RemoteLLMServer, plan: VoicePlan) -> VoiceResult:
@@ -267,7 +274,7 @@ def _fill(
         result.anchor_offset_ms.append((eos - (data["mic_speech_end"][k] - tails[k])) * 1000)
 
     def row(stage: str, source: str, key: str) -> VoiceRow:
-        return VoiceRow(stage, source, series.get(key, []))
+        return VoiceRow(stage, source, series.get(key, []), key)
 
     result.rows = [
         row(
@@ -297,6 +304,7 @@ def _fill(
             "LLM request -> first token (server's own record)",
             "scripted server, as in section 1",
             server_ttft_ms,
+            "server_ttft",
         ),
         row("llm_node start -> first text (our engine)", "`llm_node_ttft`", "node_ttft"),
         row(
