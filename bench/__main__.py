@@ -15,6 +15,7 @@ from . import first_text, overhead, report, sessions, voice
 from .common import REPLY, quiet_logging
 from .first_text import Backend
 from .server_proc import RemoteLLMServer
+from .voice import VoicePlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Plan:
     levels: list[int]
     min_turns: int
     think: float
+    voice: VoicePlan
 
 
 FULL = Plan(
@@ -40,6 +42,8 @@ FULL = Plan(
     levels=[1, 10, 50, 100],
     min_turns=30,
     think=0.5,
+    # the scripted LLM as in sections 1-2; 12 spoken turns after one for warm-up
+    voice=VoicePlan(turns=12, warmup=1, ttft=0.15, token_delay=0.02),
 )
 QUICK = Plan(
     backend=Backend(ttft=0.02, token_delay=0.001, tool_seconds=0.005),
@@ -51,6 +55,9 @@ QUICK = Plan(
     levels=[1, 3],
     min_turns=3,
     think=0.02,
+    # section 5 is skipped: even one spoken turn adds about 25 s (the Whisper server, a
+    # session process and a real-time utterance); `--voice-turns 1` runs one
+    voice=VoicePlan(turns=0, warmup=0, ttft=0.02, token_delay=0.001, idle_worker=False),
 )
 
 
@@ -91,13 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reps", type=int, help="turns per variant in sections 1 and 2")
     parser.add_argument("--ttft-ms", type=float, help="the scripted server's time to first token")
+    parser.add_argument(
+        "--voice-turns", type=int, help="spoken turns measured in section 5 (0: skip it)"
+    )
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
     if args.reps:
         plan = replace(plan, reps=args.reps)
     if args.ttft_ms:
-        plan = replace(plan, backend=replace(plan.backend, ttft=args.ttft_ms / 1000))
+        ttft = args.ttft_ms / 1000
+        plan = replace(
+            plan, backend=replace(plan.backend, ttft=ttft), voice=replace(plan.voice, ttft=ttft)
+        )
+    if args.voice_turns is not None:
+        plan = replace(plan, voice=replace(plan.voice, turns=args.voice_turns))
     out = args.out if args.out is not None else (None if args.quick else Path("BENCHMARKS.md"))
     command = (
         "python -m bench" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
@@ -109,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         no_tool, tool, cpu = asyncio.run(run_async(plan, server))
         print("4/5 concurrent sessions ...", file=sys.stderr, flush=True)
         levels = sessions.measure(server, plan.levels, min_turns=plan.min_turns, think=plan.think)
-    print("5/5 voice path: pending the voice worker", file=sys.stderr, flush=True)
-    voice_rows = voice.measure()
+        print("5/5 voice path ...", file=sys.stderr, flush=True)
+        voice_result = voice.measure(server, plan.voice)
 
     info = report.RunInfo(
         command=command,
@@ -119,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         reps=plan.reps,
         elapsed_s=time.perf_counter() - started,
     )
-    text = report.render(info, no_tool, tool, cpu, levels, voice_rows)
+    text = report.render(info, no_tool, tool, cpu, levels, voice_result)
     print(text)
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")

@@ -18,7 +18,7 @@ def test_quick_bench_run_writes_a_report_with_every_section(tmp_path: Path) -> N
         "## 2. Tool turn",
         "## 3. Engine overhead per turn",
         "## 4. Concurrent text sessions",
-        "## 5. Voice path (pending the voice worker)",
+        "## 5. Voice path",
     ):
         assert heading in report
     assert "| session | ours, streamed tool pass (default) |" in report
