@@ -113,12 +113,27 @@ class Assistant(Agent):
         if filler:
             remove_filler(chat_ctx, filler)
         turn = self._engine.run(bound_history(chat_ctx, self._limits), tools)
-        async for text in turn:
-            yield text
-        # the framework records what was said; tool calls and results are ours to keep
+        try:
+            async for text in turn:
+                yield text
+        finally:
+            # also when interrupted: a filler that was said must not stay the model's words
+            self._filler_to_remove = turn.filler
+        # the framework records what was said; tool calls and results are ours to keep.
+        # Its message is stamped with the reply's start; ours go right after the user's
+        # message, so the next request reads: user, tool call, tool result, answer
+        after = next(
+            (i.created_at for i in reversed(chat_ctx.items) if _is_user_message(i)),
+            turn.started_at,
+        )
+        for n, item in enumerate(turn.new_items, start=1):
+            item.created_at = after + n * 1e-6
         history = self.chat_ctx.copy()
         if filler:
             remove_filler(history, filler)
         history.insert(turn.new_items)
         await self.update_chat_ctx(bound_history(history, self._limits))
-        self._filler_to_remove = turn.filler
+
+
+def _is_user_message(item: llm.ChatItem) -> bool:
+    return isinstance(item, llm.ChatMessage) and item.role == "user"

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import ConfigError, Settings, load_settings
-from .logging import configure_logging, register_secrets
+from .logging import configure_logging, redact, register_secrets
 
 # livekit-agents' CLI commands, run with our worker
 LIVEKIT_COMMANDS = {
@@ -95,7 +95,7 @@ def _run_livekit(command: str, rest: list[str]) -> int:
     if server.failure is not None:
         # livekit logged it and would exit 0; a supervisor must see a failure to restart us
         print(
-            f"voice-agent: worker stopped: {server.failure} ({settings.livekit_url})",
+            redact(f"voice-agent: worker stopped: {server.failure} ({settings.livekit_url})"),
             file=sys.stderr,
         )
         return 1

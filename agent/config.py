@@ -114,7 +114,12 @@ class SpeechFallback(_Backend):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # `VAR=` (as in .env.example) means "not set", not "set to nothing"
+        env_ignore_empty=True,
     )
 
     # --- LLM backend ---
@@ -153,6 +158,7 @@ class Settings(BaseSettings):
     _mcp_servers: list[McpServerSpec] = PrivateAttr(default_factory=list)
     _webhooks: list[WebhookSpec] = PrivateAttr(default_factory=list)
     _tool_secrets: list[str] = PrivateAttr(default_factory=list)
+    _environ: dict[str, str] | None = PrivateAttr(default=None)
 
     # --- speech backends (OpenAI audio API) ---
     stt_provider: STTProviderName = "speaches"
@@ -244,7 +250,7 @@ class Settings(BaseSettings):
     def _load_tool_files(self) -> Settings:
         # the files are read here so that a mistake in them stops start-up like any
         # other bad setting; `${VAR}` references come from the environment (and .env)
-        env = {**_dotenv(self.model_config.get("env_file")), **os.environ}
+        env = self.environ()
         try:
             if self.mcp_config is not None:
                 mcp = load_mcp_config(self.mcp_config, env)
@@ -259,6 +265,13 @@ class Settings(BaseSettings):
         except SpecError as e:
             raise _FieldError("WEBHOOK_TOOLS", str(e)) from None
         return self
+
+    def environ(self) -> dict[str, str]:
+        """The process environment over `.env`: where vendor keys (`GROQ_API_KEY`) and
+        `${VAR}` references in tool files are looked up, as users expect of `.env`."""
+        if self._environ is None:
+            self._environ = {**_dotenv(self.model_config.get("env_file")), **os.environ}
+        return self._environ
 
     @property
     def mcp_servers(self) -> list[McpServerSpec]:
@@ -316,7 +329,7 @@ class Settings(BaseSettings):
             )
         key = api_key.get_secret_value() if api_key is not None else None
         if key is None and preset.api_key_env:
-            key = os.environ.get(preset.api_key_env) or None
+            key = self.environ().get(preset.api_key_env) or None
         if preset.requires_api_key and key is None:
             alternative = f" or {preset.api_key_env}" if preset.api_key_env else ""
             raise _FieldError(
@@ -409,7 +422,7 @@ class Settings(BaseSettings):
             raise _FieldError(name("voice"), f"required for {needed_by} (a voice the server has)")
         key = api_key.get_secret_value() if api_key is not None else None
         if key is None and preset.api_key_env:
-            key = os.environ.get(preset.api_key_env) or None
+            key = self.environ().get(preset.api_key_env) or None
         if preset.requires_api_key and key is None:
             alternative = f" or {preset.api_key_env}" if preset.api_key_env else ""
             raise _FieldError(

@@ -89,8 +89,6 @@ class TurnEngine:
         """`provider`: an `OpenAICompatibleProvider`, or a `FallbackAdapter` over several."""
         self._llm = provider
         self._opts = options
-        # learnt at run time: a server that 400s on tool_choice="none" does so every time
-        self._tool_choice_none_rejected = False
 
     @property
     def provider(self) -> llm.LLM[Any]:
@@ -134,6 +132,8 @@ class Turn:
         self.filler: str | None = None
         """The filler sentence, if one was said while tools ran (it is not in `text`)."""
         self.stats = TurnStats()
+        self.started_at = time.time()
+        """Wall clock when the turn began (livekit stamps chat items on this clock)."""
         self._log = log.bind(turn_id=turn_id, provider=self._llm.provider, model=self._llm.model)
         self._gen: AsyncIterator[str] | None = None
         self._text_in_ctx = 0  # how much of `text` the working context already holds
@@ -165,32 +165,18 @@ class Turn:
 
     async def _resolve_and_speak(self) -> AsyncIterator[str]:
         if self._tools:
-            tools_rejected = False
             for _ in range(self._opts.max_tool_rounds):
                 calls: list[ToolCall] = []
                 said_before = len(self.text)
-                try:
-                    async for text in self._tool_pass(calls):
-                        yield text
-                except APIStatusError as e:
-                    if not _is_rejected_request(e) or self.text:
-                        raise
-                    # some servers refuse tools outright (vLLM without its tool flags):
-                    # answering without them beats an apology
-                    self._log.warning(
-                        "server rejected the request with tools; answering without them",
-                        status_code=e.status_code,
-                    )
-                    tools_rejected = True
-                    break
+                async for text in self._tool_pass(calls):
+                    yield text
                 if not calls:
                     if self.text[said_before:].strip():
                         return  # answered without tools: the common fast path
                     break
                 async for filler in self._run_tools(calls):
                     yield filler
-            skip_none = tools_rejected or self._engine._tool_choice_none_rejected
-            speak_kinds: list[PassKind] = [] if skip_none else ["speak"]
+            speak_kinds: list[PassKind] = ["speak"]
         else:
             async for text in self._stream_pass("speak-plain"):
                 yield text
@@ -198,23 +184,12 @@ class Turn:
                 return
             speak_kinds = []
 
-        # the speaking pass: tool_choice="none", then once more without tools
+        # the speaking pass: tool_choice="none" (a server that refuses it is asked without
+        # tools by the provider), then, if still no words, once more without tools
         for kind in [*speak_kinds, "speak-plain"]:
             said_before = len(self.text)
-            try:
-                async for text in self._stream_pass(kind):
-                    yield text
-            except APIStatusError as e:
-                if kind != "speak" or not _is_rejected_request(e) or self.text:
-                    raise
-                # the same request with tools was accepted a moment ago: it is the
-                # tool_choice the server refuses, and it will refuse it every time
-                self._engine._tool_choice_none_rejected = True
-                self._log.warning(
-                    "server rejected tool_choice=none; retrying without tools",
-                    status_code=e.status_code,
-                )
-                continue
+            async for text in self._stream_pass(kind):
+                yield text
             if self.text[said_before:].strip():
                 return
         self.stats.outcome = "fallback"
@@ -371,11 +346,6 @@ class Turn:
             self._log.error("turn failed; apologizing", **fields)
         else:
             self._log.exception("turn failed unexpectedly; apologizing", **fields)
-
-
-def _is_rejected_request(e: APIStatusError) -> bool:
-    """A request the server refuses for its content, as opposed to auth, limits or outages."""
-    return e.status_code in (400, 422)
 
 
 def _ms(seconds: float | None) -> float | None:

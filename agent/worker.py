@@ -57,6 +57,10 @@ def turn_handling(settings: Settings) -> TurnHandlingOptions:
     return {
         # VAD end-of-speech + endpointing delay; no model download, no cloud turn detector
         "turn_detection": "vad",
+        # livekit starts llm_node on a guess of the transcript and throws the guess away if
+        # the user goes on; our llm_node runs tools, and a tool with side effects (a webhook
+        # turning on the lights) must not run for a guess, let alone twice
+        "preemptive_generation": {"enabled": False},
         "endpointing": {
             "mode": "fixed",
             "min_delay": settings.endpointing_min_delay,

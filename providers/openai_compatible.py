@@ -127,6 +127,9 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         # what livekit's retry, fallback and metrics logs name this backend by (never the key)
         self._label = f"{preset.name}:{options.model}@{self.base_url}"
         self._schema_cache: dict[tuple[llm.Tool, ...], list[dict[str, Any]]] = {}
+        # learnt at run time (see ChatStream._attempt)
+        self._refuses_tools = False
+        self._refuses_tool_choice_none = False
         self._cooldown = (
             Cooldown(seconds=options.cooldown_seconds, threshold=options.cooldown_after)
             if options.cooldown_seconds > 0
@@ -199,6 +202,23 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
                     text.append(chunk.delta.content or "")
                     calls.extend(chunk.delta.tool_calls)
         return Completion(text="".join(text), tool_calls=calls)
+
+    def _adapted(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`request` minus what this server was seen to refuse."""
+        if "tools" in request and (
+            self._refuses_tools
+            or (self._refuses_tool_choice_none and request.get("tool_choice") == "none")
+        ):
+            return _without_tools(request) or request
+        return request
+
+    def _learn_refusal(self, request: dict[str, Any]) -> None:
+        # only called once the same request without tools was answered: it really was
+        # the tools (or tool_choice) the server refused, and it will refuse them again
+        if request.get("tool_choice") == "none":
+            self._refuses_tool_choice_none = True
+        else:
+            self._refuses_tools = True
 
     def _tool_schemas(self, tools: list[llm.Tool]) -> list[dict[str, Any]]:
         """Schemas for `tools`, built once per tool list (1-2 ms a pass otherwise).
@@ -274,7 +294,26 @@ class ChatStream(llm.LLMStream):
             cooldown.record_success()
 
     async def _attempt(self) -> None:
-        request = dict(self._request)
+        request = self._provider._adapted(self._request)
+        try:
+            await self._request_once(request)
+        except APIStatusError as e:
+            # vLLM without its tool flags, and some llama.cpp builds, refuse `tools` or
+            # `tool_choice="none"` with a 400. Asking again without them answers the user;
+            # doing it here (not in the engine) keeps a FallbackAdapter from taking a
+            # refused request for a dead backend.
+            plain = _without_tools(request)
+            if plain is None or e.status_code not in (400, 422) or self._event_ch.output_sent:
+                raise
+            logger.warning(
+                "LLM server refused the request with tools; sending it without them",
+                extra={"backend": self._provider.label, "status_code": e.status_code},
+            )
+            await self._request_once(plain)
+            self._provider._learn_refusal(request)
+
+    async def _request_once(self, request: dict[str, Any]) -> None:
+        request = dict(request)
         streamed = request.pop("stream", True)
         try:
             if streamed:
@@ -384,6 +423,14 @@ class ChatStream(llm.LLMStream):
         )
 
 
+def _without_tools(request: dict[str, Any]) -> dict[str, Any] | None:
+    if "tools" not in request:
+        return None
+    return {
+        k: v for k, v in request.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")
+    }
+
+
 def _is_outage(e: APIError) -> bool:
     """Failures that say the backend is unwell, not that the request was wrong."""
     if isinstance(e, BackendCoolingDown):
@@ -408,7 +455,9 @@ def _to_api_error(e: BaseException, *, retryable: bool) -> APIError:
     if isinstance(e, APIError):
         return e
     if isinstance(e, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError)):
-        return APITimeoutError("the LLM server did not answer in time", retryable=retryable)
+        # not retried: a server that hung once for LLM_TIMEOUT would double the silence;
+        # a FallbackAdapter still moves on to the next backend
+        return APITimeoutError("the LLM server did not answer in time", retryable=False)
     if isinstance(e, openai.APIStatusError):
         return APIStatusError(
             f"the LLM server answered HTTP {e.status_code}",

@@ -42,6 +42,11 @@ async def test_session_turn_with_a_tool_speaks_and_keeps_the_tool_history(
     tool_msgs = [m for m in messages if m["role"] == "tool"]
     assert len(tool_msgs) == 1 and "UTC" in tool_msgs[0]["content"]
     assert messages[-1] == {"role": "user", "content": "What did I ask?"}
+    # the tool call and its result sit between the question and the answer they produced
+    roles = [m["role"] for m in messages]
+    assert roles[1:] == ["user", "assistant", "tool", "assistant", "user"], roles
+    assert messages[2]["tool_calls"][0]["function"]["name"] == "get_current_time"
+    assert messages[4]["content"] == "Let me see. It is noon."
     kinds = [type(item).__name__ for item in agent.chat_ctx.items]
     assert kinds.count("FunctionCall") == 1 and kinds.count("FunctionCallOutput") == 1
 

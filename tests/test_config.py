@@ -180,3 +180,23 @@ def test_speech_fallbacks_come_after_the_primary_with_vendor_keys(
     assert [o.base_url for o in tts] == ["http://localhost:8880/v1", "https://api.openai.com/v1"]
     assert (tts[1].voice, tts[1].api_key) == ("ash", "sk-456")
     assert {"gsk-123", "sk-456"} <= set(settings.secrets())
+
+
+def test_env_example_copied_to_dotenv_loads_as_is(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clean(monkeypatch, tmp_path)
+    example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    (tmp_path / ".env").write_text(example)
+    settings = load_settings()
+    assert settings.llm_base_url == "http://localhost:8000/v1"
+    assert settings.llm_fallbacks == [] and settings.llm_temperature is None
+
+
+def test_vendor_key_in_dotenv_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _clean(monkeypatch, tmp_path)
+    (tmp_path / ".env").write_text(
+        'LLM_PROVIDER=groq\nGROQ_API_KEY=gsk-from-dotenv\nLLM_FALLBACKS=[{"provider": "groq"}]\n'
+    )
+    backends = load_settings().backends()
+    assert [opts.api_key for _, opts in backends] == ["gsk-from-dotenv", "gsk-from-dotenv"]

@@ -12,6 +12,7 @@ from livekit.agents import llm
 
 from agent.assistant import build_engine
 from agent.config import load_settings
+from agent.tools import get_current_time
 from agent.turns import TurnEngine
 from providers import BackendCoolingDown, Cooldown
 from tests.conftest import chat_env, run_cli
@@ -139,3 +140,22 @@ def test_cooldown_opens_after_the_threshold_and_closes_after_the_period() -> Non
     cooldown.check()
     cooldown.record_success()
     assert cooldown.record_failure() is False  # the count started again
+
+
+async def test_a_primary_refusing_tools_answers_without_them_rather_than_failing_over(
+    llm_server: ScriptedLLMServer,
+    backup_server: ScriptedLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # vLLM without its tool flags: a 400 for any request with tools. That is not an outage.
+    llm_server.script(Reply.of(Status(400)), text_reply("Primary, without tools."))
+    engine = engine_with_fallback(llm_server, backup_server, monkeypatch, tmp_path)
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Hi")
+    said = "".join([t async for t in engine.run(ctx, [get_current_time])])
+    assert said == "Primary, without tools."
+    assert "tools" in llm_server.requests[0].body
+    assert "tools" not in llm_server.requests[1].body
+    assert backup_server.requests == []
+    await engine.provider.aclose()

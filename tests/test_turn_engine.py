@@ -404,10 +404,16 @@ async def test_server_refusing_tools_is_answered_without_them(
     llm_server.script(Reply.of(Status(400)), text_reply("Hello without tools."))
     said, turn = await speak(engine, TOOLS)
     assert said == "Hello without tools."
-    assert [p.kind for p in turn.stats.passes] == ["tools", "speak-plain"]
+    assert [p.kind for p in turn.stats.passes] == ["tools"]
     assert "tools" not in llm_server.requests[1].body
-    # a refusal of the tools is not a refusal of tool_choice="none": nothing was learnt
-    assert engine._tool_choice_none_rejected is False
+
+    # learnt: the next turn is sent without tools straight away
+    llm_server.reset()
+    llm_server.script(text_reply("Still here."))
+    said, _ = await speak(engine, TOOLS)
+    assert said == "Still here."
+    assert len(llm_server.requests) == 1
+    assert "tools" not in llm_server.requests[0].body
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])

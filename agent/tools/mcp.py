@@ -35,7 +35,7 @@ from livekit.agents.llm.mcp import (
     MCPToolset,
 )
 
-from ..logging import get_logger
+from ..logging import get_logger, redact
 from .results import as_text, clip
 from .specs import McpServerSpec
 
@@ -246,8 +246,9 @@ class _Server:
                 )
             try:
                 return await tool(raw_arguments)
-            except ToolError:
-                raise
+            except ToolError as e:
+                # the server's own error text goes to the model: cut it, and no secrets
+                raise ToolError(redact(clip(e.message, self._max_chars))) from None
             except Exception as e:
                 # the connection broke mid-call: say so, and get it back
                 self._log.warning(
