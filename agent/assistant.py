@@ -18,14 +18,17 @@ from .turns import TurnEngine, TurnOptions
 def build_llm(settings: Settings) -> llm.LLM[Any]:
     """The configured backend, or a livekit `FallbackAdapter` over the primary and
     `LLM_FALLBACKS`: a turn that fails before any word was said moves to the next."""
-    providers: list[llm.LLM[Any]] = [
+    providers = [
         OpenAICompatibleProvider(options=options, preset=preset)
         for preset, options in settings.backends()
     ]
     if len(providers) == 1:
         return providers[0]
+    cooldowns = [p.cooldown for p in providers if p.cooldown is not None]
+    for cooldown in cooldowns:
+        cooldown.peers = cooldowns
     return _Fallbacks(
-        providers,
+        list[llm.LLM[Any]](providers),
         attempt_timeout=settings.llm_timeout,
         max_retry_per_llm=settings.llm_max_retries,
         retry_interval=0.5,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import uuid
 from typing import TextIO
 
@@ -22,6 +23,26 @@ from .tools import aclose_tools, setup_tools
 log = get_logger("agent.chat")
 
 
+def _lines(stream: TextIO) -> asyncio.Queue[str]:
+    """Lines of `stream` as they come, then "" at its end.
+
+    Read on a daemon thread: a blocking `readline` in `asyncio.to_thread` would keep the
+    process alive after Ctrl-C until the user typed one more line.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def read() -> None:
+        while True:
+            line = stream.readline()
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+            if not line:
+                return
+
+    threading.Thread(target=read, name="chat-stdin", daemon=True).start()
+    return queue
+
+
 async def run_chat(
     settings: Settings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
 ) -> int:
@@ -34,7 +55,8 @@ async def run_chat(
         try:
             await setup_tools(tools)
             log.info("chat started", backend=engine.provider.label)
-            while line := await asyncio.to_thread(stdin.readline):
+            lines = _lines(stdin)
+            while line := await lines.get():
                 user_text = line.strip()
                 if not user_text:
                     continue

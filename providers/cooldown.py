@@ -27,11 +27,16 @@ class Cooldown:
     _failures: int = 0
     _until: float = 0.0
     _clock: object = field(default=time.monotonic, repr=False)
+    peers: list[Cooldown] = field(default_factory=list, repr=False)
+    """The cool-downs of every backend in the chain, this one included."""
 
     def check(self) -> None:
-        """Raise `BackendCoolingDown` if requests should not be sent now."""
+        """Raise `BackendCoolingDown` if requests should not be sent now.
+
+        Never while every backend of the chain is cooling down: then skipping them all
+        would only turn every turn into an apology without asking anyone."""
         remaining = self._until - self._now()
-        if remaining > 0:
+        if remaining > 0 and not (self.peers and all(peer.cooling for peer in self.peers)):
             raise BackendCoolingDown(
                 f"backend skipped for {remaining:.0f} s more after repeated failures",
                 retryable=False,

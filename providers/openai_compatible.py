@@ -163,6 +163,10 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
     def preset(self) -> ProviderPreset:
         return self._preset
 
+    @property
+    def cooldown(self) -> Cooldown | None:
+        return self._cooldown
+
     def chat(
         self,
         *,

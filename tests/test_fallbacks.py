@@ -159,3 +159,15 @@ async def test_a_primary_refusing_tools_answers_without_them_rather_than_failing
     assert "tools" not in llm_server.requests[1].body
     assert backup_server.requests == []
     await engine.provider.aclose()
+
+
+def test_when_every_backend_is_cooling_down_they_are_tried_anyway() -> None:
+    now = [0.0]
+    first, second = (Cooldown(seconds=10, threshold=1, _clock=lambda: now[0]) for _ in "ab")
+    first.peers = second.peers = [first, second]
+    first.record_failure()
+    with pytest.raises(BackendCoolingDown):
+        first.check()  # the other one is fine: skip this one
+    second.record_failure()
+    first.check()  # nobody is fine: asking beats an apology without a request
+    second.check()
