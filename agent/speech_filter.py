@@ -48,9 +48,14 @@ class ToolCallTextFilter:
             if not stripped:
                 self._pending = text
                 return ""
+            if stripped == "[":
+                self._pending = text  # "[laughs]" or '[{"name": ...': the next char tells
+                return ""
             self._started = True
             # a reply that opens with JSON is never speech; decide when the pass ends
-            self._json_candidate = stripped[0] in "{["
+            self._json_candidate = stripped[0] == "{" or (
+                stripped[0] == "[" and stripped[1:].lstrip()[:1] in ("{", '"')
+            )
         if self._json_candidate:
             self._pending = text
             return ""

@@ -438,3 +438,15 @@ async def test_words_before_a_tool_call_do_not_excuse_a_silent_speaking_pass(
     said, turn = await speak(make_engine(llm_server), TOOLS)
     assert said == "Let me look. It ships tomorrow."
     assert [p.kind for p in turn.stats.passes] == ["tools", "speak", "speak-plain"]
+
+
+async def test_a_reply_opening_with_a_bracketed_aside_is_still_streamed(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    llm_server.script(text_reply("[laughs] That is a good one, truly.", token_delay=0.2))
+    turn = make_engine(llm_server).run(user_ctx(), TOOLS)
+    it = aiter(turn)
+    first = await anext(it)
+    assert first.startswith("[laughs]")
+    rest = "".join([t async for t in it])
+    assert first + rest == "[laughs] That is a good one, truly."
