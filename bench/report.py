@@ -172,7 +172,7 @@ def render(
             + [
                 [
                     "TODO: filler sentence start for a slow tool",
-                    "pending the filler feature (not on main yet)",
+                    "not measured yet (the filler itself is on main and tested)",
                     "",
                     "",
                     "",
