@@ -34,6 +34,7 @@ from providers import (
     ProviderName,
     ProviderOptions,
     ProviderPreset,
+    SpeechPreset,
     STTOptions,
     STTProviderName,
     TTSOptions,
@@ -312,33 +313,11 @@ class Settings(BaseSettings):
         *,
         chained: bool,
     ) -> tuple[ProviderPreset, ProviderOptions]:
-        primary = where == "LLM_"
-
-        def name(field: str) -> str:
-            return f"{where}{field.upper()}" if primary else f"{where}{field}"
-
-        needed_by = f"LLM_PROVIDER={preset.name}" if primary else f"provider {preset.name}"
-        if base_url is None and preset.default_base_url is None:
-            raise _FieldError(
-                name("base_url"),
-                f"required for {needed_by} (the server's URL, e.g. http://localhost:8000/v1)",
-            )
-        if model is None and preset.default_model is None:
-            raise _FieldError(
-                name("model"), f"required for {needed_by} (the model name the server serves)"
-            )
-        key = api_key.get_secret_value() if api_key is not None else None
-        if key is None and preset.api_key_env:
-            key = self.environ().get(preset.api_key_env) or None
-        if preset.requires_api_key and key is None:
-            alternative = f" or {preset.api_key_env}" if preset.api_key_env else ""
-            raise _FieldError(
-                name("api_key"), f"required for {needed_by} (set {name('api_key')}{alternative})"
-            )
+        base_url, model, key = self._resolve(where, preset, base_url, api_key, model)
         return preset, ProviderOptions(
-            model=model or preset.default_model or "",
-            base_url=base_url or preset.default_base_url or "",
-            api_key=key or PLACEHOLDER_API_KEY,
+            model=model,
+            base_url=base_url,
+            api_key=key,
             timeout=self.llm_timeout,
             temperature=self.llm_temperature,
             max_retries=self.llm_max_retries,
@@ -398,42 +377,50 @@ class Settings(BaseSettings):
         voice: str | None,
     ) -> tuple[str, str, str, str]:
         """(base_url, model, api_key, voice) of one speech backend, or a `_FieldError`."""
-        primary = "[" not in where
         presets = STT_PRESETS if kind == "stt" else TTS_PRESETS
-
-        def name(field: str) -> str:
-            return f"{where}{field.upper()}" if primary else f"{where}{field}"
-
         preset = presets.get(provider)
         if preset is None:  # the primary's provider is a Literal; fallbacks are checked here
             choices = ", ".join(repr(p) for p in presets)
-            raise _FieldError(name("provider"), f"expected one of {choices}")
-        needed_by = f"{kind.upper()}_PROVIDER={provider}" if primary else f"provider {provider}"
-        if base_url is None and preset.default_base_url is None:
+            raise _FieldError(_var(where, "provider"), f"expected one of {choices}")
+        base_url, model, key = self._resolve(where, preset, base_url, api_key, model)
+        if kind == "tts" and voice is None and preset.default_voice is None:
             raise _FieldError(
-                name("base_url"),
+                _var(where, "voice"), f"required for {_needed_by(where, preset)} (a voice)"
+            )
+        return base_url.rstrip("/"), model, key, voice or preset.default_voice or ""
+
+    def _resolve(
+        self,
+        where: str,
+        preset: ProviderPreset | SpeechPreset,
+        base_url: str | None,
+        api_key: SecretStr | None,
+        model: str | None,
+    ) -> tuple[str, str, str]:
+        """(base_url, model, api_key) of one backend with its preset's defaults, or a
+        `_FieldError` naming what is missing (`LLM_MODEL`, `STT_FALLBACKS[1].api_key`)."""
+        needed_by = _needed_by(where, preset)
+        base_url = base_url or preset.default_base_url
+        if base_url is None:
+            raise _FieldError(
+                _var(where, "base_url"),
                 f"required for {needed_by} (the server's URL, e.g. http://localhost:8000/v1)",
             )
-        if model is None and preset.default_model is None:
+        model = model or preset.default_model
+        if model is None:
             raise _FieldError(
-                name("model"), f"required for {needed_by} (the model name the server serves)"
+                _var(where, "model"), f"required for {needed_by} (the model name the server serves)"
             )
-        if kind == "tts" and voice is None and preset.default_voice is None:
-            raise _FieldError(name("voice"), f"required for {needed_by} (a voice the server has)")
         key = api_key.get_secret_value() if api_key is not None else None
         if key is None and preset.api_key_env:
             key = self.environ().get(preset.api_key_env) or None
         if preset.requires_api_key and key is None:
             alternative = f" or {preset.api_key_env}" if preset.api_key_env else ""
             raise _FieldError(
-                name("api_key"), f"required for {needed_by} (set {name('api_key')}{alternative})"
+                _var(where, "api_key"),
+                f"required for {needed_by} (set {_var(where, 'api_key')}{alternative})",
             )
-        return (
-            (base_url or preset.default_base_url or "").rstrip("/"),
-            model or preset.default_model or "",
-            key or PLACEHOLDER_API_KEY,
-            voice or preset.default_voice or "",
-        )
+        return base_url, model, key or PLACEHOLDER_API_KEY
 
     def secrets(self) -> list[str]:
         """Values that must never reach a log line or a spoken word."""
@@ -444,6 +431,15 @@ class Settings(BaseSettings):
         if lk_secret != LIVEKIT_DEV_SECRET:
             keys.append(lk_secret)
         return [k for k in keys if k and k != PLACEHOLDER_API_KEY] + self._tool_secrets
+
+
+def _var(where: str, field: str) -> str:
+    """`LLM_` + `model`: `LLM_MODEL`; `LLM_FALLBACKS[1].` + `model`: `LLM_FALLBACKS[1].model`."""
+    return f"{where}{field}" if "[" in where else f"{where}{field.upper()}"
+
+
+def _needed_by(where: str, preset: ProviderPreset | SpeechPreset) -> str:
+    return f"provider {preset.name}" if "[" in where else f"{where}PROVIDER={preset.name}"
 
 
 class _FieldError(ValueError):
