@@ -104,6 +104,10 @@ class Assistant(Agent):
         self._limits = history or HistoryLimits()
         self._filler_to_remove: str | None = None
 
+    @property
+    def engine(self) -> TurnEngine:
+        return self._engine
+
     async def llm_node(
         self,
         chat_ctx: llm.ChatContext,

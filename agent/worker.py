@@ -10,7 +10,6 @@ closing the room.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -121,7 +120,6 @@ class SessionObserver:
         self._settings = settings
         self._eou: dict[str, float | None] = {}
         self._stt_outage_reported = False
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.turn_latencies: list[dict[str, float | None]] = []
         session.on("metrics_collected", self._on_metrics)
         session.on("conversation_item_added", self._on_item)
@@ -219,7 +217,10 @@ async def entrypoint(ctx: JobContext) -> None:
             stt=settings.stt_options().base_url,
             tts=settings.tts_options().base_url,
         )
-        await session.start(agent=build_agent(settings), room=ctx.room)
+        agent = build_agent(settings)
+        # livekit closes the session's speech clients, not the LLM client our engine holds
+        ctx.add_shutdown_callback(agent.engine.provider.aclose)
+        await session.start(agent=agent, room=ctx.room)
         greet(session, settings)
 
 

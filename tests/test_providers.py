@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import structlog
 from livekit.agents import llm
 
 from agent.logging import configure_logging, register_secrets
+from agent.tools import get_current_time
 from providers import (
     PRESETS,
     APIConnectionError,
@@ -29,7 +31,9 @@ from tests.servers.openai_server import (
     ScriptedLLMServer,
     Status,
     Text,
+    ToolCall,
     text_reply,
+    tool_reply,
 )
 
 
@@ -230,3 +234,17 @@ async def test_registered_secrets_are_redacted_from_every_log_line(
     err = capsys.readouterr().err
     assert "sk-redact-me-999" not in err
     assert err.count("[redacted]") == 2
+
+
+async def test_complete_returns_text_and_typed_tool_calls_from_one_non_streamed_request(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    llm_server.script(tool_reply(ToolCall("get_current_time", {"timezone": "UTC"}), text="Ok."))
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="time?")
+    completion = await provider_for(llm_server).complete(chat_ctx=ctx, tools=[get_current_time])
+    assert llm_server.requests[0].stream is False
+    assert completion.text == "Ok."
+    [call] = completion.tool_calls
+    assert (call.name, json.loads(call.arguments)) == ("get_current_time", {"timezone": "UTC"})
+    assert call.call_id
