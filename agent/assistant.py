@@ -11,6 +11,7 @@ from providers import OpenAICompatibleProvider
 
 from .config import Settings
 from .history import HistoryLimits, bound_history, remove_filler
+from .preemptive import SpeechConfirmationGate
 from .tools import McpTools, WebhookToolset, builtin_tools
 from .turns import TurnEngine, TurnOptions
 
@@ -56,6 +57,7 @@ def build_engine(settings: Settings, llm_provider: llm.LLM[Any] | None = None) -
             filler=settings.tool_filler.strip(),
             filler_delay=settings.tool_filler_delay,
         ),
+        tool_gate=SpeechConfirmationGate(),
     )
 
 

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from livekit.agents import llm
 from livekit.agents.llm.utils import execute_function_call
@@ -84,11 +84,20 @@ class _Filler(str):
     `Turn.text` (what callers record as the assistant's message) or the context."""
 
 
+class ToolGate(Protocol):
+    async def wait(self, name: str, tool: object | None) -> None:
+        """Returns when the tool may run; raises to keep it from running."""
+
+
 class TurnEngine:
-    def __init__(self, provider: llm.LLM[Any], options: TurnOptions) -> None:
-        """`provider`: an `OpenAICompatibleProvider`, or a `FallbackAdapter` over several."""
+    def __init__(
+        self, provider: llm.LLM[Any], options: TurnOptions, *, tool_gate: ToolGate | None = None
+    ) -> None:
+        """`provider`: an `OpenAICompatibleProvider`, or a `FallbackAdapter` over several.
+        `tool_gate`: awaited before each tool runs (agent/preemptive.py)."""
         self._llm = provider
         self._opts = options
+        self.tool_gate = tool_gate
 
     @property
     def provider(self) -> llm.LLM[Any]:
@@ -277,6 +286,8 @@ class Turn:
             self.new_items.extend((fnc_call, fnc_out))
 
     async def _run_tool(self, call: ToolCall) -> tuple[llm.FunctionCall, llm.FunctionCallOutput]:
+        if (gate := self._engine.tool_gate) is not None:
+            await gate.wait(call.name, self._tool_ctx.function_tools.get(call.name))
         started = time.perf_counter()
         outcome: Literal["ok", "error", "timeout"]
         try:

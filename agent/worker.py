@@ -33,13 +33,15 @@ from livekit.agents.voice import (
     UserInputTranscribedEvent,
 )
 from livekit.agents.voice.agent_session import SessionConnectOptions
-from livekit.agents.voice.turn import TurnHandlingOptions
 
 from providers import build_stt_chain, build_tts_chain
 
 from .assistant import Assistant, build_engine, build_history_limits, build_tools
 from .config import Settings, load_settings
 from .logging import bind_context, configure_logging, get_logger, register_secrets
+from .pause_stt import listen_on_pauses
+from .tts_chunks import with_first_clause
+from .turn_detection import load_vad, prewarm_turn_detection, turn_handling
 
 log = get_logger("agent.worker")
 
@@ -52,28 +54,6 @@ _TOLERATED_ERRORS = 1_000_000
 # --- the session ------------------------------------------------------------------
 
 
-def turn_handling(settings: Settings) -> TurnHandlingOptions:
-    return {
-        # VAD end-of-speech + endpointing delay; no model download, no cloud turn detector
-        "turn_detection": "vad",
-        # livekit starts llm_node on a guess of the transcript and throws the guess away if
-        # the user goes on; our llm_node runs tools, and a tool with side effects (a webhook
-        # turning on the lights) must not run for a guess, let alone twice
-        "preemptive_generation": {"enabled": False},
-        "endpointing": {
-            "mode": "fixed",
-            "min_delay": settings.endpointing_min_delay,
-            "max_delay": settings.endpointing_max_delay,
-        },
-        "interruption": {
-            "enabled": settings.allow_interruptions,
-            # "adaptive" needs LiveKit Cloud inference; VAD-based barge-in runs anywhere
-            "mode": "vad",
-            "min_duration": settings.min_interruption_duration,
-        },
-    }
-
-
 def build_session(
     settings: Settings,
     *,
@@ -84,11 +64,14 @@ def build_session(
 ) -> AgentSession[Any]:
     """An `AgentSession` wired from settings. The LLM lives in the `Assistant` (its
     `llm_node` is the turn engine), so the session only gets the speech side."""
+    # several backends: livekit's FallbackAdapters move on when one fails
+    stt_chain = stt_engine or build_stt_chain(settings.stt_backends(), vad=vad)
+    tts_chain = tts_engine or build_tts_chain(settings.tts_backends())
     return AgentSession(
         vad=vad,
-        # several backends: livekit's FallbackAdapters move on when one fails
-        stt=stt_engine or build_stt_chain(settings.stt_backends(), vad=vad),
-        tts=tts_engine or build_tts_chain(settings.tts_backends()),
+        # transcribed at each pause; the reply's first clause goes to the TTS on its own
+        stt=listen_on_pauses(stt_chain, vad, enabled=settings.stt_on_pause),
+        tts=with_first_clause(tts_chain, first_words=settings.tts_first_chunk_words),
         turn_handling=turn_handling(settings),
         conn_options=SessionConnectOptions(
             stt_conn_options=conn_options,
@@ -195,10 +178,8 @@ def greet(session: AgentSession[Any], settings: Settings) -> None:
 def prewarm(proc: JobProcess) -> None:
     """Runs once per job process, before it takes sessions."""
     settings = _settings_for_process()
-    from livekit.plugins import silero
-
-    # the ONNX model ships inside the plugin wheel: nothing is downloaded here
-    proc.userdata["vad"] = silero.VAD.load()
+    proc.userdata["vad"] = load_vad(settings)
+    prewarm_turn_detection(settings)
     proc.userdata["settings"] = settings
 
 
@@ -206,9 +187,7 @@ async def entrypoint(ctx: JobContext) -> None:
     settings: Settings = ctx.proc.userdata.get("settings") or _settings_for_process()
     vad_model = ctx.proc.userdata.get("vad")
     if vad_model is None:  # prewarm skipped (e.g. a thread executor): load it now
-        from livekit.plugins import silero
-
-        vad_model = silero.VAD.load()
+        vad_model = load_vad(settings)
     with bind_context(session_id=uuid.uuid4().hex[:12], room=ctx.room.name):
         session = build_session(settings, vad=vad_model)
         SessionObserver(session, settings)

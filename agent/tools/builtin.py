@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from livekit.agents import llm
 from livekit.agents.llm import ToolError, function_tool
 
+from ..preemptive import mark_read_only
+
 
 @function_tool
 async def get_current_time(timezone: str | None = None) -> str:
@@ -28,4 +30,4 @@ async def get_current_time(timezone: str | None = None) -> str:
 
 
 def builtin_tools(*, enabled: bool = True) -> list[llm.Tool]:
-    return [get_current_time] if enabled else []
+    return [mark_read_only(get_current_time)] if enabled else []

@@ -36,6 +36,7 @@ from livekit.agents.llm.mcp import (
 )
 
 from ..logging import get_logger, redact
+from ..preemptive import mark_read_only
 from .results import as_text, clip
 from .specs import McpServerSpec
 
@@ -138,6 +139,7 @@ class _Server:
         )
         self._raw: list[_RawTool] = []
         self._named: list[_RawTool] | None = None
+        self._read_only: set[str] = set()
         self._retry_task: asyncio.Task[None] | None = None
         self._closed = False
         self._log = log.bind(mcp_server=spec.name, transport=spec.transport)
@@ -192,6 +194,7 @@ class _Server:
             )
             return False
         self._raw = [t for t in self._toolset.tools if isinstance(t, llm.RawFunctionTool)]
+        self._read_only = _read_only_names(self._toolset._mcp_server)
         self._named = None
         self._log.info(
             "mcp server connected",
@@ -258,7 +261,9 @@ class _Server:
                     self.reconnect_soon()
                 raise ToolError(f"The {self.name} service failed while running {name}.") from None
 
-        return function_tool(call_mcp_tool, raw_schema={**tool.info.raw_schema, "name": name})
+        wrapped = function_tool(call_mcp_tool, raw_schema={**tool.info.raw_schema, "name": name})
+        # the server's own annotation: it may run before the user's turn is confirmed
+        return mark_read_only(wrapped) if original in self._read_only else wrapped
 
     def _result_text(self, ctx: MCPToolResultContext) -> str:
         parts: list[str] = []
@@ -281,3 +286,14 @@ def _leaf(e: BaseException) -> BaseException:
 def _cancelled_from_outside() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def _read_only_names(server: MCPServer) -> set[str]:
+    """Tools the server annotates `readOnlyHint: true`. livekit's MCP tools drop the
+    annotations; the tool list it fetched during setup (cached on the server) has them."""
+    raw = getattr(server, "_raw_tools", None) or []
+    return {
+        t.name
+        for t in raw
+        if getattr(t, "annotations", None) is not None and t.annotations.readOnlyHint is True
+    }

@@ -60,6 +60,8 @@ class WebhookSpec:
     parameters: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float = 10.0
+    read_only: bool = False
+    """Calling it changes nothing, so it may run before the user's turn is confirmed."""
 
     def __repr__(self) -> str:
         return f"WebhookSpec({self.name!r}, {self.method} {self.url})"
@@ -210,6 +212,7 @@ class _WebhookEntry(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    read_only: bool = False
 
     @field_validator("method", mode="before")
     @classmethod
@@ -255,6 +258,7 @@ def load_webhook_tools(path: Path, env: Mapping[str, str]) -> Loaded[WebhookSpec
                 parameters=entry.parameters,
                 headers=expand.mapping(entry.headers, f"{where}.headers", all_secret=True),
                 timeout=entry.timeout,
+                read_only=entry.read_only,
             )
         )
     return Loaded(specs, expand.secrets)

@@ -18,6 +18,7 @@ from livekit.agents import llm
 from livekit.agents.llm import ToolError, function_tool
 
 from ..logging import get_logger, redact
+from ..preemptive import mark_read_only
 from .results import as_text, clip
 from .specs import WebhookSpec
 
@@ -52,7 +53,7 @@ class WebhookToolset(llm.Toolset):
                 raise ToolError(f"Invalid arguments for {spec.name}: {where}: {errors[0].message}")
             return await self._send(spec, raw_arguments)
 
-        return function_tool(
+        tool = function_tool(
             call_webhook,
             raw_schema={
                 "name": spec.name,
@@ -60,6 +61,7 @@ class WebhookToolset(llm.Toolset):
                 "parameters": spec.parameters,
             },
         )
+        return mark_read_only(tool) if spec.read_only else tool
 
     async def _send(self, spec: WebhookSpec, arguments: dict[str, Any]) -> str:
         # GET and DELETE carry no body by convention: the arguments go in the query

@@ -1,0 +1,242 @@
+"""Transcribe while the user pauses: a batch STT streamed one stretch of speech at a time.
+
+livekit's `stt.StreamAdapter` already sends each stretch of speech the VAD delimits to a
+batch STT, but it sends what silero's END_OF_SPEECH event carries, and silero starts each
+new stretch with the last `prefix_padding_duration` (0.5 s) of the previous buffer. With the
+short silence window fast turns need (0.25 s), that half second reaches back into the words
+just sent: after a 0.3 s pause the next segment begins with the tail of the previous one, and
+Whisper hears a word twice. Here the audio is cut instead: every frame the VAD has seen
+belongs to exactly one segment, and a segment only starts with silence (the end of the pause
+that cut it), so nothing is lost or said twice.
+
+Each segment is sent as soon as the VAD reports the pause, while the user may still go on;
+requests overlap, transcripts come out in the order the segments were spoken, and livekit
+joins them into the turn's transcript (one final transcript per segment, as a streaming STT
+sends them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import APIConnectOptions, stt, utils
+from livekit.agents.stt.stream_adapter import DEFAULT_STREAM_ADAPTER_API_CONNECT_OPTIONS
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
+from livekit.agents.vad import VAD, VADEvent, VADEventType
+
+LEAD_IN_SECONDS = 0.2
+"""Silence kept before a segment's speech: Whisper transcribes a clip that starts mid-word
+poorly. Never more than the VAD's silence window, so that it is silence for certain."""
+
+
+class PauseTranscriber(stt.STT[Any]):
+    """A streaming STT over a batch `stt` (one backend or livekit's `FallbackAdapter`)."""
+
+    def __init__(self, *, stt_engine: stt.STT[Any], vad: VAD) -> None:
+        caps = stt_engine.capabilities
+        super().__init__(
+            capabilities=stt.STTCapabilities(
+                streaming=True,
+                interim_results=False,
+                keyterms=caps.keyterms,
+                chat_context=caps.chat_context,
+            )
+        )
+        self._stt = stt_engine
+        self._vad = vad
+        self._stt.on("metrics_collected", self._forward_metrics)
+
+    @property
+    def wrapped_stt(self) -> stt.STT[Any]:
+        return self._stt
+
+    @property
+    def model(self) -> str:
+        return self._stt.model
+
+    @property
+    def provider(self) -> str:
+        return self._stt.provider
+
+    async def _recognize_impl(
+        self,
+        buffer: utils.AudioBuffer,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> stt.SpeechEvent:
+        return await self._stt.recognize(
+            buffer=buffer, language=language, conn_options=conn_options
+        )
+
+    def stream(
+        self,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> stt.RecognizeStream:
+        return _PauseStream(self, language=language, conn_options=conn_options)
+
+    def prewarm(self) -> None:
+        self._stt.prewarm()
+
+    def _forward_metrics(self, *args: Any, **kwargs: Any) -> None:
+        self.emit("metrics_collected", *args, **kwargs)
+
+    async def aclose(self) -> None:
+        self._stt.off("metrics_collected", self._forward_metrics)
+
+
+@dataclass(slots=True)
+class Segmenter:
+    """Cuts the audio the VAD has seen into segments, each frame in exactly one.
+
+    Fed each VAD event in order; `feed` returns a finished segment's frames when the VAD
+    reports the end of a stretch of speech. Before speech starts only `lead_in` seconds are
+    kept (silence, or speech too short for the VAD to have started yet).
+    """
+
+    lead_in: float
+    frames: list[rtc.AudioFrame] = field(default_factory=list)
+    in_speech: bool = False
+
+    def feed(self, ev: VADEvent) -> list[rtc.AudioFrame] | None:
+        if ev.type == VADEventType.INFERENCE_DONE:
+            self.frames.extend(f for f in ev.frames if f.samples_per_channel)
+            if not self.in_speech:
+                self.frames = _last_seconds(self.frames, self.lead_in)
+        elif ev.type == VADEventType.START_OF_SPEECH:
+            self.in_speech = True
+        elif ev.type == VADEventType.END_OF_SPEECH and self.in_speech:
+            self.in_speech = False
+            segment = self.frames
+            # the end of the pause that closed this segment (silence for certain) opens the
+            # next one; the segment keeps it too: it is shared silence, not speech
+            self.frames = _last_seconds(segment, self.lead_in)
+            return segment
+        return None
+
+
+def _last_seconds(frames: list[rtc.AudioFrame], seconds: float) -> list[rtc.AudioFrame]:
+    kept: list[rtc.AudioFrame] = []
+    total = 0.0
+    for frame in reversed(frames):
+        if total >= seconds:
+            break
+        if total + frame.duration > seconds:  # keep only the end of this frame
+            rest = round((seconds - total) * frame.sample_rate)
+            n = frame.num_channels
+            data = bytes(frame.data)[-rest * n * 2 :] if rest else b""
+            if data:
+                kept.append(
+                    rtc.AudioFrame(
+                        data,
+                        sample_rate=frame.sample_rate,
+                        num_channels=n,
+                        samples_per_channel=rest,
+                    )
+                )
+            break
+        kept.append(frame)
+        total += frame.duration
+    kept.reverse()
+    return kept
+
+
+class _PauseStream(stt.RecognizeStream):
+    def __init__(
+        self,
+        owner: PauseTranscriber,
+        *,
+        language: NotGivenOr[str],
+        conn_options: APIConnectOptions,
+    ) -> None:
+        # the wrapped STT retries (or its fallback chain moves on); this stream does not
+        super().__init__(stt=owner, conn_options=DEFAULT_STREAM_ADAPTER_API_CONNECT_OPTIONS)
+        self._owner = owner
+        self._language = language
+        self._inner_conn_options = conn_options
+
+    async def _metrics_monitor_task(self, event_aiter: Any) -> None:
+        async for _ in event_aiter:  # metrics come from the wrapped STT's requests
+            pass
+
+    async def _run(self) -> None:
+        vad = self._owner._vad
+        vad_stream = vad.stream()
+        silence = getattr(vad, "min_silence_duration", None) or LEAD_IN_SECONDS
+        segmenter = Segmenter(lead_in=min(LEAD_IN_SECONDS, 0.8 * silence))
+        pending: asyncio.Queue[tuple[asyncio.Task[stt.SpeechEvent], float] | None] = asyncio.Queue()
+
+        async def forward_input() -> None:
+            async for item in self._input_ch:
+                if isinstance(item, self._FlushSentinel):
+                    vad_stream.flush()
+                else:
+                    vad_stream.push_frame(item)
+            vad_stream.end_input()
+
+        async def cut_segments() -> None:
+            try:
+                async for ev in vad_stream:
+                    if ev.type == VADEventType.START_OF_SPEECH:
+                        self._event_ch.send_nowait(
+                            stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH)
+                        )
+                    segment = segmenter.feed(ev)
+                    if segment is None:
+                        continue
+                    ended_at = time.time() - ev.silence_duration - ev.inference_duration
+                    self._event_ch.send_nowait(
+                        stt.SpeechEvent(stt.SpeechEventType.END_OF_SPEECH, speech_end_time=ended_at)
+                    )
+                    # sent now, while the user may still go on; requests overlap
+                    request = asyncio.create_task(
+                        self._owner._stt.recognize(
+                            buffer=utils.merge_frames(segment),
+                            language=self._language,
+                            conn_options=self._inner_conn_options,
+                        )
+                    )
+                    pending.put_nowait((request, ended_at))
+            finally:
+                pending.put_nowait(None)
+
+        async def emit_in_order() -> None:
+            while (item := await pending.get()) is not None:
+                request, ended_at = item
+                ev = await request
+                if not ev.alternatives or not ev.alternatives[0].text.strip():
+                    continue
+                self._event_ch.send_nowait(
+                    stt.SpeechEvent(
+                        stt.SpeechEventType.FINAL_TRANSCRIPT,
+                        alternatives=[ev.alternatives[0]],
+                        speech_end_time=ev.speech_end_time or ended_at,
+                    )
+                )
+
+        tasks = [
+            asyncio.create_task(forward_input(), name="pause_stt.forward_input"),
+            asyncio.create_task(cut_segments(), name="pause_stt.cut_segments"),
+            asyncio.create_task(emit_in_order(), name="pause_stt.emit_in_order"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            await utils.aio.cancel_and_wait(*tasks)
+            while not pending.empty():  # requests whose transcripts nobody will read
+                if (item := pending.get_nowait()) is not None:
+                    await utils.aio.cancel_and_wait(item[0])
+            await vad_stream.aclose()
+
+
+def listen_on_pauses(stt_engine: stt.STT[Any], vad: VAD, *, enabled: bool) -> stt.STT[Any]:
+    """`stt_engine` transcribed at each pause, when it is a batch STT and `enabled`."""
+    if not enabled or stt_engine.capabilities.streaming:
+        return stt_engine
+    return PauseTranscriber(stt_engine=stt_engine, vad=vad)

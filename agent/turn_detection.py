@@ -1,0 +1,86 @@
+"""How a spoken turn ends: the VAD, the end-of-turn model, endpointing, preemptive generation.
+
+`TURN_DETECTION=model` uses livekit's own end-of-turn audio model (`turn-detector-v1-mini`,
+`livekit.agents.inference.TurnDetector`): its weights ship inside the `livekit-local-inference`
+wheel that livekit-agents depends on, it runs on the CPU in-process (about 30-80 ms per
+prediction on 1.2 s of audio) and nothing is downloaded. It listens to how the user stopped
+(intonation, a trailing "and..."), so the VAD's silence window can be short (0.25 s): livekit
+asks the model after 0.2 s of silence, ends the turn after the endpointing delay when the
+model says the user is done, and waits up to the maximum delay when it says they are only
+pausing. `TURN_DETECTION=vad` is silence alone (silero's 0.55 s window, then endpointing).
+
+Preemptive generation is livekit's: the reply starts on the transcript before the end of
+the turn is confirmed, and is spoken only once it is (`agent/preemptive.py` keeps tools
+with side effects from running on such a guess).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from livekit.agents.voice.turn import TurnDetectionMode, TurnHandlingOptions
+
+from .config import MODEL_MIN_SILENCE, Settings
+
+if TYPE_CHECKING:
+    from livekit.agents.vad import VAD
+
+SILERO_DEFAULT_SILENCE = 0.55
+"""silero's own `min_silence_duration` (what `VAD.load()` uses when given nothing)."""
+
+
+def vad_min_silence(settings: Settings) -> float:
+    if settings.vad_min_silence is not None:
+        return settings.vad_min_silence
+    return MODEL_MIN_SILENCE if settings.turn_detection == "model" else SILERO_DEFAULT_SILENCE
+
+
+def load_vad(settings: Settings) -> VAD:
+    """The silero VAD with the silence window the turn detection needs (the ONNX model
+    ships inside the plugin wheel: nothing is downloaded)."""
+    from livekit.plugins import silero
+
+    return silero.VAD.load(min_silence_duration=vad_min_silence(settings))
+
+
+def prewarm_turn_detection(settings: Settings) -> None:
+    """Load the end-of-turn model once per job process, before the first session."""
+    if settings.turn_detection == "model":
+        from livekit.local_inference import init_eot
+
+        init_eot()
+
+
+def turn_detector(settings: Settings) -> TurnDetectionMode:
+    if settings.turn_detection == "vad":
+        return "vad"
+    from livekit.agents.inference import TurnDetector
+
+    # "v1-mini" is the local model; "v1" would be LiveKit Cloud's
+    return TurnDetector(version="v1-mini")
+
+
+def turn_handling(settings: Settings) -> TurnHandlingOptions:
+    return {
+        "turn_detection": turn_detector(settings),
+        # livekit starts llm_node on the transcript before the end of the turn is
+        # confirmed and speaks it only once it is; our llm_node runs tools, so it holds
+        # back every tool that is not read-only until then (agent/preemptive.py)
+        "preemptive_generation": {
+            "enabled": settings.preemptive_generation,
+            # the reply's first audio is synthesized while the turn is being confirmed;
+            # it is played only once it is, and thrown away if the user goes on
+            "preemptive_tts": settings.preemptive_generation,
+        },
+        "endpointing": {
+            "mode": "fixed",
+            "min_delay": settings.endpointing_min_delay,
+            "max_delay": settings.endpointing_max_delay,
+        },
+        "interruption": {
+            "enabled": settings.allow_interruptions,
+            # "adaptive" needs LiveKit Cloud inference; VAD-based barge-in runs anywhere
+            "mode": "vad",
+            "min_duration": settings.min_interruption_duration,
+        },
+    }
