@@ -11,6 +11,7 @@ from livekit.agents.llm import ToolError, function_tool
 from ..preemptive import mark_read_only
 
 
+@mark_read_only
 @function_tool
 async def get_current_time(timezone: str | None = None) -> str:
     """Get the current date and time.
@@ -30,4 +31,4 @@ async def get_current_time(timezone: str | None = None) -> str:
 
 
 def builtin_tools(*, enabled: bool = True) -> list[llm.Tool]:
-    return [mark_read_only(get_current_time)] if enabled else []
+    return [get_current_time] if enabled else []
