@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
@@ -33,8 +33,11 @@ LEAD_IN_SECONDS = 0.2
 poorly. Never more than the VAD's silence window, so that it is silence for certain."""
 
 
-class PauseTranscriber(stt.STT[Any]):
-    """A streaming STT over a batch `stt` (one backend or livekit's `FallbackAdapter`)."""
+class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
+    """A streaming STT over a batch `stt` (one backend or livekit's `FallbackAdapter`).
+
+    Emits `segment_sent(speech_ended_at, sent_at)` (wall clock) as each segment goes out.
+    """
 
     def __init__(self, *, stt_engine: stt.STT[Any], vad: VAD) -> None:
         caps = stt_engine.capabilities
@@ -195,6 +198,7 @@ class _PauseStream(stt.RecognizeStream):
                         stt.SpeechEvent(stt.SpeechEventType.END_OF_SPEECH, speech_end_time=ended_at)
                     )
                     # sent now, while the user may still go on; requests overlap
+                    self._owner.emit("segment_sent", ended_at, time.time())
                     request = asyncio.create_task(
                         self._owner._stt.recognize(
                             buffer=utils.merge_frames(segment),
@@ -240,3 +244,21 @@ def listen_on_pauses(stt_engine: stt.STT[Any], vad: VAD, *, enabled: bool) -> st
     if not enabled or stt_engine.capabilities.streaming:
         return stt_engine
     return PauseTranscriber(stt_engine=stt_engine, vad=vad)
+
+
+class PauseTimings:
+    """For the per-turn latency log: how long after the VAD's end of speech the last
+    segment went to the STT (the pause -> STT start stage)."""
+
+    def __init__(self, engine: stt.STT[Any] | None) -> None:
+        self._last: float | None = None
+        if isinstance(engine, PauseTranscriber):
+            engine.on("segment_sent", self._on_sent)
+
+    def _on_sent(self, speech_ended_at: float, sent_at: float) -> None:
+        self._last = sent_at - speech_ended_at
+
+    def take_ms(self) -> float | None:
+        """The last segment's delay in ms, once: None if none was sent since."""
+        last, self._last = self._last, None
+        return None if last is None else round(last * 1000, 1)

@@ -39,7 +39,7 @@ from providers import build_stt_chain, build_tts_chain
 from .assistant import Assistant, build_engine, build_history_limits, build_tools
 from .config import Settings, load_settings
 from .logging import bind_context, configure_logging, get_logger, register_secrets
-from .pause_stt import listen_on_pauses
+from .pause_stt import PauseTimings, listen_on_pauses
 from .tts_chunks import with_first_clause
 from .turn_detection import load_vad, prewarm_turn_detection, turn_handling
 
@@ -103,6 +103,7 @@ class SessionObserver:
         self._settings = settings
         self._eou: dict[str, float | None] = {}
         self._stt_outage_reported = False
+        self._pauses = PauseTimings(session.stt)
         self.turn_latencies: list[dict[str, float | None]] = []
         session.on("metrics_collected", self._on_metrics)
         session.on("conversation_item_added", self._on_item)
@@ -123,10 +124,16 @@ class SessionObserver:
         if not isinstance(item, llm.ChatMessage) or item.role != "assistant":
             return
         m = item.metrics
+        ttft, ttfs = m.get("llm_node_ttft"), m.get("llm_node_ttfs")
         latency: dict[str, float | None] = {
+            # the user paused -> the last stretch of speech went to the STT
+            "pause_to_stt_start_ms": self._pauses.take_ms(),
             "eos_to_transcript_ms": self._eou.get("eos_to_transcript_ms"),
+            # the end-of-turn decision (model or VAD, then endpointing)
             "eos_to_turn_end_ms": self._eou.get("eos_to_turn_end_ms"),
-            "llm_ttft_ms": _ms(m.get("llm_node_ttft")),
+            "llm_ttft_ms": _ms(ttft),
+            # first text -> the first chunk (first clause) sent to the TTS
+            "first_text_to_tts_ms": _ms(ttfs - ttft) if ttft and ttfs else None,
             "tts_ttfb_ms": _ms(m.get("tts_node_ttfb")),
             "eos_to_first_audio_ms": _ms(m.get("e2e_latency")),
         }

@@ -4,6 +4,7 @@ WAV files in real time, and a "speaker" that records what the agent says."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import time
 import wave
@@ -17,11 +18,31 @@ SAMPLE_RATE = 16000
 FRAME_MS = 20
 
 
+PAUSED_QUESTIONS = (
+    'What is the capital of <break time="600ms"/> Australia?',
+    'How is the weather in <break time="400ms"/> Paris today?',
+    'Please set a timer for <break time="800ms"/> ten minutes.',
+    'Who wrote the <break time="300ms"/> novel Moby Dick?',
+    'What time is it in <break time="900ms"/> Tokyo right now?',
+    'How far away is the <break time="500ms"/> moon from the earth?',
+    'Can you tell me a <break time="700ms"/> joke about cats?',
+    'I would like to book a table <break time="350ms"/> for two people tonight.',
+)
+"""Questions with a pause in the middle (espeak-ng SSML breaks, 300-900 ms), where a
+listener knows the speaker is not done: the bench's and the stitching test's utterances."""
+
+
+def plain_text(ssml: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", ssml).split())
+
+
 def espeak_to_wav(text: str, path: Path, *, pad_seconds: float = 0.3) -> Path:
     """Speech from espeak-ng, resampled to 16 kHz mono, with `pad_seconds` of silence
-    on each side (Whisper transcribes a clip that starts mid-word poorly)."""
+    on each side (Whisper transcribes a clip that starts mid-word poorly). Text with
+    SSML tags (`<break time="500ms"/>`) is read as SSML."""
+    ssml = ["-m"] if "<" in text else []
     raw = subprocess.run(
-        ["espeak-ng", "-s", "150", "--stdout", text], check=True, capture_output=True
+        ["espeak-ng", "-s", "150", *ssml, "--stdout", text], check=True, capture_output=True
     ).stdout
     src = path.with_suffix(".raw.wav")
     src.write_bytes(raw)
