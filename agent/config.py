@@ -186,9 +186,9 @@ class Settings(BaseSettings):
     endpointing_min_delay: Annotated[float, Field(ge=0, le=10)] = 0.5
     endpointing_max_delay: Annotated[float, Field(gt=0, le=30)] = 3.0
     # --- fast spoken turns (agent/turn_detection.py, pause_stt.py, tts_chunks.py) ---
-    turn_detection: Literal["vad", "model"] = "model"
+    turn_detection: Literal["vad", "model", "transcript"] = "transcript"
     vad_min_silence: Annotated[float, Field(ge=0.05, le=5)] | None = None
-    """None: 0.25 s with the end-of-turn model, silero's 0.55 s with `vad`."""
+    """None: silero's 0.55 s with `vad`, else 0.25 s."""
     stt_on_pause: bool = True
     tts_first_chunk_words: Annotated[int, Field(ge=0, le=50)] = 4
     preemptive_generation: bool = True

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from livekit.agents import llm
 from livekit.agents.voice.turn import TurnDetectionMode, TurnHandlingOptions
 
 from .config import MODEL_MIN_SILENCE, Settings
@@ -32,7 +33,7 @@ SILERO_DEFAULT_SILENCE = 0.55
 def vad_min_silence(settings: Settings) -> float:
     if settings.vad_min_silence is not None:
         return settings.vad_min_silence
-    return MODEL_MIN_SILENCE if settings.turn_detection == "model" else SILERO_DEFAULT_SILENCE
+    return SILERO_DEFAULT_SILENCE if settings.turn_detection == "vad" else MODEL_MIN_SILENCE
 
 
 def load_vad(settings: Settings) -> VAD:
@@ -51,9 +52,73 @@ def prewarm_turn_detection(settings: Settings) -> None:
         init_eot()
 
 
+# words an English sentence does not end on: articles, prepositions, conjunctions,
+# possessives, auxiliaries ("Who wrote the", "What is the capital of", "Can you tell me a")
+_OPEN_ENDED_WORDS = (
+    "a an the of in on at to for from with by about into onto over under than as "
+    "and or but nor so because if when while although that which who whose where "
+    "my your his her its our their this these those some any every no "
+    "is are was were be been am do does did have has had can could would should "
+    "will shall may might must i we you they he she it's let's please just very more most"
+)
+_OPEN_ENDED = frozenset(_OPEN_ENDED_WORDS.split())
+_TRAILING_PUNCT = ".,!?;:\"'”’)"
+
+
+def transcript_is_open(text: str) -> bool:
+    """True when the transcript so far cannot be a whole turn: it ends on a word no
+    sentence ends on, or Whisper marked it cut off ("...", "on-", a trailing comma)."""
+    text = text.strip()
+    if not text:
+        return True
+    if text.endswith(("...", "…", "-", "—", ",", ":", ";")):
+        return True
+    last = text.split()[-1].strip(_TRAILING_PUNCT).lower()
+    return last in _OPEN_ENDED
+
+
+class TranscriptTurnDetector:
+    """livekit's text end-of-turn hook (`_TurnDetector`): asked once the transcript of the
+    speech before a pause is in (the STT runs at each pause), it says the user is only
+    pausing when that transcript cannot be a whole turn; livekit then waits up to the
+    maximum endpointing delay for more speech instead of the minimum."""
+
+    @property
+    def model(self) -> str:
+        return "transcript-open-end"
+
+    @property
+    def provider(self) -> str:
+        return "voice-agent"
+
+    async def unlikely_threshold(self, language: object) -> float | None:
+        return 0.5
+
+    async def supports_language(self, language: object) -> bool:
+        return True
+
+    async def predict_end_of_turn(
+        self,
+        chat_ctx: llm.ChatContext,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - livekit's signature
+    ) -> float:
+        user = next(
+            (
+                m
+                for m in reversed(chat_ctx.items)
+                if isinstance(m, llm.ChatMessage) and m.role == "user"
+            ),
+            None,
+        )
+        return 0.0 if transcript_is_open((user and user.text_content) or "") else 1.0
+
+
 def turn_detector(settings: Settings) -> TurnDetectionMode:
     if settings.turn_detection == "vad":
         return "vad"
+    if settings.turn_detection == "transcript":
+        return TranscriptTurnDetector()
     from livekit.agents.inference import TurnDetector
 
     # "v1-mini" is the local model; "v1" would be LiveKit Cloud's

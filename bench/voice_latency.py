@@ -53,11 +53,12 @@ LABELS = {
 GOAL_P50_MS = 800.0
 GOAL_RATIO = 0.6
 GOAL_PREMATURE = 0.05
+DEFAULT_TURNS = 16
 
 
 @dataclass(frozen=True, slots=True)
 class LatencyPlan:
-    turns: int = 16
+    turns: int = DEFAULT_TURNS
     """Utterances said to each pipeline (the 8 questions, cycled)."""
     ttft: float = 0.15
     token_delay: float = 0.02
@@ -290,7 +291,7 @@ def write_results(keys: dict[str, float], path: Path = RESULTS) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.voice_latency")
-    parser.add_argument("--turns", type=int, default=LatencyPlan.turns)
+    parser.add_argument("--turns", type=int, default=DEFAULT_TURNS)
     parser.add_argument("--no-write", action="store_true", help="do not touch results.json")
     args = parser.parse_args()
     plan = LatencyPlan(turns=args.turns)
