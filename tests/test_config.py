@@ -60,6 +60,12 @@ BAD_VALUES = [
     ({"TOOL_TIMEOUT": "x"}, "TOOL_TIMEOUT: expected a number"),
     ({"BUILTIN_TOOLS": "perhaps"}, "BUILTIN_TOOLS: expected a boolean"),
     ({"AGENT_INSTRUCTIONS_FILE": "/no/such/file"}, "AGENT_INSTRUCTIONS_FILE: expected the path"),
+    ({"TURN_DETECTION": "smart"}, "TURN_DETECTION: expected 'vad', 'model' or 'transcript'"),
+    (
+        {"TURN_DETECTION": "model", "VAD_MIN_SILENCE": "0.1"},
+        "VAD_MIN_SILENCE: must be at least 0.25 with TURN_DETECTION=model",
+    ),
+    ({"TTS_FIRST_CHUNK_WORDS": "-1"}, "TTS_FIRST_CHUNK_WORDS: expected greater than or equal to 0"),
     (
         {"LLM_PROVIDER": "groq", "LLM_API_KEY": ""},
         "LLM_API_KEY: required for LLM_PROVIDER=groq (set LLM_API_KEY or GROQ_API_KEY)",

@@ -21,6 +21,7 @@ from agent.pause_stt import Segmenter
 from agent.preemptive import SpeechConfirmationGate, mark_read_only
 from agent.tools import get_current_time
 from agent.tts_chunks import ClauseFirstTokenizer, first_chunk_end
+from agent.turn_detection import TranscriptTurnDetector, transcript_is_open
 from agent.turns import TurnEngine
 from tests.conftest import make_engine
 from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
@@ -239,3 +240,38 @@ def test_segments_partition_the_speech_and_start_with_silence() -> None:
     assert said[1] == set(range(30, 51))
     # the second segment opens with the end of the pause, never with the first's words
     assert min(segments[1]) > 20
+
+
+# --- the end of the turn from the transcript --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("transcript", "pausing"),
+    [
+        ("What is the capital of", True),
+        ("What is the capital on-", True),  # Whisper marks a cut-off word
+        ("How is the weather in?", True),  # the question mark does not close "in"
+        ("Can you tell me a", True),
+        ("I would like to book a table,", True),
+        ("Well...", True),
+        ("", True),
+        ("What is the capital of Australia?", False),
+        ("Please set a timer for ten minutes.", False),
+        ("Who wrote the novel Moby Dick", False),
+        ("Thanks", False),
+    ],
+)
+def test_transcript_is_open(transcript: str, pausing: bool) -> None:
+    assert transcript_is_open(transcript) is pausing
+
+
+async def test_transcript_turn_detector_reads_the_users_words() -> None:
+    detector = TranscriptTurnDetector()
+    ctx = llm.ChatContext()
+    ctx.add_message(role="assistant", content="Hi! How can I help you?")
+    ctx.add_message(role="user", content="What is the capital of")
+    threshold = await detector.unlikely_threshold("en")
+    assert threshold is not None
+    assert await detector.predict_end_of_turn(ctx) < threshold  # wait for more
+    ctx.add_message(role="user", content="Australia?")
+    assert await detector.predict_end_of_turn(ctx) >= threshold  # done

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from livekit import rtc
-from livekit.agents import stt, utils
+from livekit.agents import APIConnectOptions, stt, utils
 
 from agent.config import MODEL_MIN_SILENCE
 from agent.pause_stt import PauseTranscriber
@@ -23,6 +23,8 @@ from tests.servers.whisper_server import WhisperServer
 from tests.voice.audio_io import FRAME_MS, PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav
 
 pytestmark = pytest.mark.timeout(300)
+# Whisper on a busy CPU can take seconds per request: wait rather than retry
+PATIENT = APIConnectOptions(max_retry=0, timeout=60)
 
 
 def _frames(wav: Path, trailing_silence: float = 1.0) -> list[rtc.AudioFrame]:
@@ -56,7 +58,7 @@ def word_errors(reference: list[str], hypothesis: list[str]) -> int:
 
 
 async def _stitched(engine: stt.STT[Any], vad: Any, frames: list[rtc.AudioFrame]) -> list[str]:
-    stream = PauseTranscriber(stt_engine=engine, vad=vad).stream()
+    stream = PauseTranscriber(stt_engine=engine, vad=vad).stream(conn_options=PATIENT)
     for frame in frames:
         stream.push_frame(frame)
     stream.end_input()
@@ -78,7 +80,8 @@ async def test_stitched_transcript_matches_one_shot(
     report = []
     for i, question in enumerate(PAUSED_QUESTIONS):
         frames = _frames(espeak_to_wav(question, tmp_path / f"q{i}.wav"))
-        one_shot = (await engine.recognize(buffer=utils.merge_frames(frames))).alternatives[0]
+        whole = utils.merge_frames(frames)
+        one_shot = (await engine.recognize(buffer=whole, conn_options=PATIENT)).alternatives[0]
         segments = await _stitched(engine, vad, frames)
         reference, stitched = _words(one_shot.text), _words(" ".join(segments))
         errors += word_errors(reference, stitched)
