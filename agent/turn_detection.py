@@ -1,13 +1,20 @@
-"""How a spoken turn ends: the VAD, the end-of-turn model, endpointing, preemptive generation.
+"""How a spoken turn ends: the VAD, end-of-turn detection, endpointing, preemptive generation.
 
-`TURN_DETECTION=model` uses livekit's own end-of-turn audio model (`turn-detector-v1-mini`,
-`livekit.agents.inference.TurnDetector`): its weights ship inside the `livekit-local-inference`
-wheel that livekit-agents depends on, it runs on the CPU in-process (about 30-80 ms per
-prediction on 1.2 s of audio) and nothing is downloaded. It listens to how the user stopped
-(intonation, a trailing "and..."), so the VAD's silence window can be short (0.25 s): livekit
-asks the model after 0.2 s of silence, ends the turn after the endpointing delay when the
-model says the user is done, and waits up to the maximum delay when it says they are only
-pausing. `TURN_DETECTION=vad` is silence alone (silero's 0.55 s window, then endpointing).
+`TURN_DETECTION` picks one of three:
+- `transcript` (default): the STT runs at each pause (agent/pause_stt.py, VAD window 0.2 s),
+  so the words before a pause are known while the user is still pausing. A transcript that
+  cannot be a whole turn ("what is the capital of", or Whisper's "capital on-") makes
+  livekit wait up to the maximum endpointing delay for more speech; otherwise the turn ends
+  after the minimum delay. This uses livekit's text end-of-turn hook (`_TurnDetector`).
+- `model`: livekit's own end-of-turn audio model (`turn-detector-v1-mini`,
+  `livekit.agents.inference.TurnDetector`). Its weights ship inside the
+  `livekit-local-inference` wheel livekit-agents depends on; it runs in-process on the CPU
+  (30-80 ms a prediction on 1.2 s of audio), nothing is downloaded. livekit asks it once,
+  after 0.2 s of silence (VAD window 0.25 s, its minimum). On espeak-ng speech it cannot
+  tell a pause from an end at that point (both score 0.1-0.3 against its 0.36 threshold for
+  English; they only part after 0.5 s of silence), so on the bench every turn waits for
+  the maximum delay; with natural speech it hears the intonation it was trained on.
+- `vad`: silence alone (silero's 0.55 s window, then the endpointing delay).
 
 Preemptive generation is livekit's: the reply starts on the transcript before the end of
 the turn is confirmed, and is spoken only once it is (`agent/preemptive.py` keeps tools
@@ -28,12 +35,19 @@ if TYPE_CHECKING:
 
 SILERO_DEFAULT_SILENCE = 0.55
 """silero's own `min_silence_duration` (what `VAD.load()` uses when given nothing)."""
+TRANSCRIPT_SILENCE = 0.2
+"""With `transcript`, a pause this long sends the speech before it to the STT; the
+endpointing delay (from the end of speech) still keeps a turn from ending sooner."""
 
 
 def vad_min_silence(settings: Settings) -> float:
     if settings.vad_min_silence is not None:
         return settings.vad_min_silence
-    return SILERO_DEFAULT_SILENCE if settings.turn_detection == "vad" else MODEL_MIN_SILENCE
+    return {
+        "vad": SILERO_DEFAULT_SILENCE,
+        "model": MODEL_MIN_SILENCE,
+        "transcript": TRANSCRIPT_SILENCE,
+    }[settings.turn_detection]
 
 
 def load_vad(settings: Settings) -> VAD:
