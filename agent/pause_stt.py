@@ -18,8 +18,9 @@ sends them).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from livekit import rtc
@@ -94,34 +95,89 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         self._stt.off("metrics_collected", self._forward_metrics)
 
 
+CONTEXT_GAP_SECONDS = 1.5
+"""A segment that starts within this much audio of the previous one is sent with the
+previous segment's audio in front: Whisper transcribes "Paris today" alone as "Power is
+done", and with the words before it correctly."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    frames: list[rtc.AudioFrame]
+    context: list[rtc.AudioFrame] | None
+    """The previous segment, when the user only paused between the two."""
+
+
 @dataclass(slots=True)
 class Segmenter:
     """Cuts the audio the VAD has seen into segments, each frame in exactly one.
 
-    Fed each VAD event in order; `feed` returns a finished segment's frames when the VAD
-    reports the end of a stretch of speech. Before speech starts only `lead_in` seconds are
-    kept (silence, or speech too short for the VAD to have started yet).
+    Fed each VAD event in order; `feed` returns a `Cut` when the VAD reports the end of a
+    stretch of speech. Before speech starts only `lead_in` seconds are kept (silence, or
+    speech too short for the VAD to have started yet).
     """
 
     lead_in: float
     frames: list[rtc.AudioFrame] = field(default_factory=list)
     in_speech: bool = False
+    previous: list[rtc.AudioFrame] | None = None
+    since_cut: float = 0.0
+    """Seconds of audio since the last cut (or since the start)."""
+    gap_at_start: float = 0.0
 
-    def feed(self, ev: VADEvent) -> list[rtc.AudioFrame] | None:
+    def feed(self, ev: VADEvent) -> Cut | None:
         if ev.type == VADEventType.INFERENCE_DONE:
-            self.frames.extend(f for f in ev.frames if f.samples_per_channel)
+            fed = [f for f in ev.frames if f.samples_per_channel]
+            self.frames.extend(fed)
+            self.since_cut += sum(f.duration for f in fed)
             if not self.in_speech:
                 self.frames = _last_seconds(self.frames, self.lead_in)
         elif ev.type == VADEventType.START_OF_SPEECH:
             self.in_speech = True
+            self.gap_at_start = self.since_cut
         elif ev.type == VADEventType.END_OF_SPEECH and self.in_speech:
             self.in_speech = False
             segment = self.frames
+            close = self.previous is not None and self.gap_at_start <= CONTEXT_GAP_SECONDS
+            cut = Cut(segment, self.previous if close else None)
             # the end of the pause that closed this segment (silence for certain) opens the
             # next one; the segment keeps it too: it is shared silence, not speech
             self.frames = _last_seconds(segment, self.lead_in)
-            return segment
+            self.previous = segment
+            self.since_cut = 0.0
+            return cut
         return None
+
+
+def words_after(context_words: str, transcript: str) -> str:
+    """`transcript` (of the previous segment's audio followed by this one's) without the
+    words the previous segment already gave (`context_words`): the split is where the
+    transcript's start is closest (word edit distance) to those words."""
+    said, words = _norm(context_words), transcript.split()
+    if not said:
+        return transcript.strip()
+    normed = [" ".join(_norm(w)) for w in words]
+    best, best_cost = 0, None
+    for i in range(len(words) + 1):
+        cost = _edit_distance(said, [w for w in normed[:i] if w])
+        # ties: the split whose prefix is as long as what was said
+        key = (cost, abs(sum(1 for w in normed[:i] if w) - len(said)))
+        if best_cost is None or key < best_cost:
+            best, best_cost = i, key
+    return " ".join(words[best:])
+
+
+def _norm(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split() if text else []
+
+
+def _edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, start=1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
 
 
 def _last_seconds(frames: list[rtc.AudioFrame], seconds: float) -> list[rtc.AudioFrame]:
@@ -150,6 +206,10 @@ def _last_seconds(frames: list[rtc.AudioFrame], seconds: float) -> list[rtc.Audi
     return kept
 
 
+_Request = tuple["asyncio.Task[stt.SpeechEvent]", float, bool]
+"""A segment's STT request, the end of its speech, whether it carries context audio."""
+
+
 class _PauseStream(stt.RecognizeStream):
     def __init__(
         self,
@@ -173,7 +233,7 @@ class _PauseStream(stt.RecognizeStream):
         vad_stream = vad.stream()
         silence = getattr(vad, "min_silence_duration", None) or LEAD_IN_SECONDS
         segmenter = Segmenter(lead_in=min(LEAD_IN_SECONDS, 0.8 * silence))
-        pending: asyncio.Queue[tuple[asyncio.Task[stt.SpeechEvent], float] | None] = asyncio.Queue()
+        pending: asyncio.Queue[_Request | None] = asyncio.Queue()
 
         async def forward_input() -> None:
             async for item in self._input_ch:
@@ -190,8 +250,8 @@ class _PauseStream(stt.RecognizeStream):
                         self._event_ch.send_nowait(
                             stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH)
                         )
-                    segment = segmenter.feed(ev)
-                    if segment is None:
+                    cut = segmenter.feed(ev)
+                    if cut is None:
                         continue
                     ended_at = time.time() - ev.silence_duration - ev.inference_duration
                     self._event_ch.send_nowait(
@@ -199,27 +259,34 @@ class _PauseStream(stt.RecognizeStream):
                     )
                     # sent now, while the user may still go on; requests overlap
                     self._owner.emit("segment_sent", ended_at, time.time())
+                    audio = [*(cut.context or []), *cut.frames]
                     request = asyncio.create_task(
                         self._owner._stt.recognize(
-                            buffer=utils.merge_frames(segment),
+                            buffer=utils.merge_frames(audio),
                             language=self._language,
                             conn_options=self._inner_conn_options,
                         )
                     )
-                    pending.put_nowait((request, ended_at))
+                    pending.put_nowait((request, ended_at, cut.context is not None))
             finally:
                 pending.put_nowait(None)
 
         async def emit_in_order() -> None:
+            previous = ""  # what the previous segment added to the transcript
             while (item := await pending.get()) is not None:
-                request, ended_at = item
+                request, ended_at, with_context = item
                 ev = await request
-                if not ev.alternatives or not ev.alternatives[0].text.strip():
+                alt = ev.alternatives[0] if ev.alternatives else None
+                text = (alt.text if alt else "").strip()
+                if with_context:  # the previous segment's words are in front: drop them
+                    text = words_after(previous, text)
+                previous = text
+                if alt is None or not text:
                     continue
                 self._event_ch.send_nowait(
                     stt.SpeechEvent(
                         stt.SpeechEventType.FINAL_TRANSCRIPT,
-                        alternatives=[ev.alternatives[0]],
+                        alternatives=[replace(alt, text=text)],
                         speech_end_time=ev.speech_end_time or ended_at,
                     )
                 )

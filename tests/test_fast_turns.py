@@ -17,7 +17,7 @@ from livekit.agents.vad import VADEvent, VADEventType
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.agent_activity import _SpeechHandleContextVar
 
-from agent.pause_stt import Segmenter
+from agent.pause_stt import Segmenter, words_after
 from agent.preemptive import SpeechConfirmationGate, mark_read_only
 from agent.tools import get_current_time
 from agent.tts_chunks import ClauseFirstTokenizer, first_chunk_end
@@ -228,13 +228,18 @@ def test_segments_partition_the_speech_and_start_with_silence() -> None:
     timeline += [(i, None) for i in range(30, 60)]
     timeline += [(60, VADEventType.END_OF_SPEECH)]
     segments: list[list[int]] = []
+    contexts: list[list[rtc.AudioFrame] | None] = []
     for index, kind in timeline:
         if kind is None:
             seg.feed(_ev(VADEventType.INFERENCE_DONE, [_frame(index)]))
-        elif (out := seg.feed(_ev(kind))) is not None:
-            samples = np.frombuffer(b"".join(bytes(f.data) for f in out), dtype=np.int16)
+        elif (cut := seg.feed(_ev(kind))) is not None:
+            samples = np.frombuffer(b"".join(bytes(f.data) for f in cut.frames), dtype=np.int16)
             segments.append(sorted(set(samples.tolist())))
+            contexts.append(cut.context)
     assert len(segments) == 2
+    # the second, after a short pause, is sent behind the first one's audio
+    assert contexts[0] is None
+    assert contexts[1] is not None
     said = [set(s) & speech for s in segments]
     assert said[0] == set(range(1, 21))
     assert said[1] == set(range(30, 51))
@@ -275,3 +280,17 @@ async def test_transcript_turn_detector_reads_the_users_words() -> None:
     assert await detector.predict_end_of_turn(ctx) < threshold  # wait for more
     ctx.add_message(role="user", content="Australia?")
     assert await detector.predict_end_of_turn(ctx) >= threshold  # done
+
+
+@pytest.mark.parametrize(
+    ("before", "transcript", "new"),
+    [
+        ("What is the capital on-", "What is the capital of Australia?", "Australia?"),
+        ("How is the weather in?", "How is the weather in Paris today?", "Paris today?"),
+        ("Please set a timer for...", "Please set a timer for 10 minutes.", "10 minutes."),
+        ("", "Hello there.", "Hello there."),
+        ("Who wrote the", "Who wrote the", ""),
+    ],
+)
+def test_words_after_the_context(before: str, transcript: str, new: str) -> None:
+    assert words_after(before, transcript) == new
