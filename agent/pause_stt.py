@@ -53,6 +53,27 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         self._stt = stt_engine
         self._vad = vad
         self._stt.on("metrics_collected", self._forward_metrics)
+        self._unsettled = 0
+        """Streams in speech + segments whose transcript has not come out yet."""
+        self._settled = asyncio.Event()
+        self._settled.set()
+
+    async def settled(self) -> bool:
+        """Waits until no speech is being heard or transcribed; True if it had to wait
+        (so a transcript newer than the caller's may be on its way)."""
+        if self._settled.is_set():
+            return False
+        await self._settled.wait()
+        return True
+
+    def _hold(self) -> None:
+        self._unsettled += 1
+        self._settled.clear()
+
+    def _release(self) -> None:
+        self._unsettled = max(0, self._unsettled - 1)
+        if self._unsettled == 0:
+            self._settled.set()
 
     @property
     def wrapped_stt(self) -> stt.STT[Any]:
@@ -246,7 +267,8 @@ class _PauseStream(stt.RecognizeStream):
         async def cut_segments() -> None:
             try:
                 async for ev in vad_stream:
-                    if ev.type == VADEventType.START_OF_SPEECH:
+                    if ev.type == VADEventType.START_OF_SPEECH and not segmenter.in_speech:
+                        self._owner._hold()  # released once its transcript is out
                         self._event_ch.send_nowait(
                             stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH)
                         )
@@ -275,7 +297,10 @@ class _PauseStream(stt.RecognizeStream):
             previous = ""  # what the previous segment added to the transcript
             while (item := await pending.get()) is not None:
                 request, ended_at, with_context = item
-                ev = await request
+                try:
+                    ev = await request
+                finally:
+                    self._owner._release()
                 alt = ev.alternatives[0] if ev.alternatives else None
                 text = (alt.text if alt else "").strip()
                 if with_context:  # the previous segment's words are in front: drop them
@@ -300,8 +325,11 @@ class _PauseStream(stt.RecognizeStream):
             await asyncio.gather(*tasks)
         finally:
             await utils.aio.cancel_and_wait(*tasks)
+            if segmenter.in_speech:
+                self._owner._release()
             while not pending.empty():  # requests whose transcripts nobody will read
                 if (item := pending.get_nowait()) is not None:
+                    self._owner._release()
                     await utils.aio.cancel_and_wait(item[0])
             await vad_stream.aclose()
 

@@ -23,18 +23,23 @@ with side effects from running on such a guess).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from livekit.agents import llm
 from livekit.agents.voice.turn import TurnDetectionMode, TurnHandlingOptions
 
 from .config import MODEL_MIN_SILENCE, Settings
+from .pause_stt import PauseTranscriber
 
 if TYPE_CHECKING:
     from livekit.agents.vad import VAD
 
 SILERO_DEFAULT_SILENCE = 0.55
 """silero's own `min_silence_duration` (what `VAD.load()` uses when given nothing)."""
+SETTLE_TIMEOUT = 15.0
+"""The longest the end of a turn waits for transcripts still being made."""
 TRANSCRIPT_SILENCE = 0.2
 """With `transcript`, a pause this long sends the speech before it to the STT; the
 endpointing delay (from the end of speech) still keeps a turn from ending sooner."""
@@ -95,7 +100,16 @@ class TranscriptTurnDetector:
     """livekit's text end-of-turn hook (`_TurnDetector`): asked once the transcript of the
     speech before a pause is in (the STT runs at each pause), it says the user is only
     pausing when that transcript cannot be a whole turn; livekit then waits up to the
-    maximum endpointing delay for more speech instead of the minimum."""
+    maximum endpointing delay for more speech instead of the minimum.
+
+    livekit asks when the VAD reports the end of speech, with the transcript it has; the
+    last segment's may still be on its way (a slow STT). `settled` waits for it: then the
+    answer is "not yet", and livekit asks again when that transcript arrives, so a turn
+    never ends on the words before the pause while the words after it are being heard.
+    """
+
+    def __init__(self, settled: Callable[[], Awaitable[bool]] | None = None) -> None:
+        self._settled = settled
 
     @property
     def model(self) -> str:
@@ -117,6 +131,13 @@ class TranscriptTurnDetector:
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - livekit's signature
     ) -> float:
+        if self._settled is not None:
+            try:
+                async with asyncio.timeout(SETTLE_TIMEOUT):
+                    if await self._settled():
+                        return 0.0  # a newer transcript is coming: livekit asks again
+            except TimeoutError:
+                pass  # the STT is stuck: judge the words there are
         user = next(
             (
                 m
@@ -128,20 +149,23 @@ class TranscriptTurnDetector:
         return 0.0 if transcript_is_open((user and user.text_content) or "") else 1.0
 
 
-def turn_detector(settings: Settings) -> TurnDetectionMode:
+def turn_detector(settings: Settings, stt_engine: object = None) -> TurnDetectionMode:
     if settings.turn_detection == "vad":
         return "vad"
     if settings.turn_detection == "transcript":
-        return TranscriptTurnDetector()
+        settled = stt_engine.settled if isinstance(stt_engine, PauseTranscriber) else None
+        return TranscriptTurnDetector(settled)
     from livekit.agents.inference import TurnDetector
 
     # "v1-mini" is the local model; "v1" would be LiveKit Cloud's
     return TurnDetector(version="v1-mini")
 
 
-def turn_handling(settings: Settings) -> TurnHandlingOptions:
+def turn_handling(settings: Settings, *, stt_engine: object = None) -> TurnHandlingOptions:
+    """`stt_engine`: the session's STT (with `transcript`, the end of the turn waits for
+    the transcripts a `PauseTranscriber` is still working on)."""
     return {
-        "turn_detection": turn_detector(settings),
+        "turn_detection": turn_detector(settings, stt_engine),
         # livekit starts llm_node on the transcript before the end of the turn is
         # confirmed and speaks it only once it is; our llm_node runs tools, so it holds
         # back every tool that is not read-only until then (agent/preemptive.py)

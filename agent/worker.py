@@ -67,12 +67,13 @@ def build_session(
     # several backends: livekit's FallbackAdapters move on when one fails
     stt_chain = stt_engine or build_stt_chain(settings.stt_backends(), vad=vad)
     tts_chain = tts_engine or build_tts_chain(settings.tts_backends())
+    # transcribed at each pause; the reply's first clause goes to the TTS on its own
+    stt_in_pauses = listen_on_pauses(stt_chain, vad, enabled=settings.stt_on_pause)
     return AgentSession(
         vad=vad,
-        # transcribed at each pause; the reply's first clause goes to the TTS on its own
-        stt=listen_on_pauses(stt_chain, vad, enabled=settings.stt_on_pause),
+        stt=stt_in_pauses,
         tts=with_first_clause(tts_chain, first_words=settings.tts_first_chunk_words),
-        turn_handling=turn_handling(settings),
+        turn_handling=turn_handling(settings, stt_engine=stt_in_pauses),
         conn_options=SessionConnectOptions(
             stt_conn_options=conn_options,
             tts_conn_options=conn_options,

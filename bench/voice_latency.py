@@ -46,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 VARIANTS = ("ours", "livekit_default")
 LABELS = {
-    "ours": "ours (end-of-turn model, STT at each pause, first clause, safe preemptive)",
+    "ours": "ours (defaults: STT at each pause, end of turn from its transcript, first "
+    "clause to the TTS, safe preemptive generation)",
     "livekit_default": "livekit default pipeline (VAD turn detection, default endpointing "
     "and tokenizer, our llm_node)",
 }

@@ -294,3 +294,21 @@ async def test_transcript_turn_detector_reads_the_users_words() -> None:
 )
 def test_words_after_the_context(before: str, transcript: str, new: str) -> None:
     assert words_after(before, transcript) == new
+
+
+async def test_transcript_turn_detector_waits_for_the_words_still_being_transcribed() -> None:
+    transcribing = asyncio.Event()
+
+    async def settled() -> bool:
+        await transcribing.wait()
+        return True
+
+    detector = TranscriptTurnDetector(settled)
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="I would like to book a table")  # looks whole
+    asking = asyncio.create_task(detector.predict_end_of_turn(ctx))
+    await asyncio.sleep(0.1)
+    assert not asking.done()  # the words after the pause are still with the STT
+    transcribing.set()
+    # not the end: livekit asks again with the newer transcript when it arrives
+    assert await asking < (await detector.unlikely_threshold("en") or 0)
