@@ -33,10 +33,10 @@ from livekit.agents.voice import (
     UserStateChangedEvent,
 )
 
-from agent.config import Settings, load_settings
 from agent.pause_stt import PauseTranscriber
+from agent.resolved import Config, load_config
 from agent.turn_detection import load_vad
-from agent.worker import build_agent, build_session
+from agent.wiring import build_agent, build_llm, build_session
 from providers import build_stt_chain, build_tts_chain
 from tests.voice.audio_io import PacedMicrophone, RecordingSpeaker
 
@@ -90,13 +90,14 @@ class Record:
         )
 
 
-def _livekit_default(settings: Settings) -> AgentSession[Any]:
+def _livekit_default(config: Config) -> AgentSession[Any]:
     from livekit.plugins import silero
 
+    vad = silero.VAD.load()
     return AgentSession(
-        vad=silero.VAD.load(),
-        stt=build_stt_chain(settings.stt_backends(), vad=silero.VAD.load()),
-        tts=build_tts_chain(settings.tts_backends()),
+        vad=vad,
+        stt=build_stt_chain([b.options for b in config.backends.stt_backends], vad=vad),
+        tts=build_tts_chain([b.options for b in config.backends.tts_backends]),
         turn_handling={"turn_detection": "vad"},
     )
 
@@ -116,13 +117,14 @@ class _Running:
     mic: PacedMicrophone
     speaker: RecordingSpeaker
     record: Record
+    turn_llm: llm.LLM[Any]
 
 
-async def _start(name: str, settings: Settings) -> _Running:
+async def _start(name: str, config: Config) -> _Running:
     session = (
-        build_session(settings, vad=load_vad(settings))
+        build_session(config, vad=load_vad(config.settings))
         if name == "ours"
-        else _livekit_default(settings)
+        else _livekit_default(config)
     )
     record = Record()
     session.on("conversation_item_added", record.on_item)
@@ -133,15 +135,16 @@ async def _start(name: str, settings: Settings) -> _Running:
     mic, speaker = PacedMicrophone(), RecordingSpeaker()
     session.input.audio = mic
     session.output.audio = speaker
-    await session.start(build_agent(settings), record=False)
-    return _Running(session, mic, speaker, record)
+    turn_llm = build_llm(config)
+    await session.start(build_agent(config, turn_llm=turn_llm), record=False)
+    return _Running(session, mic, speaker, record, turn_llm)
 
 
 async def run(
     wavs: list[Path], *, llm_url: str, stt_url: str, tts_url: str, pause: float
 ) -> dict[str, Any]:
     quiet_logging()
-    settings = load_settings(
+    config = load_config(
         llm_base_url=llm_url,
         llm_model="test-model",
         llm_max_retries=0,
@@ -150,7 +153,7 @@ async def run(
         tts_base_url=tts_url,
         agent_greeting="",
     )
-    sessions = {name: await _start(name, settings) for name in VARIANTS}
+    sessions = {name: await _start(name, config) for name in VARIANTS}
     missing: list[tuple[str, int]] = []
     try:
         for k, wav in enumerate(wavs):
@@ -169,6 +172,7 @@ async def run(
     finally:
         for s in sessions.values():
             await s.session.aclose()
+            await s.turn_llm.aclose()
     return {
         name: {
             "items": s.record.items,
