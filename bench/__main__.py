@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.servers.openai_server import text_reply
 
-from . import first_text, overhead, report, sessions, voice
+from . import first_text, overhead, report, sessions, voice, voice_latency
 from .common import REPLY, quiet_logging
 from .first_text import Backend
 from .server_proc import RemoteLLMServer
@@ -126,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         levels = sessions.measure(server, plan.levels, min_turns=plan.min_turns, think=plan.think)
         print("5/5 voice path ...", file=sys.stderr, flush=True)
         voice_result = voice.measure(server, plan.voice)
+    latency_result = None
+    if plan.voice.turns > 0:
+        print("5b voice path side by side with livekit's default ...", file=sys.stderr, flush=True)
+        latency_result = voice_latency.run(
+            voice_latency.LatencyPlan(ttft=plan.voice.ttft, token_delay=plan.voice.token_delay)
+        )
 
     info = report.RunInfo(
         command=command,
@@ -135,10 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         elapsed_s=time.perf_counter() - started,
     )
     text = report.render(info, no_tool, tool, cpu, levels, voice_result)
+    if latency_result is not None:
+        text = text.rstrip("\n") + "\n\n" + voice_latency.section(latency_result).rstrip("\n")
     print(text)
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
         print(f"\nwritten to {out}", file=sys.stderr)
+        if latency_result is not None and not latency_result.skipped:
+            voice_latency.write_results(voice_latency.results_keys(latency_result))
     return 0
 
 

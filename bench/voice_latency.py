@@ -290,20 +290,30 @@ def write_results(keys: dict[str, float], path: Path = RESULTS) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def run(plan: LatencyPlan) -> LatencyResult:
+    """The section with a scripted LLM of its own (every request gets the same reply:
+    preemptive generation sends requests that are then thrown away)."""
+    server = RemoteLLMServer(
+        default=text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
+    ).start()
+    try:
+        return measure(server, plan)
+    finally:
+        server.stop()
+
+
+def section(result: LatencyResult) -> str:
+    title = "## 5b. Voice path side by side: ours vs livekit's default pipeline"
+    return f"{title}\n\n{render(result)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.voice_latency")
     parser.add_argument("--turns", type=int, default=DEFAULT_TURNS)
     parser.add_argument("--no-write", action="store_true", help="do not touch results.json")
     args = parser.parse_args()
-    plan = LatencyPlan(turns=args.turns)
-    server = RemoteLLMServer(
-        default=text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
-    ).start()
-    try:
-        result = measure(server, plan)
-    finally:
-        server.stop()
-    print(render(result))
+    result = run(LatencyPlan(turns=args.turns))
+    print(section(result))
     if not args.no_write and not result.skipped:
         write_results(results_keys(result))
 
