@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from agent.config import Settings
+
 from .common import Summary
 from .first_text import OURS_DEFAULT, Backend, NoToolRow, ToolRow
 from .overhead import OverheadResult
@@ -294,7 +296,9 @@ def voice_section(v: VoiceResult, no_tool: list[NoToolRow]) -> list[str]:
         "process of its own that plays the job process: questions spoken by espeak-ng and "
         "played in real time in 20 ms frames (the e2e test's `PacedMicrophone`), the real "
         f"silero VAD (end of speech after {v.vad_silence_s * 1000:.0f} ms of silence), "
-        "turn detection `vad` with the default endpointing delay "
+        f"turn detection `{Settings.model_fields['turn_detection'].default}` (STT at each "
+        "pause, first clause to the TTS, preemptive generation: the defaults) with the "
+        "default endpointing delay "
         f"({min_delay * 1000:.0f} ms, at most {max_delay * 1000:.0f} ms), the real Whisper "
         "server (faster-whisper-server, tiny.en, CPU, in its own process, warmed up), the "
         f"scripted LLM (time to first token {p.ttft * 1000:.0f} ms, "

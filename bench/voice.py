@@ -19,7 +19,6 @@ when the TTS server received the request.
 from __future__ import annotations
 
 import array
-import inspect
 import json
 import math
 import os
@@ -136,14 +135,12 @@ def _measure(server: RemoteLLMServer, plan: VoicePlan) -> VoiceResult:
         )
     if shutil.which("espeak-ng") is None:
         return VoiceResult(plan, skipped="espeak-ng is not installed (apt-get install espeak-ng)")
-    from livekit.plugins import silero
-
     from agent.config import Settings
+    from agent.turn_detection import vad_min_silence
 
     result = VoiceResult(plan)
-    # the worker's prewarm loads the VAD with its defaults
-    load = inspect.signature(silero.VAD.load).parameters
-    result.vad_silence_s = float(load["min_silence_duration"].default)
+    # the worker's prewarm loads the VAD with the window its turn detection needs
+    result.vad_silence_s = vad_min_silence(Settings.model_construct())
     defaults = Settings.model_fields
     result.endpointing_s = (
         float(defaults["endpointing_min_delay"].default),
