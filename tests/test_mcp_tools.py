@@ -15,6 +15,7 @@ import pytest
 from livekit.agents import llm
 
 from agent.config import ConfigError
+from agent.preemptive import is_read_only
 from agent.resolved import Config, load_config
 from agent.tools import McpTools, aclose_tools, setup_tools
 from agent.tools.specs import McpServerSpec
@@ -269,3 +270,16 @@ def test_chat_cli_answers_with_a_stdio_mcp_tool(
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Sunny in Oslo.\n"
     assert tool_outputs(llm_server) == ["Sunny and 21 degrees in Oslo."]
+
+
+async def test_tools_the_server_annotates_read_only_may_run_on_a_guessed_transcript() -> None:
+    with McpHttpServer("http") as mcp:
+        spec = McpServerSpec(name="weather", transport="streamable_http", url=mcp.url)
+        tools = McpTools([spec])
+        await tools.setup()
+        try:
+            offered = llm.ToolContext([tools]).function_tools
+        finally:
+            await tools.aclose()
+    assert is_read_only(offered["get_forecast"])  # readOnlyHint: true
+    assert not is_read_only(offered["wait"])  # no annotation: it waits for the turn's end

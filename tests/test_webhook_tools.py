@@ -17,8 +17,10 @@ from livekit.agents import llm
 
 from agent.chat import run_chat
 from agent.config import ConfigError
+from agent.preemptive import is_read_only
 from agent.resolved import Config, load_config
-from agent.tools import aclose_tools
+from agent.tools import WebhookToolset, aclose_tools
+from agent.tools.specs import WebhookSpec
 from agent.wiring import build_tools
 from tests.conftest import make_engine
 from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
@@ -309,3 +311,17 @@ async def test_chat_says_the_filler_for_a_slow_webhook_but_keeps_it_out_of_histo
     later = json.dumps(llm_server.requests[2].messages)
     assert "Hang on" not in later
     assert "Let me see." in later and "It timed out." in later
+
+
+async def test_read_only_webhooks_may_run_on_a_guessed_transcript(tmp_path: Path) -> None:
+    specs = [
+        WebhookSpec(name="get_lights", description="Read.", url="http://x/1", read_only=True),
+        WebhookSpec(name="set_lights", description="Write.", url="http://x/2"),
+    ]
+    toolset = WebhookToolset(specs)
+    try:
+        offered = llm.ToolContext([toolset]).function_tools
+    finally:
+        await toolset.aclose()
+    assert is_read_only(offered["get_lights"])
+    assert not is_read_only(offered["set_lights"])  # the default: waits for the turn's end

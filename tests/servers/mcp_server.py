@@ -28,7 +28,7 @@ SCRIPT = Path(__file__).resolve()
 def build(name: str = "weather") -> FastMCP:
     mcp = FastMCP(name)
 
-    @mcp.tool
+    @mcp.tool(annotations={"readOnlyHint": True})
     def get_forecast(city: str) -> str:
         """Tomorrow's weather forecast for a city."""
         return f"Sunny and 21 degrees in {city}."
