@@ -191,7 +191,7 @@ class _Server:
             )
             return False
         self._raw = [t for t in self._toolset.tools if isinstance(t, llm.RawFunctionTool)]
-        self._read_only = _read_only_names(self._toolset._mcp_server)
+        self._read_only = _read_only_names(self._mcp)
         self._named = None
         self._log.info(
             "mcp server connected",
