@@ -310,12 +310,23 @@ def section(result: LatencyResult) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.voice_latency")
     parser.add_argument("--turns", type=int, default=DEFAULT_TURNS)
-    parser.add_argument("--no-write", action="store_true", help="do not touch results.json")
+    parser.add_argument(
+        "--no-write", action="store_true", help="touch neither results.json nor BENCHMARKS.md"
+    )
     args = parser.parse_args()
     result = run(LatencyPlan(turns=args.turns))
-    print(section(result))
+    text = section(result)
+    print(text)
     if not args.no_write and not result.skipped:
         write_results(results_keys(result))
+        _replace_section(ROOT / "BENCHMARKS.md", text)
+
+
+def _replace_section(path: Path, text: str) -> None:
+    """Put this section in BENCHMARKS.md (replacing an earlier one), from the same run."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    keep = old.split("## 5b. ", 1)[0].rstrip("\n")
+    path.write_text((keep + "\n\n" if keep else "") + text, encoding="utf-8")
 
 
 if __name__ == "__main__":
