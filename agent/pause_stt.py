@@ -299,22 +299,21 @@ class _PauseStream(stt.RecognizeStream):
                 request, ended_at, with_context = item
                 try:
                     ev = await request
+                    alt = ev.alternatives[0] if ev.alternatives else None
+                    text = (alt.text if alt else "").strip()
+                    if with_context:  # the previous segment's words are in front: drop them
+                        text = words_after(previous, text)
+                    previous = text
+                    if alt is not None and text:
+                        self._event_ch.send_nowait(
+                            stt.SpeechEvent(
+                                stt.SpeechEventType.FINAL_TRANSCRIPT,
+                                alternatives=[replace(alt, text=text)],
+                                speech_end_time=ev.speech_end_time or ended_at,
+                            )
+                        )
                 finally:
-                    self._owner._release()
-                alt = ev.alternatives[0] if ev.alternatives else None
-                text = (alt.text if alt else "").strip()
-                if with_context:  # the previous segment's words are in front: drop them
-                    text = words_after(previous, text)
-                previous = text
-                if alt is None or not text:
-                    continue
-                self._event_ch.send_nowait(
-                    stt.SpeechEvent(
-                        stt.SpeechEventType.FINAL_TRANSCRIPT,
-                        alternatives=[replace(alt, text=text)],
-                        speech_end_time=ev.speech_end_time or ended_at,
-                    )
-                )
+                    self._owner._release()  # after the transcript is on its way
 
         tasks = [
             asyncio.create_task(forward_input(), name="pause_stt.forward_input"),

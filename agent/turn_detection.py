@@ -40,6 +40,8 @@ SILERO_DEFAULT_SILENCE = 0.55
 """silero's own `min_silence_duration` (what `VAD.load()` uses when given nothing)."""
 SETTLE_TIMEOUT = 15.0
 """The longest the end of a turn waits for transcripts still being made."""
+SETTLE_GRACE = 1.0
+"""After those arrive, how long livekit has to take the newest in (and ask again)."""
 TRANSCRIPT_SILENCE = 0.2
 """With `transcript`, a pause this long sends the speech before it to the STT; the
 endpointing delay (from the end of speech) still keeps a turn from ending sooner."""
@@ -135,7 +137,11 @@ class TranscriptTurnDetector:
             try:
                 async with asyncio.timeout(SETTLE_TIMEOUT):
                     if await self._settled():
-                        return 0.0  # a newer transcript is coming: livekit asks again
+                        # a newer transcript is on its way: livekit asks again when it has
+                        # it, cancelling this question; until then (the wait may have used
+                        # up the endpointing delay) this answer must not end the turn
+                        await asyncio.sleep(SETTLE_GRACE)
+                        return 0.0
             except TimeoutError:
                 pass  # the STT is stuck: judge the words there are
         user = next(
