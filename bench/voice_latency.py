@@ -259,11 +259,45 @@ def render(result: LatencyResult) -> str:
             values = result.variants[name].stages.get(key, [])
             cells.append(f"{Summary.of(values).p50:.0f}" if values else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", _limits(result)]
     heard = result.variants["ours"].heard[: len(PAUSED_QUESTIONS)]
     lines += ["", "What ours heard: " + "; ".join(f'"{h}"' for h in heard)]
     lines += ["", "Said: " + "; ".join(f'"{plain_text(q)}"' for q in PAUSED_QUESTIONS)]
     lines += ["", f"Wall time of this section: {result.wall_s:.0f} s."]
     return "\n".join(lines) + "\n"
+
+
+def _limits(result: LatencyResult) -> str:
+    def p50(name: str, key: str) -> float:
+        return Summary.of(result.variants[name].stages.get(key, [])).p50
+
+    ours, base = "ours", "livekit_default"
+    after_commit = p50(ours, "llm_ttft") + p50(ours, "text_tts") + p50(ours, "tts_ttfb")
+    return (
+        "What limits it (p50s). Ours: the VAD reports the pause "
+        f"{p50(ours, 'vad'):.0f} ms after the end of speech and the last stretch of speech "
+        f"goes to Whisper then ({p50(ours, 'stt_start'):.0f} ms); Whisper takes "
+        f"{p50(ours, 'stt_request'):.0f} ms (the stretch is sent behind the previous one's "
+        "audio, so it costs about what a whole question costs: without that context tiny.en "
+        'hears "Paris today" alone as "Power is done"). The turn is committed '
+        f"{p50(ours, 'commit'):.0f} ms after the end of speech, as soon as that transcript "
+        "is in (the endpointing delay has passed by then), and preemptive generation cannot "
+        "start earlier either: the words after the pause are not known before. Then the "
+        f"LLM's first token ({p50(ours, 'llm_ttft'):.0f} ms, scripted), the first clause "
+        f"({p50(ours, 'text_tts'):.0f} ms of words) and the TTS ({p50(ours, 'tts_ttfb'):.0f} ms) "
+        f"add {after_commit:.0f} ms. livekit's default waits {p50(base, 'vad'):.0f} ms for "
+        f"its VAD, then Whisper on the whole question ({p50(base, 'stt_request'):.0f} ms), "
+        f"and holds the first {p50(base, 'text_tts'):.0f} ms of text for a whole sentence. "
+        "Its premature ends are pauses longer than its 0.55 s window: the words before the "
+        "pause are transcribed, and when the user stops for good the turn ends on them while "
+        "the rest is still with Whisper (ours waits for every stretch it has sent, and an "
+        'open-ended transcript such as "what is the capital of" never ends a turn). '
+        "Reaching 800 ms on this machine would take a Whisper request under about 250 ms: "
+        "tiny.en with beam search on 2 CPUs shared with everything else takes about 700 ms "
+        "(a GPU, a smaller decoding budget on the STT server, or a streaming STT would). "
+        "The p95s are other work on the shared machine: single Whisper requests of several "
+        "seconds, in both pipelines."
+    )
 
 
 def results_keys(result: LatencyResult) -> dict[str, float]:
