@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import resource
-import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -22,13 +20,13 @@ from livekit.agents import llm
 
 from agent.logging import configure_logging
 from agent.tools import get_current_time
-from agent.turns import TurnEngine, TurnOptions
-from providers import OpenAICompatibleProvider, ProviderOptions
-from tests.servers.faults import FaultyBackend
-from tests.servers.openai_server import ScriptedLLMServer
+from agent.turns import TurnEngine
+from testing.engine import make_engine
+from testing.servers.faults import FaultyBackend
+from testing.servers.openai_server import ScriptedLLMServer
 
-APOLOGY = "Sorry, I'm having trouble right now."
-FALLBACK = "Sorry, I don't have an answer to that."
+from .common import pct
+from .memory import MB, rss_bytes
 
 
 @dataclass
@@ -55,7 +53,7 @@ class LoadResult:
         return max(self.turn_seconds, default=0.0)
 
     def p(self, values: list[float], q: int) -> float:
-        return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else 0.0
+        return pct(values, q) if values else 0.0
 
     def table(self) -> str:
         t, f = self.turn_seconds, self.first_text_seconds
@@ -95,11 +93,6 @@ def open_sockets() -> int:
     return count
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
 async def run_load(
     *,
     sessions: int = 50,
@@ -117,27 +110,20 @@ async def run_load(
             timeout=timeout,
             faults_injected=backend.injected,
             sockets_before=open_sockets(),
-            rss_before_mb=rss_mb(),
+            rss_before_mb=rss_bytes() / MB,
         )
-        provider = OpenAICompatibleProvider(
-            options=ProviderOptions(
-                model="load", base_url=server.base_url, timeout=timeout, max_retries=0
-            )
-        )
-        engine = TurnEngine(
-            provider, TurnOptions(apology=APOLOGY, fallback_reply=FALLBACK, tool_timeout=1.0)
-        )
+        engine = make_engine(server, timeout=timeout)
         tasks_before = asyncio.all_tasks()
         started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(_session(engine, turns, result) for _ in range(sessions)))
         result.wall_seconds = time.perf_counter() - started
         result.cpu_seconds = time.process_time() - cpu_started
-        await provider.aclose()
+        await engine.provider.aclose()
         await asyncio.sleep(0.1)  # let closed transports finish
         result.leaked_tasks = len(asyncio.all_tasks() - tasks_before)
         gc.collect()
         result.sockets_after = open_sockets()
-        result.rss_after_mb = rss_mb()
+        result.rss_after_mb = rss_bytes() / MB
     return result
 
 

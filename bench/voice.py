@@ -36,10 +36,11 @@ from typing import Any
 
 from livekit.agents.utils.hw import get_cpu_monitor
 
-from tests.servers.openai_server import text_reply
-from tests.servers.tts_server import EspeakTTSServer
-from tests.servers.whisper_server import WhisperServer, free_port
-from tests.voice.audio_io import espeak_to_wav
+from testing.audio_io import espeak_to_wav
+from testing.polling import free_port
+from testing.servers.openai_server import text_reply
+from testing.servers.tts_server import EspeakTTSServer
+from testing.servers.whisper_server import WhisperServer
 
 from .common import Summary
 from .memory import ProcessMemory, idle_worker

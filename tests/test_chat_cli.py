@@ -7,8 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import VOICE_AGENT, chat_env, run_cli
-from tests.servers.openai_server import (
+from testing.cli import VOICE_AGENT, chat_env, run_cli
+from testing.servers.openai_server import (
     Reply,
     ScriptedLLMServer,
     Status,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigError, load_settings
-from tests.conftest import chat_env, run_cli
+from testing.cli import chat_env, run_cli
 
 _OUR_PREFIXES = (
     "LLM_",

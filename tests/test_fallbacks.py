@@ -15,8 +15,8 @@ from agent.config import load_settings
 from agent.tools import get_current_time
 from agent.turns import TurnEngine
 from providers import BackendCoolingDown, Cooldown
-from tests.conftest import chat_env, run_cli
-from tests.servers.openai_server import Cut, Reply, ScriptedLLMServer, Status, Text, text_reply
+from testing.cli import chat_env, run_cli
+from testing.servers.openai_server import Cut, Reply, ScriptedLLMServer, Status, Text, text_reply
 
 
 @pytest.fixture

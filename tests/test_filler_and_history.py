@@ -13,8 +13,9 @@ from livekit.agents.llm import function_tool
 from agent.assistant import Assistant
 from agent.history import HistoryLimits, bound_history
 from agent.turns import Turn
-from tests.conftest import chat_env, make_engine, run_cli
-from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.cli import chat_env, run_cli
+from testing.engine import make_engine
+from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
 FILLER = "One moment."
 

@@ -21,7 +21,7 @@ from agent.config import ConfigError, load_settings
 from agent.tools import get_current_time
 from agent.turns import TurnEngine, TurnOptions
 from providers import OpenAICompatibleProvider, ProviderOptions
-from tests.servers.openai_server import Finish, Raw, Reply, ScriptedLLMServer, Text
+from testing.servers.openai_server import Finish, Raw, Reply, ScriptedLLMServer, Text
 
 APOLOGY = "Sorry, try again."
 FALLBACK = "No answer."

@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from testing.polling import free_port
 
 BIN_DIR = Path(sys.executable).parent
 VOICE_AGENT = BIN_DIR / "voice-agent"
@@ -40,13 +41,6 @@ PROXY_CONFIG = {
     ],
     "general_settings": {"master_key": MASTER_KEY},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _is_alive(port: int) -> bool:
@@ -79,7 +73,7 @@ def litellm_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     # packaged cost map instead of a download; PRODUCTION: no `.env` search (DEV mode loads one)
     env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_MODE="PRODUCTION")
-    port = _free_port()
+    port = free_port()
     log = workdir / "proxy.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import chat_env, run_cli
-from tests.servers.faults import FAULTS
-from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.cli import chat_env, run_cli
+from testing.servers.faults import FAULTS
+from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
 CANARY = "sk-canary-5d41402abc4b2a76"
 BACKUP_CANARY = "gsk_canary_7e57c0ffee0ddba11"

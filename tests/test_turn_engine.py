@@ -12,8 +12,8 @@ from livekit.agents.llm import ToolError, function_tool
 
 from agent.tools import get_current_time
 from agent.turns import Turn, TurnEngine
-from tests.conftest import APOLOGY, FALLBACK, make_engine
-from tests.servers.openai_server import (
+from testing.engine import APOLOGY, FALLBACK, make_engine
+from testing.servers.openai_server import (
     Cut,
     Finish,
     Hang,

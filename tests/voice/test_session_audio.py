@@ -8,10 +8,8 @@ a paced microphone and a recording speaker.
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +21,11 @@ from livekit.agents.voice import CloseEvent, UserStateChangedEvent
 
 from agent.config import Settings, load_settings
 from agent.worker import SessionObserver, build_agent, build_session, greet
-from tests.servers.openai_server import ScriptedLLMServer, text_reply
-from tests.servers.tts_server import EspeakTTSServer
-from tests.servers.whisper_server import WhisperServer, free_port
-from tests.voice.audio_io import PacedMicrophone, RecordingSpeaker
+from testing.audio_io import PacedMicrophone, RecordingSpeaker
+from testing.polling import free_port, until
+from testing.servers.openai_server import ScriptedLLMServer, text_reply
+from testing.servers.tts_server import EspeakTTSServer
+from testing.servers.whisper_server import WhisperServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,14 +79,6 @@ async def running_session(settings: Settings, vad: Any) -> AsyncIterator[Running
         # another `ast.parse` is running trips CPython 3.11.7's AST recursion check
         # (gh-106905), and pytest parses modules lazily at the end of the run.
         gc.collect()
-
-
-async def until(check: Callable[[], bool], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_spoken_question_reaches_llm_and_spoken_answer_comes_out(
