@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Sequence
+import time
+from collections.abc import AsyncIterable, Callable, Sequence
 from typing import Any
 
 from livekit.agents import Agent, ModelSettings, llm
@@ -15,11 +16,14 @@ from .tools import McpTools, WebhookToolset, builtin_tools
 from .turns import TurnEngine, TurnOptions
 
 
-def build_llm(settings: Settings) -> llm.LLM[Any]:
+def build_llm(
+    settings: Settings, *, clock: Callable[[], float] = time.monotonic
+) -> llm.LLM[Any]:
     """The configured backend, or a livekit `FallbackAdapter` over the primary and
-    `LLM_FALLBACKS`: a turn that fails before any word was said moves to the next."""
+    `LLM_FALLBACKS`: a turn that fails before any word was said moves to the next.
+    `clock` times the backends' cool-downs (tests pass their own)."""
     providers = [
-        OpenAICompatibleProvider(options=options, preset=preset)
+        OpenAICompatibleProvider(options=options, preset=preset, clock=clock)
         for preset, options in settings.backends()
     ]
     if len(providers) == 1:

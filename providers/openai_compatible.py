@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -112,7 +113,9 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         *,
         options: ProviderOptions,
         preset: ProviderPreset = PRESETS["openai-compatible"],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: what the cool-down measures its period with (tests pass their own)."""
         super().__init__()
         self._opts = options
         self._preset = preset
@@ -131,7 +134,9 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         self._refuses_tools = False
         self._refuses_tool_choice_none = False
         self._cooldown = (
-            Cooldown(seconds=options.cooldown_seconds, threshold=options.cooldown_after)
+            Cooldown(
+                seconds=options.cooldown_seconds, threshold=options.cooldown_after, clock=clock
+            )
             if options.cooldown_seconds > 0
             else None
         )

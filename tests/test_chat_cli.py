@@ -94,6 +94,7 @@ def test_logs_go_to_stderr_as_json_with_turn_context(
 ) -> None:
     llm_server.script(text_reply("Hi."))
     result = run_cli(["chat"], env=chat_env(llm_server), stdin="Hello\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     lines = log_lines(result.stderr)
     passes = [line for line in lines if line["event"] == "llm pass"]
     assert passes, result.stderr
@@ -110,7 +111,7 @@ def test_backend_failure_is_an_apology_on_stdout_and_details_on_stderr(
     secret = "sk-canary-7f3a9c1e"
     env = chat_env(llm_server, LLM_API_KEY=secret, AGENT_APOLOGY="Sorry, try again.")
     result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
-    assert result.returncode == 0
+    assert result.returncode == 0, result.stderr  # a failed turn is not a failed command
     assert result.stdout == "Sorry, try again.\n"
     failure = next(
         line for line in log_lines(result.stderr) if line["event"].startswith("turn failed")
@@ -126,7 +127,8 @@ def test_unauthenticated_server_gets_the_placeholder_key(
     llm_server: ScriptedLLMServer, tmp_path: Path
 ) -> None:
     llm_server.script(text_reply("Hi."))
-    run_cli(["chat"], env=chat_env(llm_server), stdin="Hello\n", cwd=tmp_path)
+    result = run_cli(["chat"], env=chat_env(llm_server), stdin="Hello\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     assert llm_server.requests[0].headers["authorization"] == "Bearer not-needed"
 
 
@@ -136,6 +138,7 @@ def test_base_url_without_v1_and_with_trailing_slash_is_normalized(
     llm_server.script(text_reply("Hi."))
     env = chat_env(llm_server, LLM_BASE_URL=f"http://127.0.0.1:{llm_server.port}/")
     result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     assert result.stdout == "Hi.\n"
     assert llm_server.requests[0].path == "/v1/chat/completions"
 
@@ -146,7 +149,8 @@ def test_instructions_file_becomes_the_system_message(
     (tmp_path / "prompt.txt").write_text("You are Ada, a terse butler.\n")
     llm_server.script(text_reply("Yes."))
     env = chat_env(llm_server, AGENT_INSTRUCTIONS_FILE=str(tmp_path / "prompt.txt"))
-    run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
+    result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     assert llm_server.requests[0].messages[0] == {
         "role": "system",
         "content": "You are Ada, a terse butler.",
@@ -166,10 +170,9 @@ def test_env_file_in_the_working_directory_is_read(
 
 def test_builtin_tools_can_be_turned_off(llm_server: ScriptedLLMServer, tmp_path: Path) -> None:
     llm_server.script(text_reply("Hi."), text_reply("Hi."))
-    run_cli(["chat"], env=chat_env(llm_server), stdin="Hello\n", cwd=tmp_path)
-    run_cli(
-        ["chat"], env=chat_env(llm_server, BUILTIN_TOOLS="false"), stdin="Hello\n", cwd=tmp_path
-    )
+    for env in (chat_env(llm_server), chat_env(llm_server, BUILTIN_TOOLS="false")):
+        result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
     assert llm_server.requests[0].tool_names == ["get_current_time"]
     assert llm_server.requests[1].tool_names == []
 
@@ -178,5 +181,6 @@ def test_blocking_mode_from_env(llm_server: ScriptedLLMServer, tmp_path: Path) -
     llm_server.script(text_reply("Hi."))
     env = chat_env(llm_server, TOOL_PASS_MODE="blocking")
     result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     assert result.stdout == "Hi.\n"
     assert llm_server.requests[0].stream is False
