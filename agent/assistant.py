@@ -16,9 +16,7 @@ from .tools import McpTools, WebhookToolset, builtin_tools
 from .turns import TurnEngine, TurnOptions
 
 
-def build_llm(
-    settings: Settings, *, clock: Callable[[], float] = time.monotonic
-) -> llm.LLM[Any]:
+def build_llm(settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> llm.LLM[Any]:
     """The configured backend, or a livekit `FallbackAdapter` over the primary and
     `LLM_FALLBACKS`: a turn that fails before any word was said moves to the next.
     `clock` times the backends' cool-downs (tests pass their own)."""

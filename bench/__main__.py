@@ -44,7 +44,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "sections",
         nargs="*",
         metavar="SECTION",
-        choices=[[], *BY_NAME],  # type: ignore[list-item]
         help=f"sections to run, by name (default: all): {', '.join(BY_NAME)}",
     )
     parser.add_argument(
@@ -62,7 +61,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--voice-turns", type=int, help="spoken turns measured in the voice section (0: skip it)"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.sections if name not in BY_NAME]
+    if unknown:
+        parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
+    return args
 
 
 def plan_for(args: argparse.Namespace) -> Plan:

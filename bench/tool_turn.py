@@ -2,8 +2,8 @@
 
 Ideal first words = tool-call response complete + tool time + the speaking pass's
 server TTFT; the overhead is how much later the words actually came out. For a tool
-slower than TOOL_FILLER_DELAY the first words are the filler, due at the tool's start
-+ the delay; its lateness is how much later it came out.
+slower than TOOL_FILLER_DELAY the first words are the filler, due the delay after the
+tool call was complete (server); its lateness is how much later it came out.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .markdown import f1, table, verdict
 from .sections import Context, Section, summary
 
 FILLER = "One moment."
-FILLER_VARIANT = "ours, slow tool: filler out - (tool start + TOOL_FILLER_DELAY)"
+FILLER_VARIANT = "ours, slow tool: filler out - (tool call complete + TOOL_FILLER_DELAY)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +67,10 @@ async def _measure(ctx: Context) -> ToolResult:
     slow = await _turns(ctx, [SessionVariant(FILLER_VARIANT, agent, engine.provider)])
     late = []
     for s in slow[FILLER_VARIANT]:
-        if s.tool_run is None:
+        tool_pass = s.served[0]
+        if s.tool_run is None or tool_pass.finished_at is None:
             raise RuntimeError("the slow tool did not run")
-        late.append((s.first_text_at - (s.tool_run[0] + plan.filler_delay)) * 1000)
+        late.append((s.first_text_at - (tool_pass.finished_at + plan.filler_delay)) * 1000)
     return ToolResult(rows, late, plan.filler_delay)
 
 
@@ -115,7 +116,7 @@ def render(result: ToolResult, ctx: Context) -> list[str]:
         "ends -> speaking request arrives, first token written -> first text out. The "
         f"last row: a tool slower than TOOL_FILLER_DELAY ({result.filler_delay * 1000:.0f} "
         "ms here), whose first words out are the filler; its overhead is filler out - "
-        "(tool start + the delay).",
+        "(tool-call response complete + the delay).",
         "",
         table(
             [
