@@ -118,7 +118,7 @@ async def run_load(
         await asyncio.gather(*(_session(engine, turns, result) for _ in range(sessions)))
         result.wall_seconds = time.perf_counter() - started
         result.cpu_seconds = time.process_time() - cpu_started
-        await engine.provider.aclose()
+        await engine.llm.aclose()
         await asyncio.sleep(0.1)  # let closed transports finish
         result.leaked_tasks = len(asyncio.all_tasks() - tasks_before)
         gc.collect()

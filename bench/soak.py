@@ -90,7 +90,7 @@ async def run_soak(*, turns: int = 1000, limits: HistoryLimits | None = None) ->
                 gc.collect()
             result.rss_mb.append(rss_bytes() / MB)
         result.history_items = len(history.items)
-        await engine.provider.aclose()
+        await engine.llm.aclose()
     return result
 
 

@@ -64,7 +64,7 @@ async def _measure(ctx: Context) -> ToolResult:
     TOOL_CLOCK.seconds = 2 * plan.filler_delay + 0.05
     engine = bench_engine(base_url, filler=FILLER, filler_delay=plan.filler_delay)
     agent = Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS)
-    slow = await _turns(ctx, [SessionVariant(FILLER_VARIANT, agent, engine.provider)])
+    slow = await _turns(ctx, [SessionVariant(FILLER_VARIANT, agent, engine.llm)])
     late = []
     for s in slow[FILLER_VARIANT]:
         tool_pass = s.served[0]

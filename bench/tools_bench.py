@@ -108,7 +108,7 @@ async def _measure(ctx: Context, runs: int) -> dict[str, float]:
             runs,
         )
         await mcp.aclose()
-        await engine.provider.aclose()
+        await engine.llm.aclose()
     return results
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,7 +39,6 @@ from .base import (
     APIError,
     APIStatusError,
     APITimeoutError,
-    Completion,
     StreamCutError,
     ToolCall,
 )
@@ -127,8 +126,6 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
             timeout=httpx2.Timeout(options.timeout),
             default_headers={**preset.headers, **options.extra_headers},
         )
-        # what livekit's retry, fallback and metrics logs name this backend by (never the key)
-        self._label = f"{preset.name}:{options.model}@{self.base_url}"
         self._schema_cache: dict[tuple[llm.Tool, ...], list[dict[str, Any]]] = {}
         # learnt at run time (see ChatStream._attempt)
         self._refuses_tools = False
@@ -147,6 +144,11 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
             f"OpenAICompatibleProvider(provider={self.provider!r}, model={self.model!r}, "
             f"base_url={self.base_url!r})"
         )
+
+    @property
+    def label(self) -> str:
+        """What logs and livekit's `FallbackAdapter` name this backend by (never the key)."""
+        return f"{self._preset.name}:{self._opts.model}@{self.base_url}"
 
     @property
     def model(self) -> str:
@@ -192,25 +194,6 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         return ChatStream(
             self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, request=request
         )
-
-    async def complete(
-        self,
-        *,
-        chat_ctx: llm.ChatContext,
-        tools: Sequence[llm.Tool] = (),
-        tool_choice: NotGivenOr[ToolChoice] = NOT_GIVEN,
-    ) -> Completion:
-        """One non-streamed completion, retried like a stream."""
-        text: list[str] = []
-        calls: list[ToolCall] = []
-        async with self.chat(
-            chat_ctx=chat_ctx, tools=list(tools), tool_choice=tool_choice, extra_kwargs=NOT_STREAMED
-        ) as stream:
-            async for chunk in stream:
-                if chunk.delta is not None:
-                    text.append(chunk.delta.content or "")
-                    calls.extend(chunk.delta.tool_calls)
-        return Completion(text="".join(text), tool_calls=calls)
 
     def _adapted(self, request: dict[str, Any]) -> dict[str, Any]:
         """`request` minus what this server was seen to refuse."""
@@ -264,7 +247,7 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         if tools:
             request["tools"] = self._tool_schemas(tools)
             if is_given(tool_choice):
-                request["tool_choice"] = _tool_choice_param(tool_choice)
+                request["tool_choice"] = tool_choice
             if is_given(parallel_tool_calls):
                 request["parallel_tool_calls"] = parallel_tool_calls
         if is_given(extra_kwargs):
@@ -447,12 +430,6 @@ def _is_outage(e: APIError) -> bool:
     if isinstance(e, APIStatusError):
         return e.status_code >= 500 or e.status_code in (408, 429)
     return True
-
-
-def _tool_choice_param(tool_choice: ToolChoice) -> Any:
-    if isinstance(tool_choice, dict):
-        return {"type": "function", "function": {"name": tool_choice["function"]["name"]}}
-    return tool_choice
 
 
 def _to_api_error(e: BaseException, *, retryable: bool) -> APIError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.config import Settings, load_settings
+from agent.resolved import Config, load_config
 from agent.turns import TurnEngine, TurnOptions
 from providers import OpenAICompatibleProvider, ProviderOptions
 from testing.servers.openai_server import ScriptedLLMServer
@@ -49,6 +49,7 @@ def make_engine(
     return TurnEngine(llm, TurnOptions(**opts))  # type: ignore[arg-type]
 
 
-def settings_for(server: ScriptedLLMServer, **fields: Any) -> Settings:
-    """Settings pointed at `server`, plus `fields` (as keyword arguments, not the env)."""
-    return load_settings(llm_base_url=server.base_url, llm_model="test-model", **fields)
+def settings_for(server: ScriptedLLMServer, **fields: Any) -> Config:
+    """The resolved configuration pointed at `server`, plus `fields` (keyword arguments,
+    not the environment)."""
+    return load_config(llm_base_url=server.base_url, llm_model="test-model", **fields)

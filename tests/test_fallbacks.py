@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from livekit.agents import llm
 
-from agent.assistant import build_engine, build_llm
-from agent.config import load_settings
+from agent.resolved import load_config
 from agent.tools import get_current_time
 from agent.turns import TurnEngine
+from agent.wiring import build_engine, build_llm
 from providers import BackendCoolingDown, Cooldown
 from testing.cli import chat_env, run_cli
 from testing.clock import ManualClock
@@ -92,8 +92,8 @@ def engine_with_fallback(
         **env,
     }.items():
         monkeypatch.setenv(name, value)
-    settings = load_settings()
-    return build_engine(settings, build_llm(settings, clock=clock))
+    config = load_config()
+    return build_engine(config.settings, build_llm(config, clock=clock))
 
 
 async def say(engine: TurnEngine) -> str:
@@ -115,7 +115,7 @@ async def test_a_failing_primary_is_skipped_while_cooling_down_and_comes_back(
         llm_server, backup_server, monkeypatch, tmp_path, clock, LLM_COOLDOWN="30"
     )
     recovered: list[llm.AvailabilityChangedEvent] = []
-    engine.provider.on("llm_availability_changed", recovered.append)
+    engine.llm.on("llm_availability_changed", recovered.append)
     assert await say(engine) == "Backup here."
     # livekit's background recovery probe fails too: 2 failures in a row open the cool-down
     await until(lambda: len(llm_server.requests) == 2, within=10, what="the recovery probe")
@@ -132,7 +132,7 @@ async def test_a_failing_primary_is_skipped_while_cooling_down_and_comes_back(
     assert await say(engine) == "Primary is back."
     # two failures, one probe after the period, one turn: nothing while it cooled down
     assert len(llm_server.requests) == 4
-    await engine.provider.aclose()
+    await engine.llm.aclose()
 
 
 def test_cooldown_opens_after_the_threshold_and_closes_after_the_period() -> None:
@@ -167,7 +167,7 @@ async def test_a_primary_refusing_tools_answers_without_them_rather_than_failing
     assert "tools" in llm_server.requests[0].body
     assert "tools" not in llm_server.requests[1].body
     assert backup_server.requests == []
-    await engine.provider.aclose()
+    await engine.llm.aclose()
 
 
 def test_when_every_backend_is_cooling_down_they_are_tried_anyway() -> None:

@@ -136,7 +136,7 @@ async def test_voice_history_keeps_the_tool_items_but_not_the_filler(
     )
     engine = make_engine(llm_server, filler=FILLER, filler_delay=0.2)
     agent = Assistant(engine=engine, instructions="You are a test assistant.", tools=TOOLS)
-    async with AgentSession(llm=engine.provider) as session:
+    async with AgentSession(llm=engine.llm) as session:
         await session.start(agent)
         first = await session.run(user_input="Look it up.")
         # spoken: the filler, then the answer; livekit records all of it as said

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from livekit.agents import llm
 
-from agent.config import ConfigError, load_settings
+from agent.config import ConfigError
+from agent.resolved import load_config
 from agent.tools import get_current_time
 from testing.engine import make_engine
 from testing.servers.openai_server import Finish, Raw, Reply, ScriptedLLMServer, Text
@@ -86,7 +87,7 @@ def test_any_environment_loads_or_fails_with_one_line_naming_a_variable(
         os.environ.pop(name, None)
     os.environ.update(env)
     try:
-        load_settings()
+        load_config()
     except ConfigError as e:
         message = str(e)
         assert "\n" not in message
@@ -195,7 +196,7 @@ async def _one_turn(base_url: str) -> str:
     try:
         return "".join([t async for t in engine.run(ctx, [get_current_time])])
     finally:
-        await engine.provider.aclose()
+        await engine.llm.aclose()
 
 
 @settings(

@@ -406,7 +406,7 @@ async def test_cancelled_turn_closes_its_http_stream_and_leaves_no_task(
     await until(lambda: request.disconnected_at is not None, within=30, what="the hang-up")
     assert request.finished_at is None
     await until(lambda: asyncio.all_tasks() == tasks_before, within=10, what="no turn task")
-    await engine.provider.aclose()
+    await engine.llm.aclose()
 
 
 async def test_server_refusing_tools_is_answered_without_them(
