@@ -6,10 +6,12 @@ import asyncio
 import functools
 import math
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from livekit.agents import llm
 from livekit.agents.voice import io
@@ -18,12 +20,27 @@ from agent.config import DEFAULT_INSTRUCTIONS
 from agent.logging import configure_logging
 from testing.engine import make_engine, make_llm
 
+ROOT = Path(__file__).resolve().parents[1]
 REPLY = "Sure, it is a quarter past ten in the morning here, and the sun is out."
 
 # the tests' engine and client with room for a loaded machine: a slow answer is measured,
 # not failed
 bench_engine = functools.partial(make_engine, timeout=30.0, tool_timeout=10.0)
 bench_llm = functools.partial(make_llm, timeout=30.0)
+
+
+def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS...` from the repository root, in a fresh process (its own
+    memory and GIL); its output is returned, its exit status is the caller's to check."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def quiet_logging() -> None:

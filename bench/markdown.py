@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from .common import Summary
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -25,3 +27,9 @@ def f3(x: float) -> str:
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
+
+
+def p50_p95(values: Sequence[float], fmt: Callable[[float], str] = f1) -> list[str]:
+    """Two table cells: the sample's p50 and p95."""
+    s = Summary.of(values)
+    return [fmt(s.p50), fmt(s.p95)]

@@ -10,8 +10,10 @@ from testing.servers.openai_server import text_reply
 
 from .common import REPLY, Summary
 from .first_text import OURS_DEFAULT, collect, node_variants, session_variants
-from .markdown import f1, f3, table, verdict
+from .markdown import f1, f3, p50_p95, table, verdict
 from .sections import Context, Section, summary
+
+TITLE = "No-tool turn: time to first text out / server's time to first token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +85,8 @@ def render(rows: list[NoToolRow], ctx: Context) -> list[str]:
                 [
                     r.level,
                     r.variant,
-                    f3(Summary.of(r.ratios).p50),
-                    f3(Summary.of(r.ratios).p95),
-                    f1(Summary.of(r.added_ms).p50),
-                    f1(Summary.of(r.added_ms).p95),
+                    *p50_p95(r.ratios, f3),
+                    *p50_p95(r.added_ms),
                     f1(Summary.of(r.server_ttft_ms).p50),
                 ]
                 for r in rows
@@ -117,10 +117,4 @@ def numbers(rows: list[NoToolRow]) -> Mapping[str, object]:
     }
 
 
-SECTION = Section(
-    name="no-tool",
-    title="No-tool turn: time to first text out / server's time to first token",
-    run=run,
-    render=render,
-    numbers=numbers,
-)
+SECTION = Section(name="no-tool", title=TITLE, run=run, render=render, numbers=numbers)

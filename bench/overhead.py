@@ -19,7 +19,6 @@ import sysconfig
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -29,13 +28,14 @@ from agent.logging import get_logger
 from agent.speech_filter import ToolCallTextFilter
 from testing.servers.openai_server import text_reply
 
-from .common import REPLY, Summary, bench_engine, chat_ctx, settle
+from .common import REPLY, ROOT, Summary, bench_engine, chat_ctx, settle
 from .first_text import TOOLS
 from .markdown import f2, f3, table, verdict
+from .plan import Plan
 from .sections import Context, Section, summary
 from .server_proc import RemoteLLMServer
 
-ROOT = Path(__file__).resolve().parents[1]
+TITLE = "Engine overhead per turn (client CPU time)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,21 +76,12 @@ def reply_script(token_delay: float) -> object:
 
 
 def run(ctx: Context) -> OverheadResult:
-    plan = ctx.plan
-    return asyncio.run(
-        measure(
-            ctx.server,
-            reps=plan.cpu_reps,
-            warmup=plan.warmup,
-            profile_turns=plan.profile_turns,
-            token_delay=plan.cpu_token_delay,
-        )
-    )
+    return asyncio.run(measure(ctx.server, ctx.plan))
 
 
-async def measure(
-    server: RemoteLLMServer, *, reps: int, warmup: int, profile_turns: int, token_delay: float
-) -> OverheadResult:
+async def measure(server: RemoteLLMServer, plan: Plan) -> OverheadResult:
+    reps, warmup, profile_turns = plan.cpu_reps, plan.warmup, plan.profile_turns
+    token_delay = plan.cpu_token_delay
     engine = bench_engine(server.base_url)
     ctx = chat_ctx("What time is it?")
     messages, _ = ctx.to_provider_format("openai")
@@ -306,10 +297,4 @@ def numbers(result: OverheadResult) -> Mapping[str, object]:
     }
 
 
-SECTION = Section(
-    name="overhead",
-    title="Engine overhead per turn (client CPU time)",
-    run=run,
-    render=render,
-    numbers=numbers,
-)
+SECTION = Section(name="overhead", title=TITLE, run=run, render=render, numbers=numbers)

@@ -15,28 +15,25 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from livekit.agents import AgentSession
 
 from agent.assistant import Assistant
 from agent.config import DEFAULT_INSTRUCTIONS
 
-from .common import FirstTextOutput, Summary, bench_engine, quiet_logging
+from .common import FirstTextOutput, Summary, bench_engine, quiet_logging, run_module
 from .first_text import TOOLS
 from .markdown import f1, f2, table
 from .memory import MB, rss_bytes
 from .sections import Context, Section, summary
 from .server_proc import RemoteLLMServer
 
-ROOT = Path(__file__).resolve().parents[1]
+TITLE = "Concurrent text sessions in one process"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,22 +129,13 @@ def measure(
     for n in levels:
         turns = max(3, -(-min_turns // n))
         server.reset()
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.sessions",
-                f"--sessions={n}",
-                f"--turns={turns}",
-                f"--think={think}",
-                f"--base-url={server.base_url}",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
+        proc = run_module(
+            "bench.sessions",
+            f"--sessions={n}",
+            f"--turns={turns}",
+            f"--think={think}",
+            f"--base-url={server.base_url}",
             timeout=300,
-            check=False,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"{n} sessions failed: {proc.stderr[-2000:]}")
@@ -232,13 +220,7 @@ def numbers(levels: list[LevelResult]) -> Mapping[str, object]:
     }
 
 
-SECTION = Section(
-    name="sessions",
-    title="Concurrent text sessions in one process",
-    run=run,
-    render=render,
-    numbers=numbers,
-)
+SECTION = Section(name="sessions", title=TITLE, run=run, render=render, numbers=numbers)
 
 
 def main() -> None:

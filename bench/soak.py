@@ -26,6 +26,8 @@ from .markdown import table
 from .memory import MB, rss_bytes
 from .sections import Context, Section
 
+TITLE = "Soak: one long session, first turns vs last"
+
 
 @dataclass
 class SoakResult:
@@ -128,10 +130,4 @@ def numbers(result: SoakResult) -> Mapping[str, object]:
     }
 
 
-SECTION = Section(
-    name="soak",
-    title="Soak: one long session, first turns vs last",
-    run=run,
-    render=render,
-    numbers=numbers,
-)
+SECTION = Section(name="soak", title=TITLE, run=run, render=render, numbers=numbers)

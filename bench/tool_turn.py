@@ -27,8 +27,10 @@ from .first_text import (
     collect,
     session_variants,
 )
-from .markdown import f1, table, verdict
+from .markdown import f1, p50_p95, table, verdict
 from .sections import Context, Section, summary
+
+TITLE = "Tool turn: first text out vs tool-call complete + tool time + speaking-pass TTFT"
 
 FILLER = "One moment."
 FILLER_VARIANT = "ours, slow tool: filler out - (tool call complete + TOOL_FILLER_DELAY)"
@@ -107,7 +109,6 @@ def _row(name: str, samples: list[Sample]) -> ToolRow:
 
 
 def render(result: ToolResult, ctx: Context) -> list[str]:
-    late = Summary.of(result.filler_late_ms)
     out = [
         "One tool call (the server streams it, or sends it whole in blocking mode), the "
         "tool runs, then the speaking pass. Ideal first words = tool-call response "
@@ -130,15 +131,14 @@ def render(result: ToolResult, ctx: Context) -> list[str]:
             [
                 [
                     r.variant,
-                    f1(Summary.of(r.overhead_ms).p50),
-                    f1(Summary.of(r.overhead_ms).p95),
+                    *p50_p95(r.overhead_ms),
                     f1(Summary.of(r.before_tool_ms).p50),
                     f1(Summary.of(r.after_tool_ms).p50),
                     f1(Summary.of(r.delivery_ms).p50),
                 ]
                 for r in result.rows
             ]
-            + [[FILLER_VARIANT, f1(late.p50), f1(late.p95), "", "", ""]],
+            + [[FILLER_VARIANT, *p50_p95(result.filler_late_ms), "", "", ""]],
         ),
         "",
     ]
@@ -165,10 +165,4 @@ def numbers(result: ToolResult) -> Mapping[str, object]:
     }
 
 
-SECTION = Section(
-    name="tool",
-    title="Tool turn: first text out vs tool-call complete + tool time + speaking-pass TTFT",
-    run=run,
-    render=render,
-    numbers=numbers,
-)
+SECTION = Section(name="tool", title=TITLE, run=run, render=render, numbers=numbers)

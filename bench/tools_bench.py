@@ -29,6 +29,8 @@ from .common import bench_engine
 from .markdown import f2, table
 from .sections import Context, Section
 
+TITLE = "MCP tools: start-up and per-turn cost"
+
 
 async def median_ms(fn: Callable[[], Awaitable[object]], runs: int) -> float:
     times = []
@@ -133,10 +135,4 @@ def numbers(results: dict[str, float]) -> Mapping[str, object]:
     return {name: round(ms, 3) for name, ms in results.items()}
 
 
-SECTION = Section(
-    name="tools",
-    title="MCP tools: start-up and per-turn cost",
-    run=run,
-    render=render,
-    numbers=numbers,
-)
+SECTION = Section(name="tools", title=TITLE, run=run, render=render, numbers=numbers)

@@ -10,6 +10,8 @@ from .markdown import f1, table
 from .sections import Context, Section, summary
 from .voice import SPEECH_LEVEL, VoiceResult, measure
 
+TITLE = "Voice path: spoken turns through the worker's session"
+
 
 def run(ctx: Context) -> VoiceResult:
     return measure(ctx.server, ctx.plan.voice)
@@ -154,10 +156,4 @@ def numbers(v: VoiceResult) -> Mapping[str, object]:
     }
 
 
-SECTION = Section(
-    name="voice",
-    title="Voice path: spoken turns through the worker's session",
-    run=run,
-    render=render,
-    numbers=numbers,
-)
+SECTION = Section(name="voice", title=TITLE, run=run, render=render, numbers=numbers)

@@ -29,10 +29,10 @@ from livekit.agents.voice import (
 )
 
 from agent.observer import SessionObserver
-from agent.resolved import load_config
 from agent.wiring import build_agent, build_llm, build_session
 from agent.worker import greet
 from testing.audio_io import PacedMicrophone, RecordingSpeaker
+from testing.engine import voice_config
 from testing.polling import until
 
 from .common import quiet_logging
@@ -78,15 +78,7 @@ async def run(
     quiet_logging()
     from livekit.plugins import silero
 
-    config = load_config(
-        llm_base_url=llm_url,
-        llm_model="test-model",
-        llm_max_retries=0,
-        stt_base_url=stt_url,
-        stt_model="tiny.en",
-        tts_base_url=tts_url,
-        agent_greeting=GREETING,
-    )
+    config = voice_config(llm_url, stt_url=stt_url, tts_url=tts_url, agent_greeting=GREETING)
     vad = silero.VAD.load()  # what the worker's prewarm does
     gc.collect()
     rss_prewarmed = rss_bytes()

@@ -42,3 +42,12 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def chat_ok(
+    env: Mapping[str, str], *, cwd: Path, stdin: str = "Hello\n"
+) -> subprocess.CompletedProcess[str]:
+    """`voice-agent chat` that must exit 0: a failed turn is words, not a failed command."""
+    result = run_cli(["chat"], env=env, stdin=stdin, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return result

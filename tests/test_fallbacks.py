@@ -15,7 +15,7 @@ from agent.tools import get_current_time
 from agent.turns import TurnEngine
 from agent.wiring import build_engine, build_llm
 from providers import BackendCoolingDown, Cooldown
-from testing.cli import chat_env, run_cli
+from testing.cli import chat_env, chat_ok, run_cli
 from testing.clock import ManualClock
 from testing.polling import until
 from testing.servers.openai_server import Cut, Reply, ScriptedLLMServer, Status, Text, text_reply
@@ -42,8 +42,7 @@ def test_turn_moves_to_the_fallback_backend_when_the_primary_fails_before_speaki
         LLM_API_KEY=primary_key,
         **fallbacks_env(backup_server, api_key=backup_key),
     )
-    result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    result = chat_ok(env, cwd=tmp_path)
     assert result.stdout == "Backup here.\n"
     assert backup_server.requests[0].body["model"] == "backup-model"
     assert backup_server.requests[0].headers["authorization"] == f"Bearer {backup_key}"

@@ -3,7 +3,6 @@ called by the scripted LLM through the turn engine."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -21,6 +20,7 @@ from agent.tools.specs import McpServerSpec
 from agent.wiring import build_tools
 from testing.cli import chat_env, run_cli
 from testing.engine import make_engine, settings_for
+from testing.polling import until
 from testing.servers.mcp_server import SCRIPT, McpHttpServer
 from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
@@ -201,10 +201,7 @@ async def test_server_down_at_start_up_is_retried_and_its_tools_appear_later(
         await tools.setup()
         assert names([tools]) == []
         mcp.start()
-        for _ in range(100):
-            if names([tools]):
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: bool(names([tools])), within=10, what="the reconnected tools")
         assert "get_forecast" in names([tools])
         llm_server.script(tool_reply(ToolCall("get_forecast", {"city": "Oslo"})), text_reply("Ok."))
         await say(llm_server, [tools])
