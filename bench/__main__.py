@@ -16,7 +16,17 @@ from pathlib import Path
 
 from testing.servers.openai_server import text_reply
 
-from . import no_tool, overhead, report, sessions, soak, tool_turn, tools_bench, voice_report
+from . import (
+    load,
+    no_tool,
+    overhead,
+    report,
+    sessions,
+    soak,
+    tool_turn,
+    tools_bench,
+    voice_report,
+)
 from .common import REPLY, quiet_logging
 from .plan import FULL, QUICK, Plan
 from .sections import Context, Section
@@ -30,6 +40,7 @@ SECTIONS: list[Section] = [
     voice_report.SECTION,
     tools_bench.SECTION,
     soak.SECTION,
+    load.SECTION,
 ]
 BY_NAME = {s.name: s for s in SECTIONS}
 RESULTS = Path(__file__).resolve().parent / "results.json"

@@ -1,6 +1,4 @@
-"""Many concurrent text sessions against a backend having a bad day.
-
-    python -m bench.load --sessions 50 --turns 20
+"""Section: many concurrent text sessions against a backend having a bad day.
 
 Pass: zero silent turns, no turn beyond timeout + 1 s, no asyncio task or socket left
 behind once the sessions end, and RSS growth within the stated bound.
@@ -8,17 +6,16 @@ behind once the sessions end, and RSS growth within the stated bound.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from livekit.agents import llm
 
-from agent.logging import configure_logging
 from agent.tools import get_current_time
 from agent.turns import TurnEngine
 from testing.engine import make_engine
@@ -26,7 +23,12 @@ from testing.servers.faults import FaultyBackend
 from testing.servers.openai_server import ScriptedLLMServer
 
 from .common import pct
+from .markdown import key_values
 from .memory import MB, rss_bytes
+from .sections import Context, Section, summary
+
+TITLE = "Concurrent sessions against a faulty backend"
+FAULT_RATE = 0.1
 
 
 @dataclass
@@ -55,9 +57,9 @@ class LoadResult:
     def p(self, values: list[float], q: int) -> float:
         return pct(values, q) if values else 0.0
 
-    def table(self) -> str:
+    def rows(self) -> list[tuple[str, str]]:
         t, f = self.turn_seconds, self.first_text_seconds
-        rows = [
+        return [
             ("sessions x turns", f"{self.sessions} x {self.turns // max(self.sessions, 1)}"),
             ("turns", f"{len(t)}"),
             ("faults injected", f"{sum(self.faults_injected.values())} {self.faults_injected}"),
@@ -76,8 +78,6 @@ class LoadResult:
             ("RSS before / after", f"{self.rss_before_mb:.1f} / {self.rss_after_mb:.1f} MB"),
             ("wall time", f"{self.wall_seconds:.1f} s"),
         ]
-        width = max(len(k) for k, _ in rows)
-        return "\n".join(f"| {k:<{width}} | {v} |" for k, v in rows)
 
 
 def _ms(seconds: float) -> str:
@@ -97,7 +97,7 @@ async def run_load(
     *,
     sessions: int = 50,
     turns: int = 20,
-    fault_rate: float = 0.1,
+    fault_rate: float = FAULT_RATE,
     timeout: float = 2.0,  # noqa: ASYNC109 (the backend timeout under test, not ours)
     seed: int = 7,
 ) -> LoadResult:
@@ -147,24 +147,33 @@ async def _session(engine: TurnEngine, turns: int, result: LoadResult) -> None:
         history.add_message(role="assistant", content=turn.text)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=50)
-    parser.add_argument("--turns", type=int, default=20)
-    parser.add_argument("--fault-rate", type=float, default=0.1)
-    parser.add_argument("--timeout", type=float, default=2.0)
-    args = parser.parse_args()
-    configure_logging(level="error", fmt="console")
-    result = asyncio.run(
-        run_load(
-            sessions=args.sessions,
-            turns=args.turns,
-            fault_rate=args.fault_rate,
-            timeout=args.timeout,
-        )
-    )
-    print(result.table())
+def run(ctx: Context) -> LoadResult:
+    sessions, turns = ctx.plan.fault_sessions
+    return asyncio.run(run_load(sessions=sessions, turns=turns))
 
 
-if __name__ == "__main__":
-    main()
+def render(result: LoadResult, ctx: Context) -> list[str]:
+    return [
+        f"{result.sessions} engines' sessions at once in this process, each saying its turns "
+        "back to back, against a scripted server that injects a fault (HTTP errors, hangs, "
+        f"cut streams, garbage) into {FAULT_RATE:.0%} of the replies; the client's timeout is "
+        f"{result.timeout:g} s. Every turn must end in words, and nothing may stay behind.",
+        "",
+        key_values(result.rows()),
+        "",
+    ]
+
+
+def numbers(result: LoadResult) -> Mapping[str, object]:
+    return {
+        "turns": len(result.turn_seconds),
+        "faults_injected": sum(result.faults_injected.values()),
+        "silent_turns": result.silent_turns,
+        "turn_ms": summary([t * 1000 for t in result.turn_seconds]),
+        "first_text_ms": summary([t * 1000 for t in result.first_text_seconds]),
+        "leaked_tasks": result.leaked_tasks,
+        "rss_growth_mb": round(result.rss_after_mb - result.rss_before_mb, 1),
+    }
+
+
+SECTION = Section(name="faults", title=TITLE, run=run, render=render, numbers=numbers)

@@ -33,3 +33,8 @@ def p50_p95(values: Sequence[float], fmt: Callable[[float], str] = f1) -> list[s
     """Two table cells: the sample's p50 and p95."""
     s = Summary.of(values)
     return [fmt(s.p50), fmt(s.p95)]
+
+
+def key_values(rows: Sequence[tuple[str, str]]) -> str:
+    """A two-column table of named values."""
+    return table(["what", "value"], [list(row) for row in rows])

@@ -26,6 +26,8 @@ class Plan:
     tool_runs: int
     """Repetitions per MCP start-up and turn variant in the tools section."""
     soak_turns: int
+    fault_sessions: tuple[int, int]
+    """Sessions x turns each in the faults section."""
 
 
 FULL = Plan(
@@ -44,6 +46,7 @@ FULL = Plan(
     voice=VoicePlan(turns=12, warmup=1, ttft=0.15, token_delay=0.02),
     tool_runs=10,
     soak_turns=1000,
+    fault_sessions=(50, 20),
 )
 QUICK = Plan(
     quick=True,
@@ -62,4 +65,5 @@ QUICK = Plan(
     voice=VoicePlan(turns=0, warmup=0, ttft=0.02, token_delay=0.001, idle_worker=False),
     tool_runs=2,
     soak_turns=20,
+    fault_sessions=(5, 3),
 )

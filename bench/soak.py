@@ -22,7 +22,7 @@ from agent.tools import get_current_time
 from testing.engine import make_engine
 from testing.servers.openai_server import Reply, ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
-from .markdown import table
+from .markdown import key_values
 from .memory import MB, rss_bytes
 from .sections import Context, Section
 
@@ -107,7 +107,7 @@ def render(result: SoakResult, ctx: Context) -> list[str]:
         "server in this process (every 5th turn calls a tool), history bounded as the "
         f"worker bounds it. First vs last {n} turns: if nothing grows, they match.",
         "",
-        table(["what", "value"], [list(row) for row in result.rows()]),
+        key_values(result.rows()),
         "",
     ]
 

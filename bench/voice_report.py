@@ -20,10 +20,14 @@ def run(ctx: Context) -> VoiceResult:
 def render(v: VoiceResult, ctx: Context) -> list[str]:
     if v.skipped is not None:
         return [f"Skipped: {v.skipped}.", ""]
-    out: list[str] = []
+    return [*_stages(v), *_limits(v, ctx), *_memory(v)]
+
+
+def _stages(v: VoiceResult) -> list[str]:
+    """What ran, and each stage's latency from livekit's own numbers."""
     p = v.plan
     min_delay, max_delay = v.endpointing_s
-    out += [
+    out = [
         f"{p.turns} spoken turn{'s' if p.turns != 1 else ''}"
         + (f" (after {p.warmup} for warm-up)" if p.warmup else "")
         + " through the worker's own "
@@ -69,7 +73,13 @@ def render(v: VoiceResult, ctx: Context) -> list[str]:
             "user waits).",
             "",
         ]
-    out += [
+    return out
+
+
+def _limits(v: VoiceResult, ctx: Context) -> list[str]:
+    """Where the time goes, and how our engine compares with the no-tool section."""
+    min_delay, _ = v.endpointing_s
+    out = [
         "What limits it (p50s): the turn cannot end before the transcript, and the "
         "transcript cannot start before the VAD has heard "
         f"{v.vad_silence_s * 1000:.0f} ms of silence: the VAD reports the end of speech "
@@ -112,7 +122,11 @@ def render(v: VoiceResult, ctx: Context) -> list[str]:
             + ("; ..." if len(v.heard) > 6 else ""),
             "",
         ]
-    out += [
+    return out
+
+
+def _memory(v: VoiceResult) -> list[str]:
+    return [
         "Memory. The session process: RSS before its session (worker imported, silero "
         "loaded: what `prewarm` leaves) and after its spoken turns. The idle worker: "
         "`voice-agent start` pointed at a closed LiveKit port, measured during its retry "
@@ -138,7 +152,6 @@ def render(v: VoiceResult, ctx: Context) -> list[str]:
         f"Wall time of this section: {v.wall_s:.0f} s.",
         "",
     ]
-    return out
 
 
 def _growth(v: VoiceResult) -> float:

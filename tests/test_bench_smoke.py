@@ -27,6 +27,7 @@ def test_quick_bench_run_writes_a_report_and_results_with_every_section(tmp_path
     assert {"date", "machine", *(s.name for s in SECTIONS)} <= results.keys()
     assert results["tool"]["filler_late_ms"]["n"] >= 1
     assert results["soak"]["silent_turns"] == 0
+    assert results["faults"]["silent_turns"] == 0
 
 
 @pytest.mark.timeout(300)
