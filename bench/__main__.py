@@ -8,6 +8,7 @@ appending its `SECTION` to `SECTIONS`. Its number in the report is its place her
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     quiet_logging()
-    date, started = datetime.now(UTC), time.perf_counter()
+    date, started, load_at_start = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
     default = text_reply(REPLY, ttft=plan.backend.ttft, token_delay=plan.backend.token_delay)
     with RemoteLLMServer(default=default) as server:
         ctx = Context(plan=plan, server=server)
@@ -116,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
             server.reset()
             ctx.results[section.name] = section.run(ctx)
 
-    info = report.RunInfo(command=command, date=date, elapsed_s=time.perf_counter() - started)
+    info = report.RunInfo(
+        command=command,
+        date=date,
+        load=(load_at_start, os.getloadavg()[0]),
+        elapsed_s=time.perf_counter() - started,
+    )
     text = report.render(info, chosen, ctx)
     print(text)
     if out is not None:

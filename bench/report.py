@@ -25,6 +25,8 @@ from .sections import Context, Section
 class RunInfo:
     command: str
     date: datetime
+    load: tuple[float, float]
+    """The machine's 1-minute load average when the run started and ended."""
     elapsed_s: float = 0.0
 
 
@@ -57,7 +59,9 @@ def header(info: RunInfo, plan: Plan) -> list[str]:
         f"{b.token_delay * 1000:.0f} ms between tokens (one word per SSE chunk), "
         f"tool time {b.tool_seconds * 1000:.0f} ms; {plan.reps} turns per variant, "
         "variants interleaved turn by turn, order rotated each repetition",
-        f"- Wall time of the run: {info.elapsed_s:.0f} s",
+        f"- Wall time of the run: {info.elapsed_s:.0f} s; load average (1 min) at its start / "
+        f"end: {info.load[0]:.1f} / {info.load[1]:.1f} (other work on the machine slows every "
+        "variant: compare variants within one run)",
         "",
         "The LLM server (`testing/servers/openai_server.py`) runs in a child process "
         "(`bench/server_proc.py`), so it shares neither the event loop nor the GIL with "
@@ -86,6 +90,7 @@ def write_results(
         "command": info.command,
         "quick": ctx.plan.quick,
         "wall_s": round(info.elapsed_s, 1),
+        "load_avg_1min": list(info.load),
     }
     for _, section in sections:
         data[section.name] = section.numbers(ctx.results[section.name])
