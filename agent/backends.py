@@ -10,8 +10,9 @@ A backend that cannot work raises `ConfigError` naming the variable to set
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import SecretStr
 
@@ -102,44 +103,34 @@ class _Resolved:
 def resolve_backends(settings: Settings) -> Backends:
     """Every configured backend with its defaults, or `ConfigError` on the first gap."""
     env = settings.environ()
-    s = settings
-    llm_entries = [
-        _Entry(
-            setting="LLM",
-            provider=s.llm_provider,
-            base_url=s.llm_base_url,
-            api_key=s.llm_api_key,
-            model=s.llm_model,
-        ),
-        *(_fallback("LLM", i, f) for i, f in enumerate(s.llm_fallbacks)),
-    ]
-    stt_entries = [
-        _Entry(
-            setting="STT",
-            provider=s.stt_provider,
-            base_url=s.stt_base_url,
-            api_key=s.stt_api_key,
-            model=s.stt_model,
-        ),
-        *(_fallback("STT", i, f) for i, f in enumerate(s.stt_fallbacks)),
-    ]
-    tts_entries = [
-        _Entry(
-            setting="TTS",
-            provider=s.tts_provider,
-            base_url=s.tts_base_url,
-            api_key=s.tts_api_key,
-            model=s.tts_model,
-            voice=s.tts_voice,
-        ),
-        *(_fallback("TTS", i, f) for i, f in enumerate(s.tts_fallbacks)),
-    ]
+    llm_entries = _chain(settings, "LLM", settings.llm_fallbacks)
+    stt_entries = _chain(settings, "STT", settings.stt_fallbacks)
+    tts_entries = _chain(settings, "TTS", settings.tts_fallbacks)
     chained = len(llm_entries) > 1
     return Backends(
-        llm_backends=tuple(_llm(e, s, env, chained=chained) for e in llm_entries),
-        stt_backends=tuple(_stt(e, s, env) for e in stt_entries),
+        llm_backends=tuple(_llm(e, settings, env, chained=chained) for e in llm_entries),
+        stt_backends=tuple(_stt(e, settings, env) for e in stt_entries),
         tts_backends=tuple(_tts(e, env) for e in tts_entries),
     )
+
+
+def _chain(
+    settings: Settings,
+    kind: Literal["LLM", "STT", "TTS"],
+    fallbacks: Sequence[LLMFallback | SpeechFallback],
+) -> list[_Entry]:
+    """The primary (`LLM_PROVIDER`, `LLM_BASE_URL`, ...), then `LLM_FALLBACKS`' entries."""
+    # the primary's fields are named after its variables: `LLM_MODEL` is `llm_model`
+    prefix = kind.lower()
+    primary = _Entry(
+        setting=kind,
+        provider=getattr(settings, f"{prefix}_provider"),
+        base_url=getattr(settings, f"{prefix}_base_url"),
+        api_key=getattr(settings, f"{prefix}_api_key"),
+        model=getattr(settings, f"{prefix}_model"),
+        voice=getattr(settings, f"{prefix}_voice", None),
+    )
+    return [primary, *(_fallback(kind, i, f) for i, f in enumerate(fallbacks))]
 
 
 def _fallback(kind: str, i: int, entry: LLMFallback | SpeechFallback) -> _Entry:

@@ -10,7 +10,6 @@ calls are broken.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -38,11 +37,11 @@ from .base import (
     APIConnectionError,
     APIError,
     APIStatusError,
-    APITimeoutError,
     StreamCutError,
     ToolCall,
 )
-from .cooldown import BackendCoolingDown, Cooldown
+from .cooldown import Cooldown
+from .errors import is_outage, to_api_error
 from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderPreset
 from .tool_calls import ToolCallAccumulator
 
@@ -276,7 +275,7 @@ class ChatStream(llm.LLMStream):
         try:
             await self._attempt()
         except APIError as e:
-            if cooldown is not None and _is_outage(e) and cooldown.record_failure():
+            if cooldown is not None and is_outage(e) and cooldown.record_failure():
                 logger.warning(
                     "LLM backend failing repeatedly; skipping it for a while",
                     extra={"backend": self._provider.label, "cooldown_s": cooldown.seconds},
@@ -316,7 +315,7 @@ class ChatStream(llm.LLMStream):
             raise
         except Exception as e:
             # retrying after words were streamed would repeat them
-            raise _to_api_error(e, retryable=not self._event_ch.output_sent) from e
+            raise to_api_error(e, retryable=not self._event_ch.output_sent) from e
 
     async def _run_streamed(self, request: dict[str, Any]) -> None:
         quirks = self._provider._preset.quirks
@@ -421,48 +420,3 @@ def _without_tools(request: dict[str, Any]) -> dict[str, Any] | None:
     return {
         k: v for k, v in request.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")
     }
-
-
-def _is_outage(e: APIError) -> bool:
-    """Failures that say the backend is unwell, not that the request was wrong."""
-    if isinstance(e, BackendCoolingDown):
-        return False
-    if isinstance(e, APIStatusError):
-        return e.status_code >= 500 or e.status_code in (408, 429)
-    return True
-
-
-def _to_api_error(e: BaseException, *, retryable: bool) -> APIError:
-    """The one place where `openai`/`httpx` errors become livekit's `APIError` family.
-
-    Messages name what happened, never the key; the server's own message (which may
-    echo request details) only travels in `body` for the logs.
-    """
-    if isinstance(e, APIError):
-        return e
-    if isinstance(e, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError)):
-        # not retried: a server that hung once for LLM_TIMEOUT would double the silence;
-        # a FallbackAdapter still moves on to the next backend
-        return APITimeoutError("the LLM server did not answer in time", retryable=False)
-    if isinstance(e, openai.APIStatusError):
-        return APIStatusError(
-            f"the LLM server answered HTTP {e.status_code}",
-            status_code=e.status_code,
-            request_id=e.request_id,
-            body=e.body,
-            retryable=retryable,
-        )
-    if isinstance(e, openai.APIConnectionError):
-        return APIConnectionError("could not connect to the LLM server", retryable=retryable)
-    if isinstance(e, openai.APIError):
-        # an `error` object sent inside an SSE stream
-        return APIConnectionError(
-            "the LLM server reported an error mid-stream", retryable=retryable
-        )
-    if isinstance(e, (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, KeyError)):
-        return APIConnectionError("the LLM server sent a malformed response", retryable=retryable)
-    if isinstance(e, httpx2.HTTPError):
-        return APIConnectionError("the connection to the LLM server failed", retryable=retryable)
-    return APIConnectionError(
-        f"unexpected LLM client failure ({type(e).__name__})", retryable=retryable
-    )
