@@ -153,15 +153,13 @@ def run(ctx: Context) -> LoadResult:
 
 
 def render(result: LoadResult, ctx: Context) -> list[str]:
-    return [
+    intro = (
         f"{result.sessions} engines' sessions at once in this process, each saying its turns "
         "back to back, against a scripted server that injects a fault (HTTP errors, hangs, "
         f"cut streams, garbage) into {FAULT_RATE:.0%} of the replies; the client's timeout is "
-        f"{result.timeout:g} s. Every turn must end in words, and nothing may stay behind.",
-        "",
-        key_values(result.rows()),
-        "",
-    ]
+        f"{result.timeout:g} s. Every turn must end in words, and nothing may stay behind."
+    )
+    return key_values(intro, result.rows())
 
 
 def numbers(result: LoadResult) -> Mapping[str, object]:

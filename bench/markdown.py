@@ -35,6 +35,6 @@ def p50_p95(values: Sequence[float], fmt: Callable[[float], str] = f1) -> list[s
     return [fmt(s.p50), fmt(s.p95)]
 
 
-def key_values(rows: Sequence[tuple[str, str]]) -> str:
-    """A two-column table of named values."""
-    return table(["what", "value"], [list(row) for row in rows])
+def key_values(intro: str, rows: Sequence[tuple[str, str]]) -> list[str]:
+    """A paragraph, then a two-column table of named values."""
+    return [intro, "", table(["what", "value"], [list(row) for row in rows]), ""]

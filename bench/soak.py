@@ -102,14 +102,12 @@ def run(ctx: Context) -> SoakResult:
 
 def render(result: SoakResult, ctx: Context) -> list[str]:
     n = min(100, len(result.wall))
-    return [
+    intro = (
         f"One text session of {len(result.wall)} turns against a zero-latency scripted "
         "server in this process (every 5th turn calls a tool), history bounded as the "
-        f"worker bounds it. First vs last {n} turns: if nothing grows, they match.",
-        "",
-        key_values(result.rows()),
-        "",
-    ]
+        f"worker bounds it. First vs last {n} turns: if nothing grows, they match."
+    )
+    return key_values(intro, result.rows())
 
 
 def numbers(result: SoakResult) -> Mapping[str, object]:
