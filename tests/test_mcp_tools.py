@@ -18,7 +18,7 @@ from agent.resolved import Config, load_config
 from agent.tools import McpTools, aclose_tools, setup_tools
 from agent.tools.specs import McpServerSpec
 from agent.wiring import build_tools
-from testing.cli import chat_env, run_cli
+from testing.cli import chat_env, chat_ok
 from testing.engine import make_engine, settings_for
 from testing.polling import until
 from testing.servers.mcp_server import SCRIPT, McpHttpServer
@@ -92,7 +92,9 @@ async def test_http_mcp_tool_result_reaches_the_speaking_pass(
 async def test_stdio_mcp_tool_result_reaches_the_speaking_pass(
     llm_server: ScriptedLLMServer, tmp_path: Path
 ) -> None:
-    settings = settings_for(llm_server, mcp_config=write_config(tmp_path, {"local": stdio_entry()}))
+    config = write_config(tmp_path, {"local": stdio_entry()})
+    # a Python process start: seconds on a busy machine; what is tested is the result
+    settings = settings_for(llm_server, mcp_config=config, mcp_connect_timeout=60)
     async with connected(settings) as tools:
         llm_server.script(
             tool_reply(ToolCall("get_forecast", {"city": "Lima"})), text_reply("Sunny in Lima.")
@@ -254,12 +256,7 @@ def test_chat_cli_answers_with_a_stdio_mcp_tool(
     llm_server.script(
         tool_reply(ToolCall("get_forecast", {"city": "Oslo"})), text_reply("Sunny in Oslo.")
     )
-    result = run_cli(
-        ["chat"],
-        env=chat_env(llm_server, MCP_CONFIG=str(config)),
-        stdin="Weather in Oslo?\n",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
+    env = chat_env(llm_server, MCP_CONFIG=str(config), MCP_CONNECT_TIMEOUT="60")
+    result = chat_ok(env, cwd=tmp_path, stdin="Weather in Oslo?\n")
     assert result.stdout == "Sunny in Oslo.\n"
     assert tool_outputs(llm_server) == ["Sunny and 21 degrees in Oslo."]
