@@ -104,7 +104,6 @@ def _run_livekit(command: str, rest: list[str]) -> int:
     from .worker import build_server
 
     settings = _load()
-    preflight.note_dev_key(settings)
     health_socket = None
     if command in WORKER_COMMANDS:
         try:
@@ -112,6 +111,7 @@ def _run_livekit(command: str, rest: list[str]) -> int:
         except WorkerPortBusy as e:
             print(f"voice-agent: {e}", file=sys.stderr)
             return 1
+    preflight.note_dev_key(settings)
     server = build_server(settings, health_socket=health_socket)
     code = _run_app(cli.run_app, server)
     if server.failure is not None:

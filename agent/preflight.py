@@ -34,8 +34,8 @@ def note_dev_key(settings: Settings) -> None:
 
     warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
     log.info(
-        "using LiveKit's development key (LIVEKIT_API_KEY/LIVEKIT_API_SECRET unset): "
-        "fine with `livekit-server --dev`, never in production"
+        "using LiveKit's development key and secret: fine with `livekit-server --dev`, "
+        "never in production (set LIVEKIT_API_KEY and LIVEKIT_API_SECRET)"
     )
 
 
