@@ -31,6 +31,7 @@ pytestmark = pytest.mark.timeout(300)
 IMAGE = "voice-agent:test"
 # an LLM that is never asked: `start` only reads the configuration
 OFFLINE_ENV = ["-e", "LLM_BASE_URL=http://127.0.0.1:9/v1", "-e", "LLM_MODEL=m"]
+ONE_RETRY = ["-e", "WORKER_CONNECT_RETRIES=1"]
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +84,7 @@ def test_start_offline_without_livekit_exits_nonzero_having_downloaded_nothing(
     image: str,
 ) -> None:
     result = subprocess.run(
-        ["docker", "run", "--rm", "--network=none", *OFFLINE_ENV]
-        + ["-e", "WORKER_CONNECT_RETRIES=1", image],
+        ["docker", "run", "--rm", "--network=none", *OFFLINE_ENV, *ONE_RETRY, image],
         capture_output=True,
         text=True,
         timeout=180,
