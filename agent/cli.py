@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .chat import run_chat
 
         settings = _load()
+        configure_logging(
+            level=preflight.interactive_chat_log_level(settings), fmt=settings.log_format
+        )
         try:
             return asyncio.run(run_chat(settings))
         except KeyboardInterrupt:

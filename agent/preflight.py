@@ -7,6 +7,7 @@ configuration at all.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 
@@ -37,6 +38,15 @@ def note_dev_key(settings: Settings) -> None:
         "using LiveKit's development key and secret: fine with `livekit-server --dev`, "
         "never in production (set LIVEKIT_API_KEY and LIVEKIT_API_SECRET)"
     )
+
+
+def interactive_chat_log_level(settings: Settings) -> str:
+    """`chat` with a person at the terminal logs warnings and worse unless LOG_LEVEL says
+    otherwise: the per-turn info lines would land in the middle of the replies."""
+    explicit = "log_level" in settings.model_fields_set
+    if not explicit and sys.stdin.isatty() and sys.stderr.isatty():
+        return "warning"
+    return settings.log_level
 
 
 def audio_device_problem() -> str | None:
