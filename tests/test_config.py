@@ -188,8 +188,10 @@ def test_env_example_copied_to_dotenv_loads_as_is(
     _clean(monkeypatch, tmp_path)
     example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     (tmp_path / ".env").write_text(example)
+    monkeypatch.setenv("LLM_PROVIDER", "ollama")  # the environment picks the backend
     settings = load_settings()
-    assert settings.llm_base_url == "http://localhost:8000/v1"
+    preset, options = settings.backends()[0]
+    assert (options.base_url, options.model) == ("http://localhost:11434/v1", "llama3.2")
     assert settings.llm_fallbacks == [] and settings.llm_temperature is None
 
 
