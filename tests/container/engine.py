@@ -34,6 +34,9 @@ STANDIN_LABEL = "voice-agent.test.standin"
 STANDIN_RECIPE = "2"
 """Bumped when the recipe changes, so that a cached stand-in made by an older one is remade."""
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
+RELAY_PORT = 38491
+"""The same port every run: the build args carry it, and a changed build arg makes
+docker rebuild the dependency layer that it would otherwise take from its cache."""
 _STANDIN_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
 
 
@@ -267,7 +270,10 @@ class PipIndexRelay:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        try:
+            self._server = http.server.ThreadingHTTPServer(("127.0.0.1", RELAY_PORT), Handler)
+        except OSError:  # taken: any port works, the dependency layer is just rebuilt
+            self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         thread.start()
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -24,7 +25,9 @@ from tests.container.engine import (
     docker_unavailable,
     ensure_base_image,
 )
+from tests.servers.livekit_server import FakeLiveKitAgentServer
 from tests.servers.openai_server import ScriptedLLMServer, text_reply
+from tests.servers.whisper_server import free_port
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -127,3 +130,28 @@ def test_docker_stop_ends_the_worker_cleanly_within_the_grace_period(
     assert state["ExitCode"] == 0, docker("logs", container_name).stderr[-3000:]
     assert state["OOMKilled"] is False
     assert "draining worker" in docker("logs", container_name).stderr
+
+
+def test_healthcheck_turns_healthy_once_the_worker_registers_with_livekit(
+    image: str, container_name: str
+) -> None:
+    with FakeLiveKitAgentServer() as livekit:
+        port = free_port()
+        docker(
+            "run", "-d", "--name", container_name, "--network=host", *OFFLINE_ENV,
+            "-e", f"LIVEKIT_URL={livekit.url}", "-e", f"WORKER_PORT={port}", image,
+        )  # fmt: skip
+        deadline = time.monotonic() + 180
+        health = ""
+        while time.monotonic() < deadline:
+            health = docker(
+                "inspect", "--format", "{{.State.Health.Status}}", container_name
+            ).stdout.strip()
+            if health == "healthy":
+                break
+            time.sleep(1)
+        assert health == "healthy", docker("logs", container_name).stderr[-3000:]
+        assert livekit.registrations == 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/worker", timeout=5) as resp:
+            status = json.load(resp)
+        assert (status["state"], status["url"]) == ("registered", livekit.url)
