@@ -72,8 +72,13 @@ def bind_worker_port(host: str, port: int) -> socket.socket:
         sock.bind((host or "0.0.0.0", port))
     except OSError as e:
         sock.close()
-        what = "is in use (another worker running?)" if e.errno == errno.EADDRINUSE else str(e)
-        raise WorkerPortBusy(f"WORKER_PORT: port {port} {what}") from None
+        if e.errno == errno.EADDRINUSE:
+            raise WorkerPortBusy(
+                f"WORKER_PORT: port {port} is in use (another worker running?)"
+            ) from None
+        raise WorkerPortBusy(
+            f"WORKER_HOST/WORKER_PORT: cannot listen on {host or '*'}:{port}: {e.strerror or e}"
+        ) from None
     sock.listen(128)
     sock.setblocking(False)
     return sock
