@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from . import preflight
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError
 from .logging import configure_logging, redact, register_secrets
+from .resolved import Config, load_config
 
 if TYPE_CHECKING:
     from livekit.agents import AgentServer
@@ -30,16 +31,16 @@ LIVEKIT_COMMANDS = {
 WORKER_COMMANDS = frozenset({"start", "dev"})
 
 
-def _load() -> Settings:
+def _load() -> Config:
     try:
-        settings = load_settings()
+        config = load_config()
     except ConfigError as e:
         # one line, nothing else: this is what a user sees after a typo in .env
         print(f"voice-agent: configuration error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    register_secrets(settings.secrets())
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
-    return settings
+    register_secrets(config.secrets())
+    configure_logging(level=config.settings.log_level, fmt=config.settings.log_format)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,18 +73,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from .check import run_check
 
-        settings = _load()
-        return asyncio.run(run_check(settings))
+        config = _load()
+        preflight.note_dev_key(config.settings)
+        return asyncio.run(run_check(config))
 
     if args.command == "chat":
         from .chat import run_chat
 
-        settings = _load()
+        config = _load()
+        settings = config.settings
         configure_logging(
             level=preflight.interactive_chat_log_level(settings), fmt=settings.log_format
         )
         try:
-            return asyncio.run(run_chat(settings))
+            return asyncio.run(run_chat(config))
         except KeyboardInterrupt:
             return 130
     parser.error(f"unknown command {args.command}")
@@ -106,7 +109,7 @@ def _run_livekit(command: str, rest: list[str]) -> int:
     from .health import WorkerPortBusy, bind_worker_port
     from .worker import build_server
 
-    settings = _load()
+    settings = _load().settings
     health_socket = None
     if command in WORKER_COMMANDS:
         try:
