@@ -24,6 +24,7 @@ from aiohttp import web
 from agent.config import Settings
 from tests.container.engine import ROOT
 from tests.servers.threaded import ThreadedServer
+from tests.servers.whisper_server import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -121,20 +122,46 @@ def test_the_grace_period_covers_the_default_drain(project: Path) -> None:
     assert agent["init"] is True  # SIGTERM reaches the worker; job processes are reaped
 
 
-def test_ollama_serves_as_pid_1_and_the_pull_is_a_retried_step_of_its_own(
-    project: Path,
-) -> None:
+def test_ollama_serves_as_pid_1_and_the_pull_is_a_step_of_its_own(project: Path) -> None:
     services = config(project)["services"]
     ollama, pull = services["ollama"], services["ollama-pull"]
     assert ollama.get("entrypoint") is None  # the image's own: `ollama serve`, stops on TERM
     assert ollama["restart"] == "unless-stopped"
     assert ollama["healthcheck"]["test"] == ["CMD", "ollama", "list"]
     assert pull["depends_on"]["ollama"]["condition"] == "service_healthy"
-    assert pull["entrypoint"] == ["ollama", "pull", "llama3.2"]
-    assert pull["restart"].startswith("on-failure")
+    assert pull["environment"]["LLM_MODEL"] == "llama3.2"
     agent_deps = services["agent"]["depends_on"]
     assert agent_deps["ollama-pull"]["condition"] == "service_completed_successfully"
     assert agent_deps["speaches-models"]["condition"] == "service_completed_successfully"
+
+
+def _step_script(step: dict[str, Any]) -> str:
+    # `config` writes `$` as `$$`, as the file must; the container's shell sees `$`
+    return str(step["entrypoint"][2]).replace("$$", "$")
+
+
+@pytest.mark.parametrize(("fails", "calls"), [(False, 1), (True, 2)])
+def test_the_pull_step_retries_and_never_fails_the_stack(
+    project: Path, tmp_path_factory: pytest.TempPathFactory, fails: bool, calls: int
+) -> None:
+    step = config(project)["services"]["ollama-pull"]
+    bin_dir = tmp_path_factory.mktemp("bin")
+    log = bin_dir / "calls"
+    fake = bin_dir / "ollama"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexit {1 if fails else 0}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, **step["environment"], "TRIES": "2"}
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    result = subprocess.run(
+        [*step["entrypoint"][:2], _step_script(step)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines() == ["pull llama3.2"] * calls
+    assert ("could not pull llama3.2" in result.stderr) is fails
 
 
 class FakeSpeaches(ThreadedServer):
@@ -167,7 +194,7 @@ def test_the_stt_model_step_installs_stt_model_through_speaches_api(
     assert step["entrypoint"][:2] == ["python", "-c"]
     env = {**step["environment"], "SPEACHES_URL": f"http://127.0.0.1:{speaches.port}"}
     result = subprocess.run(
-        [sys.executable, "-c", step["entrypoint"][2]],
+        [sys.executable, "-c", _step_script(step)],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -175,3 +202,20 @@ def test_the_stt_model_step_installs_stt_model_through_speaches_api(
     )
     assert result.returncode == 0, result.stderr
     assert speaches.installed == ["Systran/faster-distil-whisper-small.en"]
+
+
+def test_a_model_that_cannot_be_installed_is_reported_and_does_not_block_the_agent(
+    project: Path,
+) -> None:
+    step = config(project)["services"]["speaches-models"]
+    closed = f"http://127.0.0.1:{free_port()}"
+    env = {**os.environ, **step["environment"], "SPEACHES_URL": closed, "TRIES": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", _step_script(step)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    assert "could not install Systran/faster-whisper-small" in result.stderr
