@@ -1,7 +1,9 @@
-"""The one LiveKit server API `voice-agent check` calls: RoomService.ListRooms over Twirp.
+"""LiveKit's server side, as far as the tests need it.
 
-It verifies the request's token against the API key/secret pair like livekit-server
-does, answering 401 (Twirp `unauthenticated`) for a wrong one.
+- `FakeLiveKitServer`: the one API `voice-agent check` calls, RoomService.ListRooms over
+  Twirp. It verifies the request's token against the API key/secret pair like
+  livekit-server does, answering 401 (Twirp `unauthenticated`) for a wrong one.
+- `FakeLiveKitAgentServer`: `/agent`, where workers register (health tests).
 """
 
 from __future__ import annotations
