@@ -40,6 +40,10 @@ docker rebuild the dependency layer that it would otherwise take from its cache.
 _STANDIN_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
 
 
+class NoBaseImage(Exception):
+    """The base image is missing and this machine cannot make a stand-in for it."""
+
+
 def docker(
     *args: str, timeout: float = 120, check: bool = True, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -101,7 +105,7 @@ def ensure_base_image(tag: str) -> str:
     if label.returncode == 0 and label.stdout.strip() in ("", "<no value>", STANDIN_RECIPE):
         return "present"  # the real image, or a stand-in made by this recipe
     if shutil.which("debootstrap") is None:
-        raise RuntimeError(f"{tag} is missing and debootstrap is not installed to make it")
+        raise NoBaseImage(f"{tag} is missing and debootstrap is not installed to make it")
     with tempfile.TemporaryDirectory(prefix="standin-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         subprocess.run(

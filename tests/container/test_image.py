@@ -19,6 +19,7 @@ import pytest
 
 from tests.container.engine import (
     ROOT,
+    NoBaseImage,
     base_image,
     build_image,
     docker,
@@ -42,7 +43,10 @@ def image() -> Iterator[str]:
     reason = docker_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    ensure_base_image(base_image())
+    try:
+        ensure_base_image(base_image())
+    except NoBaseImage as e:
+        pytest.skip(str(e))
     build_image(IMAGE, context=ROOT)
     yield IMAGE
 
