@@ -1,7 +1,8 @@
 # voice-agent worker image: `docker build -t voice-agent .` then run with env (see .env.example).
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 
 # Optional: build from a package index other than PyPI (a mirror, a local index), e.g.
 # `--build-arg PIP_INDEX_URL=https://mirror.example/simple`. Unset, pip uses PyPI.
@@ -24,7 +25,7 @@ RUN mkdir -p agent providers && touch agent/__init__.py providers/__init__.py \
 
 COPY agent ./agent
 COPY providers ./providers
-RUN pip install --no-deps . && rm -rf /src \
+RUN pip install --no-deps . && cd / && rm -rf /src \
     # fetch model files at build time, as the user that runs the worker, so it starts offline
     && su agent -c "voice-agent download-files"
 
