@@ -21,7 +21,7 @@ from livekit.agents.utils import is_given
 
 from . import connection
 from .connection import LiveKitConnection
-from .health import HealthServer, WorkerReport
+from .health import Handler, HealthServer, WorkerReport
 
 
 class VoiceAgentServer(AgentServer):
@@ -44,6 +44,8 @@ class VoiceAgentServer(AgentServer):
         self._health_socket = health_socket
         self._configure_logs = configure_logs
         self._agent_name_for_report = agent_name
+        self.health_routes: dict[str, Handler] = {}
+        """More `GET` routes for WORKER_PORT (e.g. `/metrics`), added before `run()`."""
         self.on("worker_registered", self._on_registered)
 
     def _on_registered(self, worker_id: str, _server_info: object) -> None:
@@ -84,6 +86,8 @@ class VoiceAgentServer(AgentServer):
         try:
             if not unregistered and self._health_socket is not None:
                 health = HealthServer(self._health_socket, self.report)
+                for path, handler in self.health_routes.items():
+                    health.add_get(path, handler)
                 await health.start()
             await super().run(devmode=devmode, unregistered=unregistered)
         except Exception as e:
