@@ -6,6 +6,7 @@ over its real `/agent` WebSocket protocol, and can be switched off and on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -127,3 +128,46 @@ def test_ready_is_503_for_the_whole_outage_and_200_only_while_registered(
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
+
+
+async def test_more_routes_share_worker_port_and_readiness_follows_the_report() -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from agent.connection import ConnectionState
+    from agent.health import HealthServer, WorkerReport, bind_worker_port
+
+    report = WorkerReport(
+        state=ConnectionState.REGISTERED,
+        url="ws://lk.example:7880",
+        attempt=1,
+        max_attempts=17,
+        worker_id="AW_1",
+        agent_name="",
+        active_sessions=2,
+        draining=False,
+        last_error=None,
+    )
+    current = [report]
+    server = HealthServer(bind_worker_port("127.0.0.1", 0), lambda: current[0])
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(text="sessions 2\n")
+
+    server.add_get("/metrics", metrics)
+    await server.start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def get(path: str) -> tuple[int, str]:
+                async with http.get(base + path) as resp:
+                    return resp.status, await resp.text()
+
+            assert await get("/metrics") == (200, "sessions 2\n")
+            assert await get("/ready") == (200, "OK")
+            current[0] = dataclasses.replace(report, draining=True)
+            assert await get("/ready") == (503, "draining: not taking new sessions")
+            assert (await get("/live"))[0] == 200
+    finally:
+        await server.aclose()
