@@ -45,7 +45,8 @@ def test_unreachable_livekit_gets_one_short_line_per_attempt_a_hint_and_the_url_
     hints = [r for r in records if "docker compose up livekit" in r["event"]]
     assert len(hints) == 1 and "voice-agent check" in hints[0]["event"]
     assert "Traceback" not in result.stderr
-    assert max(len(line) for line in lines) < 400
+    # short: no aiohttp connection-key repr (livekit's own warning carried ~600 characters)
+    assert all(len(line) < 300 for line in lines if "LiveKit unreachable" in line)
     assert "ws://127.0.0.1:9" not in result.stderr
     # livekit's early lines come through our formatter, with our fields
     assert any(r["event"] == "starting worker" and r["logger"] == "livekit.agents" for r in records)
