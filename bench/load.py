@@ -67,12 +67,12 @@ class LoadResult:
             ("apologies / fallback replies", f"{self.apologies} / {self.fallbacks}"),
             (
                 "turn p50 / p95 / max",
-                f"{_ms(self.p(t, 50))} / {_ms(self.p(t, 95))} / {_ms(self.max_turn)}",
+                f"{_in_ms(self.p(t, 50))} / {_in_ms(self.p(t, 95))} / {_in_ms(self.max_turn)}",
             ),
-            ("first text p50 / p95", f"{_ms(self.p(f, 50))} / {_ms(self.p(f, 95))}"),
-            ("limit (timeout + 1 s)", _ms(self.timeout + 1)),
+            ("first text p50 / p95", f"{_in_ms(self.p(f, 50))} / {_in_ms(self.p(f, 95))}"),
+            ("limit (timeout + 1 s)", _in_ms(self.timeout + 1)),
             # the scripted server runs in a thread of this process: its CPU is included
-            ("process CPU per turn", _ms(self.cpu_seconds / max(len(t), 1))),
+            ("process CPU per turn", _in_ms(self.cpu_seconds / max(len(t), 1))),
             ("leaked asyncio tasks", f"{self.leaked_tasks}"),
             ("open sockets before / after", f"{self.sockets_before} / {self.sockets_after}"),
             ("RSS before / after", f"{self.rss_before_mb:.1f} / {self.rss_after_mb:.1f} MB"),
@@ -80,7 +80,7 @@ class LoadResult:
         ]
 
 
-def _ms(seconds: float) -> str:
+def _in_ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
