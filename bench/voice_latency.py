@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers.openai_server import text_reply
-from tests.servers.tts_server import EspeakTTSServer
-from tests.servers.whisper_server import WhisperServer
-from tests.voice.audio_io import PAUSED_QUESTIONS, espeak_to_wav, plain_text
+from testing.audio_io import PAUSED_QUESTIONS, espeak_to_wav, plain_text
+from testing.servers.openai_server import text_reply
+from testing.servers.tts_server import EspeakTTSServer
+from testing.servers.whisper_server import WhisperServer
 
 from .common import Summary
 from .server_proc import RemoteLLMServer
@@ -300,28 +300,34 @@ def _limits(result: LatencyResult) -> str:
     )
 
 
-def results_keys(result: LatencyResult) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name in VARIANTS:
-        s = result.summary(name)
-        out[f"voice.eos_to_first_audio_ms.{name}.p50"] = round(s.p50, 1)
-        out[f"voice.eos_to_first_audio_ms.{name}.p95"] = round(s.p95, 1)
-        out[f"voice.premature_end_of_turn_rate.{name}"] = round(
-            result.variants[name].premature_rate, 4
-        )
-    return out
+def nested_numbers(result: LatencyResult) -> dict[str, object]:
+    """eos_to_first_audio_ms and premature_end_of_turn_rate, per pipeline, for results.json."""
+    if result.skipped:
+        return {"side_by_side_skipped": result.skipped}
+    return {
+        "eos_to_first_audio_ms": {
+            name: {"p50": round(s.p50, 1), "p95": round(s.p95, 1)}
+            for name in VARIANTS
+            for s in [result.summary(name)]
+        },
+        "premature_end_of_turn_rate": {
+            name: round(result.variants[name].premature_rate, 4) for name in VARIANTS
+        },
+    }
 
 
-def write_results(keys: dict[str, float], path: Path = RESULTS) -> None:
-    """Merge `keys` into bench/results.json with the date and machine of this run."""
+def write_results(result: LatencyResult, path: Path = RESULTS) -> None:
+    """Merge this run's numbers into bench/results.json, under `voice` as
+    `python -m bench` writes them, with the date and machine of this run."""
     data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    data.update(keys)
-    data["voice.date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    data["voice.machine"] = (
+    voice = data.setdefault("voice", {})
+    voice.update(nested_numbers(result))
+    voice["side_by_side_date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    voice["side_by_side_machine"] = (
         f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
         f"Linux {platform.release()}, Python {platform.python_version()}"
     )
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def run(plan: LatencyPlan) -> LatencyResult:
@@ -352,7 +358,7 @@ def main() -> None:
     text = section(result)
     print(text)
     if not args.no_write and not result.skipped:
-        write_results(results_keys(result))
+        write_results(result)
         _replace_section(ROOT / "BENCHMARKS.md", text)
 
 

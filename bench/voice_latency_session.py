@@ -38,7 +38,7 @@ from agent.resolved import Config, load_config
 from agent.turn_detection import load_vad
 from agent.wiring import build_agent, build_llm, build_session
 from providers import build_stt_chain, build_tts_chain
-from tests.voice.audio_io import PacedMicrophone, RecordingSpeaker
+from testing.audio_io import PacedMicrophone, RecordingSpeaker
 
 from .common import quiet_logging
 

@@ -23,8 +23,8 @@ from agent.tools import get_current_time
 from agent.tts_chunks import ClauseFirstTokenizer, first_chunk_end
 from agent.turn_detection import TranscriptTurnDetector, transcript_is_open
 from agent.turns import TurnEngine
-from tests.conftest import make_engine
-from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.engine import make_engine
+from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -19,8 +19,8 @@ from livekit.agents import APIConnectOptions, stt, utils
 from agent.config import MODEL_MIN_SILENCE
 from agent.pause_stt import PauseTranscriber
 from providers import STTOptions, build_stt
-from tests.servers.whisper_server import WhisperServer
-from tests.voice.audio_io import FRAME_MS, PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav
+from testing.audio_io import FRAME_MS, PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav
+from testing.servers.whisper_server import WhisperServer
 
 pytestmark = pytest.mark.timeout(300)
 # Whisper on a busy CPU can take seconds per request: wait rather than retry
