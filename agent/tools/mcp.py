@@ -289,8 +289,15 @@ def _read_only_names(server: MCPServer) -> set[str]:
     """Tools the server annotates `readOnlyHint: true`. livekit's MCP tools drop the
     annotations; the tool list it fetched during setup (cached on the server) has them."""
     raw = getattr(server, "_raw_tools", None) or []
-    return {
-        t.name
-        for t in raw
-        if getattr(t, "annotations", None) is not None and t.annotations.readOnlyHint is True
-    }
+    return {t.name for t in raw if _read_only_hint(getattr(t, "annotations", None))}
+
+
+def _read_only_hint(annotations: object) -> bool:
+    # the mcp package names the field `readOnlyHint` or, in newer releases, `read_only_hint`
+    for name in ("read_only_hint", "readOnlyHint"):
+        try:
+            if getattr(annotations, name, None) is True:
+                return True
+        except AttributeError:
+            continue
+    return False
