@@ -133,6 +133,7 @@ class Settings(BaseSettings):
     llm_max_retries: Annotated[int, Field(ge=0, le=10)] = 1
     llm_fallbacks: list[FallbackBackend] = Field(default_factory=list)
     llm_cooldown: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    llm_thinking: bool = False
 
     # --- agent behaviour ---
     agent_instructions: OptionalText = None
@@ -146,6 +147,8 @@ class Settings(BaseSettings):
     tool_filler: str = "One moment."
     tool_filler_delay: Annotated[float, Field(ge=0, le=60)] = 0.7
     tool_result_max_chars: Annotated[int, Field(ge=200, le=1_000_000)] = 4000
+    agent_first_word_deadline: Annotated[float, Field(gt=0, le=600)] = 2.5
+    agent_turn_timeout: Annotated[float, Field(gt=0, le=3600)] = 90.0
 
     # --- configured tools (files; their ${VAR} references are expanded from the env) ---
     mcp_config: Path | None = None
@@ -222,7 +225,7 @@ class Settings(BaseSettings):
             raise ValueError("expected a ws(s):// URL such as ws://localhost:7880")
         return v.strip()
 
-    @field_validator("livekit_api_key", "stt_language")
+    @field_validator("livekit_api_key", "stt_language", "agent_apology", "agent_fallback_reply")
     @classmethod
     def _not_blank(cls, v: str) -> str:
         if not v.strip():
@@ -323,6 +326,7 @@ class Settings(BaseSettings):
             max_retries=self.llm_max_retries,
             # a lone backend is always worth another try; in a chain, skip a failing one
             cooldown_seconds=self.llm_cooldown if chained else 0.0,
+            thinking=self.llm_thinking,
         )
 
     def stt_backends(self) -> list[STTOptions]:

@@ -39,7 +39,13 @@ from providers import build_stt_chain, build_tts_chain
 
 from .assistant import Assistant, build_engine, build_history_limits, build_tools
 from .config import Settings, load_settings
-from .logging import bind_context, configure_logging, get_logger, register_secrets
+from .logging import (
+    bind_context,
+    configure_job_process_logging,
+    configure_logging,
+    get_logger,
+    register_secrets,
+)
 
 log = get_logger("agent.worker")
 
@@ -269,7 +275,13 @@ def _settings_for_process() -> Settings:
     # (already validated) environment again and set up their own logging and redaction
     settings = load_settings()
     register_secrets(settings.secrets())
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    # livekit's handler ships this process's records to the worker's (ours): keep it
+    configure_job_process_logging(level=settings.log_level)
+    log.info(
+        "job process ready",
+        stt=settings.stt_options().base_url,
+        tts=settings.tts_options().base_url,
+    )
     return settings
 
 

@@ -107,10 +107,12 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         # userinfo never stays in the URL (which labels and logs carry); it is sent as
         # Basic credentials, unless an API key is set: then the key is sent (Bearer)
         base_url, userinfo = split_userinfo(normalize_base_url(options.base_url))
+        key = options.api_key or PLACEHOLDER_API_KEY
         headers = {**preset.headers, **options.extra_headers}
-        if userinfo is not None and (options.api_key or PLACEHOLDER_API_KEY) == PLACEHOLDER_API_KEY:
+        if userinfo is not None and key == PLACEHOLDER_API_KEY:
             token = base64.b64encode(":".join(userinfo).encode()).decode()
             headers["Authorization"] = f"Basic {token}"
+        self._headers = {"Authorization": f"Bearer {key}", **headers}
         self._client = openai.AsyncClient(
             api_key=options.api_key or PLACEHOLDER_API_KEY,
             base_url=base_url,
@@ -151,6 +153,11 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
     @property
     def base_url(self) -> str:
         return str(self._client.base_url).rstrip("/")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every request carries, credentials included (for probes: never log it)."""
+        return dict(self._headers)
 
     @property
     def options(self) -> ProviderOptions:

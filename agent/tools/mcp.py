@@ -35,7 +35,7 @@ from livekit.agents.llm.mcp import (
     MCPToolset,
 )
 
-from ..logging import get_logger, redact
+from ..logging import get_logger, redact, shorten
 from .results import as_text, clip
 from .specs import McpServerSpec
 
@@ -188,7 +188,7 @@ class _Server:
             self._log.warning(
                 "mcp server unavailable; will retry",
                 error_type=type(cause).__name__,
-                error=str(cause)[:200],
+                error=shorten(str(cause), 200),
             )
             return False
         self._raw = [t for t in self._toolset.tools if isinstance(t, llm.RawFunctionTool)]
@@ -248,7 +248,7 @@ class _Server:
                 return await tool(raw_arguments)
             except ToolError as e:
                 # the server's own error text goes to the model: cut it, and no secrets
-                raise ToolError(redact(clip(e.message, self._max_chars))) from None
+                raise ToolError(clip(redact(e.message), self._max_chars)) from None
             except Exception as e:
                 # the connection broke mid-call: say so, and get it back
                 self._log.warning(
