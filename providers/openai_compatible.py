@@ -39,7 +39,7 @@ from .base import (
 )
 from .cooldown import Cooldown
 from .errors import is_outage, to_api_error
-from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderPreset
+from .presets import PLACEHOLDER_API_KEY, PRESETS, THINKS_IN_TEXT_MODELS, ProviderPreset
 from .reasoning import ReasoningFilter
 from .refusals import Refusals
 from .responses import CompletionReader
@@ -128,7 +128,11 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         self._refusals = Refusals(thinking_fields=self._thinking_fields())
         # a backend seen streaming a bare `</think>` thinks in plain text: hold its
         # responses until the closing tag from then on
-        self._thinks_in_text = options.thinking or preset.quirks.thinks_in_text
+        self._thinks_in_text = (
+            options.thinking
+            or preset.quirks.thinks_in_text
+            or any(family in options.model.lower() for family in THINKS_IN_TEXT_MODELS)
+        )
         self._cooldown = (
             Cooldown(seconds=options.cooldown_seconds, threshold=options.cooldown_after)
             if options.cooldown_seconds > 0

@@ -32,6 +32,10 @@ class Quirks:
     """Streams its thought as plain text ended by a bare `</think>`: hold text until it."""
 
 
+THINKS_IN_TEXT_MODELS = ("deepseek-r1", "r1-distill", "qwq")
+"""Model families whose templates open the thought in the prompt: without a reasoning
+parser the server streams the thought as plain text ended by a bare `</think>`."""
+
 _NO_FIELDS: MappingProxyType[str, Any] = MappingProxyType({})
 # Qwen3-style templates on vLLM, llama.cpp and SGLang read `enable_thinking`
 _TEMPLATE_THINKING_OFF = MappingProxyType({"chat_template_kwargs": {"enable_thinking": False}})
