@@ -1,4 +1,8 @@
-"""The one place where `openai`/`httpx` errors become livekit's `APIError` family."""
+"""The one place where `openai`/`httpx2` errors become livekit's `APIError` family.
+
+Messages name what happened, never the key; the server's own message (which may
+echo request details) only travels in `body`, for the logs.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,6 @@ from .base import APIConnectionError, APIError, APIStatusError, APITimeoutError
 from .cooldown import BackendCoolingDown
 from .responses import ServerReportedError
 
-__all__ = ["is_outage", "to_api_error"]
-
 
 def is_outage(e: APIError) -> bool:
     """Failures that say the backend is unwell, not that the request was wrong."""
@@ -24,11 +26,7 @@ def is_outage(e: APIError) -> bool:
 
 
 def to_api_error(e: BaseException, *, retryable: bool) -> APIError:
-    """The one place where `openai`/`httpx` errors become livekit's `APIError` family.
-
-    Messages name what happened, never the key; the server's own message (which may
-    echo request details) only travels in `body` for the logs.
-    """
+    """`e` as an `APIError`; `retryable` only where nothing has been streamed yet."""
     if isinstance(e, APIError):
         return e
     if isinstance(e, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError)):

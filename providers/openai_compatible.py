@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,6 @@ from livekit.agents.utils import is_given
 
 from .base import (
     APIError,
-    Completion,
     StreamCutError,
     ToolCall,
 )
@@ -100,7 +100,9 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         *,
         options: ProviderOptions,
         preset: ProviderPreset = PRESETS["openai-compatible"],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: what the cool-down measures its period with (tests pass their own)."""
         super().__init__()
         self._opts = options
         self._preset = preset
@@ -121,8 +123,6 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
             timeout=httpx2.Timeout(options.timeout),
             default_headers=headers,
         )
-        # what livekit's retry, fallback and metrics logs name this backend by (never the key)
-        self._label = f"{preset.name}:{options.model}@{self.base_url}"
         self._schema_cache: dict[tuple[llm.Tool, ...], list[dict[str, Any]]] = {}
         # learnt at run time (see ChatStream._attempt)
         self._refusals = Refusals(thinking_fields=self._thinking_fields())
@@ -134,7 +134,9 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
             or any(family in options.model.lower() for family in THINKS_IN_TEXT_MODELS)
         )
         self._cooldown = (
-            Cooldown(seconds=options.cooldown_seconds, threshold=options.cooldown_after)
+            Cooldown(
+                seconds=options.cooldown_seconds, threshold=options.cooldown_after, clock=clock
+            )
             if options.cooldown_seconds > 0
             else None
         )
@@ -145,6 +147,12 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
             f"OpenAICompatibleProvider(provider={self.provider!r}, model={self.model!r}, "
             f"base_url={self.base_url!r})"
         )
+
+    @property
+    def label(self) -> str:
+        """What logs and livekit's `FallbackAdapter` name this backend by (never the key,
+        never the URL's userinfo)."""
+        return f"{self._preset.name}:{self._opts.model}@{self.base_url}"
 
     @property
     def model(self) -> str:
@@ -196,25 +204,6 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
             self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, request=request
         )
 
-    async def complete(
-        self,
-        *,
-        chat_ctx: llm.ChatContext,
-        tools: Sequence[llm.Tool] = (),
-        tool_choice: NotGivenOr[ToolChoice] = NOT_GIVEN,
-    ) -> Completion:
-        """One non-streamed completion, retried like a stream."""
-        text: list[str] = []
-        calls: list[ToolCall] = []
-        async with self.chat(
-            chat_ctx=chat_ctx, tools=list(tools), tool_choice=tool_choice, extra_kwargs=NOT_STREAMED
-        ) as stream:
-            async for chunk in stream:
-                if chunk.delta is not None:
-                    text.append(chunk.delta.content or "")
-                    calls.extend(chunk.delta.tool_calls)
-        return Completion(text="".join(text), tool_calls=calls)
-
     def _thinking_fields(self) -> Mapping[str, Any]:
         quirks = self._preset.quirks
         return quirks.thinking_on if self._opts.thinking else quirks.thinking_off
@@ -254,7 +243,7 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         if tools:
             request["tools"] = self._tool_schemas(tools)
             if is_given(tool_choice):
-                request["tool_choice"] = _tool_choice_param(tool_choice)
+                request["tool_choice"] = tool_choice
             if is_given(parallel_tool_calls):
                 request["parallel_tool_calls"] = parallel_tool_calls
         request.update(self._thinking_fields())
@@ -419,9 +408,3 @@ def _content_text(content: Any) -> str:
             if isinstance(p, str | dict)
         )
     return ""
-
-
-def _tool_choice_param(tool_choice: ToolChoice) -> Any:
-    if isinstance(tool_choice, dict):
-        return {"type": "function", "function": {"name": tool_choice["function"]["name"]}}
-    return tool_choice
