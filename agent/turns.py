@@ -164,8 +164,12 @@ class Turn:
                 async for text in tool_pass:
                     yield text
                 if not tool_pass.tool_calls:
-                    if tool_pass.said.strip():
+                    if tool_pass.said.strip() and not tool_pass.withheld_call:
                         return  # answered without tools: the common fast path
+                    # a preface before a call that could not be run is no answer: the
+                    # speaking pass gives one, knowing what was already said
+                    if said := self._transcript.take_unrecorded():
+                        self._ctx.add_message(role="assistant", content=said)
                     break
                 async for filler in self._run_tools(tool_pass.tool_calls):
                     yield filler
@@ -252,6 +256,8 @@ class _Pass:
         self._mark = turn._transcript.mark
         self.stats = PassStats(kind=kind)
         self.tool_calls: list[ToolCall] = []
+        self.withheld_call = False
+        """The model wrote a tool call as text (recovered into `tool_calls` or not)."""
 
     @property
     def said(self) -> str:
@@ -295,6 +301,7 @@ class _Pass:
         """A tool call the model wrote as text: never spoken; in a tool pass, run like
         one it had sent (the speaking pass then answers with its result)."""
         turn, stats = self._turn, self.stats
+        self.withheld_call = True
         offered = turn._tool_ctx.function_tools.keys() if stats.kind == "tools" else ()
         recovered = parse_text_tool_calls(text, offered) if not self.tool_calls else []
         self.tool_calls.extend(recovered)
