@@ -79,6 +79,11 @@ class McpTools(llm.Toolset):
         # start-up does not decide who gets the plain name
         return [tool for server in self._servers for tool in server.named_tools()]
 
+    @property
+    def connected(self) -> list[str]:
+        """The servers whose session is up now (one that dropped is being retried)."""
+        return [s.name for s in self._servers if s.connected]
+
     async def setup(self) -> McpTools:
         """Connect to every server at once; the slow and the dead are retried later."""
         started = time.perf_counter()
@@ -251,8 +256,9 @@ class _Server:
                 self._log.warning(
                     "mcp tool call failed", tool=original, error_type=type(_leaf(e)).__name__
                 )
-                if not self.connected:
-                    self.reconnect_soon()
+                # livekit notices a dead session only after this call has failed: get a
+                # new one either way (a healthy session just lists its tools again)
+                self.reconnect_soon()
                 raise ToolError(f"The {self.name} service failed while running {name}.") from None
 
         return function_tool(call_mcp_tool, raw_schema={**tool.info.raw_schema, "name": name})
