@@ -140,6 +140,15 @@ def _set_levels(root: logging.Logger, level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
+def _drop_shipped_message(
+    _: Any, __: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # a record shipped from a job process carries its text twice (`message` as well)
+    if event.get("message") == event.get("event"):
+        event.pop("message", None)
+    return event
+
+
 def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
     """Route structlog and stdlib logging through one formatter on stderr."""
     shared: list[structlog.types.Processor] = [
@@ -147,6 +156,7 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
+        _drop_shipped_message,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor = (
