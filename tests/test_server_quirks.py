@@ -371,3 +371,25 @@ def test_a_blank_reply_setting_is_refused_at_start_up(variable: str, tmp_path: P
     assert result.stderr.strip().splitlines() == [
         f"voice-agent: configuration error: {variable}: must not be empty"
     ]
+
+
+def test_check_shows_no_userinfo_and_redacts_before_it_shortens(tmp_path: Path) -> None:
+    key = "sk-canary-abcdefghijklmnopqrstuvwxyz"
+    url_password = "pw-canary-7788"
+    with ScriptedLLMServer(model="another-model") as server:
+        url = server.base_url.replace("http://", f"http://agent:{url_password}@")
+        # the server echoes the key in its error (as OpenAI's 401 does), placed so that
+        # the line's cut falls inside it: cut first, and its prefix would survive
+        head = f"llm      FAIL {server.base_url}  HTTP 401: "
+        said = " Incorrect API key: "
+        padding = "x" * (226 - len(head) - len(said))  # the key starts at column 226 of 240
+        server.default = Reply.of(Status(401, {"error": {"message": f"{padding}{said}{key}"}}))
+        result = run_cli(
+            ["check"],
+            env=chat_env(server, LLM_BASE_URL=url, LLM_API_KEY=key, LLM_MODEL="test-model"),
+            cwd=tmp_path,
+        )
+    llm_line = next(line for line in result.stdout.splitlines() if line.startswith("llm "))
+    assert llm_line.startswith(f"llm      FAIL {server.base_url}  HTTP 401: xxx")
+    assert "sk-can" not in result.stdout
+    assert_never_said_or_logged(result, url_password, "agent:")
