@@ -114,6 +114,12 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         if userinfo is not None and key == PLACEHOLDER_API_KEY:
             token = base64.b64encode(":".join(userinfo).encode()).decode()
             headers["Authorization"] = f"Basic {token}"
+        elif userinfo is not None:
+            logger.warning(
+                "the LLM base URL carries a user and password, and an API key is set: "
+                "sending the API key (Bearer), not the URL's credentials",
+                extra={"base_url": base_url},
+            )
         self._headers = {"Authorization": f"Bearer {key}", **headers}
         self._client = openai.AsyncClient(
             api_key=options.api_key or PLACEHOLDER_API_KEY,

@@ -82,13 +82,6 @@ class ReasoningFilter:
         """A closing tag arrived without its opener: this backend thinks in plain text."""
         self.harmony_calls: list[HarmonyCall] = []
 
-    @property
-    def thinking(self) -> bool:
-        """Inside a thought (or holding text that may be one) right now."""
-        return self._mode in ("thought", "held") or (
-            self._mode == "harmony" and self._harmony.channel != "final"
-        )
-
     def push(self, delta: str) -> str:
         self._buffer += delta
         out: list[str] = []

@@ -326,6 +326,7 @@ def test_with_userinfo_and_an_api_key_the_key_is_sent(
     url = llm_server.base_url.replace("http://", "http://agent:pw-canary-7788@")
     result = chat(llm_server, tmp_path, ["Hi"], LLM_BASE_URL=url, LLM_API_KEY="sk-canary-4455")
     assert llm_server.requests[0].headers["authorization"] == "Bearer sk-canary-4455"
+    assert "sending the API key (Bearer), not the URL's credentials" in result.stderr
     assert_never_said_or_logged(result, "pw-canary-7788", "sk-canary-4455")
 
 
