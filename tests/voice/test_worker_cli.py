@@ -33,8 +33,8 @@ def test_worker_refuses_to_start_without_llm_base_url_naming_the_variable() -> N
 def test_a_refused_worker_logs_no_token_and_job_processes_log_through_livekit(
     llm_server: ScriptedLLMServer,
 ) -> None:
-    """livekit prints the worker's signed token (a JWT) in its connection warning, and
-    job processes log through livekit's own handler: both come out redacted."""
+    """A worker LiveKit refuses never shows its signed token (a JWT) or secret, and job
+    processes log through livekit's own handler (which adds the job's pid), redacted."""
     import json
     import os
     import subprocess
@@ -74,7 +74,7 @@ def test_a_refused_worker_logs_no_token_and_job_processes_log_through_livekit(
 
         try:
             deadline = time.monotonic() + 90
-            while not (found("failed to connect to livekit") and found("job process ready")):
+            while not (found("LiveKit unreachable") and found("job process ready")):
                 assert proc.poll() is None, "".join(lines)[-3000:]
                 assert time.monotonic() < deadline, "".join(lines)[-3000:]
                 time.sleep(0.2)
@@ -88,9 +88,6 @@ def test_a_refused_worker_logs_no_token_and_job_processes_log_through_livekit(
             reader.join(timeout=10)
     output = "".join(lines)
     assert livekit.registrations == 0
-    # the warning carried the Authorization header: its value is gone, the rest is kept
-    warning = found("failed to connect to livekit")[0]
-    assert "Bearer [redacted]" in warning, warning
     for leak in ("eyJ", secret, "stt-pass-canary"):
         assert leak not in output
     # the job process's line came through livekit's handler (it adds the job's pid)
