@@ -11,9 +11,9 @@ from livekit.agents import llm
 from agent.tools import McpTools
 from agent.tools.specs import McpServerSpec
 from agent.turns import TurnEngine
-from tests.conftest import APOLOGY, FALLBACK, make_engine
-from tests.servers.mcp_server import McpHttpServer
-from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.engine import APOLOGY, FALLBACK, make_engine
+from testing.servers.mcp_server import McpHttpServer
+from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
 pytestmark = pytest.mark.timeout(120)
 

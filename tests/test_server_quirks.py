@@ -14,13 +14,22 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import VOICE_AGENT, chat_env, run_cli
-from tests.servers.openai_server import (
+from testing.chat_turns import (
+    APOLOGY,
+    FOLLOW_UP,
+    assert_never_said_or_logged,
+    assert_turns_end_in_words,
+    assistant_messages,
+    chat,
+)
+from testing.cli import VOICE_AGENT, chat_env, run_cli
+from testing.servers.openai_server import (
     Finish,
     Raw,
     Reasoning,
     Reply,
     ScriptedLLMServer,
+    Sleep,
     Status,
     Text,
     ToolCall,
@@ -30,40 +39,7 @@ from tests.servers.openai_server import (
 
 pytestmark = pytest.mark.timeout(90)
 
-APOLOGY = "Sorry, I'm having trouble answering right now. Please try again."
 THOUGHT = "SECRET-THOUGHT the user wants"
-FOLLOW_UP = "And then?"
-
-
-def chat(
-    server: ScriptedLLMServer, tmp_path: Path, lines: list[str], **env: str
-) -> subprocess.CompletedProcess[str]:
-    result = run_cli(
-        ["chat"],
-        env=chat_env(server, LOG_LEVEL="debug", **env),
-        stdin="".join(f"{line}\n" for line in lines),
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def assert_turns_end_in_words(result: subprocess.CompletedProcess[str], count: int) -> None:
-    replies = result.stdout.split("\n")[:-1]
-    assert len(replies) == count, result.stdout
-    assert all(r.strip() for r in replies), result.stdout
-    assert APOLOGY not in result.stdout
-
-
-def assert_never_said_or_logged(result: subprocess.CompletedProcess[str], *texts: str) -> None:
-    for text in texts:
-        assert text not in result.stdout
-        assert text not in result.stderr
-
-
-def assistant_messages(request_messages: list[dict[str, Any]]) -> list[str]:
-    return [m.get("content") or "" for m in request_messages if m["role"] == "assistant"]
-
 
 # --- 1. reasoning is never spoken, never stored as the reply ---------------------------
 
@@ -301,7 +277,6 @@ def test_a_backend_that_only_stalls_gives_way_to_the_fallback(
     stall: str, llm_server: ScriptedLLMServer, tmp_path: Path
 ) -> None:
     beat = Raw(b": OPENROUTER PROCESSING\n\n") if stall.startswith("keep") else Reasoning("hmm ")
-    from tests.servers.openai_server import Sleep
 
     llm_server.default = Reply.of(*[s for _ in range(100) for s in (beat, Sleep(0.1))])
     with ScriptedLLMServer(default=text_reply("Backup answer.")) as backup:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.openai_server import (
+from testing.chat_turns import APOLOGY, FOLLOW_UP, assert_turns_end_in_words, chat
+from testing.servers.openai_server import (
     Finish,
     Reply,
     ScriptedLLMServer,
@@ -17,7 +18,6 @@ from tests.servers.openai_server import (
     text_reply,
     tool_reply,
 )
-from tests.test_server_quirks import APOLOGY, FOLLOW_UP, assert_turns_end_in_words, chat
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.openai_server import (
+from testing.chat_turns import APOLOGY, FOLLOW_UP, assistant_messages, chat
+from testing.servers.openai_server import (
     Finish,
     Raw,
     Reasoning,
@@ -19,7 +20,6 @@ from tests.servers.openai_server import (
     Text,
     text_reply,
 )
-from tests.test_server_quirks import APOLOGY, FOLLOW_UP, assistant_messages, chat
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROOT, chat_env, run_cli
-from tests.servers.openai_server import ScriptedLLMServer
-from tests.servers.whisper_server import free_port
+from testing.cli import ROOT, chat_env, run_cli
+from testing.polling import free_port
+from testing.servers.openai_server import ScriptedLLMServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,8 +41,8 @@ def test_a_refused_worker_logs_no_token_and_job_processes_log_through_livekit(
     import threading
     import time
 
-    from tests.conftest import VOICE_AGENT
-    from tests.servers.livekit_server import FakeLiveKitAgentServer
+    from testing.cli import VOICE_AGENT
+    from testing.servers.livekit_server import FakeLiveKitAgentServer
 
     secret = "lk-secret-canary-0123456789"
     # it refuses (401) a worker whose token it cannot verify: ours is signed with another secret
