@@ -37,6 +37,8 @@ _HARMONY_TOKENS = (
 )
 _OPENERS = (*(open_ for open_, _ in _THOUGHT_TAGS), *_HARMONY_OPENERS)
 
+_LONGEST_MARKER = max(len(m) for m in (*_HARMONY_TOKENS, *_CLOSING_TAGS, *_OPENERS))
+
 Mode = Literal["undecided", "held", "reply", "thought", "harmony"]
 
 
@@ -216,6 +218,9 @@ def _first(text: str, markers: tuple[str, ...]) -> tuple[int, str | None]:
 
 def _partial(text: str, markers: tuple[str, ...]) -> int:
     """Length of the longest suffix of `text` that begins one of `markers`."""
+    # every marker opens with "<"; most deltas hold none near their end
+    if "<" not in text[-_LONGEST_MARKER:]:
+        return 0
     best = 0
     for marker in markers:
         for n in range(min(len(marker) - 1, len(text)), best, -1):
