@@ -1,8 +1,8 @@
 """The `voice-agent` command.
 
 `start | dev | console | download-files` hand over to livekit-agents' own CLI (their
-options, e.g. `start --log-level debug`, pass through untouched); `chat` and `check`
-are ours.
+options, e.g. `start --log-level debug`, pass through untouched); `chat`, `check`,
+`setup` and `talk` are ours.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser(
         "check", help="validate the configuration and probe the LLM, STT, TTS and LiveKit"
     )
+    from .setup import add_arguments as add_setup_arguments
+
+    add_setup_arguments(
+        commands.add_parser("setup", help="find backends, test them and write .env (--scan: list)")
+    )
     for name, help_text in LIVEKIT_COMMANDS.items():
         # livekit parses its own options; ours only routes
         commands.add_parser(name, help=help_text, add_help=False)
@@ -62,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         settings = _load()
         return asyncio.run(run_check(settings))
+
+    if args.command == "setup":
+        from .setup import run_setup
+
+        return run_setup(args)
 
     if args.command == "chat":
         from .chat import run_chat
