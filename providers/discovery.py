@@ -95,16 +95,17 @@ class Server:
         return self.status in ("ok", "needs-key") and self.kind != "livekit"
 
 
-def candidates(hosts: Iterable[str], extra_urls: Iterable[str]) -> list[tuple[str, str]]:
+def candidates(
+    hosts: Iterable[str], extra_urls: Iterable[str], *, ports: Iterable[KnownPort] = KNOWN_PORTS
+) -> list[tuple[str, str]]:
     """(kind, root URL) for the usual ports on each host, then each added URL."""
-    found = [(k.kind, f"http://{host}:{k.port}") for host in hosts for k in KNOWN_PORTS]
+    known = list(ports)
     found = [
-        ("livekit", f"ws://{u.removeprefix('http://')}") if k == "livekit" else (k, u)
-        for k, u in found
+        (k.kind, f"{'ws' if k.kind == 'livekit' else 'http'}://{host}:{k.port}")
+        for host in hosts
+        for k in known
     ]
-    for url in extra_urls:
-        found.append(("", root_url(url)))
-    return found
+    return found + [("", root_url(url)) for url in extra_urls]
 
 
 def root_url(url: str) -> str:
