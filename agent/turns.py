@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from livekit.agents import llm
 from livekit.agents.llm.utils import execute_function_call
@@ -84,11 +84,20 @@ class _Filler(str):
     `Turn.text` (what callers record as the assistant's message) or the context."""
 
 
+class ToolListener(Protocol):
+    """Told when each tool call starts and ends (the worker tells the room: `room_events`)."""
+
+    def tool_started(self, *, call_id: str, name: str) -> None: ...
+
+    def tool_finished(self, *, call_id: str, name: str, outcome: str, duration: float) -> None: ...
+
+
 class TurnEngine:
     def __init__(self, provider: llm.LLM[Any], options: TurnOptions) -> None:
         """`provider`: an `OpenAICompatibleProvider`, or a `FallbackAdapter` over several."""
         self._llm = provider
         self._opts = options
+        self.tool_listener: ToolListener | None = None
 
     @property
     def provider(self) -> llm.LLM[Any]:
@@ -278,6 +287,9 @@ class Turn:
 
     async def _run_tool(self, call: ToolCall) -> tuple[llm.FunctionCall, llm.FunctionCallOutput]:
         started = time.perf_counter()
+        listener = self._engine.tool_listener
+        if listener is not None:
+            listener.tool_started(call_id=call.call_id, name=call.name)
         outcome: Literal["ok", "error", "timeout"]
         try:
             # livekit's executor: unknown tool, arguments checked against the tool's
@@ -302,6 +314,10 @@ class Turn:
         duration = time.perf_counter() - started
         self.stats.tools.append(ToolRun(name=call.name, duration=duration, outcome=outcome))
         self._log.info("tool call", tool=call.name, duration_ms=_ms(duration), outcome=outcome)
+        if listener is not None:
+            listener.tool_finished(
+                call_id=call.call_id, name=call.name, outcome=outcome, duration=duration
+            )
         return fnc_call, fnc_out
 
     def _said(self, text: str) -> str:

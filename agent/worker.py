@@ -40,6 +40,7 @@ from providers import build_stt_chain, build_tts_chain
 from .assistant import Assistant, build_engine, build_history_limits, build_tools
 from .config import Settings, load_settings
 from .logging import bind_context, configure_logging, get_logger, register_secrets
+from .room_events import RoomEvents, room_sender
 
 log = get_logger("agent.worker")
 
@@ -220,6 +221,11 @@ async def entrypoint(ctx: JobContext) -> None:
         agent = build_agent(settings)
         # livekit closes the session's speech clients, not the LLM client our engine holds
         ctx.add_shutdown_callback(agent.engine.provider.aclose)
+        # tool status and turn latency for the talk page (and any client) on a data topic
+        events = RoomEvents(room_sender(ctx.room))
+        agent.engine.tool_listener = events
+        events.attach(session)
+        ctx.add_shutdown_callback(events.aclose)
         await session.start(agent=agent, room=ctx.room)
         greet(session, settings)
 
