@@ -52,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_setup_arguments(
         commands.add_parser("setup", help="find backends, test them and write .env (--scan: list)")
     )
+    from .talk import add_arguments as add_talk_arguments
+
+    add_talk_arguments(
+        commands.add_parser("talk", help="serve a local page to speak to the agent in a browser")
+    )
     for name, help_text in LIVEKIT_COMMANDS.items():
         # livekit parses its own options; ours only routes
         commands.add_parser(name, help=help_text, add_help=False)
@@ -72,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .setup import run_setup
 
         return run_setup(args)
+
+    if args.command == "talk":
+        from .talk import run_talk
+
+        return run_talk(args, _load())
 
     if args.command == "chat":
         from .chat import run_chat

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Rebuilds agent/talk/static/talk.js: src/main.js bundled with livekit-client, both pinned
+# by package-lock.json and fetched from the npm registry. The bundle is committed, so
+# installing the Python package needs no npm; rerun this after changing src/ or a version.
+# The same lock gives the same bytes (CI can rebuild and `git diff --exit-code` it).
+set -euo pipefail
+cd "$(dirname "$0")"
+npm ci --no-audit --no-fund --loglevel=error
+npx --no-install esbuild src/main.js --bundle --minify --format=esm --target=es2020 \
+  --legal-comments=eof --log-level=warning --outfile=../static/talk.js
