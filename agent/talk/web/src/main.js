@@ -55,7 +55,7 @@ function explainHttps() {
 
 function setAgentState(state) {
   ui.state.dataset.state = state;
-  ui.state.textContent = state;
+  ui.state.textContent = state === "offline" ? "not connected" : state;
   if (state === "speaking" && lastUserFinalAt !== null) {
     addLatency({ browser_ms: performance.now() - lastUserFinalAt });
     lastUserFinalAt = null;
@@ -93,6 +93,15 @@ function onAgentEvent(message) {
       message.outcome === "ok" ? "" : `${message.name}: ${message.outcome}`;
   } else if (message.type === "latency" && message.eos_to_first_audio_ms !== undefined) {
     addLatency({ agent_ms: message.eos_to_first_audio_ms });
+  }
+}
+
+function onData(payload, topic) {
+  if (topic !== EVENTS_TOPIC) return;
+  try {
+    onAgentEvent(JSON.parse(new TextDecoder().decode(payload)));
+  } catch {
+    // a message we do not understand is not worth breaking the page for
   }
 }
 
@@ -190,15 +199,9 @@ function wire(r) {
       setPhase("connected", "The agent left the room.");
     }
   });
-  r.on(RoomEvent.DataReceived, (payload, _participant, _kind, topic) => {
-    if (topic !== EVENTS_TOPIC) return;
-    try {
-      onAgentEvent(JSON.parse(new TextDecoder().decode(payload)));
-    } catch {
-      // a message we do not understand is not worth breaking the page for
-    }
-  });
+  r.on(RoomEvent.DataReceived, (payload, _participant, _kind, topic) => onData(payload, topic));
   r.on(RoomEvent.Disconnected, () => {
+    if (room !== r) return; // a failed connect() reports itself
     setAgentState("offline");
     setPhase("disconnected", "Disconnected.");
     ui.connect.textContent = "Start talking";
@@ -248,5 +251,7 @@ async function connect() {
 }
 
 ui.connect.addEventListener("click", () => (room ? room.disconnect() : connect()));
+// what the room's events drive, reachable from the devtools console (and the browser tests)
+window.talkPage = { onData, setAgentState };
 explainHttps();
 setPhase("ready", ui.status.textContent);
