@@ -12,8 +12,9 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError
 from .logging import configure_logging, redact, register_secrets
+from .resolved import Config, load_config
 
 # livekit-agents' CLI commands, run with our worker
 LIVEKIT_COMMANDS = {
@@ -24,16 +25,16 @@ LIVEKIT_COMMANDS = {
 }
 
 
-def _load() -> Settings:
+def _load() -> Config:
     try:
-        settings = load_settings()
+        config = load_config()
     except ConfigError as e:
         # one line, nothing else: this is what a user sees after a typo in .env
         print(f"voice-agent: configuration error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    register_secrets(settings.secrets())
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
-    return settings
+    register_secrets(config.secrets())
+    configure_logging(level=config.settings.log_level, fmt=config.settings.log_format)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,8 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from .check import run_check
 
-        settings = _load()
-        return asyncio.run(run_check(settings))
+        return asyncio.run(run_check(_load()))
 
     if args.command == "setup":
         from .setup import run_setup
@@ -81,14 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "talk":
         from .talk import run_talk
 
-        return run_talk(args, _load())
+        return run_talk(args, _load().settings)
 
     if args.command == "chat":
         from .chat import run_chat
 
-        settings = _load()
+        config = _load()
         try:
-            return asyncio.run(run_chat(settings))
+            return asyncio.run(run_chat(config))
         except KeyboardInterrupt:
             return 130
     parser.error(f"unknown command {args.command}")
@@ -103,8 +103,8 @@ def _run_livekit(command: str, rest: list[str]) -> int:
 
     from .worker import build_server
 
-    settings = _load()
-    server = build_server(settings)
+    config = _load()
+    server = build_server(config.settings)
     # livekit's CLI reads sys.argv; give it the command as if it were its own program
     sys.argv = ["voice-agent", command, *rest]
     code: int | str | None = 0
@@ -115,7 +115,9 @@ def _run_livekit(command: str, rest: list[str]) -> int:
     if server.failure is not None:
         # livekit logged it and would exit 0; a supervisor must see a failure to restart us
         print(
-            redact(f"voice-agent: worker stopped: {server.failure} ({settings.livekit_url})"),
+            redact(
+                f"voice-agent: worker stopped: {server.failure} ({config.settings.livekit_url})"
+            ),
             file=sys.stderr,
         )
         return 1

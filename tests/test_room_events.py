@@ -51,7 +51,7 @@ async def test_session_publishes_each_tool_call_when_it_starts_and_when_it_ends(
     agent = Assistant(
         engine=engine, instructions="Be brief.", tools=[get_current_time, check_weather]
     )
-    async with AgentSession(llm=engine.provider) as session:
+    async with AgentSession(llm=engine.llm) as session:
         events.attach(session)
         await session.start(agent)
         result = await session.run(user_input="Time and weather?")
@@ -86,7 +86,7 @@ async def test_a_room_that_cannot_be_told_does_not_cost_the_turn(
     events = RoomEvents(Recorder(fail=True))
     engine.tool_listener = events
     agent = Assistant(engine=engine, instructions="Be brief.", tools=[get_current_time])
-    async with AgentSession(llm=engine.provider) as session:
+    async with AgentSession(llm=engine.llm) as session:
         events.attach(session)
         await session.start(agent)
         result = await session.run(user_input="What time is it?")
