@@ -157,6 +157,9 @@ async def inspect(
         return replace(server, detail=describe_error(e))
     if resp.status_code in (401, 403):
         return replace(server, status="needs-key", detail=f"HTTP {resp.status_code}")
+    if resp.status_code == 404:
+        # alive, without a model list (some speech servers): usable, models named by hand
+        return replace(server, status="ok", detail="no model list")
     if resp.status_code != 200:
         return replace(server, status="error", detail=f"HTTP {resp.status_code}")
     models = _model_ids(resp)

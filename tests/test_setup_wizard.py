@@ -210,6 +210,7 @@ def test_wizard_in_a_terminal_unlocks_a_keyed_server_tests_it_and_updates_env(
         child.expect_exact("Write")
         child.sendline("y")
         child.expect_exact("Backed up the previous file to")
+        child.expect_exact("Wrote .env. Next: voice-agent check")
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
@@ -273,6 +274,8 @@ def test_scripted_setup_writes_the_named_choice_without_asking(
     assert values["LLM_MODEL"] == "qwen2.5:7b"
     assert values["LLM_BASE_URL"] == f"{url}/v1"
     assert values["LLM_API_KEY"] == ""
+    # the file written is one the runtime loads
+    assert "Wrote .env. Next: voice-agent check" in result.stdout
     assert not (tmp_path / ".env.bak").exists()  # there was nothing to back up
     assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o644  # no key in it
 
@@ -316,3 +319,26 @@ def test_scripted_setup_with_a_failing_test_writes_nothing(
     assert "the test failed; nothing written" in result.stderr
     assert not (tmp_path / ".env").exists()
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.timeout(90)
+def test_scripted_tts_choice_is_tested_by_speaking_a_phrase(tmp_path: Path) -> None:
+    pytest.importorskip("tests.servers.tts_server")
+    from tests.servers.tts_server import EspeakTTSServer
+
+    with EspeakTTSServer() as tts:
+        url = f"http://127.0.0.1:{tts.port}"
+        result = run_cli(
+            ["setup", "--no-port-scan", "--tts", f"kokoro@{url}", "--yes"],
+            env=setup_env(),
+            cwd=tmp_path,
+        )
+        spoken = tts.texts
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert spoken == ["Hello."]  # check's TTS probe, through livekit's plugin
+    assert "s of audio" in result.stdout
+    values = dotenv_values(tmp_path / ".env")
+    assert values["TTS_PROVIDER"] == "kokoro"
+    assert values["TTS_BASE_URL"] == f"{url}/v1"
+    assert (values["TTS_MODEL"], values["TTS_VOICE"]) == ("kokoro", "af_heart")
+    assert "LLM_PROVIDER" not in values  # only what was named is written

@@ -136,8 +136,16 @@ def cloud_key_variable(role: Role, cloud: CloudName) -> str:
     return preset_env or f"{role.upper()}_API_KEY"
 
 
-def from_server(server: Server, role: Role, model: str, *, voice: str | None = None) -> Choice:
-    provider = provider_for(server, role)
+def from_server(
+    server: Server,
+    role: Role,
+    model: str,
+    *,
+    voice: str | None = None,
+    provider: str | None = None,
+) -> Choice:
+    """`provider`: the preset to use (default: the one for the server's kind)."""
+    provider = provider or provider_for(server, role)
     return Choice(
         role=role,
         provider=provider,
@@ -147,3 +155,9 @@ def from_server(server: Server, role: Role, model: str, *, voice: str | None = N
         key_variable=f"{role.upper()}_API_KEY" if server.api_key else None,
         voice=voice or (default_voice(provider) if role == "tts" else None),
     )
+
+
+def local_presets(role: Role) -> tuple[str, ...]:
+    """The presets of `role` that name a kind of server one runs oneself."""
+    names = PRESETS if role == "llm" else STT_PRESETS if role == "stt" else TTS_PRESETS
+    return tuple(n for n in names if n not in CLOUD_ROLES[role])

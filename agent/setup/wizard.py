@@ -15,7 +15,8 @@ import httpx2
 
 from providers.discovery import Role, Server, candidates, discover, inspect, root_url
 
-from ..config import file_and_environ
+from ..config import ConfigError, file_and_environ
+from ..resolved import load_config
 from .choices import (
     CLOUD_ROLES,
     CLOUDS,
@@ -26,6 +27,7 @@ from .choices import (
     default_model,
     default_voice,
     from_server,
+    local_presets,
     provider_for,
 )
 from .console import Console
@@ -105,22 +107,21 @@ class Wizard:
     # --- scripted ----------------------------------------------------------------------
 
     async def _scripted(self, role: Role, spec: str) -> Choice:
-        kind, _, rest = spec.partition(":")
-        model, _, url = rest.partition("@")
+        # KIND[:MODEL][@URL]: a model may hold ':' (qwen2.5:7b), a URL always does
+        head, _, url = spec.partition("@")
+        kind, _, model = head.partition(":")
         kind = kind.strip().lower()
         if kind in CLOUD_ROLES[role]:
             choice = self._cloud(role, kind, model or None)
         else:
             server = await self._server_for(role, kind, url)
-            model = (
-                model
-                or next(iter(server.models_for(role)), "")
-                or default_model(role, provider_for(server, role))
-                or ""
-            )
+            # the kind named wins over the one guessed from the server's answers
+            provider = kind if kind in local_presets(role) else provider_for(server, role)
+            listed = server.models_for(role)
+            model = model or (listed[0] if listed else default_model(role, provider) or "")
             if not model:
                 raise SetupError(f"--{role} {spec}: name a model, e.g. {kind}:MODEL")
-            choice = from_server(server, role, model)
+            choice = from_server(server, role, model, provider=provider)
         result = await self._test(choice)
         if not result:
             raise SetupError(f"--{role} {spec}: the test failed; nothing written")
@@ -270,6 +271,11 @@ class Wizard:
         backup = write_env_file(self._opts.env_file, values, private=bool(secret_names))
         if backup is not None:
             self._io.say(f"Backed up the previous file to {backup}")
+        try:
+            load_config(_env_file=self._opts.env_file)
+        except ConfigError as e:
+            self._io.say(f"Wrote {self._opts.env_file}, but voice-agent will not start yet: {e}")
+            return 0
         self._io.say(
             f"Wrote {self._opts.env_file}. Next: voice-agent check, then voice-agent start"
         )
