@@ -1,4 +1,5 @@
-"""Tool status published for the room, from a real `AgentSession` running our `Assistant`."""
+"""Tool status and turn latency published for the room, from a real `AgentSession` running
+our `Assistant`."""
 
 from __future__ import annotations
 
@@ -73,6 +74,12 @@ async def test_session_publishes_each_tool_call_when_it_starts_and_when_it_ends(
     order = [(m["call_id"], m["phase"]) for m in tools]
     for call_id in ("call_a", "call_b"):
         assert order.index((call_id, "started")) < order.index((call_id, "finished"))
+    # the turn's latency follows its answer, from livekit's metrics of the assistant message
+    # (text mode: no speech, so only the LLM's time to first token)
+    [latency] = [m for m in sent.messages if m["type"] == "latency"]
+    assert sent.messages[-1] is latency
+    assert isinstance(latency["llm_ttft_ms"], float) and latency["llm_ttft_ms"] > 0
+    assert "eos_to_first_audio_ms" not in latency
 
 
 async def test_a_room_that_cannot_be_told_does_not_cost_the_turn(
