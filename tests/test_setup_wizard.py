@@ -16,7 +16,12 @@ from dotenv import dotenv_values
 from agent.setup.envfile import render
 from providers.discovery import KnownPort, candidates, discover
 from tests.conftest import VOICE_AGENT, chat_env, run_cli
-from tests.servers.backends import KeyedLLMServer, LiveKitHealthServer, OllamaServer
+from tests.servers.backends import (
+    KeyedLLMServer,
+    LiveKitHealthServer,
+    OllamaServer,
+    closed_port,
+)
 from tests.servers.openai_server import Reply, ScriptedLLMServer, Status
 
 KEY = "sk-test-4f9d1c0e7b2a"
@@ -28,13 +33,6 @@ LLM_MODEL=old-model
 AGENT_GREETING="Hello there, friend"
 export LOG_LEVEL=debug
 """
-
-
-def closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from livekit import api
 from agent.room_events import EVENTS_TOPIC, RoomEvents
 from agent.talk import TalkOptions, build_app, url_for_browser
 from tests.conftest import VOICE_AGENT, chat_env
-from tests.test_setup_wizard import closed_port
+from tests.servers.backends import closed_port
 
 API_KEY = "talk-test-key"
 API_SECRET = "talk-test-secret-that-is-long-enough-for-hs256"

@@ -15,8 +15,7 @@ import httpx2
 
 from providers.discovery import Role, Server, candidates, discover, inspect, root_url
 
-from ..config import ConfigError, file_and_environ
-from ..resolved import load_config
+from ..config import file_and_environ
 from .choices import (
     CLOUD_ROLES,
     CLOUDS,
@@ -31,7 +30,7 @@ from .choices import (
     provider_for,
 )
 from .console import Console
-from .envfile import write_env_file
+from .save import save_choices
 
 ROLES: tuple[Role, ...] = ("llm", "stt", "tts")
 _KIND_ROLES_WHEN_LOCKED: dict[str, frozenset[Role]] = {"kokoro": frozenset({"tts"})}
@@ -102,7 +101,15 @@ class Wizard:
                 choice = None  # scripted: what is not named is kept
             if choice is not None:
                 choices.append(choice)
-        return self._write(choices, interactive=interactive)
+        livekit = next((s for s in self._servers if s.kind == "livekit" and s.status == "ok"), None)
+        save_choices(
+            choices,
+            livekit_url=livekit.url if livekit else None,
+            env_file=opts.env_file,
+            console=self._io,
+            confirm=interactive,
+        )
+        return 0
 
     # --- scripted ----------------------------------------------------------------------
 
@@ -247,39 +254,6 @@ class Wizard:
         result = await choice.test(request_timeout=self._opts.probe_timeout)
         self._io.say(f"  {'ok  ' if result.ok else 'FAIL'} {result.detail}")
         return result.ok
-
-    def _write(self, choices: list[Choice], *, interactive: bool) -> int:
-        values: dict[str, str] = {}
-        for choice in choices:
-            values.update(choice.env())
-        livekit = next((s for s in self._servers if s.kind == "livekit" and s.status == "ok"), None)
-        if livekit is not None:
-            values["LIVEKIT_URL"] = livekit.url
-        else:
-            self._io.say("No LiveKit server found: start one with `livekit-server --dev`.")
-        if not values:
-            self._io.say("Nothing to change; nothing written.")
-            return 0
-        secret_names = {c.key_variable for c in choices if c.writes_key}
-        self._io.say(f"\nSettings for {self._opts.env_file}:")
-        for name, value in values.items():
-            shown = "****** (hidden)" if name in secret_names else value
-            self._io.say(f"  {name}={shown}")
-        if interactive and not self._io.confirm(f"Write {self._opts.env_file}?", default=True):
-            self._io.say("Nothing written.")
-            return 0
-        backup = write_env_file(self._opts.env_file, values, private=bool(secret_names))
-        if backup is not None:
-            self._io.say(f"Backed up the previous file to {backup}")
-        try:
-            load_config(_env_file=self._opts.env_file)
-        except ConfigError as e:
-            self._io.say(f"Wrote {self._opts.env_file}, but voice-agent will not start yet: {e}")
-            return 0
-        self._io.say(
-            f"Wrote {self._opts.env_file}. Next: voice-agent check, then voice-agent start"
-        )
-        return 0
 
 
 def _menu_line(server: Server, role: Role) -> str:
