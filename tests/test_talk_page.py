@@ -308,3 +308,63 @@ def test_page_shows_the_agents_state_tool_status_and_latency_from_its_messages(
     assert page.inner_text("#agent-state") == "speaking"
     assert page.inner_text("#latency tbody").split() == ["1", "812", "ms", "–"]
     assert script_errors == []
+
+
+@pytest.mark.timeout(120)
+def test_page_shows_both_sides_of_the_transcript_and_the_browsers_turn_latency(
+    browser: Any, talk_server: TalkServer
+) -> None:
+    """`lk.transcription` text streams as livekit-client hands them to the page: a user
+    segment (interim, then final) and an agent segment that arrives in pieces."""
+    page = browser.new_page()
+    script_errors: list[str] = []
+    page.on("pageerror", lambda e: script_errors.append(str(e)))
+    page.goto(talk_server.url)
+    page.wait_for_selector("body[data-phase=ready]", timeout=15000)
+    page.evaluate(
+        """async () => {
+          const stream = (id, final, chunks) => ({
+            info: {id, attributes: {"lk.segment_id": id, "lk.transcription_final": String(final)}},
+            async *[Symbol.asyncIterator]() { for (const c of chunks) yield c; },
+          });
+          const page = window.talkPage;
+          await page.showTranscript(stream("u1", false, ["what time"]), true);
+          await page.showTranscript(stream("u1", true, ["What time is it?"]), true);
+          page.setAgentState("thinking");
+          await page.showTranscript(stream("a1", false, ["It is ", "noon"]), false);
+          page.setAgentState("speaking");
+        }"""
+    )
+    items = page.query_selector_all("#transcript li")
+    shown = [
+        (
+            li.get_attribute("class"),
+            li.eval_on_selector(".who", "e => e.textContent"),
+            li.eval_on_selector(".text", "e => e.textContent"),
+        )
+        for li in items
+    ]
+    assert shown == [("you", "You", "What time is it?"), ("agent interim", "Agent", "It is noon")]
+    # your final words, then the agent speaking: the browser's measure of the turn
+    cells = page.inner_text("#latency tbody").split()
+    assert cells[0] == "1" and cells[1] == "–" and cells[-1] == "ms"
+    assert int(cells[2]) >= 0
+    screenshot(page, "talk-transcript.png")
+    assert script_errors == []
+
+
+NPM = shutil.which("npm")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(NPM is None, reason="npm is not installed")
+def test_committed_bundle_is_what_the_pinned_sources_build(tmp_path: Path) -> None:
+    """The page's script is rebuilt from package-lock.json (npm registry) and src/: the
+    committed bytes must be exactly what that gives, so the bundle is never stale."""
+    web = Path(__file__).resolve().parents[1] / "agent" / "talk" / "web"
+    for name in ("package.json", "package-lock.json", "build.sh", "src"):
+        src = web / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+    out = tmp_path / "talk.js"
+    subprocess.run(["bash", str(tmp_path / "build.sh"), str(out)], check=True, timeout=240)
+    assert out.read_bytes() == (web.parent / "static" / "talk.js").read_bytes()

@@ -107,11 +107,14 @@ function onData(payload, topic) {
 
 // --- transcripts ----------------------------------------------------------------------
 
-async function onTranscription(reader, participantInfo) {
+function onTranscription(reader, participantInfo) {
+  return showTranscript(reader, participantInfo.identity === room?.localParticipant.identity);
+}
+
+async function showTranscript(reader, you) {
   const attrs = reader.info.attributes || {};
   const id = attrs["lk.segment_id"] || reader.info.id;
   const final = attrs["lk.transcription_final"] === "true";
-  const you = participantInfo.identity === room.localParticipant.identity;
   let li = segments.get(id);
   if (!li) {
     li = document.createElement("li");
@@ -252,6 +255,6 @@ async function connect() {
 
 ui.connect.addEventListener("click", () => (room ? room.disconnect() : connect()));
 // what the room's events drive, reachable from the devtools console (and the browser tests)
-window.talkPage = { onData, setAgentState };
+window.talkPage = { onData, setAgentState, showTranscript };
 explainHttps();
 setPhase("ready", ui.status.textContent);
