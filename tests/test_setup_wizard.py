@@ -229,12 +229,17 @@ def test_wizard_in_a_terminal_unlocks_a_keyed_server_tests_it_and_updates_env(
 
 
 @pytest.mark.timeout(90)
-def test_wizard_never_echoes_the_key_it_was_given(tmp_path: Path, keyed: KeyedLLMServer) -> None:
+def test_wizard_takes_a_url_at_its_prompt_and_never_echoes_the_key_it_was_given(
+    tmp_path: Path, keyed: KeyedLLMServer
+) -> None:
     log_path = tmp_path / "terminal.log"
-    child = spawn_setup(tmp_path, "--url", f"http://127.0.0.1:{keyed.port}")
+    child = spawn_setup(tmp_path)
     with log_path.open("w") as log:
         child.logfile_read = log
         try:
+            child.expect_exact("Add a server's URL")
+            child.sendline(f"127.0.0.1:{keyed.port}/v1")  # added at the prompt, bare host:port
+            child.expect(rf"openai-compatible +http://127.0.0.1:{keyed.port} +needs a key")
             child.expect_exact("Add a server's URL")
             child.sendline("")
             child.expect_exact("Choose 1-5 [1]:")
