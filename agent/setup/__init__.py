@@ -13,6 +13,13 @@ from .wizard import ROLES, SetupError, SetupOptions, Wizard, scan_line
 __all__ = ["SetupOptions", "Wizard", "add_arguments", "run_setup", "scan_line"]
 
 
+_EXAMPLES = {
+    "llm": "ollama:llama3.2, openai-compatible@http://gpu-box:8000 or groq",
+    "stt": "speaches:Systran/faster-whisper-small or groq",
+    "tts": "kokoro, speaches@http://localhost:8000 or openai",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scan", action="store_true", help="print the servers found, one per line; write nothing"
@@ -33,11 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-port-scan", action="store_true", help="look only at the --url servers"
     )
-    for role in ROLES:
+    for role, example in _EXAMPLES.items():
         parser.add_argument(
             f"--{role}",
             metavar="KIND[:MODEL][@URL]",
-            help=f"choose the {role.upper()} without asking, e.g. ollama:llama3.2 or groq",
+            help=f"choose the {role.upper()} without asking, e.g. {example}",
         )
     parser.add_argument("--yes", "-y", action="store_true", help="ask nothing; write the file")
     parser.add_argument("--env-file", type=Path, default=Path(".env"), help="default: ./.env")
