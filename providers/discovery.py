@@ -45,8 +45,8 @@ KNOWN_PORTS: tuple[KnownPort, ...] = (
 _STT_MODEL = re.compile(r"whisper|transcribe|parakeet|canary|\bstt\b", re.I)
 _TTS_MODEL = re.compile(r"kokoro|piper|\btts\b|-tts|speech|xtts|orpheus|melo", re.I)
 _NOT_A_MODEL = re.compile(r"embed|rerank|vad", re.I)
-# what a kind serves even when its model list does not say so
-_KIND_ROLES: dict[str, frozenset[Role]] = {
+# what a kind serves even when its model list does not say so (or there is none)
+KIND_ROLES: dict[str, frozenset[Role]] = {
     "ollama": frozenset({"llm"}),
     "kokoro": frozenset({"tts"}),
     "speaches": frozenset({"stt", "tts"}),
@@ -83,7 +83,7 @@ class Server:
     @property
     def roles(self) -> frozenset[Role]:
         found = {role for m in self.models if (role := model_role(m)) is not None}
-        return frozenset(found) | _KIND_ROLES.get(self.kind, frozenset())
+        return frozenset(found) | KIND_ROLES.get(self.kind, frozenset())
 
     def models_for(self, role: Role) -> list[str]:
         if self.kind == "kokoro" and role == "tts":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx2
 
-from providers.discovery import Role, Server, candidates, discover, inspect, root_url
+from providers.discovery import KIND_ROLES, Role, Server, candidates, discover, inspect, root_url
 
 from ..config import file_and_environ
 from .choices import (
@@ -33,7 +33,6 @@ from .console import Console
 from .save import save_choices
 
 ROLES: tuple[Role, ...] = ("llm", "stt", "tts")
-_KIND_ROLES_WHEN_LOCKED: dict[str, frozenset[Role]] = {"kokoro": frozenset({"tts"})}
 
 
 class SetupError(Exception):
@@ -180,8 +179,8 @@ class Wizard:
         def offers(s: Server) -> bool:
             if not s.usable:
                 return False
-            if s.status == "needs-key" and not s.models:  # its models are unknown yet
-                return role in _KIND_ROLES_WHEN_LOCKED.get(s.kind, frozenset({"llm"}))
+            if not s.models:  # unknown yet (it wants a key) or never listed: its kind decides
+                return s.kind not in KIND_ROLES or role in KIND_ROLES[s.kind]
             return role in s.roles
 
         return [s for s in self._servers if offers(s)]
