@@ -14,9 +14,11 @@ import math
 import os
 import select
 import shutil
+import ssl
 import struct
 import subprocess
 import time
+import urllib.request
 import wave
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -127,8 +129,8 @@ def fake_microphone(path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def talk_server(tmp_path: Path) -> Iterator[TalkServer]:
+def start_talk(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str, int]:
+    """`voice-agent talk` on a free port; (process, page URL, the closed LiveKit port)."""
     livekit_port = closed_port()
     env = chat_env(
         LLM_BASE_URL="http://127.0.0.1:9/v1",
@@ -139,26 +141,54 @@ def talk_server(tmp_path: Path) -> Iterator[TalkServer]:
         LIVEKIT_AGENT_NAME="front-desk",
     )
     proc = subprocess.Popen(
-        [VOICE_AGENT, "talk", "--port", "0"],
+        [VOICE_AGENT, "talk", "--port", "0", *args],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    line = ""
+    while "voice-agent talk: open " not in line:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("voice-agent talk did not start")
+        if select.select([proc.stdout], [], [], 0.5)[0]:
+            line = proc.stdout.readline()
+    return proc, line.split("open ", 1)[1].strip(), livekit_port
+
+
+@pytest.fixture
+def talk_server(tmp_path: Path) -> Iterator[TalkServer]:
+    proc, url, livekit_port = start_talk(tmp_path)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 30
-        line = ""
-        while "open http://" not in line:
-            assert proc.poll() is None, "voice-agent talk exited"
-            assert time.monotonic() < deadline, "voice-agent talk did not start"
-            if select.select([proc.stdout], [], [], 0.5)[0]:
-                line = proc.stdout.readline()
-        yield TalkServer(url=line.split("open ", 1)[1].strip(), livekit_port=livekit_port)
+        yield TalkServer(url=url, livekit_port=livekit_port)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_talk_serves_https_with_the_given_certificate(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    proc, url, _ = start_talk(tmp_path, "--certfile", str(cert), "--keyfile", str(key))
+    try:
+        assert url.startswith("https://localhost:")
+        context = ssl.create_default_context(cafile=str(cert))
+        with urllib.request.urlopen(f"{url}api/token", context=context, timeout=10) as resp:
+            body = json.load(resp)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert api.TokenVerifier(API_KEY, API_SECRET).verify(body["token"]).video is not None
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 import ssl
 from pathlib import Path
 
@@ -60,6 +61,12 @@ async def _serve(
         bound = runner.addresses[0][1]
         print(f"voice-agent talk: open {scheme}://{shown}:{bound}/", flush=True)
         print(f"voice-agent talk: LiveKit at {livekit_url}", flush=True)
+        if context is None and host not in ("127.0.0.1", "::1", "localhost"):
+            print(
+                f"voice-agent talk: from other machines: http://{socket.gethostname()}:{bound}/"
+                " (browsers allow the microphone there only over HTTPS: --certfile/--keyfile)",
+                flush=True,
+            )
         await asyncio.Event().wait()  # until Ctrl-C or SIGTERM
     finally:
         await runner.cleanup()

@@ -234,10 +234,13 @@ async function connect() {
     await r.connect(info.url, info.token, { maxRetries: 0, websocketTimeout: 10000 });
   } catch (e) {
     r.removeAllListeners();
+    const mixed = window.location.protocol === "https:" && info.url.startsWith("ws://") ?
+      " This page came over HTTPS, and browsers refuse unencrypted ws:// from such a page: " +
+      "serve LiveKit over wss:// too (e.g. behind the same reverse proxy) and set LIVEKIT_URL." : "";
     showError(
       `Could not reach the LiveKit server at ${info.url} (${e.message || e}). ` +
       "Is it running (`livekit-server --dev`, or `docker compose up`)? " +
-      "LIVEKIT_URL must be an address this browser can reach.",
+      "LIVEKIT_URL must be an address this browser can reach." + mixed,
     );
     ui.connect.disabled = false;
     return;
