@@ -8,7 +8,7 @@ import json
 from livekit.agents import AgentSession, function_tool
 
 from agent.assistant import Assistant
-from agent.room_events import RoomEvents
+from agent.room_events import EVENTS_TOPIC, RoomEvents, room_sender
 from agent.tools import get_current_time
 from tests.conftest import make_engine
 from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
@@ -100,3 +100,21 @@ async def test_a_room_that_cannot_be_told_does_not_cost_the_turn(
         assert result.expect[0].event().item.text_content == "It is noon."
     await events.aclose()
     assert len(llm_server.requests) == 2  # the tool ran and the answer came after it
+
+
+async def test_room_sender_publishes_reliably_on_the_pages_topic() -> None:
+    """What `room_sender` asks of livekit's `LocalParticipant.publish_data` (no LiveKit
+    server here: a stand-in records the call). The page's side of the topic is checked in
+    test_talk_page."""
+    calls: list[tuple[bytes, dict[str, object]]] = []
+
+    class Participant:
+        async def publish_data(self, payload: bytes, **kwargs: object) -> None:
+            calls.append((payload, kwargs))
+
+    class Room:
+        local_participant = Participant()
+
+    send = room_sender(Room())  # type: ignore[arg-type]
+    await send(b'{"type": "tool"}')
+    assert calls == [(b'{"type": "tool"}', {"reliable": True, "topic": EVENTS_TOPIC})]
