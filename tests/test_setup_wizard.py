@@ -12,6 +12,8 @@ from pathlib import Path
 import pexpect
 import pytest
 from dotenv import dotenv_values
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from agent.setup.envfile import render
 from providers.discovery import KnownPort, candidates, discover
@@ -345,3 +347,19 @@ def test_scripted_tts_choice_is_tested_by_speaking_a_phrase(tmp_path: Path) -> N
     assert values["TTS_BASE_URL"] == f"{url}/v1"
     assert (values["TTS_MODEL"], values["TTS_VOICE"]) == ("kokoro", "af_heart")
     assert "LLM_PROVIDER" not in values  # only what was named is written
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")))
+def test_any_value_written_reads_back_unchanged(tmp_path: Path, value: str) -> None:
+    # python-dotenv expands ${VAR} inside double quotes, which a value holding a quote or a
+    # line break needs: the one form that cannot be written as-is
+    assume("${" not in value or not any(c in value for c in "'\n\r"))
+    path = tmp_path / ".env"
+    path.write_text(render(EXISTING_ENV, {"LLM_API_KEY": value, "LLM_MODEL": value}))
+    values = dotenv_values(path)
+    assert values["LLM_API_KEY"] == value
+    assert values["LLM_MODEL"] == value
+    assert values["AGENT_GREETING"] == "Hello there, friend"

@@ -15,15 +15,19 @@ from collections.abc import Mapping
 from pathlib import Path
 
 _ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
-_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_./:@+,=-]*$")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:@+,=-]*")
 WIZARD_HEADER = "# --- written by voice-agent setup ---"
 
 
 def quote(value: str) -> str:
-    """A value python-dotenv reads back unchanged."""
-    if _PLAIN_VALUE.match(value):
+    """A value python-dotenv (and so pydantic-settings) reads back unchanged."""
+    if _PLAIN_VALUE.fullmatch(value):
         return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    if "'" not in value and "\n" not in value and "\r" not in value:
+        # single quotes: no escapes and no ${VAR} expansion inside
+        return f"'{value}'"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r")
     return f'"{escaped}"'
 
 
