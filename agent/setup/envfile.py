@@ -23,9 +23,9 @@ def quote(value: str) -> str:
     """A value python-dotenv (and so pydantic-settings) reads back unchanged."""
     if _PLAIN_VALUE.fullmatch(value):
         return value
-    if "'" not in value and "\n" not in value and "\r" not in value:
-        # single quotes: no escapes and no ${VAR} expansion inside
-        return f"'{value}'"
+    if "\n" not in value and "\r" not in value:
+        # single quotes: no ${VAR} expansion inside; python-dotenv reads \\ and \' there
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     escaped = escaped.replace("\n", "\\n").replace("\r", "\\r")
     return f'"{escaped}"'
