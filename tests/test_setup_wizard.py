@@ -136,7 +136,7 @@ def test_env_render_keeps_unowned_lines_and_replaces_owned_ones_in_place(tmp_pat
 # --- the command ---------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_scan_prints_one_line_per_server_and_writes_nothing(
     tmp_path: Path, ollama: OllamaServer, keyed: KeyedLLMServer
 ) -> None:
@@ -164,12 +164,12 @@ def spawn_setup(tmp_path: Path, *args: str) -> pexpect.spawn:
         env=setup_env(),
         cwd=str(tmp_path),
         encoding="utf-8",
-        timeout=30,
+        timeout=60,  # per answer awaited: start-up imports livekit, slow on a loaded machine
         dimensions=(50, 200),
     )
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 def test_wizard_in_a_terminal_unlocks_a_keyed_server_tests_it_and_updates_env(
     tmp_path: Path, ollama: OllamaServer, keyed: KeyedLLMServer
 ) -> None:
@@ -230,7 +230,7 @@ def test_wizard_in_a_terminal_unlocks_a_keyed_server_tests_it_and_updates_env(
     assert keyed.refused >= 2  # the scan, and the wrong key
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 def test_wizard_takes_a_url_at_its_prompt_and_never_echoes_the_key_it_was_given(
     tmp_path: Path, keyed: KeyedLLMServer
 ) -> None:
@@ -263,7 +263,7 @@ def test_wizard_takes_a_url_at_its_prompt_and_never_echoes_the_key_it_was_given(
     assert not (tmp_path / ".env").exists()
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_scripted_setup_writes_the_named_choice_without_asking(
     tmp_path: Path, ollama: OllamaServer
 ) -> None:
@@ -285,7 +285,7 @@ def test_scripted_setup_writes_the_named_choice_without_asking(
     assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o644  # no key in it
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -307,7 +307,7 @@ def test_scripted_setup_that_cannot_be_done_writes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_scripted_setup_with_a_failing_test_writes_nothing(
     tmp_path: Path, ollama: OllamaServer
 ) -> None:
@@ -326,7 +326,7 @@ def test_scripted_setup_with_a_failing_test_writes_nothing(
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 def test_scripted_tts_choice_is_tested_by_speaking_a_phrase(tmp_path: Path) -> None:
     pytest.importorskip("tests.servers.tts_server")
     from tests.servers.tts_server import EspeakTTSServer

@@ -149,7 +149,7 @@ def start_talk(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str, int]:
         text=True,
     )
     assert proc.stdout is not None
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # start-up imports livekit: slow on a loaded machine
     line = ""
     while "voice-agent talk: open " not in line:
         if proc.poll() is not None or time.monotonic() > deadline:
