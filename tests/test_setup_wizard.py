@@ -363,3 +363,32 @@ def test_any_value_written_reads_back_unchanged(tmp_path: Path, value: str) -> N
     assert values["LLM_API_KEY"] == value
     assert values["LLM_MODEL"] == value
     assert values["AGENT_GREETING"] == "Hello there, friend"
+
+
+@pytest.mark.timeout(180)
+def test_wizard_asks_before_taking_a_choice_that_failed_its_test(
+    tmp_path: Path, ollama: OllamaServer
+) -> None:
+    ollama.default = Reply.of(Status(500))  # a model that is listed but will not answer
+    child = spawn_setup(tmp_path, "--url", f"http://127.0.0.1:{ollama.port}")
+    try:
+        child.expect_exact("Add a server's URL")
+        child.sendline("")
+        child.expect_exact("Choose 1-5 [1]:")
+        child.sendline("1")
+        child.expect_exact("Model 1-2 [1]:")
+        child.sendline("2")  # qwen2.5:7b: in Ollama's list, not in /v1/models: asked to answer
+        child.expect_exact("FAIL HTTP 500")
+        child.expect_exact("Use it anyway? (y/N):")
+        child.sendline("")
+        child.expect_exact("Choose 1-5 [1]:")  # back to the choice
+        child.sendline("5")  # keep
+        for _ in range(2):  # STT, TTS: keep
+            child.expect_exact("]:")
+            child.sendline("")
+        child.expect_exact("Nothing to change; nothing written.")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert list(tmp_path.iterdir()) == []
