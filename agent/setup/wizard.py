@@ -15,7 +15,7 @@ import httpx2
 
 from providers.discovery import KIND_ROLES, Role, Server, candidates, discover, inspect, root_url
 
-from ..config import file_and_environ
+from ..config import Settings, file_and_environ
 from .choices import (
     CLOUD_ROLES,
     CLOUDS,
@@ -189,7 +189,8 @@ class Wizard:
         while True:
             servers = self._offered(role)
             clouds = CLOUD_ROLES[role]
-            current = self._env.get(f"{role.upper()}_PROVIDER", "the default")
+            default = Settings.model_fields[f"{role}_provider"].default
+            current = self._env.get(f"{role.upper()}_PROVIDER") or f"{default}, the default"
             options = [
                 *(_menu_line(s, role) for s in servers),
                 *(f"{CLOUDS[c]} (cloud: enter a key)" for c in clouds),
