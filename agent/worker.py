@@ -10,16 +10,18 @@ closing the room.
 
 from __future__ import annotations
 
+import socket
 import uuid
 from typing import Any
 
-from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess
+from livekit.agents import AgentSession, JobContext, JobProcess
 
 from .config import Settings
 from .logging import bind_context, configure_logging, get_logger, register_secrets
 from .observer import SessionObserver
 from .resolved import Config, load_config
 from .room_events import RoomEvents, room_sender
+from .server import VoiceAgentServer
 from .wiring import build_agent, build_llm, build_session
 
 log = get_logger("agent.worker")
@@ -76,41 +78,22 @@ async def entrypoint(ctx: JobContext) -> None:
         greet(session, settings.agent_greeting)
 
 
-class VoiceAgentServer(AgentServer):
-    """An `AgentServer` that remembers why `run()` failed.
-
-    livekit's CLI logs a failed `run()` (e.g. LiveKit unreachable after all retries) and
-    exits 0; the `voice-agent` command reads `failure` and exits non-zero instead, so a
-    container supervisor restarts the worker.
-    """
-
-    failure: BaseException | None = None
-
-    async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
-        try:
-            await super().run(devmode=devmode, unregistered=unregistered)
-        except Exception as e:
-            self.failure = e
-            raise
-
-
-def build_server(settings: Settings) -> VoiceAgentServer:
+def build_server(
+    settings: Settings, *, health_socket: socket.socket | None = None
+) -> VoiceAgentServer:
     server = VoiceAgentServer(
+        health_socket=health_socket,
+        configure_logs=lambda: configure_logging(level=settings.log_level, fmt=settings.log_format),
+        agent_name=settings.livekit_agent_name,
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
         api_secret=settings.livekit_api_secret.get_secret_value(),
-        port=settings.worker_port,
         max_retry=settings.worker_connect_retries,
         drain_timeout=settings.worker_drain_timeout,
         setup_fnc=prewarm,
         # imported once in livekit's forkserver, so each job process starts warm
         preload_modules=["livekit.plugins.silero", "agent.worker"],
     )
-
-    @server.once("worker_started")
-    def _restore_logging() -> None:
-        # livekit's CLI adds its own (unredacted) stdout handler; ours replaces it
-        configure_logging(level=settings.log_level, fmt=settings.log_format)
 
     server.rtc_session(entrypoint, agent_name=settings.livekit_agent_name)
     return server
