@@ -13,8 +13,8 @@ import time
 import pytest
 
 from agent.oneline import OneLine
-from tests.conftest import ROOT, VOICE_AGENT, chat_env, run_cli
-from tests.servers.openai_server import ScriptedLLMServer, text_reply
+from testing.cli import ROOT, VOICE_AGENT, chat_env, run_cli
+from testing.servers.openai_server import ScriptedLLMServer, text_reply
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 
 from agent.config import ConfigError
 from agent.resolved import load_config
-from tests.conftest import chat_env, run_cli
+from testing.cli import chat_env, run_cli
 
 _OUR_PREFIXES = (
     "LLM_",

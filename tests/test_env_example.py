@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import Settings, load_settings
-from tests.conftest import ROOT, chat_env, run_cli
-from tests.servers.openai_server import ScriptedLLMServer, text_reply
+from testing.cli import ROOT, chat_env, run_cli
+from testing.servers.openai_server import ScriptedLLMServer, text_reply
 
 EXAMPLE = ROOT / ".env.example"
 OLLAMA_PORT = 11434

@@ -7,9 +7,9 @@ import socket
 
 import pytest
 
-from tests.conftest import ROOT, chat_env, run_cli
-from tests.servers.openai_server import ScriptedLLMServer
-from tests.servers.whisper_server import free_port
+from testing.cli import ROOT, chat_env, run_cli
+from testing.polling import free_port
+from testing.servers.openai_server import ScriptedLLMServer
 
 pytestmark = pytest.mark.timeout(120)
 

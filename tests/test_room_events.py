@@ -10,8 +10,8 @@ from livekit.agents import AgentSession, function_tool
 from agent.assistant import Assistant
 from agent.room_events import EVENTS_TOPIC, RoomEvents, room_sender
 from agent.tools import get_current_time
-from tests.conftest import make_engine
-from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.engine import make_engine
+from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
 
 class Recorder:

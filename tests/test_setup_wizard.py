@@ -17,14 +17,14 @@ from hypothesis import strategies as st
 
 from agent.setup.envfile import render
 from providers.discovery import KnownPort, candidates, discover
-from tests.conftest import VOICE_AGENT, chat_env, run_cli
-from tests.servers.backends import (
+from testing.cli import VOICE_AGENT, chat_env, run_cli
+from testing.polling import free_port
+from testing.servers.backends import (
     KeyedLLMServer,
     LiveKitHealthServer,
     OllamaServer,
-    closed_port,
 )
-from tests.servers.openai_server import Reply, ScriptedLLMServer, Status
+from testing.servers.openai_server import Reply, ScriptedLLMServer, Status
 
 KEY = "sk-test-4f9d1c0e7b2a"
 EXISTING_ENV = """\
@@ -63,7 +63,7 @@ def setup_env() -> dict[str, str]:
 async def test_discover_reports_each_usual_port_with_its_kind_models_and_state(
     ollama: OllamaServer, keyed: KeyedLLMServer
 ) -> None:
-    down = closed_port()
+    down = free_port()
     with (
         ScriptedLLMServer(model="Systran/faster-whisper-small") as speaches,
         ScriptedLLMServer(model="Qwen/Qwen2.5-7B-Instruct") as vllm,
@@ -141,7 +141,7 @@ def test_scan_prints_one_line_per_server_and_writes_nothing(
     tmp_path: Path, ollama: OllamaServer, keyed: KeyedLLMServer
 ) -> None:
     (tmp_path / ".env").write_text(EXISTING_ENV)
-    down = f"http://127.0.0.1:{closed_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
     urls = [f"http://127.0.0.1:{ollama.port}", f"http://127.0.0.1:{keyed.port}/v1", down]
     args = ["setup", "--scan", "--no-port-scan", *(a for u in urls for a in ("--url", u))]
     result = run_cli(args, env=setup_env(), cwd=tmp_path)
@@ -175,7 +175,7 @@ def test_wizard_in_a_terminal_unlocks_a_keyed_server_tests_it_and_updates_env(
 ) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text(EXISTING_ENV)
-    down = f"http://127.0.0.1:{closed_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
     child = spawn_setup(
         tmp_path,
         "--url", f"http://127.0.0.1:{ollama.port}",
@@ -298,7 +298,7 @@ def test_scripted_setup_that_cannot_be_done_writes_nothing(
     tmp_path: Path, keyed: KeyedLLMServer, spec: str, message: str
 ) -> None:
     (tmp_path / ".env").write_text(EXISTING_ENV)
-    spec = spec.format(down=closed_port(), keyed=keyed.port)
+    spec = spec.format(down=free_port(), keyed=keyed.port)
     env = {k: v for k, v in setup_env().items() if not k.startswith("GROQ")}
     result = run_cli(["setup", "--no-port-scan", "--llm", spec, "--yes"], env=env, cwd=tmp_path)
     assert result.returncode == 1
@@ -328,8 +328,8 @@ def test_scripted_setup_with_a_failing_test_writes_nothing(
 
 @pytest.mark.timeout(180)
 def test_scripted_tts_choice_is_tested_by_speaking_a_phrase(tmp_path: Path) -> None:
-    pytest.importorskip("tests.servers.tts_server")
-    from tests.servers.tts_server import EspeakTTSServer
+    pytest.importorskip("testing.servers.tts_server")
+    from testing.servers.tts_server import EspeakTTSServer
 
     with EspeakTTSServer() as tts:
         url = f"http://127.0.0.1:{tts.port}"

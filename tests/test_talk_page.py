@@ -32,8 +32,8 @@ from livekit import api
 
 from agent.room_events import EVENTS_TOPIC, RoomEvents
 from agent.talk import TalkOptions, build_app, url_for_browser
-from tests.conftest import VOICE_AGENT, chat_env
-from tests.servers.backends import closed_port
+from testing.cli import VOICE_AGENT, chat_env
+from testing.polling import free_port
 
 API_KEY = "talk-test-key"
 API_SECRET = "talk-test-secret-that-is-long-enough-for-hs256"
@@ -131,7 +131,7 @@ def fake_microphone(path: Path) -> Path:
 
 def start_talk(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str, int]:
     """`voice-agent talk` on a free port; (process, page URL, the closed LiveKit port)."""
-    livekit_port = closed_port()
+    livekit_port = free_port()
     env = chat_env(
         LLM_BASE_URL="http://127.0.0.1:9/v1",
         LLM_MODEL="unused",

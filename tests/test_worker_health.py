@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, VOICE_AGENT, chat_env
-from tests.servers.livekit_server import FakeLiveKitAgentServer
-from tests.servers.openai_server import ScriptedLLMServer
-from tests.servers.whisper_server import free_port
+from testing.cli import ROOT, VOICE_AGENT, chat_env
+from testing.polling import free_port
+from testing.servers.livekit_server import FakeLiveKitAgentServer
+from testing.servers.openai_server import ScriptedLLMServer
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -22,9 +22,9 @@ import pytest
 from aiohttp import web
 
 from agent.config import Settings
+from testing.polling import free_port
+from testing.servers.threaded import ThreadedServer
 from tests.container.engine import ROOT
-from tests.servers.threaded import ThreadedServer
-from tests.servers.whisper_server import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

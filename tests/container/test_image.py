@@ -17,6 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from testing.polling import free_port
+from testing.servers.livekit_server import FakeLiveKitAgentServer
+from testing.servers.openai_server import ScriptedLLMServer, text_reply
 from tests.container.engine import (
     ROOT,
     NoBaseImage,
@@ -26,9 +29,6 @@ from tests.container.engine import (
     docker_unavailable,
     ensure_base_image,
 )
-from tests.servers.livekit_server import FakeLiveKitAgentServer
-from tests.servers.openai_server import ScriptedLLMServer, text_reply
-from tests.servers.whisper_server import free_port
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -3,7 +3,6 @@ beside the OpenAI one), a server that wants a key, and a LiveKit server's health
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -60,10 +59,3 @@ class LiveKitHealthServer(ThreadedServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/", lambda _: web.Response(text="OK"))  # type: ignore[arg-type,return-value]
-
-
-def closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
