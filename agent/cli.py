@@ -1,8 +1,8 @@
 """The `voice-agent` command.
 
 `start | dev | console | download-files` hand over to livekit-agents' own CLI (their
-options, e.g. `start --log-level debug`, pass through untouched); `chat` and `check`
-are ours.
+options, e.g. `start --log-level debug`, pass through untouched); `chat`, `check`,
+`setup` and `talk` are ours.
 """
 
 from __future__ import annotations
@@ -58,6 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "download-files",
         help="fetch the plugins' model files ahead of time (for container builds)",
     )
+    from .setup import add_arguments as add_setup_arguments
+
+    add_setup_arguments(
+        commands.add_parser("setup", help="find backends, test them and write .env (--scan: list)")
+    )
+    from .talk import add_arguments as add_talk_arguments
+
+    add_talk_arguments(
+        commands.add_parser("talk", help="serve a local page to speak to the agent in a browser")
+    )
     for name, help_text in LIVEKIT_COMMANDS.items():
         # livekit parses its own options; ours only routes
         commands.add_parser(name, help=help_text, add_help=False)
@@ -76,6 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _load()
         preflight.note_dev_key(config.settings)
         return asyncio.run(run_check(config))
+
+    if args.command == "setup":
+        from .setup import run_setup
+
+        return run_setup(args)
+
+    if args.command == "talk":
+        from .talk import run_talk
+
+        return run_talk(args, _load().settings)
 
     if args.command == "chat":
         from .chat import run_chat

@@ -244,6 +244,12 @@ def _dotenv(env_file: object) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
 
 
+def file_and_environ(env_file: Path) -> dict[str, str]:
+    """The process environment over `env_file`, as `Settings` sees them: what `voice-agent
+    setup` reads to know the current choices and the vendor keys already set."""
+    return {**_dotenv(env_file), **os.environ}
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read and validate the environment (and `.env`); raise `ConfigError` on the first problem."""
     try:

@@ -28,6 +28,14 @@ class ToolGate(Protocol):
         """Returns when the tool may run; raises to keep it from running."""
 
 
+class ToolListener(Protocol):
+    """Told when each tool call starts and ends (the worker tells the room: `room_events`)."""
+
+    def tool_started(self, *, call_id: str, name: str) -> None: ...
+
+    def tool_finished(self, *, call_id: str, name: str, outcome: str, duration: float) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ToolResult:
     call: llm.FunctionCall
@@ -42,10 +50,11 @@ async def run_tool_calls(
     per_call_timeout: float,
     log: BoundLogger,
     gate: ToolGate | None = None,
+    listener: ToolListener | None = None,
 ) -> list[ToolResult]:
     """Run `calls` concurrently; results in the order of `calls`. Each waits for `gate`
     first (outside its timeout)."""
-    runs = (_run(call, tool_ctx, per_call_timeout, log, gate) for call in calls)
+    runs = (_run(call, tool_ctx, per_call_timeout, log, gate, listener) for call in calls)
     return list(await asyncio.gather(*runs))
 
 
@@ -55,10 +64,13 @@ async def _run(
     limit: float,
     log: BoundLogger,
     gate: ToolGate | None,
+    listener: ToolListener | None,
 ) -> ToolResult:
     if gate is not None:
         await gate.wait(call.name, tool_ctx.function_tools.get(call.name))
     started = time.perf_counter()
+    if listener is not None:
+        listener.tool_started(call_id=call.call_id, name=call.name)
     outcome: ToolOutcome
     try:
         executed = await asyncio.wait_for(execute_function_call(call, tool_ctx), timeout=limit)
@@ -77,4 +89,8 @@ async def _run(
         )
     run = ToolRun(name=call.name, duration=time.perf_counter() - started, outcome=outcome)
     log.info("tool call", tool=call.name, duration_ms=ms(run.duration), outcome=outcome)
+    if listener is not None:
+        listener.tool_finished(
+            call_id=call.call_id, name=call.name, outcome=outcome, duration=run.duration
+        )
     return ToolResult(call=fnc_call, output=fnc_out, run=run)

@@ -34,7 +34,7 @@ from providers.tool_calls import unique_call_ids
 from .logging import get_logger
 from .pacing import Deadlines, TurnTimedOut, paced
 from .speech_filter import ToolCallTextFilter
-from .tool_runner import ToolGate, run_tool_calls
+from .tool_runner import ToolGate, ToolListener, run_tool_calls
 from .transcript import Transcript
 from .turn_stats import PassKind, PassStats, TurnStats, ms
 
@@ -72,6 +72,8 @@ class TurnEngine:
         self._llm = turn_llm
         self._opts = options
         self.tool_gate = tool_gate
+        self.tool_listener: ToolListener | None = None
+        """Told of each tool call's start and end (the worker sets it to tell the room)."""
 
     @property
     def llm(self) -> LLM[Any]:
@@ -108,6 +110,7 @@ class Turn:
         self._opts = engine.options
         self._llm = engine.llm
         self._gate = engine.tool_gate
+        self._tool_listener = engine.tool_listener
         self._ctx = chat_ctx.copy()
         self._tool_ctx = llm.ToolContext(list(tools))
         self._tools = self._tool_ctx.flatten()
@@ -207,6 +210,7 @@ class Turn:
                 per_call_timeout=self._opts.tool_timeout,
                 log=self._log,
                 gate=self._gate,
+                listener=self._tool_listener,
             )
         )
         try:

@@ -26,6 +26,7 @@ from .logging import (
 )
 from .observer import SessionObserver
 from .resolved import Config, load_config
+from .room_events import RoomEvents, room_sender
 from .server import VoiceAgentServer
 from .turn_detection import load_vad, prewarm_turn_detection
 from .wiring import build_agent, build_llm, build_session
@@ -71,7 +72,13 @@ async def entrypoint(ctx: JobContext) -> None:
         # livekit closes the session's speech clients; the LLM client is ours to close
         turn_llm = build_llm(config)
         ctx.add_shutdown_callback(turn_llm.aclose)
-        await session.start(agent=build_agent(config, turn_llm=turn_llm), room=ctx.room)
+        agent = build_agent(config, turn_llm=turn_llm)
+        # tool status and turn latency for the talk page (and any client), on a data topic
+        events = RoomEvents(room_sender(ctx.room))
+        agent.engine.tool_listener = events
+        events.attach(session)
+        ctx.add_shutdown_callback(events.aclose)
+        await session.start(agent=agent, room=ctx.room)
         greet(session, settings.agent_greeting)
 
 

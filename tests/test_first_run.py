@@ -89,6 +89,8 @@ def test_a_busy_worker_port_names_worker_port(llm_server: ScriptedLLMServer) -> 
         (["dev", "--help"], "Usage: voice-agent dev"),
         (["console", "--help"], "Usage: voice-agent console"),
         (["download-files", "--help"], "usage: voice-agent download-files"),
+        (["setup", "--help"], "usage: voice-agent setup"),
+        (["talk", "--help"], "usage: voice-agent talk"),
         (["--help"], "usage: voice-agent"),
     ],
 )
