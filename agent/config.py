@@ -191,6 +191,16 @@ class Settings(BaseSettings):
     worker_port: Annotated[int, Field(ge=0, le=65535)] = 8081
     worker_connect_retries: Annotated[int, Field(ge=0, le=1000)] = 16
     worker_drain_timeout: Annotated[int, Field(ge=0, le=86400)] = 1800
+    # load reported to LiveKit = active sessions / MAX_SESSIONS; at LOAD_THRESHOLD LiveKit
+    # stops dispatching here. The default is what one 2-core worker held in the capacity
+    # benchmark (BENCHMARKS.md) with p95 end of speech -> first audio within +100 ms
+    max_sessions: Annotated[int, Field(ge=1, le=10_000)] = 20
+    load_threshold: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+    # --- observability ---
+    prometheus_multiproc_dir: Path | None = None
+    """Where job processes leave their metrics for `/metrics`; unset: a fresh temp dir."""
+    otel_exporter_otlp_endpoint: HttpUrl = None
 
     # --- logging ---
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
@@ -209,7 +219,7 @@ class Settings(BaseSettings):
     def _lowercase(cls, v: object) -> object:
         return v.strip().lower() if isinstance(v, str) else v
 
-    @field_validator("mcp_config", "webhook_tools", mode="before")
+    @field_validator("mcp_config", "webhook_tools", "prometheus_multiproc_dir", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v

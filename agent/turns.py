@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -51,6 +51,8 @@ class TurnOptions:
 @dataclass(slots=True)
 class PassStats:
     kind: PassKind
+    started_at: float = 0.0
+    """`time.perf_counter()` when the request was sent."""
     ttft: float | None = None
     """Seconds from request to the first text delta, None if it produced none."""
     duration: float = 0.0
@@ -64,6 +66,7 @@ class ToolRun:
     name: str
     duration: float
     outcome: Literal["ok", "error", "timeout"]
+    started_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -89,6 +92,8 @@ class TurnEngine:
         """`provider`: an `OpenAICompatibleProvider`, or a `FallbackAdapter` over several."""
         self._llm = provider
         self._opts = options
+        self.on_turn_finished: list[Callable[[Turn], None]] = []
+        """Called with each turn once it has said its last word (metrics, traces)."""
 
     @property
     def provider(self) -> llm.LLM[Any]:
@@ -139,6 +144,16 @@ class Turn:
         self._text_in_ctx = 0  # how much of `text` the working context already holds
         self._spoken = ""  # the last text yielded, filler included: for spacing
 
+    @property
+    def tool_names(self) -> set[str]:
+        """The names of the tools this turn offered the model."""
+        return set(self._tool_ctx.function_tools)
+
+    @property
+    def backend(self) -> str:
+        """The LLM backend's label (a name and URL, never a key)."""
+        return self._llm.label
+
     def __aiter__(self) -> AsyncIterator[str]:
         if self._gen is None:
             self._gen = self._generate()
@@ -162,6 +177,8 @@ class Turn:
                 passes=len(s.passes),
                 tool_calls=len(s.tools),
             )
+            for hook in self._engine.on_turn_finished:
+                hook(self)
 
     async def _resolve_and_speak(self) -> AsyncIterator[str]:
         if self._tools:
@@ -205,8 +222,8 @@ class Turn:
         self, kind: PassKind, *, calls: list[ToolCall] | None = None, blocking: bool = False
     ) -> AsyncIterator[str]:
         """One request; text goes out as it arrives, tool calls into `calls`."""
-        stats = PassStats(kind=kind)
         started = time.perf_counter()
+        stats = PassStats(kind=kind, started_at=started)
         tools = self._tools if kind != "speak-plain" else None
         tool_choice: NotGivenOr[llm.ToolChoice] = "none" if kind == "speak" else NOT_GIVEN
         text_filter = ToolCallTextFilter()
@@ -300,7 +317,9 @@ class Turn:
                 is_error=True,
             )
         duration = time.perf_counter() - started
-        self.stats.tools.append(ToolRun(name=call.name, duration=duration, outcome=outcome))
+        self.stats.tools.append(
+            ToolRun(name=call.name, duration=duration, outcome=outcome, started_at=started)
+        )
         self._log.info("tool call", tool=call.name, duration_ms=_ms(duration), outcome=outcome)
         return fnc_call, fnc_out
 

@@ -25,6 +25,7 @@ from livekit.agents import (
     tts,
     vad,
 )
+from livekit.agents.utils import http_server
 from livekit.agents.voice import (
     CloseEvent,
     ConversationItemAddedEvent,
@@ -40,6 +41,7 @@ from providers import build_stt_chain, build_tts_chain
 from .assistant import Assistant, build_engine, build_history_limits, build_tools
 from .config import Settings, load_settings
 from .logging import bind_context, configure_logging, get_logger, register_secrets
+from .observability import SessionLoad, add_routes, metrics_dir, observe_session, prepare_process
 
 log = get_logger("agent.worker")
 
@@ -200,6 +202,7 @@ def prewarm(proc: JobProcess) -> None:
     # the ONNX model ships inside the plugin wheel: nothing is downloaded here
     proc.userdata["vad"] = silero.VAD.load()
     proc.userdata["settings"] = settings
+    prepare_process(settings)
 
 
 async def entrypoint(ctx: JobContext) -> None:
@@ -218,6 +221,12 @@ async def entrypoint(ctx: JobContext) -> None:
             tts=settings.tts_options().base_url,
         )
         agent = build_agent(settings)
+        observe_session(
+            session,
+            agent.engine,
+            settings=settings,
+            add_shutdown_callback=ctx.add_shutdown_callback,
+        )
         # livekit closes the session's speech clients, not the LLM client our engine holds
         ctx.add_shutdown_callback(agent.engine.provider.aclose)
         await session.start(agent=agent, room=ctx.room)
@@ -233,6 +242,18 @@ class VoiceAgentServer(AgentServer):
     """
 
     failure: BaseException | None = None
+
+    # livekit builds its HTTP server (`/`, `/worker`) inside `run()` and starts it right
+    # away; our routes join it when it is handed over, before it starts
+    @property
+    def _http_server(self) -> http_server.HttpServer | None:
+        return self.__http_server
+
+    @_http_server.setter
+    def _http_server(self, server: http_server.HttpServer | None) -> None:
+        if server is not None:
+            add_routes(server)
+        self.__http_server = server
 
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
         try:
@@ -250,6 +271,9 @@ def build_server(settings: Settings) -> VoiceAgentServer:
         port=settings.worker_port,
         max_retry=settings.worker_connect_retries,
         drain_timeout=settings.worker_drain_timeout,
+        load_fnc=SessionLoad(settings.max_sessions),
+        load_threshold=settings.load_threshold,
+        prometheus_multiproc_dir=metrics_dir(settings),
         setup_fnc=prewarm,
         # imported once in livekit's forkserver, so each job process starts warm
         preload_modules=["livekit.plugins.silero", "agent.worker"],
