@@ -11,9 +11,13 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .config import ConfigError, Settings, load_settings
 from .logging import configure_logging, redact, register_secrets
+
+if TYPE_CHECKING:
+    from .worker import VoiceAgentServer
 
 # livekit-agents' CLI commands, run with our worker
 LIVEKIT_COMMANDS = {
@@ -79,12 +83,16 @@ def _run_livekit(command: str, rest: list[str]) -> int:
     if command == "download-files":
         return _download_files()
 
-    from livekit.agents import cli
-
+    settings = _load()  # first: it makes PROMETHEUS_MULTIPROC_DIR before metrics open files
     from .worker import build_server
 
-    settings = _load()
-    server = build_server(settings)
+    return run_worker(build_server(settings), settings, command, rest)
+
+
+def run_worker(server: VoiceAgentServer, settings: Settings, command: str, rest: list[str]) -> int:
+    """livekit's CLI runs `server`; its exit status, made to say when the worker failed."""
+    from livekit.agents import cli
+
     # livekit's CLI reads sys.argv; give it the command as if it were its own program
     sys.argv = ["voice-agent", command, *rest]
     code: int | str | None = 0

@@ -246,6 +246,17 @@ class Settings(BaseSettings):
             raise ValueError("expected the path of a readable text file")
         return v
 
+    @field_validator("prometheus_multiproc_dir")
+    @classmethod
+    def _make_metrics_dir(cls, v: Path | None) -> Path | None:
+        # prometheus-client opens its files there as soon as a metric is defined
+        if v is not None:
+            try:
+                v.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ValueError(f"expected a writable directory ({e.strerror})") from None
+        return v
+
     @model_validator(mode="after")
     def _check_backends(self) -> Settings:
         self.backends()  # raises _FieldError naming the variable

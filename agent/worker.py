@@ -11,6 +11,7 @@ closing the room.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livekit.agents import (
@@ -263,7 +264,11 @@ class VoiceAgentServer(AgentServer):
             raise
 
 
-def build_server(settings: Settings) -> VoiceAgentServer:
+def build_server(
+    settings: Settings,
+    *,
+    session_entrypoint: Callable[[JobContext], Awaitable[None]] = entrypoint,
+) -> VoiceAgentServer:
     server = VoiceAgentServer(
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
@@ -284,7 +289,7 @@ def build_server(settings: Settings) -> VoiceAgentServer:
         # livekit's CLI adds its own (unredacted) stdout handler; ours replaces it
         configure_logging(level=settings.log_level, fmt=settings.log_format)
 
-    server.rtc_session(entrypoint, agent_name=settings.livekit_agent_name)
+    server.rtc_session(session_entrypoint, agent_name=settings.livekit_agent_name)
     return server
 
 
