@@ -1,91 +1,13 @@
-"""The livekit `Agent` whose `llm_node` is our turn engine, and its construction from settings."""
+"""The livekit `Agent` whose `llm_node` is our turn engine (built in `agent.wiring`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Sequence
-from typing import Any
 
 from livekit.agents import Agent, ModelSettings, llm
 
-from providers import OpenAICompatibleProvider
-
-from .config import Settings
 from .history import HistoryLimits, bound_history, remove_filler
-from .tools import McpTools, WebhookToolset, builtin_tools
-from .turns import TurnEngine, TurnOptions
-
-
-def build_llm(settings: Settings) -> llm.LLM[Any]:
-    """The configured backend, or a livekit `FallbackAdapter` over the primary and
-    `LLM_FALLBACKS`: a turn that fails before any word was said moves to the next."""
-    providers = [
-        OpenAICompatibleProvider(options=options, preset=preset)
-        for preset, options in settings.backends()
-    ]
-    if len(providers) == 1:
-        return providers[0]
-    cooldowns = [p.cooldown for p in providers if p.cooldown is not None]
-    for cooldown in cooldowns:
-        cooldown.peers = cooldowns
-    return _Fallbacks(
-        list[llm.LLM[Any]](providers),
-        attempt_timeout=settings.llm_timeout,
-        max_retry_per_llm=settings.llm_max_retries,
-        retry_interval=0.5,
-    )
-
-
-class _Fallbacks(llm.FallbackAdapter):
-    """livekit's adapter, closing the backends it was given when it is closed."""
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        for instance in self._llm_instances:
-            await instance.aclose()
-
-
-def build_engine(settings: Settings, llm_provider: llm.LLM[Any] | None = None) -> TurnEngine:
-    return TurnEngine(
-        llm_provider or build_llm(settings),
-        TurnOptions(
-            apology=settings.agent_apology,
-            fallback_reply=settings.agent_fallback_reply,
-            tool_pass=settings.tool_pass_mode,
-            max_tool_rounds=settings.max_tool_rounds,
-            tool_timeout=settings.tool_timeout,
-            filler=settings.tool_filler.strip(),
-            filler_delay=settings.tool_filler_delay,
-        ),
-    )
-
-
-def build_tools(settings: Settings) -> list[llm.Tool | llm.Toolset]:
-    """Built-in tools, webhook tools and MCP servers; toolsets connect in `setup()`."""
-    tools: list[llm.Tool | llm.Toolset] = [*builtin_tools(enabled=settings.builtin_tools)]
-    if settings.webhooks:
-        tools.append(
-            WebhookToolset(settings.webhooks, max_result_chars=settings.tool_result_max_chars)
-        )
-    if settings.mcp_servers:
-        tools.append(
-            McpTools(
-                settings.mcp_servers,
-                # MCP tools yield their name to ours; theirs get a server prefix
-                reserved_names=llm.ToolContext(tools).function_tools.keys(),
-                connect_timeout=settings.mcp_connect_timeout,
-                # a little over the engine's timeout, so that the engine's fires first
-                call_timeout=settings.tool_timeout + 5,
-                max_result_chars=settings.tool_result_max_chars,
-            )
-        )
-    return tools
-
-
-def build_history_limits(settings: Settings) -> HistoryLimits:
-    return HistoryLimits(
-        max_turns=settings.history_max_turns,
-        max_tool_result_chars=settings.history_tool_result_max_chars,
-    )
+from .turns import TurnEngine
 
 
 class Assistant(Agent):
@@ -99,7 +21,7 @@ class Assistant(Agent):
         tools: Sequence[llm.Tool | llm.Toolset] = (),
         history: HistoryLimits | None = None,
     ) -> None:
-        super().__init__(instructions=instructions, tools=list(tools), llm=engine.provider)
+        super().__init__(instructions=instructions, tools=list(tools), llm=engine.llm)
         self._engine = engine
         self._limits = history or HistoryLimits()
         self._filler_to_remove: str | None = None

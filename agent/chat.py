@@ -14,11 +14,11 @@ from typing import TextIO
 
 from livekit.agents import llm
 
-from .assistant import build_engine, build_history_limits, build_tools
-from .config import Settings
 from .history import bound_history
 from .logging import bind_context, get_logger
+from .resolved import Config
 from .tools import aclose_tools, setup_tools
+from .wiring import build_engine, build_history_limits, build_llm, build_tools
 
 log = get_logger("agent.chat")
 
@@ -44,17 +44,19 @@ def _lines(stream: TextIO) -> asyncio.Queue[str]:
 
 
 async def run_chat(
-    settings: Settings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
+    config: Config, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
 ) -> int:
-    engine = build_engine(settings)
-    tools = build_tools(settings)
+    settings = config.settings
+    turn_llm = build_llm(config)
+    engine = build_engine(settings, turn_llm)
+    tools = build_tools(config)
     limits = build_history_limits(settings)
     history = llm.ChatContext()
     history.add_message(role="system", content=settings.instructions)
     with bind_context(session_id=uuid.uuid4().hex[:12], mode="chat"):
         try:
             await setup_tools(tools)
-            log.info("chat started", backend=engine.provider.label)
+            log.info("chat started", backend=turn_llm.label)
             lines = _lines(stdin)
             while line := await lines.get():
                 user_text = line.strip()
@@ -72,7 +74,7 @@ async def run_chat(
                 history.add_message(role="assistant", content=turn.text)
         finally:
             await aclose_tools(tools)
-            await engine.provider.aclose()
+            await turn_llm.aclose()
         log.info(
             "chat ended", turns=sum(1 for i in history.items if getattr(i, "role", None) == "user")
         )

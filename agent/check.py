@@ -13,11 +13,12 @@ from typing import TextIO
 
 from livekit import api
 
-from providers import OpenAICompatibleProvider
 from providers.probes import ProbeResult, describe_error, probe_llm, probe_stt, probe_tts
 
 from .config import Settings
 from .logging import redact
+from .resolved import Config
+from .wiring import build_llm_backends
 
 PROBE_TIMEOUT = 10.0
 
@@ -48,14 +49,13 @@ def _numbered(kind: str, i: int) -> str:
 
 
 async def run_check(
-    settings: Settings, *, out: TextIO = sys.stdout, request_timeout: float = PROBE_TIMEOUT
+    config: Config, *, out: TextIO = sys.stdout, request_timeout: float = PROBE_TIMEOUT
 ) -> int:
+    settings = config.settings
     # every LLM backend, fallbacks included: a broken fallback is found now, not on a bad day
-    llms = [
-        OpenAICompatibleProvider(options=options, preset=preset)
-        for preset, options in settings.backends()
-    ]
-    stts, ttss = settings.stt_backends(), settings.tts_backends()
+    llms = build_llm_backends(config)
+    stts = [b.options for b in config.backends.stt_backends]
+    ttss = [b.options for b in config.backends.tts_backends]
     names_urls = [
         *((_numbered("llm", i), llm.base_url) for i, llm in enumerate(llms)),
         *((_numbered("stt", i), o.base_url) for i, o in enumerate(stts)),

@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings
 from .logging import configure_logging, redact, register_secrets
+from .resolved import Config, load_config
 
 if TYPE_CHECKING:
     from .worker import VoiceAgentServer
@@ -28,16 +29,16 @@ LIVEKIT_COMMANDS = {
 }
 
 
-def _load() -> Settings:
+def _load() -> Config:
     try:
-        settings = load_settings()
+        config = load_config()
     except ConfigError as e:
         # one line, nothing else: this is what a user sees after a typo in .env
         print(f"voice-agent: configuration error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    register_secrets(settings.secrets())
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
-    return settings
+    register_secrets(config.secrets())
+    configure_logging(level=config.settings.log_level, fmt=config.settings.log_format)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,15 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from .check import run_check
 
-        settings = _load()
-        return asyncio.run(run_check(settings))
+        return asyncio.run(run_check(_load()))
 
     if args.command == "chat":
         from .chat import run_chat
 
-        settings = _load()
+        config = _load()
         try:
-            return asyncio.run(run_chat(settings))
+            return asyncio.run(run_chat(config))
         except KeyboardInterrupt:
             return 130
     parser.error(f"unknown command {args.command}")
@@ -83,10 +83,10 @@ def _run_livekit(command: str, rest: list[str]) -> int:
     if command == "download-files":
         return _download_files()
 
-    settings = _load()  # first: it makes PROMETHEUS_MULTIPROC_DIR before metrics open files
+    config = _load()  # first: it makes PROMETHEUS_MULTIPROC_DIR before metrics open files
     from .worker import build_server
 
-    return run_worker(build_server(settings), settings, command, rest)
+    return run_worker(build_server(config.settings), config.settings, command, rest)
 
 
 def run_worker(server: VoiceAgentServer, settings: Settings, command: str, rest: list[str]) -> int:

@@ -122,8 +122,8 @@ class SessionMetrics:
         session.on("error", self._on_error)
         session.on("close", self._on_close)
         # several backends: livekit's adapters say when one is given up on
-        if isinstance(engine.provider, llm.FallbackAdapter):
-            engine.provider.on("llm_availability_changed", self._on_availability("llm"))
+        if isinstance(engine.llm, llm.FallbackAdapter):
+            engine.llm.on("llm_availability_changed", self._on_availability("llm"))
         if isinstance(session.stt, stt.FallbackAdapter):
             session.stt.on("stt_availability_changed", self._on_availability("stt"))
         if isinstance(session.tts, tts.FallbackAdapter):

@@ -26,20 +26,24 @@ from pathlib import Path
 from livekit.agents import JobContext, llm
 from livekit.agents.voice import ConversationItemAddedEvent
 
-from agent.config import Settings, load_settings
+from agent.config import load_settings
+from agent.resolved import Config
 
 
 async def spoken_session(ctx: JobContext) -> None:
     from agent.observability import observe_session
-    from agent.worker import build_agent, build_session
+    from agent.wiring import build_agent, build_llm, build_session
     from tests.voice.audio_io import PacedMicrophone, RecordingSpeaker
 
-    settings: Settings = ctx.proc.userdata["settings"]
+    config: Config = ctx.proc.userdata["config"]
+    settings = config.settings
     marks = Path(os.environ["CAPACITY_DIR"])
     index = int(ctx.job.id.rsplit("test", 1)[-1]) - 1
     sessions = int(os.environ["CAPACITY_SESSIONS"])
-    session = build_session(settings, vad=ctx.proc.userdata["vad"])
-    agent = build_agent(settings)
+    session = build_session(config, vad=ctx.proc.userdata["vad"])
+    turn_llm = build_llm(config)
+    ctx.add_shutdown_callback(turn_llm.aclose)
+    agent = build_agent(config, turn_llm=turn_llm)
     observe_session(
         session, agent.engine, settings=settings, add_shutdown_callback=ctx.add_shutdown_callback
     )

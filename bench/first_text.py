@@ -131,7 +131,7 @@ class NodeVariant:
         started = time.perf_counter()
         if self._livekit_default:
             # what `Agent.default.llm_node` does: stream the LLM's chunks as they come
-            async with self._engine.provider.chat(chat_ctx=ctx, tools=TOOLS) as stream:
+            async with self._engine.llm.chat(chat_ctx=ctx, tools=TOOLS) as stream:
                 async for chunk in stream:
                     if first is None and chunk.delta is not None and chunk.delta.content:
                         first = time.perf_counter()
@@ -144,7 +144,7 @@ class NodeVariant:
         return started, first
 
     async def aclose(self) -> None:
-        await self._engine.provider.aclose()
+        await self._engine.llm.aclose()
 
 
 Variant = SessionVariant | NodeVariant
@@ -169,12 +169,12 @@ def session_variants(base_url: str) -> list[Variant]:
         SessionVariant(
             OURS_DEFAULT,
             Assistant(engine=streamed, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS),
-            streamed.provider,
+            streamed.llm,
         ),
         SessionVariant(
             "ours, blocking tool pass (CAAL-style)",
             Assistant(engine=blocking, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS),
-            blocking.provider,
+            blocking.llm,
         ),
     ]
 

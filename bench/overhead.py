@@ -94,7 +94,7 @@ async def measure(
                 pass
 
     async def provider_turn() -> None:
-        async with engine.provider.chat(chat_ctx=ctx, tools=TOOLS) as stream:
+        async with engine.llm.chat(chat_ctx=ctx, tools=TOOLS) as stream:
             async for _ in stream:
                 pass
 
@@ -124,7 +124,7 @@ async def measure(
         hot = await _profile(server, engine_turn, profile_turns, token_delay)
     finally:
         await sdk.close()
-        await engine.provider.aclose()
+        await engine.llm.aclose()
     return OverheadResult(
         [CpuRow(name, values) for name, values in cpu.items()],
         breakdown(ctx, iterations=max(20, reps)),

@@ -56,7 +56,7 @@ async def _session(
     all_started: asyncio.Barrier | None = None,
 ) -> tuple[AgentSession[None], list[TurnTiming]]:
     engine = make_engine(base_url)
-    session: AgentSession[None] = AgentSession(llm=engine.provider)
+    session: AgentSession[None] = AgentSession(llm=engine.llm)
     out = FirstTextOutput()
     session.output.transcription = out
     await session.start(Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS))

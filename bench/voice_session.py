@@ -29,8 +29,10 @@ from livekit.agents.voice import (
     UserStateChangedEvent,
 )
 
-from agent.config import load_settings
-from agent.worker import SessionObserver, build_agent, build_session, greet
+from agent.observer import SessionObserver
+from agent.resolved import load_config
+from agent.wiring import build_agent, build_llm, build_session
+from agent.worker import greet
 from tests.voice.audio_io import PacedMicrophone, RecordingSpeaker
 
 from .common import quiet_logging
@@ -84,7 +86,7 @@ async def run(
     quiet_logging()
     from livekit.plugins import silero
 
-    settings = load_settings(
+    config = load_config(
         llm_base_url=llm_url,
         llm_model="test-model",
         llm_max_retries=0,
@@ -97,8 +99,8 @@ async def run(
     gc.collect()
     rss_prewarmed = rss_bytes()
 
-    session = build_session(settings, vad=vad)
-    observer = SessionObserver(session, settings)
+    session = build_session(config, vad=vad)
+    observer = SessionObserver(session, stt_error_reply=config.settings.agent_stt_error_reply)
     log = TurnLog()
     session.on("metrics_collected", log.on_metrics)
     session.on("conversation_item_added", log.on_item)
@@ -106,11 +108,12 @@ async def run(
     mic, speaker = PacedMicrophone(), RecordingSpeaker()
     session.input.audio = mic
     session.output.audio = speaker
-    await session.start(build_agent(settings), record=False)
+    turn_llm = build_llm(config)
+    await session.start(build_agent(config, turn_llm=turn_llm), record=False)
     rss_after_turn: list[int] = []
     mic_speech_end: list[float] = []
     try:
-        greet(session, settings)
+        greet(session, GREETING)
         await _until(lambda: len(speaker.completed) >= 1, within=30, what="greeting")
         for k, wav in enumerate(wavs):
             log.turn = k
@@ -129,6 +132,7 @@ async def run(
             await asyncio.sleep(pause)  # a user does not talk over the end of the answer
     finally:
         await session.aclose()
+        await turn_llm.aclose()
     return {
         "rss_prewarmed": rss_prewarmed,
         "rss_after_turn": rss_after_turn,

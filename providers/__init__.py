@@ -5,7 +5,6 @@ from .base import (
     APIError,
     APIStatusError,
     APITimeoutError,
-    Completion,
     StreamCutError,
     ToolCall,
 )
@@ -42,7 +41,6 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "BackendCoolingDown",
-    "Completion",
     "Cooldown",
     "OpenAICompatibleProvider",
     "ProviderName",

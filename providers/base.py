@@ -1,12 +1,10 @@
-"""What every backend shares: the tool-call shape, completions and the error family.
+"""What every backend shares: the tool-call shape and the error family.
 
 Errors are livekit-agents' own `APIError` family, so the framework's retry logic
 (`retryable`), `FallbackAdapter` and metrics understand ours without adapters.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 from livekit.agents import APIConnectionError, APIError, APIStatusError, APITimeoutError
 from livekit.agents.llm import FunctionToolCall as ToolCall
@@ -16,7 +14,6 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
-    "Completion",
     "StreamCutError",
     "ToolCall",
 ]
@@ -24,11 +21,3 @@ __all__ = [
 
 class StreamCutError(APIConnectionError):
     """The server closed a streamed completion before it said it was finished."""
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """A whole (non-streamed) chat completion, tool calls already normalized."""
-
-    text: str
-    tool_calls: list[ToolCall] = field(default_factory=list)

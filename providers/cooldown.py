@@ -11,7 +11,7 @@ the period is over.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from .base import APIConnectionError
 
@@ -20,22 +20,35 @@ class BackendCoolingDown(APIConnectionError):
     """Raised instead of a request while the backend is cooling down."""
 
 
-@dataclass(slots=True, kw_only=True)
 class Cooldown:
-    seconds: float = 30.0
-    threshold: int = 2
-    _failures: int = 0
-    _until: float = 0.0
-    _clock: object = field(default=time.monotonic, repr=False)
-    peers: list[Cooldown] = field(default_factory=list, repr=False)
-    """The cool-downs of every backend in the chain, this one included."""
+    """The failure count and cool-down deadline of one backend."""
+
+    def __init__(
+        self,
+        *,
+        seconds: float = 30.0,
+        threshold: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.seconds = seconds
+        self.threshold = threshold
+        self._clock = clock
+        self._failures = 0
+        self._until = 0.0
+        self.peers: list[Cooldown] = []
+        """The cool-downs of every backend in the chain, this one included."""
+
+    def __repr__(self) -> str:
+        return (
+            f"Cooldown(seconds={self.seconds}, threshold={self.threshold}, cooling={self.cooling})"
+        )
 
     def check(self) -> None:
         """Raise `BackendCoolingDown` if requests should not be sent now.
 
         Never while every backend of the chain is cooling down: then skipping them all
         would only turn every turn into an apology without asking anyone."""
-        remaining = self._until - self._now()
+        remaining = self._until - self._clock()
         if remaining > 0 and not (self.peers and all(peer.cooling for peer in self.peers)):
             raise BackendCoolingDown(
                 f"backend skipped for {remaining:.0f} s more after repeated failures",
@@ -51,13 +64,10 @@ class Cooldown:
         self._failures += 1
         if self._failures >= self.threshold:
             self._failures = 0
-            self._until = self._now() + self.seconds
+            self._until = self._clock() + self.seconds
             return True
         return False
 
     @property
     def cooling(self) -> bool:
-        return self._until > self._now()
-
-    def _now(self) -> float:
-        return self._clock()  # type: ignore[operator,no-any-return]
+        return self._until > self._clock()

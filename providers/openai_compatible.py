@@ -10,9 +10,9 @@ calls are broken.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -37,12 +37,11 @@ from .base import (
     APIConnectionError,
     APIError,
     APIStatusError,
-    APITimeoutError,
-    Completion,
     StreamCutError,
     ToolCall,
 )
-from .cooldown import BackendCoolingDown, Cooldown
+from .cooldown import Cooldown
+from .errors import is_outage, to_api_error
 from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderPreset
 from .tool_calls import ToolCallAccumulator
 
@@ -112,7 +111,9 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         *,
         options: ProviderOptions,
         preset: ProviderPreset = PRESETS["openai-compatible"],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: what the cool-down measures its period with (tests pass their own)."""
         super().__init__()
         self._opts = options
         self._preset = preset
@@ -124,14 +125,14 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
             timeout=httpx2.Timeout(options.timeout),
             default_headers={**preset.headers, **options.extra_headers},
         )
-        # what livekit's retry, fallback and metrics logs name this backend by (never the key)
-        self._label = f"{preset.name}:{options.model}@{self.base_url}"
         self._schema_cache: dict[tuple[llm.Tool, ...], list[dict[str, Any]]] = {}
         # learnt at run time (see ChatStream._attempt)
         self._refuses_tools = False
         self._refuses_tool_choice_none = False
         self._cooldown = (
-            Cooldown(seconds=options.cooldown_seconds, threshold=options.cooldown_after)
+            Cooldown(
+                seconds=options.cooldown_seconds, threshold=options.cooldown_after, clock=clock
+            )
             if options.cooldown_seconds > 0
             else None
         )
@@ -142,6 +143,11 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
             f"OpenAICompatibleProvider(provider={self.provider!r}, model={self.model!r}, "
             f"base_url={self.base_url!r})"
         )
+
+    @property
+    def label(self) -> str:
+        """What logs and livekit's `FallbackAdapter` name this backend by (never the key)."""
+        return f"{self._preset.name}:{self._opts.model}@{self.base_url}"
 
     @property
     def model(self) -> str:
@@ -187,25 +193,6 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         return ChatStream(
             self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, request=request
         )
-
-    async def complete(
-        self,
-        *,
-        chat_ctx: llm.ChatContext,
-        tools: Sequence[llm.Tool] = (),
-        tool_choice: NotGivenOr[ToolChoice] = NOT_GIVEN,
-    ) -> Completion:
-        """One non-streamed completion, retried like a stream."""
-        text: list[str] = []
-        calls: list[ToolCall] = []
-        async with self.chat(
-            chat_ctx=chat_ctx, tools=list(tools), tool_choice=tool_choice, extra_kwargs=NOT_STREAMED
-        ) as stream:
-            async for chunk in stream:
-                if chunk.delta is not None:
-                    text.append(chunk.delta.content or "")
-                    calls.extend(chunk.delta.tool_calls)
-        return Completion(text="".join(text), tool_calls=calls)
 
     def _adapted(self, request: dict[str, Any]) -> dict[str, Any]:
         """`request` minus what this server was seen to refuse."""
@@ -259,7 +246,7 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         if tools:
             request["tools"] = self._tool_schemas(tools)
             if is_given(tool_choice):
-                request["tool_choice"] = _tool_choice_param(tool_choice)
+                request["tool_choice"] = tool_choice
             if is_given(parallel_tool_calls):
                 request["parallel_tool_calls"] = parallel_tool_calls
         if is_given(extra_kwargs):
@@ -288,7 +275,7 @@ class ChatStream(llm.LLMStream):
         try:
             await self._attempt()
         except APIError as e:
-            if cooldown is not None and _is_outage(e) and cooldown.record_failure():
+            if cooldown is not None and is_outage(e) and cooldown.record_failure():
                 logger.warning(
                     "LLM backend failing repeatedly; skipping it for a while",
                     extra={"backend": self._provider.label, "cooldown_s": cooldown.seconds},
@@ -328,7 +315,7 @@ class ChatStream(llm.LLMStream):
             raise
         except Exception as e:
             # retrying after words were streamed would repeat them
-            raise _to_api_error(e, retryable=not self._event_ch.output_sent) from e
+            raise to_api_error(e, retryable=not self._event_ch.output_sent) from e
 
     async def _run_streamed(self, request: dict[str, Any]) -> None:
         quirks = self._provider._preset.quirks
@@ -433,54 +420,3 @@ def _without_tools(request: dict[str, Any]) -> dict[str, Any] | None:
     return {
         k: v for k, v in request.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")
     }
-
-
-def _is_outage(e: APIError) -> bool:
-    """Failures that say the backend is unwell, not that the request was wrong."""
-    if isinstance(e, BackendCoolingDown):
-        return False
-    if isinstance(e, APIStatusError):
-        return e.status_code >= 500 or e.status_code in (408, 429)
-    return True
-
-
-def _tool_choice_param(tool_choice: ToolChoice) -> Any:
-    if isinstance(tool_choice, dict):
-        return {"type": "function", "function": {"name": tool_choice["function"]["name"]}}
-    return tool_choice
-
-
-def _to_api_error(e: BaseException, *, retryable: bool) -> APIError:
-    """The one place where `openai`/`httpx` errors become livekit's `APIError` family.
-
-    Messages name what happened, never the key; the server's own message (which may
-    echo request details) only travels in `body` for the logs.
-    """
-    if isinstance(e, APIError):
-        return e
-    if isinstance(e, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError)):
-        # not retried: a server that hung once for LLM_TIMEOUT would double the silence;
-        # a FallbackAdapter still moves on to the next backend
-        return APITimeoutError("the LLM server did not answer in time", retryable=False)
-    if isinstance(e, openai.APIStatusError):
-        return APIStatusError(
-            f"the LLM server answered HTTP {e.status_code}",
-            status_code=e.status_code,
-            request_id=e.request_id,
-            body=e.body,
-            retryable=retryable,
-        )
-    if isinstance(e, openai.APIConnectionError):
-        return APIConnectionError("could not connect to the LLM server", retryable=retryable)
-    if isinstance(e, openai.APIError):
-        # an `error` object sent inside an SSE stream
-        return APIConnectionError(
-            "the LLM server reported an error mid-stream", retryable=retryable
-        )
-    if isinstance(e, (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, KeyError)):
-        return APIConnectionError("the LLM server sent a malformed response", retryable=retryable)
-    if isinstance(e, httpx2.HTTPError):
-        return APIConnectionError("the connection to the LLM server failed", retryable=retryable)
-    return APIConnectionError(
-        f"unexpected LLM client failure ({type(e).__name__})", retryable=retryable
-    )

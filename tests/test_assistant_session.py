@@ -27,7 +27,7 @@ async def test_session_turn_with_a_tool_speaks_and_keeps_the_tool_history(
     )
     engine = make_engine(llm_server)
     agent = Assistant(engine=engine, instructions="Be brief.", tools=[get_current_time])
-    async with AgentSession(llm=engine.provider) as session:
+    async with AgentSession(llm=engine.llm) as session:
         await session.start(agent)
         first = await session.run(user_input="What time is it?")
         first.expect.next_event().is_message(role="assistant")
@@ -54,7 +54,7 @@ async def test_session_turn_with_a_tool_speaks_and_keeps_the_tool_history(
 async def test_session_backend_error_is_spoken_as_an_apology(llm_server: ScriptedLLMServer) -> None:
     llm_server.script(Reply.of(Status(500)))
     engine = make_engine(llm_server)
-    async with AgentSession(llm=engine.provider) as session:
+    async with AgentSession(llm=engine.llm) as session:
         await session.start(Assistant(engine=engine, instructions="Be brief."))
         result = await session.run(user_input="Hello?")
         result.expect.next_event().is_message(role="assistant")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load_settings
+from agent.config import ConfigError
+from agent.resolved import load_config
 from tests.conftest import chat_env, run_cli
 
 _OUR_PREFIXES = (
@@ -33,7 +34,7 @@ BAD_VALUES = [
     ({"LLM_FALLBACKS": '[{"provider": "nope"}]'}, "LLM_FALLBACKS[0].provider: expected 'openai"),
     ({"LLM_FALLBACKS": '[{"base_url": "ftp://x"}]'}, "LLM_FALLBACKS[0].base_url: expected an http"),
     ({"LLM_FALLBACKS": '[{"model": "m"}]'}, "LLM_FALLBACKS[0].base_url: required for provider"),
-    ({"LLM_FALLBACKS": '[{"provider": "groq", "key": "x"}]'}, "LLM_FALLBACKS[0].key: Extra"),
+    ({"LLM_FALLBACKS": '[{"provider": "groq", "key": "x"}]'}, "LLM_FALLBACKS[0].key: unknown key"),
     (
         {"LLM_FALLBACKS": '[{"provider": "ollama"}, {"provider": "openai"}]'},
         "LLM_FALLBACKS[1].api_key: required for provider openai (set LLM_FALLBACKS[1].api_key or",
@@ -75,7 +76,7 @@ def test_bad_value_gives_a_config_error_naming_the_variable(
 ) -> None:
     _clean(monkeypatch, tmp_path, **{**BASE, **env})
     with pytest.raises(ConfigError) as raised:
-        load_settings()
+        load_config()
     message = str(raised.value)
     assert message.startswith(expected)
     assert "\n" not in message
@@ -120,7 +121,7 @@ def test_presets_have_their_usual_url_and_read_the_vendor_key_variable(
     _clean(monkeypatch, tmp_path, LLM_PROVIDER=provider)
     if key_env:
         monkeypatch.setenv(key_env, "vendor-key-123")
-    options = load_settings().backends()[0][1]
+    options = load_config().backends.llm_backends[0].options
     assert options.base_url == url
     assert options.model  # presets name a default model
     assert options.api_key == ("vendor-key-123" if key_env else "not-needed")
@@ -130,29 +131,29 @@ def test_llm_api_key_wins_over_the_vendor_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _clean(monkeypatch, tmp_path, LLM_PROVIDER="groq", GROQ_API_KEY="a", LLM_API_KEY="b-key")
-    assert load_settings().backends()[0][1].api_key == "b-key"
+    assert load_config().backends.llm_backends[0].options.api_key == "b-key"
 
 
 def test_api_key_is_not_in_the_settings_repr(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _clean(monkeypatch, tmp_path, LLM_PROVIDER="openai", LLM_API_KEY="sk-very-secret-1")
-    settings = load_settings()
-    assert "sk-very-secret-1" not in repr(settings)
-    assert "sk-very-secret-1" not in repr(settings.backends()[0][1])
+    config = load_config()
+    assert "sk-very-secret-1" not in repr(config.settings)
+    assert "sk-very-secret-1" not in repr(config.backends)
 
 
 def test_config_error_is_a_typed_exception(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _clean(monkeypatch, tmp_path, LLM_PROVIDER="openai-compatible")
     with pytest.raises(ConfigError, match=r"^LLM_BASE_URL: required"):
-        load_settings()
+        load_config()
 
 
 def test_values_are_case_and_space_tolerant(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _clean(monkeypatch, tmp_path, LLM_PROVIDER=" Ollama ", LOG_FORMAT="CONSOLE")
-    settings = load_settings()
+    settings = load_config().settings
     assert settings.llm_provider == "ollama"
     assert settings.log_format == "console"
 
@@ -169,9 +170,9 @@ def test_speech_fallbacks_come_after_the_primary_with_vendor_keys(
         GROQ_API_KEY="gsk-123",
         OPENAI_API_KEY="sk-456",
     )
-    settings = load_settings()
-    stt = settings.stt_backends()
-    tts = settings.tts_backends()
+    config = load_config()
+    stt = [b.options for b in config.backends.stt_backends]
+    tts = [b.options for b in config.backends.tts_backends]
     assert [o.base_url for o in stt] == [
         "http://localhost:8000/v1",
         "https://api.groq.com/openai/v1",
@@ -179,7 +180,7 @@ def test_speech_fallbacks_come_after_the_primary_with_vendor_keys(
     assert stt[1].api_key == "gsk-123" and stt[1].model == "whisper-large-v3-turbo"
     assert [o.base_url for o in tts] == ["http://localhost:8880/v1", "https://api.openai.com/v1"]
     assert (tts[1].voice, tts[1].api_key) == ("ash", "sk-456")
-    assert {"gsk-123", "sk-456"} <= set(settings.secrets())
+    assert {"gsk-123", "sk-456"} <= set(config.secrets())
 
 
 def test_env_example_copied_to_dotenv_loads_as_is(
@@ -188,7 +189,7 @@ def test_env_example_copied_to_dotenv_loads_as_is(
     _clean(monkeypatch, tmp_path)
     example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     (tmp_path / ".env").write_text(example)
-    settings = load_settings()
+    settings = load_config().settings
     assert settings.llm_base_url == "http://localhost:8000/v1"
     assert settings.llm_fallbacks == [] and settings.llm_temperature is None
 
@@ -198,5 +199,5 @@ def test_vendor_key_in_dotenv_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path:
     (tmp_path / ".env").write_text(
         'LLM_PROVIDER=groq\nGROQ_API_KEY=gsk-from-dotenv\nLLM_FALLBACKS=[{"provider": "groq"}]\n'
     )
-    backends = load_settings().backends()
-    assert [opts.api_key for _, opts in backends] == ["gsk-from-dotenv", "gsk-from-dotenv"]
+    backends = load_config().backends.llm_backends
+    assert [b.options.api_key for b in backends] == ["gsk-from-dotenv", "gsk-from-dotenv"]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from livekit.agents import llm
 
-from agent.assistant import build_engine
-from agent.config import load_settings
+from agent.resolved import load_config
 from agent.tools import get_current_time
 from agent.turns import TurnEngine
+from agent.wiring import build_engine, build_llm
 from providers import BackendCoolingDown, Cooldown
 from tests.conftest import chat_env, run_cli
 from tests.servers.openai_server import Cut, Reply, ScriptedLLMServer, Status, Text, text_reply
@@ -89,7 +89,8 @@ def engine_with_fallback(
         **env,
     }.items():
         monkeypatch.setenv(name, value)
-    return build_engine(load_settings())
+    config = load_config()
+    return build_engine(config.settings, build_llm(config))
 
 
 async def say(engine: TurnEngine) -> str:
@@ -123,12 +124,12 @@ async def test_a_failing_primary_is_skipped_while_cooling_down_and_comes_back(
     assert await say(engine) == "Backup here."  # this turn's probe finds it healthy
     await asyncio.sleep(0.3)
     assert await say(engine) == "Primary is back."
-    await engine.provider.aclose()
+    await engine.llm.aclose()
 
 
 def test_cooldown_opens_after_the_threshold_and_closes_after_the_period() -> None:
     now = [100.0]
-    cooldown = Cooldown(seconds=10, threshold=2, _clock=lambda: now[0])
+    cooldown = Cooldown(seconds=10, threshold=2, clock=lambda: now[0])
     cooldown.check()
     assert cooldown.record_failure() is False
     cooldown.check()  # one failure is not a pattern
@@ -158,12 +159,12 @@ async def test_a_primary_refusing_tools_answers_without_them_rather_than_failing
     assert "tools" in llm_server.requests[0].body
     assert "tools" not in llm_server.requests[1].body
     assert backup_server.requests == []
-    await engine.provider.aclose()
+    await engine.llm.aclose()
 
 
 def test_when_every_backend_is_cooling_down_they_are_tried_anyway() -> None:
     now = [0.0]
-    first, second = (Cooldown(seconds=10, threshold=1, _clock=lambda: now[0]) for _ in "ab")
+    first, second = (Cooldown(seconds=10, threshold=1, clock=lambda: now[0]) for _ in "ab")
     first.peers = second.peers = [first, second]
     first.record_failure()
     with pytest.raises(BackendCoolingDown):

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from livekit.agents import llm
 
-from agent.config import ConfigError, load_settings
+from agent.config import ConfigError
+from agent.resolved import load_config
 from agent.tools import get_current_time
 from agent.turns import TurnEngine, TurnOptions
 from providers import OpenAICompatibleProvider, ProviderOptions
@@ -90,7 +91,7 @@ def test_any_environment_loads_or_fails_with_one_line_naming_a_variable(
         os.environ.pop(name, None)
     os.environ.update(env)
     try:
-        load_settings()
+        load_config()
     except ConfigError as e:
         message = str(e)
         assert "\n" not in message

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from livekit.agents import llm
 
-from agent.assistant import build_tools
-from agent.config import ConfigError, Settings, load_settings
+from agent.config import ConfigError
+from agent.resolved import Config, load_config
 from agent.tools import McpTools, aclose_tools, setup_tools
 from agent.tools.specs import McpServerSpec
+from agent.wiring import build_tools
 from tests.conftest import chat_env, make_engine, run_cli
 from tests.servers.mcp_server import SCRIPT, McpHttpServer
 from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
@@ -35,14 +36,14 @@ def write_config(tmp_path: Path, servers: dict[str, Any]) -> Path:
     return path
 
 
-def settings_for(server: ScriptedLLMServer, config: Path, **extra: Any) -> Settings:
-    return load_settings(
+def settings_for(server: ScriptedLLMServer, config: Path, **extra: Any) -> Config:
+    return load_config(
         llm_base_url=server.base_url, llm_model="test-model", mcp_config=config, **extra
     )
 
 
 @asynccontextmanager
-async def connected(settings: Settings) -> AsyncIterator[list[llm.Tool | llm.Toolset]]:
+async def connected(settings: Config) -> AsyncIterator[list[llm.Tool | llm.Toolset]]:
     tools = build_tools(settings)
     await setup_tools(tools)
     try:
@@ -161,7 +162,7 @@ def test_a_literal_credential_in_the_mcp_config_stops_start_up(tmp_path: Path) -
         tmp_path, {"weather": {"url": "http://127.0.0.1:1/mcp", "headers": {"X-Api-Key": "abc"}}}
     )
     with pytest.raises(ConfigError) as e:
-        load_settings(llm_base_url="http://127.0.0.1:1/v1", llm_model="m", mcp_config=config)
+        load_config(llm_base_url="http://127.0.0.1:1/v1", llm_model="m", mcp_config=config)
     assert str(e.value).startswith("MCP_CONFIG: mcpServers.weather.headers.X-Api-Key:")
     assert "abc" not in str(e.value)
 
@@ -172,7 +173,7 @@ def test_an_unset_env_reference_stops_start_up_naming_it(tmp_path: Path) -> None
         {"w": {"url": "http://127.0.0.1:1/mcp", "headers": {"Authorization": "${NOPE_UNSET}"}}},
     )
     with pytest.raises(ConfigError) as e:
-        load_settings(llm_base_url="http://127.0.0.1:1/v1", llm_model="m", mcp_config=config)
+        load_config(llm_base_url="http://127.0.0.1:1/v1", llm_model="m", mcp_config=config)
     assert str(e.value) == (
         "MCP_CONFIG: mcpServers.w.headers.Authorization references ${NOPE_UNSET}, which is not set"
     )

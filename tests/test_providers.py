@@ -13,6 +13,7 @@ from livekit.agents import llm
 from agent.logging import configure_logging, register_secrets
 from agent.tools import get_current_time
 from providers import (
+    NOT_STREAMED,
     PRESETS,
     APIConnectionError,
     APIStatusError,
@@ -236,15 +237,21 @@ async def test_registered_secrets_are_redacted_from_every_log_line(
     assert err.count("[redacted]") == 2
 
 
-async def test_complete_returns_text_and_typed_tool_calls_from_one_non_streamed_request(
+async def test_not_streamed_mode_gives_text_and_typed_tool_calls_from_one_request(
     llm_server: ScriptedLLMServer,
 ) -> None:
     llm_server.script(tool_reply(ToolCall("get_current_time", {"timezone": "UTC"}), text="Ok."))
     ctx = llm.ChatContext()
     ctx.add_message(role="user", content="time?")
-    completion = await provider_for(llm_server).complete(chat_ctx=ctx, tools=[get_current_time])
-    assert llm_server.requests[0].stream is False
-    assert completion.text == "Ok."
-    [call] = completion.tool_calls
+    provider = provider_for(llm_server)
+    chunks = []
+    async with provider.chat(
+        chat_ctx=ctx, tools=[get_current_time], extra_kwargs=NOT_STREAMED
+    ) as stream:
+        chunks = [c async for c in stream if c.delta is not None]
+    await provider.aclose()
+    assert len(llm_server.requests) == 1 and llm_server.requests[0].stream is False
+    assert "".join(c.delta.content or "" for c in chunks if c.delta) == "Ok."
+    [call] = [tc for c in chunks if c.delta for tc in c.delta.tool_calls]
     assert (call.name, json.loads(call.arguments)) == ("get_current_time", {"timezone": "UTC"})
     assert call.call_id

@@ -15,10 +15,11 @@ import yaml
 from aiohttp import web
 from livekit.agents import llm
 
-from agent.assistant import build_tools
 from agent.chat import run_chat
-from agent.config import ConfigError, Settings, load_settings
+from agent.config import ConfigError
+from agent.resolved import Config, load_config
 from agent.tools import aclose_tools
+from agent.wiring import build_tools
 from tests.conftest import make_engine
 from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
@@ -135,8 +136,8 @@ def write_hooks(tmp_path: Path, base: str, **extra_entries: dict[str, Any]) -> P
     return path
 
 
-def settings_for(server: ScriptedLLMServer, path: Path, **extra: Any) -> Settings:
-    return load_settings(
+def settings_for(server: ScriptedLLMServer, path: Path, **extra: Any) -> Config:
+    return load_config(
         llm_base_url=server.base_url, llm_model="test-model", webhook_tools=path, **extra
     )
 
@@ -147,7 +148,7 @@ def env_token(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def call(
-    llm_server: ScriptedLLMServer, settings: Settings, name: str, args: dict[str, Any] | str
+    llm_server: ScriptedLLMServer, settings: Config, name: str, args: dict[str, Any] | str
 ) -> tuple[str, str]:
     """The model calls `name`; returns (what was said, the tool result the model got)."""
     tools = build_tools(settings)
@@ -282,7 +283,7 @@ def test_a_bad_webhook_entry_stops_start_up_with_one_line(
     path = tmp_path / "tools.json"
     path.write_text(json.dumps({"tools": [entry]}))
     with pytest.raises(ConfigError) as e:
-        load_settings(llm_base_url="http://127.0.0.1:1/v1", llm_model="m", webhook_tools=path)
+        load_config(llm_base_url="http://127.0.0.1:1/v1", llm_model="m", webhook_tools=path)
     assert str(e.value).startswith(message)
     assert "\n" not in str(e.value)
     assert "sk-abc123" not in str(e.value)

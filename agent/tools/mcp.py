@@ -79,10 +79,6 @@ class McpTools(llm.Toolset):
         # start-up does not decide who gets the plain name
         return [tool for server in self._servers for tool in server.named_tools()]
 
-    @property
-    def servers(self) -> Sequence[_Server]:
-        return self._servers
-
     async def setup(self) -> McpTools:
         """Connect to every server at once; the slow and the dead are retried later."""
         started = time.perf_counter()
@@ -133,9 +129,9 @@ class _Server:
         self._connect_timeout = connect_timeout
         self._max_chars = max_result_chars
         self._retry = (retry_initial, retry_max)
-        self._toolset = MCPToolset(
-            id=f"mcp_{spec.name}", mcp_server=self._make_server(spec, call_timeout)
-        )
+        # kept: its public `initialized` tells whether the connection is up
+        self._mcp = self._make_server(spec, call_timeout)
+        self._toolset = MCPToolset(id=f"mcp_{spec.name}", mcp_server=self._mcp)
         self._raw: list[_RawTool] = []
         self._named: list[_RawTool] | None = None
         self._retry_task: asyncio.Task[None] | None = None
@@ -167,7 +163,8 @@ class _Server:
 
     @property
     def connected(self) -> bool:
-        return self._toolset._mcp_server.initialized
+        """Whether the MCP client session is up (livekit drops it when the server goes)."""
+        return self._mcp.initialized
 
     async def start(self) -> None:
         if not await self._connect():

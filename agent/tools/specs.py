@@ -20,6 +20,8 @@ import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..validation import one_line, url_check
+
 McpTransport = Literal["stdio", "streamable_http", "sse"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 T = TypeVar("T")
@@ -278,25 +280,17 @@ def _read(path: Path) -> Any:
         raise SpecError(f"{path} is not valid {kind}{at}") from None
 
 
+_check_http_url = url_check()
+
+
 def _check_url(url: str, where: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SpecError(f"{where}: expected an http(s) URL")
-    return url.strip()
+    try:
+        return _check_http_url(url) or ""
+    except ValueError as e:
+        raise SpecError(f"{where}: {e}") from None
 
 
 def _pydantic_line(e: ValidationError) -> str:
-    err = e.errors(include_url=False, include_input=False)[0]
-    loc = ""
-    for part in err["loc"]:
-        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-    message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "model_type" and not loc:
-        return "expected a mapping at the top level"
-    if err["type"] == "missing":
-        message = "required"
-    elif err["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif err["type"] == "string_pattern_mismatch":
-        message = "use only letters, digits, _ and - (at most 64)"
-    return f"{loc or 'file'}: {message}".replace("\n", " ")
+    return one_line(
+        e, messages={"string_pattern_mismatch": "use only letters, digits, _ and - (at most 64)"}
+    )

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
+import httpx2
 import jsonschema
 from livekit.agents import llm
 from livekit.agents.llm import ToolError, function_tool
@@ -34,7 +34,7 @@ class WebhookToolset(llm.Toolset):
 
     def __init__(self, specs: Sequence[WebhookSpec], *, max_result_chars: int = 4000) -> None:
         # connections are pooled across calls; timeouts are per tool (set on each request)
-        self._client = httpx.AsyncClient(follow_redirects=False)
+        self._client = httpx2.AsyncClient(follow_redirects=False)
         self._max_chars = max_result_chars
         super().__init__(id="webhooks", tools=[self._make_tool(spec) for spec in specs])
 
@@ -73,12 +73,12 @@ class WebhookToolset(llm.Toolset):
                 params={k: _query_value(v) for k, v in arguments.items()} if in_query else None,
                 timeout=spec.timeout,
             )
-        except httpx.TimeoutException:
+        except httpx2.TimeoutException:
             log.warning("webhook timed out", tool=spec.name, timeout_s=spec.timeout)
             raise ToolError(
                 f"The {spec.name} service did not answer within {spec.timeout:g} seconds."
             ) from None
-        except httpx.HTTPError as e:
+        except httpx2.HTTPError as e:
             log.warning("webhook unreachable", tool=spec.name, error_type=type(e).__name__)
             raise ToolError(f"The {spec.name} service could not be reached.") from None
         if resp.status_code >= 500:
@@ -93,7 +93,7 @@ class WebhookToolset(llm.Toolset):
         return clip(_body_text(resp), self._max_chars) or "Done."
 
 
-def _body_text(resp: httpx.Response) -> str:
+def _body_text(resp: httpx2.Response) -> str:
     if "json" in resp.headers.get("content-type", ""):
         try:
             return as_text(resp.json())

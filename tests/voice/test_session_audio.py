@@ -21,8 +21,10 @@ import pytest
 from livekit.agents import AgentSession, APIConnectOptions
 from livekit.agents.voice import CloseEvent, UserStateChangedEvent
 
-from agent.config import Settings, load_settings
-from agent.worker import SessionObserver, build_agent, build_session, greet
+from agent.observer import SessionObserver
+from agent.resolved import Config, load_config
+from agent.wiring import build_agent, build_llm, build_session
+from agent.worker import greet
 from tests.servers.openai_server import ScriptedLLMServer, text_reply
 from tests.servers.tts_server import EspeakTTSServer
 from tests.servers.whisper_server import WhisperServer, free_port
@@ -37,8 +39,8 @@ STT_DOWN_REPLY = "Sorry, my ears are not working right now."
 FAST_FAIL = APIConnectOptions(max_retry=0, retry_interval=0.1, timeout=5)
 
 
-def voice_settings(llm: ScriptedLLMServer, *, stt_url: str, tts_url: str) -> Settings:
-    return load_settings(
+def voice_settings(llm: ScriptedLLMServer, *, stt_url: str, tts_url: str) -> Config:
+    return load_config(
         llm_base_url=llm.base_url,
         llm_model="test-model",
         llm_max_retries=0,
@@ -62,20 +64,21 @@ class Running:
 
 
 @asynccontextmanager
-async def running_session(settings: Settings, vad: Any) -> AsyncIterator[Running]:
-    session = build_session(settings, vad=vad, conn_options=FAST_FAIL)
-    run = Running(
-        session, PacedMicrophone(), RecordingSpeaker(), SessionObserver(session, settings), [], []
-    )
+async def running_session(config: Config, vad: Any) -> AsyncIterator[Running]:
+    session = build_session(config, vad=vad, conn_options=FAST_FAIL)
+    observer = SessionObserver(session, stt_error_reply=config.settings.agent_stt_error_reply)
+    run = Running(session, PacedMicrophone(), RecordingSpeaker(), observer, [], [])
     session.on("user_state_changed", run.user_states.append)
     session.on("close", run.closed.append)
     session.input.audio = run.mic
     session.output.audio = run.speaker
-    await session.start(build_agent(settings), record=False)
+    turn_llm = build_llm(config)
+    await session.start(build_agent(config, turn_llm=turn_llm), record=False)
     try:
         yield run
     finally:
         await session.aclose()
+        await turn_llm.aclose()
         # Collect the session's garbage here: a finalizer that logs a traceback while
         # another `ast.parse` is running trips CPython 3.11.7's AST recursion check
         # (gh-106905), and pytest parses modules lazily at the end of the run.
@@ -102,7 +105,7 @@ async def test_spoken_question_reaches_llm_and_spoken_answer_comes_out(
         llm_server, stt_url=whisper_server.base_url, tts_url=tts_server.base_url
     )
     async with running_session(settings, silero_vad) as run:
-        greet(run.session, settings)
+        greet(run.session, GREETING)
         await until(lambda: len(run.speaker.completed) >= 1, within=20, what="the greeting")
 
         await run.mic.say(question_wav)
@@ -175,7 +178,7 @@ async def test_session_survives_tts_down_and_speaks_again_when_it_returns(
         llm_server, stt_url=whisper_server.base_url, tts_url=tts_server.base_url
     )
     async with running_session(settings, silero_vad) as run:
-        greet(run.session, settings)  # fails: TTS is down
+        greet(run.session, GREETING)  # fails: TTS is down
         await run.mic.say(question_wav)
         # the turn still went through the LLM, and its reply was attempted on the TTS
         await until(lambda: len(llm_server.requests) >= 1, within=60, what="the LLM request")
@@ -198,8 +201,8 @@ async def test_speech_fallbacks_take_over_when_the_first_stt_and_tts_are_down(
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
     llm_server.script(text_reply(ANSWER))
-    settings = load_settings(
-        **voice_settings(llm_server, stt_url=dead, tts_url=dead).model_dump(
+    settings = load_config(
+        **voice_settings(llm_server, stt_url=dead, tts_url=dead).settings.model_dump(
             include={"llm_base_url", "llm_model", "llm_max_retries", "stt_model"}
         ),
         stt_base_url=dead,

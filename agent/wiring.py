@@ -1,0 +1,185 @@
+"""The composition root: every part of the agent is built here, from a resolved `Config`.
+
+The worker, `chat` and `check` call these builders and nothing else assembles parts,
+so what runs in a voice session is what runs in text mode. Whoever calls `build_llm`
+owns the client it returns and closes it (`aclose`); the engine and the agent only
+use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    AgentSession,
+    APIConnectOptions,
+    llm,
+    stt,
+    tts,
+    vad,
+)
+from livekit.agents.voice.agent_session import SessionConnectOptions
+from livekit.agents.voice.turn import TurnHandlingOptions
+
+from providers import OpenAICompatibleProvider, build_stt_chain, build_tts_chain
+
+from .assistant import Assistant
+from .config import Settings
+from .history import HistoryLimits
+from .resolved import Config
+from .tools import McpTools, WebhookToolset, builtin_tools
+from .turns import TurnEngine, TurnOptions
+
+# livekit closes a session after this many consecutive unrecoverable STT/LLM/TTS errors
+# (default 3). A voice agent whose speech server restarts should outlive the restart, so
+# the limit is set out of reach; the STT stream is recreated by livekit after each failure.
+_TOLERATED_ERRORS = 1_000_000
+
+
+# --- the LLM side: shared by voice and chat ------------------------------------------
+
+
+def build_llm_backends(config: Config) -> list[OpenAICompatibleProvider]:
+    """One client per LLM backend, primary first (what `check` probes one by one)."""
+    return [
+        OpenAICompatibleProvider(options=b.options, preset=b.preset)
+        for b in config.backends.llm_backends
+    ]
+
+
+def build_llm(config: Config) -> llm.LLM[Any]:
+    """The configured backend, or livekit's `FallbackAdapter` over the primary and
+    `LLM_FALLBACKS`: a turn that fails before any word was said moves to the next.
+    The caller owns the result and closes it."""
+    backends = build_llm_backends(config)
+    if len(backends) == 1:
+        return backends[0]
+    # a backend cooling down is skipped unless every one in the chain is
+    cooldowns = [b.cooldown for b in backends if b.cooldown is not None]
+    for cooldown in cooldowns:
+        cooldown.peers = cooldowns
+    return _Fallbacks(
+        backends,
+        attempt_timeout=config.settings.llm_timeout,
+        max_retry_per_llm=config.settings.llm_max_retries,
+        retry_interval=0.5,
+    )
+
+
+class _Fallbacks(llm.FallbackAdapter):
+    """livekit's adapter, closing the backends it was given when it is closed."""
+
+    def __init__(self, backends: list[OpenAICompatibleProvider], **options: Any) -> None:
+        super().__init__(list[llm.LLM[Any]](backends), **options)
+        self._backends = backends
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        for backend in self._backends:
+            await backend.aclose()
+
+
+def build_engine(settings: Settings, turn_llm: llm.LLM[Any]) -> TurnEngine:
+    return TurnEngine(
+        turn_llm,
+        TurnOptions(
+            apology=settings.agent_apology,
+            fallback_reply=settings.agent_fallback_reply,
+            tool_pass=settings.tool_pass_mode,
+            max_tool_rounds=settings.max_tool_rounds,
+            tool_timeout=settings.tool_timeout,
+            filler=settings.tool_filler.strip(),
+            filler_delay=settings.tool_filler_delay,
+        ),
+    )
+
+
+def build_tools(config: Config) -> list[llm.Tool | llm.Toolset]:
+    """Built-in tools, webhook tools and MCP servers; toolsets connect in `setup()`."""
+    settings = config.settings
+    tools: list[llm.Tool | llm.Toolset] = [*builtin_tools(enabled=settings.builtin_tools)]
+    if config.webhooks:
+        tools.append(
+            WebhookToolset(config.webhooks, max_result_chars=settings.tool_result_max_chars)
+        )
+    if config.mcp_servers:
+        tools.append(
+            McpTools(
+                config.mcp_servers,
+                # MCP tools yield their name to ours; theirs get a server prefix
+                reserved_names=llm.ToolContext(tools).function_tools.keys(),
+                connect_timeout=settings.mcp_connect_timeout,
+                # a little over the engine's timeout, so that the engine's fires first
+                call_timeout=settings.tool_timeout + 5,
+                max_result_chars=settings.tool_result_max_chars,
+            )
+        )
+    return tools
+
+
+def build_history_limits(settings: Settings) -> HistoryLimits:
+    return HistoryLimits(
+        max_turns=settings.history_max_turns,
+        max_tool_result_chars=settings.history_tool_result_max_chars,
+    )
+
+
+# --- the voice side ------------------------------------------------------------------
+
+
+def build_agent(config: Config, *, turn_llm: llm.LLM[Any]) -> Assistant:
+    settings = config.settings
+    return Assistant(
+        engine=build_engine(settings, turn_llm),
+        instructions=settings.instructions,
+        tools=build_tools(config),
+        history=build_history_limits(settings),
+    )
+
+
+def turn_handling(settings: Settings) -> TurnHandlingOptions:
+    return {
+        # VAD end-of-speech + endpointing delay; no model download, no cloud turn detector
+        "turn_detection": "vad",
+        # livekit starts llm_node on a guess of the transcript and throws the guess away if
+        # the user goes on; our llm_node runs tools, and a tool with side effects (a webhook
+        # turning on the lights) must not run for a guess, let alone twice
+        "preemptive_generation": {"enabled": False},
+        "endpointing": {
+            "mode": "fixed",
+            "min_delay": settings.endpointing_min_delay,
+            "max_delay": settings.endpointing_max_delay,
+        },
+        "interruption": {
+            "enabled": settings.allow_interruptions,
+            # "adaptive" needs LiveKit Cloud inference; VAD-based barge-in runs anywhere
+            "mode": "vad",
+            "min_duration": settings.min_interruption_duration,
+        },
+    }
+
+
+def build_session(
+    config: Config,
+    *,
+    vad: vad.VAD,
+    stt_engine: stt.STT[Any] | None = None,
+    tts_engine: tts.TTS[Any] | None = None,
+    conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+) -> AgentSession[Any]:
+    """An `AgentSession` for the speech side. The LLM lives in the `Assistant` (its
+    `llm_node` is the turn engine); livekit closes the STT and TTS it is given."""
+    backends = config.backends
+    return AgentSession(
+        vad=vad,
+        # several backends: livekit's FallbackAdapters move on when one fails
+        stt=stt_engine or build_stt_chain([b.options for b in backends.stt_backends], vad=vad),
+        tts=tts_engine or build_tts_chain([b.options for b in backends.tts_backends]),
+        turn_handling=turn_handling(config.settings),
+        conn_options=SessionConnectOptions(
+            stt_conn_options=conn_options,
+            tts_conn_options=conn_options,
+            max_unrecoverable_errors=_TOLERATED_ERRORS,
+        ),
+    )

@@ -1,0 +1,56 @@
+"""The one place where `openai`/`httpx2` errors become livekit's `APIError` family.
+
+Messages name what happened, never the key; the server's own message (which may
+echo request details) only travels in `body`, for the logs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx2
+import openai
+
+from .base import APIConnectionError, APIError, APIStatusError, APITimeoutError
+from .cooldown import BackendCoolingDown
+
+
+def is_outage(e: APIError) -> bool:
+    """Failures that say the backend is unwell, not that the request was wrong."""
+    if isinstance(e, BackendCoolingDown):
+        return False
+    if isinstance(e, APIStatusError):
+        return e.status_code >= 500 or e.status_code in (408, 429)
+    return True
+
+
+def to_api_error(e: BaseException, *, retryable: bool) -> APIError:
+    """`e` as an `APIError`; `retryable` only where nothing has been streamed yet."""
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError)):
+        # not retried: a server that hung once for LLM_TIMEOUT would double the silence;
+        # a FallbackAdapter still moves on to the next backend
+        return APITimeoutError("the LLM server did not answer in time", retryable=False)
+    if isinstance(e, openai.APIStatusError):
+        return APIStatusError(
+            f"the LLM server answered HTTP {e.status_code}",
+            status_code=e.status_code,
+            request_id=e.request_id,
+            body=e.body,
+            retryable=retryable,
+        )
+    if isinstance(e, openai.APIConnectionError):
+        return APIConnectionError("could not connect to the LLM server", retryable=retryable)
+    if isinstance(e, openai.APIError):
+        # an `error` object sent inside an SSE stream
+        return APIConnectionError(
+            "the LLM server reported an error mid-stream", retryable=retryable
+        )
+    if isinstance(e, (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, KeyError)):
+        return APIConnectionError("the LLM server sent a malformed response", retryable=retryable)
+    if isinstance(e, httpx2.HTTPError):
+        return APIConnectionError("the connection to the LLM server failed", retryable=retryable)
+    return APIConnectionError(
+        f"unexpected LLM client failure ({type(e).__name__})", retryable=retryable
+    )
