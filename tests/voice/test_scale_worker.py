@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from livekit.protocol import agent
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -203,6 +204,34 @@ def test_metrics_after_a_spoken_session_aggregate_the_job_process(
     assert m["voice_agent_tts_ttfb_seconds_count"] >= 1
     # the session is over and its process gone: it no longer counts as active
     assert m["voice_agent_active_sessions"] == 0
+
+
+def deployment_probe(kind: str) -> str:
+    deploy = yaml.safe_load_all((ROOT / "deploy" / "voice-agent.yaml").read_text())
+    (deployment,) = [d for d in deploy if d and d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return str(container[f"{kind}Probe"]["httpGet"]["path"])
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "liveness",
+        pytest.param(
+            "readiness",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the readiness endpoint comes with issue 11; drop this mark when it lands",
+            ),
+        ),
+    ],
+)
+def test_the_deployment_probes_answer_200_on_a_registered_worker(
+    start_worker: Callable[..., Worker], kind: str
+) -> None:
+    worker = start_worker()
+    worker.status_with(0)  # registered and reporting
+    assert worker.get(deployment_probe(kind)).strip()
 
 
 def _ended(worker: Worker) -> bool:
