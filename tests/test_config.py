@@ -61,6 +61,13 @@ BAD_VALUES = [
     ({"TOOL_TIMEOUT": "x"}, "TOOL_TIMEOUT: expected a number"),
     ({"BUILTIN_TOOLS": "perhaps"}, "BUILTIN_TOOLS: expected a boolean"),
     ({"AGENT_INSTRUCTIONS_FILE": "/no/such/file"}, "AGENT_INSTRUCTIONS_FILE: expected the path"),
+    ({"MAX_SESSIONS": "0"}, "MAX_SESSIONS: expected greater than or equal to 1"),
+    ({"LOAD_THRESHOLD": "1.5"}, "LOAD_THRESHOLD: expected less than or equal to 1"),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT: expected an"),
+    (
+        {"PROMETHEUS_MULTIPROC_DIR": "/proc/voice-agent-metrics"},
+        "PROMETHEUS_MULTIPROC_DIR: expected a writable directory",
+    ),
     (
         {"LLM_PROVIDER": "groq", "LLM_API_KEY": ""},
         "LLM_API_KEY: required for LLM_PROVIDER=groq (set LLM_API_KEY or GROQ_API_KEY)",

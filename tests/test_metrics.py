@@ -3,6 +3,8 @@ processes' numbers reach `/metrics` is tests/voice/test_scale_worker.py's job.""
 
 from __future__ import annotations
 
+import asyncio
+
 from livekit.agents import llm
 from livekit.agents.llm import function_tool
 from prometheus_client import REGISTRY
@@ -50,6 +52,28 @@ async def say(engine_server: ScriptedLLMServer | str, *replies: Reply, **kw: obj
     ctx.add_message(role="user", content="Where is my order?")
     turn = engine.run(ctx, [lookup_order])
     return "".join([t async for t in turn])
+
+
+@function_tool
+async def slow_lookup() -> str:
+    """Look something up slowly."""
+    await asyncio.sleep(0.3)
+    return "Found it."
+
+
+async def test_a_filler_said_while_a_slow_tool_runs_is_counted(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    llm_server.script(tool_reply(ToolCall("slow_lookup", id="s")), text_reply("Found it."))
+    engine = make_engine(llm_server, filler="One moment.", filler_delay=0.05)
+    engine.on_turn_finished.append(record_turn)
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Look it up.")
+    before = sample("voice_agent_filler_total")
+    turn = engine.run(ctx, [slow_lookup])
+    said = "".join([t async for t in turn])
+    assert said.startswith("One moment.")
+    assert sample("voice_agent_filler_total") == before + 1
 
 
 def test_backend_label_drops_url_credentials() -> None:
