@@ -166,8 +166,13 @@ def _level(n: int, turns: int, env: dict[str, str], work: Path) -> Level:
         )
         try:
             dispatch.wait_for("registration", dispatch.registered, within=120)
-            jobs = [dispatch.offer_job() for _ in range(n)]
-            pids = [_started_pid(dispatch, work, job) for job in jobs]
+            # calls arrive one after another: livekit counts a job it has accepted but not
+            # yet started as a share of the threshold, and turns down a burst of offers
+            jobs: list[str] = []
+            pids: list[int] = []
+            for _ in range(n):
+                jobs.append(dispatch.offer_job())
+                pids.append(_started_pid(dispatch, work, jobs[-1]))
             return _run_level(n, turns, work, jobs, pids, worker.pid, load_before, dispatch)
         finally:
             worker.send_signal(signal.SIGTERM)
@@ -228,6 +233,9 @@ def _run_level(
 
 def _started_pid(dispatch: FakeLiveKitDispatch, work: Path, job: str) -> int:
     path = work / f"{job}.started"
+    answer = dispatch.wait_for(f"answer to {job}", lambda: dispatch.availability(job))
+    if not answer.available:
+        raise RuntimeError(f"the worker turned {job} down; see {work / 'worker.log'}")
 
     def pid() -> str | None:
         return (path.read_text() or None) if path.exists() else None
