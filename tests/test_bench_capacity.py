@@ -16,7 +16,7 @@ def test_capacity_bench_measures_each_level_and_renders_the_table() -> None:
     result = measure(plan)
     assert [lv.sessions for lv in result.levels] == [1, 2]
     for lv in result.levels:
-        assert lv.turns == lv.sessions  # one measured turn per session
+        assert lv.turns + lv.silent_turns == lv.sessions  # one measured turn per session
         # end of speech -> first audio includes the scripted STT, LLM and TTS latencies
         assert lv.p50_ms >= (plan.stt_delay + plan.llm_ttft + plan.tts_delay) * 1000
         assert lv.p95_ms >= lv.p50_ms
