@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from collections.abc import Callable, Coroutine
@@ -21,7 +22,7 @@ from livekit.agents.utils import http_server
 
 from .config import Settings
 from .metrics import SessionMetrics, mark_process_dead
-from .tracing import configure_tracing, record_turn_spans
+from .tracing import configure_tracing, flush_traces, record_turn_spans
 from .turns import TurnEngine
 
 
@@ -73,6 +74,9 @@ def observe_session(
 
     async def _job_ended() -> None:
         observed.close()
+        if settings.otel_exporter_otlp_endpoint:
+            # off the loop: the exporter blocks on HTTP
+            await asyncio.to_thread(flush_traces)
         # livekit exported PROMETHEUS_MULTIPROC_DIR before forking this process
         if settings.prometheus_multiproc_dir is not None:
             mark_process_dead(str(settings.prometheus_multiproc_dir), os.getpid())

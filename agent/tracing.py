@@ -23,6 +23,9 @@ from .turns import Turn
 
 SERVICE_NAME = "voice-agent"
 
+_providers: list[TracerProvider] = []
+"""This process's provider, once configured (a list: no `global` statement needed)."""
+
 
 def traces_url(endpoint: str) -> str:
     """The OTLP/HTTP traces URL for a base endpoint, as the OTel spec builds it."""
@@ -43,7 +46,14 @@ def configure_tracing(
     provider.add_span_processor(BatchSpanProcessor(span_exporter))
     # conversation text stays out of exported spans unless the operator asks for it
     set_tracer_provider(provider, allow_pii=False)
+    _providers[:] = [provider]
     return provider
+
+
+def flush_traces(timeout_s: float = 5.0) -> None:
+    """Export what is queued: a job process exits soon after its session ends."""
+    for provider in _providers:
+        provider.force_flush(timeout_millis=int(timeout_s * 1000))
 
 
 def record_turn_spans(turn: Turn) -> None:

@@ -6,49 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from aiohttp import web
 from livekit.agents import llm
 from livekit.agents.llm import function_tool
 from livekit.agents.telemetry import tracer
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.trace import NoOpTracerProvider
 
 from agent.tracing import configure_tracing, record_turn_spans
 from tests.conftest import make_engine
 from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
-from tests.servers.threaded import ThreadedServer
+from tests.servers.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class OtlpReceiver(ThreadedServer):
-    """An OTLP/HTTP trace receiver: decodes each export and keeps its spans."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spans: list[Span] = []
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def routes(self, app: web.Application) -> None:
-        app.router.add_post("/v1/traces", self._traces)
-
-    async def _traces(self, request: web.Request) -> web.Response:
-        export = ExportTraceServiceRequest()
-        export.ParseFromString(await request.read())
-        for resource in export.resource_spans:
-            for scope in resource.scope_spans:
-                self.spans.extend(scope.spans)
-        return web.Response(
-            body=ExportTraceServiceResponse().SerializeToString(),
-            content_type="application/x-protobuf",
-        )
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ROOT, chat_env
 from tests.servers.livekit_dispatch import FakeLiveKitDispatch
 from tests.servers.openai_server import ScriptedLLMServer, text_reply
+from tests.servers.otlp_receiver import OtlpReceiver
 from tests.servers.tts_server import EspeakTTSServer
 from tests.servers.whisper_server import WhisperServer, free_port
 
@@ -174,7 +175,7 @@ def test_drain_is_bounded_by_worker_drain_timeout(start_worker: Callable[..., Wo
     assert not (worker.marks / f"{job}.finished").exists()
 
 
-def test_metrics_after_a_spoken_session_aggregate_the_job_process(
+def test_a_spoken_session_in_a_job_process_reaches_metrics_and_traces(
     start_worker: Callable[..., Worker],
     llm_server: ScriptedLLMServer,
     whisper_server: WhisperServer,
@@ -182,12 +183,26 @@ def test_metrics_after_a_spoken_session_aggregate_the_job_process(
     question_wav: Path,
 ) -> None:
     llm_server.script(text_reply(ANSWER))
-    worker = start_worker(
-        STT_BASE_URL=whisper_server.base_url,
-        STT_MODEL="tiny.en",
-        TTS_BASE_URL=tts_server.base_url,
-        HELD_JOB_WAV=str(question_wav),
-    )
+    with OtlpReceiver() as collector:
+        worker = start_worker(
+            STT_BASE_URL=whisper_server.base_url,
+            STT_MODEL="tiny.en",
+            TTS_BASE_URL=tts_server.base_url,
+            HELD_JOB_WAV=str(question_wav),
+            OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
+        )
+        _spoken_session_metrics(worker)
+        # the job process flushed its spans as it ended: ours and livekit's, one trace
+        names = {span.name for span in collector.spans}
+        assert {"voice_agent.turn", "voice_agent.llm_pass", "agent_turn", "llm_node"} <= names
+        (turn,) = [span for span in collector.spans if span.name == "voice_agent.turn"]
+        (llm_node,) = [span for span in collector.spans if span.name == "llm_node"]
+        assert turn.parent_span_id == llm_node.span_id
+        # conversation text stays out of exported spans
+        assert not [s for s in collector.spans if ANSWER in str(s.attributes)]
+
+
+def _spoken_session_metrics(worker: Worker) -> None:
     before = worker.samples()
     assert before.get("voice_agent_turns_total", 0) == 0
     job = worker.take_job()
