@@ -148,7 +148,10 @@ class Turn:
                 tool_calls=len(s.tools),
             )
             for hook in self._on_finished:
-                hook(self)
+                try:
+                    hook(self)
+                except Exception:  # metrics or traces never cost a turn its words
+                    self._log.exception("turn hook failed", hook=getattr(hook, "__name__", hook))
 
     async def _resolve_and_speak(self) -> AsyncIterator[str]:
         speak_kinds: list[PassKind] = ["speak-plain", "speak-plain"]
