@@ -120,3 +120,21 @@ async def test_tool_durations_are_labelled_by_tool_and_made_up_tools_share_one_l
     )
     assert sample("voice_agent_turns_total", outcome="answered") == answered + 1
     assert sample("voice_agent_llm_ttft_seconds_count", pass_kind="speak") >= 1
+
+
+async def test_a_failing_turn_hook_does_not_cost_the_turn_its_words(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    llm_server.script(text_reply("Here it is."))
+    engine = make_engine(llm_server)
+    seen: list[str] = []
+
+    def broken(turn: object) -> None:
+        raise RuntimeError("metrics backend down")
+
+    engine.on_turn_finished.extend([broken, lambda turn: seen.append(turn.stats.outcome)])
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Hi?")
+    turn = engine.run(ctx)
+    assert "".join([t async for t in turn]) == "Here it is."
+    assert seen == ["answered"]  # the hooks after it still ran
