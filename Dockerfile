@@ -1,28 +1,42 @@
 # voice-agent worker image: `docker build -t voice-agent .` then run with env (see .env.example).
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+# Optional: build from a package index other than PyPI (a mirror, a local index), e.g.
+# `--build-arg PIP_INDEX_URL=https://mirror.example/simple`. Unset, pip uses PyPI.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_CONSTRAINT
+ARG PIP_TRUSTED_HOST
 
 RUN useradd --create-home --uid 1000 agent
+WORKDIR /src
 
-# Dependencies first, in their own layer: a source change doesn't reinstall them.
+# Dependencies first, in their own layer: a source change doesn't reinstall them. The
+# package itself is a stub here; its in-tree build/ is removed so that the real install
+# below cannot pick up the stub's files.
 COPY pyproject.toml README.md ./
 RUN mkdir -p agent providers && touch agent/__init__.py providers/__init__.py \
-    && pip install . && pip uninstall -y voice-agent && rm -rf agent providers
+    && pip install . && pip uninstall -y voice-agent \
+    && rm -rf agent providers build *.egg-info
 
 COPY agent ./agent
 COPY providers ./providers
-RUN pip install --no-deps . \
+RUN pip install --no-deps . && cd / && rm -rf /src \
     # fetch model files at build time, as the user that runs the worker, so it starts offline
     && su agent -c "voice-agent download-files"
 
 USER agent
-# the worker's health endpoint (WORKER_PORT): 200 "OK", 503 once LiveKit is given up on
+WORKDIR /home/agent
+# GET /ready is 200 only while the worker is registered with LiveKit (503 while it is
+# connecting, retrying or draining); GET /live is 200 while the process runs.
 ENV WORKER_PORT=8081
 EXPOSE 8081
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"WORKER_PORT\", \"8081\")}/', timeout=2)"
+    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"WORKER_PORT\", \"8081\")}/ready', timeout=2)"
 
 # SIGTERM drains running sessions (up to WORKER_DRAIN_TIMEOUT) before the process exits
 STOPSIGNAL SIGTERM

@@ -1,7 +1,8 @@
 """`voice-agent chat`: the same engine and tools as voice, over stdin/stdout.
 
 One user turn per input line; the reply streams to stdout as it is generated,
-flushed per delta, and ends with a newline. Logs go to stderr.
+flushed per delta, on one line (its own newlines become spaces) that a newline ends.
+Logs go to stderr. At a terminal, a prompt asks for each turn.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from livekit.agents import llm
 
 from .history import bound_history
 from .logging import bind_context, get_logger
+from .oneline import OneLine
 from .resolved import Config
 from .tools import aclose_tools, setup_tools
 from .wiring import build_engine, build_history_limits, build_llm, build_tools
 
 log = get_logger("agent.chat")
+
+PROMPT = "> "
 
 
 def _lines(stream: TextIO) -> asyncio.Queue[str]:
@@ -58,17 +62,23 @@ async def run_chat(
             await setup_tools(tools)
             log.info("chat started", backend=turn_llm.label)
             lines = _lines(stdin)
+            prompt = PROMPT if stdin.isatty() else ""
+            stdout.write(prompt)
+            stdout.flush()
             while line := await lines.get():
                 user_text = line.strip()
                 if not user_text:
+                    stdout.write(prompt)
+                    stdout.flush()
                     continue
                 history.add_message(role="user", content=user_text)
                 bound_history(history, limits)
                 turn = engine.run(history, tools)
+                one_line = OneLine()
                 async for text in turn:
-                    stdout.write(text)
+                    stdout.write(one_line.feed(text))
                     stdout.flush()
-                stdout.write("\n")
+                stdout.write("\n" + prompt)
                 stdout.flush()
                 history.items.extend(turn.new_items)
                 history.add_message(role="assistant", content=turn.text)

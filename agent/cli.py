@@ -10,23 +10,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .config import ConfigError, Settings
+from . import preflight
+from .config import ConfigError
 from .logging import configure_logging, redact, register_secrets
 from .resolved import Config, load_config
 
 if TYPE_CHECKING:
-    from .worker import VoiceAgentServer
+    from collections.abc import Awaitable
+
+    from livekit.agents import AgentServer, JobContext
 
 # livekit-agents' CLI commands, run with our worker
 LIVEKIT_COMMANDS = {
     "start": "run the voice worker (production): connect to LIVEKIT_URL and take sessions",
     "dev": "run the voice worker in development mode (debug logs)",
     "console": "talk to the agent with this machine's microphone and speaker, no LiveKit server",
-    "download-files": "fetch the plugins' model files ahead of time (for container builds)",
 }
+# the commands that register with LiveKit and serve WORKER_PORT
+WORKER_COMMANDS = frozenset({"start", "dev"})
 
 
 def _load() -> Config:
@@ -52,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser(
         "check", help="validate the configuration and probe the LLM, STT, TTS and LiveKit"
     )
+    commands.add_parser(
+        "download-files",
+        help="fetch the plugins' model files ahead of time (for container builds)",
+    )
     for name, help_text in LIVEKIT_COMMANDS.items():
         # livekit parses its own options; ours only routes
         commands.add_parser(name, help=help_text, add_help=False)
@@ -59,18 +67,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest and args.command not in LIVEKIT_COMMANDS:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
+    if args.command == "download-files":
+        return _download_files()
     if args.command in LIVEKIT_COMMANDS:
-        return _run_livekit(args.command, rest)
+        return run_livekit(args.command, rest)
 
     if args.command == "check":
         from .check import run_check
 
-        return asyncio.run(run_check(_load()))
+        config = _load()
+        preflight.note_dev_key(config.settings)
+        return asyncio.run(run_check(config))
 
     if args.command == "chat":
         from .chat import run_chat
 
         config = _load()
+        settings = config.settings
+        configure_logging(
+            level=preflight.interactive_chat_log_level(settings), fmt=settings.log_format
+        )
         try:
             return asyncio.run(run_chat(config))
         except KeyboardInterrupt:
@@ -79,34 +95,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _run_livekit(command: str, rest: list[str]) -> int:
-    if command == "download-files":
-        return _download_files()
-
-    config = _load()  # first: it makes PROMETHEUS_MULTIPROC_DIR before metrics open files
-    from .worker import build_server
-
-    return run_worker(build_server(config.settings), config.settings, command, rest)
-
-
-def run_worker(server: VoiceAgentServer, settings: Settings, command: str, rest: list[str]) -> int:
-    """livekit's CLI runs `server`; its exit status, made to say when the worker failed."""
-    from livekit.agents import cli
+def run_livekit(
+    command: str,
+    rest: list[str],
+    *,
+    session_entrypoint: Callable[[JobContext], Awaitable[None]] | None = None,
+) -> int:
+    """livekit's CLI runs our worker; `session_entrypoint` replaces the session (tests and
+    the capacity benchmark run sessions without a LiveKit room)."""
+    from livekit.agents import AgentServer, cli
 
     # livekit's CLI reads sys.argv; give it the command as if it were its own program
     sys.argv = ["voice-agent", command, *rest]
-    code: int | str | None = 0
-    try:
-        cli.run_app(server)
-    except SystemExit as e:
-        code = e.code
+    if preflight.wants_help(rest):
+        # help needs no configuration: a bare server is enough for livekit to print it
+        return _exit_code(_run_app(cli.run_app, AgentServer()))
+    # livekit's console opens the sound devices even in --text mode
+    if command == "console" and (problem := preflight.audio_device_problem()):
+        print(preflight.CONSOLE_WITHOUT_AUDIO.format(problem=problem), file=sys.stderr)
+        return 1
+
+    settings = _load().settings  # first: it makes PROMETHEUS_MULTIPROC_DIR for the metrics
+    from .health import WorkerPortBusy, bind_worker_port
+    from .worker import build_server
+
+    health_socket = None
+    if command in WORKER_COMMANDS:
+        try:
+            health_socket = bind_worker_port(settings.worker_host, settings.worker_port)
+        except WorkerPortBusy as e:
+            print(f"voice-agent: {e}", file=sys.stderr)
+            return 1
+    preflight.note_dev_key(settings)
+    server = build_server(
+        settings, health_socket=health_socket, session_entrypoint=session_entrypoint
+    )
+    code = _run_app(cli.run_app, server)
     if server.failure is not None:
         # livekit logged it and would exit 0; a supervisor must see a failure to restart us
         print(
-            redact(f"voice-agent: worker stopped: {server.failure} ({settings.livekit_url})"),
+            redact(f"voice-agent: worker stopped: {server.connection.describe(server.failure)}"),
             file=sys.stderr,
         )
         return 1
+    return _exit_code(code)
+
+
+def _run_app(run_app: Callable[[AgentServer], None], server: AgentServer) -> int | str | None:
+    try:
+        run_app(server)
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+def _exit_code(code: int | str | None) -> int:
     return code if isinstance(code, int) else (0 if code is None else 1)
 
 

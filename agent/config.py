@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     livekit_api_secret: SecretStr = SecretStr(LIVEKIT_DEV_SECRET)
     livekit_agent_name: str = ""
     worker_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    worker_host: str = ""
+    """Interface WORKER_PORT listens on ("" = all, as a container needs)."""
     worker_connect_retries: Annotated[int, Field(ge=0, le=1000)] = 16
     worker_drain_timeout: Annotated[int, Field(ge=0, le=86400)] = 1800
     # load reported to LiveKit = active sessions / MAX_SESSIONS; at LOAD_THRESHOLD LiveKit
@@ -177,7 +179,8 @@ class Settings(BaseSettings):
     log_level: Annotated[Literal["debug", "info", "warning", "error", "critical"], Lowercase] = (
         "info"
     )
-    log_format: Annotated[Literal["json", "console"], Lowercase] = "json"
+    log_format: Annotated[Literal["json", "console"], Lowercase] | None = None
+    """Unset: console when stderr is a terminal, json otherwise."""
 
     @field_validator("livekit_api_key", "stt_language")
     @classmethod

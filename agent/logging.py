@@ -45,8 +45,14 @@ def _contains_secret(text: str) -> bool:
     return any(s in text for s in _secrets)
 
 
-def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
-    """Route structlog and stdlib logging through one formatter on stderr."""
+def configure_logging(*, level: str = "info", fmt: str | None = "json") -> None:
+    """Route structlog and stdlib logging through one formatter on stderr.
+
+    `fmt=None` picks for the reader: console lines for a person at a terminal, JSON for
+    a log shipper reading a pipe or a file.
+    """
+    if fmt is None:
+        fmt = "console" if sys.stderr.isatty() else "json"
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

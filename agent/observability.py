@@ -18,7 +18,6 @@ from typing import Any
 from aiohttp import web
 from livekit.agents import AgentServer, AgentSession
 from livekit.agents.telemetry import http_server as telemetry_http
-from livekit.agents.utils import http_server
 
 from .config import Settings
 from .metrics import SessionMetrics, mark_process_dead
@@ -47,10 +46,10 @@ def metrics_dir(settings: Settings) -> str:
     return tempfile.mkdtemp(prefix="voice-agent-metrics-")
 
 
-def add_routes(server: http_server.HttpServer) -> None:
-    """`/metrics` next to livekit's `/` and `/worker`: all processes' metrics, joined by
-    livekit's own handler (multiprocess collector)."""
-    server.app.add_routes([web.get("/metrics", telemetry_http.metrics)])
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
+    """`GET /metrics`: every process's metrics, joined by livekit's own handler (the
+    multiprocess collector over `PROMETHEUS_MULTIPROC_DIR`)."""
+    return await telemetry_http.metrics(request)
 
 
 ShutdownCallback = Callable[[], Coroutine[Any, Any, None]]

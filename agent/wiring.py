@@ -8,6 +8,8 @@ use it.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from livekit.agents import (
@@ -40,19 +42,22 @@ _TOLERATED_ERRORS = 1_000_000
 # --- the LLM side: shared by voice and chat ------------------------------------------
 
 
-def build_llm_backends(config: Config) -> list[OpenAICompatibleProvider]:
-    """One client per LLM backend, primary first (what `check` probes one by one)."""
+def build_llm_backends(
+    config: Config, *, clock: Callable[[], float] = time.monotonic
+) -> list[OpenAICompatibleProvider]:
+    """One client per LLM backend, primary first (what `check` probes one by one).
+    `clock` times their cool-downs (tests pass their own)."""
     return [
-        OpenAICompatibleProvider(options=b.options, preset=b.preset)
+        OpenAICompatibleProvider(options=b.options, preset=b.preset, clock=clock)
         for b in config.backends.llm_backends
     ]
 
 
-def build_llm(config: Config) -> llm.LLM[Any]:
+def build_llm(config: Config, *, clock: Callable[[], float] = time.monotonic) -> llm.LLM[Any]:
     """The configured backend, or livekit's `FallbackAdapter` over the primary and
     `LLM_FALLBACKS`: a turn that fails before any word was said moves to the next.
     The caller owns the result and closes it."""
-    backends = build_llm_backends(config)
+    backends = build_llm_backends(config, clock=clock)
     if len(backends) == 1:
         return backends[0]
     # a backend cooling down is skipped unless every one in the chain is

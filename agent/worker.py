@@ -10,18 +10,25 @@ closing the room.
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess
-from livekit.agents.utils import http_server
+from livekit.agents import AgentSession, JobContext, JobProcess
 
 from .config import Settings
 from .logging import bind_context, configure_logging, get_logger, register_secrets
-from .observability import SessionLoad, add_routes, metrics_dir, observe_session, prepare_process
+from .observability import (
+    SessionLoad,
+    metrics_dir,
+    metrics_handler,
+    observe_session,
+    prepare_process,
+)
 from .observer import SessionObserver
 from .resolved import Config, load_config
+from .server import VoiceAgentServer
 from .wiring import build_agent, build_llm, build_session
 
 log = get_logger("agent.worker")
@@ -80,46 +87,19 @@ async def entrypoint(ctx: JobContext) -> None:
         greet(session, settings.agent_greeting)
 
 
-class VoiceAgentServer(AgentServer):
-    """An `AgentServer` that remembers why `run()` failed.
-
-    livekit's CLI logs a failed `run()` (e.g. LiveKit unreachable after all retries) and
-    exits 0; the `voice-agent` command reads `failure` and exits non-zero instead, so a
-    container supervisor restarts the worker.
-    """
-
-    failure: BaseException | None = None
-
-    # livekit builds its HTTP server (`/`, `/worker`) inside `run()` and starts it right
-    # away; our routes join it when it is handed over, before it starts
-    @property
-    def _http_server(self) -> http_server.HttpServer | None:
-        return self.__http_server
-
-    @_http_server.setter
-    def _http_server(self, server: http_server.HttpServer | None) -> None:
-        if server is not None:
-            add_routes(server)
-        self.__http_server = server
-
-    async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
-        try:
-            await super().run(devmode=devmode, unregistered=unregistered)
-        except Exception as e:
-            self.failure = e
-            raise
-
-
 def build_server(
     settings: Settings,
     *,
-    session_entrypoint: Callable[[JobContext], Awaitable[None]] = entrypoint,
+    health_socket: socket.socket | None = None,
+    session_entrypoint: Callable[[JobContext], Awaitable[None]] | None = None,
 ) -> VoiceAgentServer:
     server = VoiceAgentServer(
+        health_socket=health_socket,
+        configure_logs=lambda: configure_logging(level=settings.log_level, fmt=settings.log_format),
+        agent_name=settings.livekit_agent_name,
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
         api_secret=settings.livekit_api_secret.get_secret_value(),
-        port=settings.worker_port,
         max_retry=settings.worker_connect_retries,
         drain_timeout=settings.worker_drain_timeout,
         load_fnc=SessionLoad(settings.max_sessions),
@@ -130,12 +110,9 @@ def build_server(
         preload_modules=["livekit.plugins.silero", "agent.worker"],
     )
 
-    @server.once("worker_started")
-    def _restore_logging() -> None:
-        # livekit's CLI adds its own (unredacted) stdout handler; ours replaces it
-        configure_logging(level=settings.log_level, fmt=settings.log_format)
-
-    server.rtc_session(session_entrypoint, agent_name=settings.livekit_agent_name)
+    # /metrics beside /live, /ready and /worker on WORKER_PORT
+    server.health_routes["/metrics"] = metrics_handler
+    server.rtc_session(session_entrypoint or entrypoint, agent_name=settings.livekit_agent_name)
     return server
 
 

@@ -1,91 +1,62 @@
-"""`python -m bench`: run the benchmarks, print the tables, write BENCHMARKS.md."""
+"""`python -m bench [SECTION ...]`: run the benchmarks, print the report, write
+BENCHMARKS.md and bench/results.json.
+
+A section is a module with `run` and `render` (see `bench/sections.py`); add one by
+appending its `SECTION` to `SECTIONS`. Its number in the report is its place here.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.servers.openai_server import text_reply
+from testing.servers.openai_server import text_reply
 
-from . import first_text, overhead, report, sessions, voice
+from . import (
+    load,
+    no_tool,
+    overhead,
+    report,
+    sessions,
+    soak,
+    tool_turn,
+    tools_bench,
+    voice_report,
+)
 from .common import REPLY, quiet_logging
-from .first_text import Backend
+from .plan import FULL, QUICK, Plan
+from .sections import Context, Section
 from .server_proc import RemoteLLMServer
-from .voice import VoicePlan
+
+SECTIONS: list[Section] = [
+    no_tool.SECTION,
+    tool_turn.SECTION,
+    overhead.SECTION,
+    sessions.SECTION,
+    voice_report.SECTION,
+    tools_bench.SECTION,
+    soak.SECTION,
+    load.SECTION,
+]
+BY_NAME = {s.name: s for s in SECTIONS}
+RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    backend: Backend
-    reps: int
-    warmup: int
-    cpu_reps: int
-    profile_turns: int
-    cpu_token_delay: float
-    levels: list[int]
-    min_turns: int
-    think: float
-    voice: VoicePlan
-
-
-FULL = Plan(
-    backend=Backend(ttft=0.15, token_delay=0.02, tool_seconds=0.05),
-    reps=40,
-    warmup=3,
-    cpu_reps=150,
-    profile_turns=40,
-    cpu_token_delay=0.002,
-    levels=[1, 10, 50, 100],
-    min_turns=30,
-    think=0.5,
-    # the scripted LLM as in sections 1-2; 12 spoken turns after one for warm-up
-    voice=VoicePlan(turns=12, warmup=1, ttft=0.15, token_delay=0.02),
-)
-QUICK = Plan(
-    backend=Backend(ttft=0.02, token_delay=0.001, tool_seconds=0.005),
-    reps=2,
-    warmup=1,
-    cpu_reps=3,
-    profile_turns=2,
-    cpu_token_delay=0.0,
-    levels=[1, 3],
-    min_turns=3,
-    think=0.02,
-    # section 5 is skipped: even one spoken turn adds about 25 s (the Whisper server, a
-    # session process and a real-time utterance); `--voice-turns 1` runs one
-    voice=VoicePlan(turns=0, warmup=0, ttft=0.02, token_delay=0.001, idle_worker=False),
-)
-
-
-async def run_async(
-    plan: Plan, server: RemoteLLMServer
-) -> tuple[list[first_text.NoToolRow], list[first_text.ToolRow], overhead.OverheadResult]:
-    quiet_logging()
-    print("1/5 no-tool turn ...", file=sys.stderr, flush=True)
-    no_tool = await first_text.no_tool_turn(
-        server, plan.backend, reps=plan.reps, warmup=plan.warmup
-    )
-    print("2/5 tool turn ...", file=sys.stderr, flush=True)
-    tool = await first_text.tool_turn(server, plan.backend, reps=plan.reps, warmup=plan.warmup)
-    print("3/5 engine CPU overhead ...", file=sys.stderr, flush=True)
-    cpu = await overhead.measure(
-        server,
-        reps=plan.cpu_reps,
-        warmup=plan.warmup,
-        profile_turns=plan.profile_turns,
-        token_delay=plan.cpu_token_delay,
-    )
-    return no_tool, tool, cpu
-
-
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Time to first words, engine overhead, sessions per worker.",
+        description="Time to first words, engine overhead, sessions per worker, and more.",
+    )
+    parser.add_argument(
+        "sections",
+        nargs="*",
+        metavar="SECTION",
+        help=f"sections to run, by name (default: all): {', '.join(BY_NAME)}",
     )
     parser.add_argument(
         "--quick", action="store_true", help="a few repetitions of everything (smoke run)"
@@ -94,15 +65,22 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="Markdown report path (default: BENCHMARKS.md; --quick writes none unless given)",
+        help="Markdown report path (default: BENCHMARKS.md; --quick writes none unless given); "
+        "results.json goes next to it (default: bench/results.json)",
     )
-    parser.add_argument("--reps", type=int, help="turns per variant in sections 1 and 2")
+    parser.add_argument("--reps", type=int, help="turns per variant in the no-tool/tool sections")
     parser.add_argument("--ttft-ms", type=float, help="the scripted server's time to first token")
     parser.add_argument(
-        "--voice-turns", type=int, help="spoken turns measured in section 5 (0: skip it)"
+        "--voice-turns", type=int, help="spoken turns measured in the voice section (0: skip it)"
     )
     args = parser.parse_args(argv)
+    unknown = [name for name in args.sections if name not in BY_NAME]
+    if unknown:
+        parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
+    return args
 
+
+def plan_for(args: argparse.Namespace) -> Plan:
     plan = QUICK if args.quick else FULL
     if args.reps:
         plan = replace(plan, reps=args.reps)
@@ -113,32 +91,45 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.voice_turns is not None:
         plan = replace(plan, voice=replace(plan.voice, turns=args.voice_turns))
+    return plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    plan = plan_for(args)
+    chosen = [
+        (number, s)
+        for number, s in enumerate(SECTIONS, start=1)
+        if not args.sections or s.name in args.sections
+    ]
     out = args.out if args.out is not None else (None if args.quick else Path("BENCHMARKS.md"))
     command = (
         "python -m bench" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     )
 
-    started = time.perf_counter()
+    quiet_logging()
+    date, started, load_at_start = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
     default = text_reply(REPLY, ttft=plan.backend.ttft, token_delay=plan.backend.token_delay)
     with RemoteLLMServer(default=default) as server:
-        no_tool, tool, cpu = asyncio.run(run_async(plan, server))
-        print("4/5 concurrent sessions ...", file=sys.stderr, flush=True)
-        levels = sessions.measure(server, plan.levels, min_turns=plan.min_turns, think=plan.think)
-        print("5/5 voice path ...", file=sys.stderr, flush=True)
-        voice_result = voice.measure(server, plan.voice)
+        ctx = Context(plan=plan, server=server)
+        for k, (_, section) in enumerate(chosen, start=1):
+            print(f"{k}/{len(chosen)} {section.name} ...", file=sys.stderr, flush=True)
+            server.reset()
+            ctx.results[section.name] = section.run(ctx)
 
     info = report.RunInfo(
         command=command,
-        quick=args.quick,
-        backend=plan.backend,
-        reps=plan.reps,
+        date=date,
+        load=(load_at_start, os.getloadavg()[0]),
         elapsed_s=time.perf_counter() - started,
     )
-    text = report.render(info, no_tool, tool, cpu, levels, voice_result)
+    text = report.render(info, chosen, ctx)
     print(text)
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
-        print(f"\nwritten to {out}", file=sys.stderr)
+        results = RESULTS if args.out is None else out.with_name("results.json")
+        report.write_results(results, info, chosen, ctx)
+        print(f"\nwritten to {out} and {results}", file=sys.stderr)
     return 0
 
 

@@ -31,10 +31,10 @@ from typing import Any
 
 import psutil
 
-from tests.servers.livekit_dispatch import FakeLiveKitDispatch
-from tests.servers.openai_server import text_reply
-from tests.servers.scripted_speech import ScriptedSpeechServer
-from tests.voice.audio_io import espeak_to_wav
+from testing.audio_io import espeak_to_wav
+from testing.servers.livekit_dispatch import FakeLiveKitDispatch
+from testing.servers.openai_server import text_reply
+from testing.servers.scripted_speech import ScriptedSpeechServer
 
 from .common import pct
 from .memory import pss_bytes

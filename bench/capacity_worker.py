@@ -26,14 +26,13 @@ from pathlib import Path
 from livekit.agents import JobContext, llm
 from livekit.agents.voice import ConversationItemAddedEvent
 
-from agent.config import load_settings
 from agent.resolved import Config
 
 
 async def spoken_session(ctx: JobContext) -> None:
     from agent.observability import observe_session
     from agent.wiring import build_agent, build_llm, build_session
-    from tests.voice.audio_io import PacedMicrophone, RecordingSpeaker
+    from testing.audio_io import PacedMicrophone, RecordingSpeaker
 
     config: Config = ctx.proc.userdata["config"]
     settings = config.settings
@@ -80,12 +79,9 @@ async def spoken_session(ctx: JobContext) -> None:
 
 
 def main() -> int:
-    settings = load_settings()  # first: it makes PROMETHEUS_MULTIPROC_DIR
-    from agent.cli import run_worker
-    from agent.worker import build_server
+    from agent.cli import run_livekit
 
-    server = build_server(settings, session_entrypoint=spoken_session)
-    return run_worker(server, settings, "start", sys.argv[1:])
+    return run_livekit("start", sys.argv[1:], session_entrypoint=spoken_session)
 
 
 if __name__ == "__main__":

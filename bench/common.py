@@ -3,24 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from livekit.agents import llm
 from livekit.agents.voice import io
 
 from agent.config import DEFAULT_INSTRUCTIONS
 from agent.logging import configure_logging
-from agent.turns import ToolPassMode, TurnEngine, TurnOptions
-from providers import OpenAICompatibleProvider, ProviderOptions
+from testing.engine import make_engine, make_llm
 
-APOLOGY = "Sorry, something went wrong on my side."
-FALLBACK = "I have nothing to add."
+ROOT = Path(__file__).resolve().parents[1]
 REPLY = "Sure, it is a quarter past ten in the morning here, and the sun is out."
+
+# the tests' engine and client with room for a loaded machine: a slow answer is measured,
+# not failed
+bench_engine = functools.partial(make_engine, timeout=30.0, tool_timeout=10.0)
+bench_llm = functools.partial(make_llm, timeout=30.0)
+
+
+def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS...` from the repository root, in a fresh process (its own
+    memory and GIL); its output is returned, its exit status is the caller's to check."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def quiet_logging() -> None:
@@ -31,19 +51,6 @@ def quiet_logging() -> None:
         configure_logging(level="info", fmt="json")
     finally:
         sys.stderr = stderr
-
-
-def make_provider(base_url: str) -> OpenAICompatibleProvider:
-    return OpenAICompatibleProvider(
-        options=ProviderOptions(model="test-model", base_url=base_url, timeout=30.0, max_retries=0)
-    )
-
-
-def make_engine(base_url: str, tool_pass: ToolPassMode = "streamed") -> TurnEngine:
-    return TurnEngine(
-        make_provider(base_url),
-        TurnOptions(apology=APOLOGY, fallback_reply=FALLBACK, tool_pass=tool_pass),
-    )
 
 
 def chat_ctx(user_text: str, *, history_turns: int = 2) -> llm.ChatContext:

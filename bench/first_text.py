@@ -26,9 +26,8 @@ from agent.assistant import Assistant
 from agent.config import DEFAULT_INSTRUCTIONS
 from agent.tools import get_current_time
 from agent.turns import TurnEngine
-from tests.servers.openai_server import ToolCall, text_reply, tool_reply
 
-from .common import REPLY, FirstTextOutput, chat_ctx, make_engine, make_provider, settle
+from .common import FirstTextOutput, bench_engine, bench_llm, chat_ctx, settle
 from .server_proc import RemoteLLMServer, ServedRequest
 
 
@@ -158,8 +157,8 @@ def _history() -> llm.ChatContext:
 
 
 def session_variants(base_url: str) -> list[Variant]:
-    streamed, blocking = make_engine(base_url), make_engine(base_url, "blocking")
-    plain = make_provider(base_url)
+    streamed, blocking = bench_engine(base_url), bench_engine(base_url, tool_pass="blocking")
+    plain = bench_llm(base_url)
     return [
         SessionVariant(
             "livekit Agent (default llm_node)",
@@ -183,19 +182,19 @@ def node_variants(base_url: str) -> list[Variant]:
     return [
         NodeVariant(
             "livekit default llm_node (provider.chat)",
-            make_engine(base_url),
+            bench_engine(base_url),
             livekit_default=True,
         ),
-        NodeVariant(OURS_DEFAULT, make_engine(base_url), livekit_default=False),
+        NodeVariant(OURS_DEFAULT, bench_engine(base_url), livekit_default=False),
         NodeVariant(
             "ours, blocking tool pass (CAAL-style)",
-            make_engine(base_url, "blocking"),
+            bench_engine(base_url, tool_pass="blocking"),
             livekit_default=False,
         ),
     ]
 
 
-async def _collect(
+async def collect(
     server: RemoteLLMServer,
     variants: list[Variant],
     script: Callable[[], list[object]],
@@ -222,92 +221,3 @@ async def _collect(
         for v in variants:
             await v.aclose()
     return samples
-
-
-@dataclass(frozen=True, slots=True)
-class NoToolRow:
-    level: str
-    variant: str
-    ratios: list[float]
-    added_ms: list[float]
-    server_ttft_ms: list[float]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolRow:
-    level: str
-    variant: str
-    overhead_ms: list[float]
-    before_tool_ms: list[float]
-    after_tool_ms: list[float]
-    delivery_ms: list[float]
-
-
-async def no_tool_turn(
-    server: RemoteLLMServer, backend: Backend, *, reps: int, warmup: int
-) -> list[NoToolRow]:
-    """Section 1: a turn the model answers without tools (tools are offered)."""
-
-    def script() -> list[object]:
-        return [text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay)]
-
-    rows: list[NoToolRow] = []
-    for level, variants in (
-        ("session", session_variants(server.base_url)),
-        ("llm_node", node_variants(server.base_url)),
-    ):
-        for name, samples in (
-            await _collect(server, variants, script, reps=reps, warmup=warmup)
-        ).items():
-            ratios, added, ttfts = [], [], []
-            for s in samples:
-                served = s.served[0]
-                assert served.first_token_at is not None
-                srv_ttft = served.first_token_at - served.received_at
-                out = s.first_text_at - s.started_at
-                ratios.append(out / srv_ttft)
-                added.append((out - srv_ttft) * 1000)
-                ttfts.append(srv_ttft * 1000)
-            rows.append(NoToolRow(level, name, ratios, added, ttfts))
-    return rows
-
-
-async def tool_turn(
-    server: RemoteLLMServer, backend: Backend, *, reps: int, warmup: int
-) -> list[ToolRow]:
-    """Section 2: one tool call, then the spoken answer.
-
-    Ideal first words = tool-call response complete + tool time + the speaking pass's
-    server TTFT; the overhead is how much later the words actually came out.
-    """
-    TOOL_CLOCK.seconds = backend.tool_seconds
-
-    def script() -> list[object]:
-        return [
-            tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=backend.ttft),
-            text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay),
-        ]
-
-    rows: list[ToolRow] = []
-    samples_by_variant = await _collect(
-        server, session_variants(server.base_url), script, reps=reps, warmup=warmup
-    )
-    for name, samples in samples_by_variant.items():
-        overhead, before, after, delivery = [], [], [], []
-        for s in samples:
-            if s.tool_run is None or len(s.served) < 2:
-                raise RuntimeError(f"{name}: the tool turn did not run the tool and speak")
-            tool_pass, speak = s.served[0], s.served[1]
-            assert tool_pass.finished_at is not None and speak.first_token_at is not None
-            tool_start, tool_end = s.tool_run
-            ideal = (
-                tool_pass.finished_at
-                + (tool_end - tool_start)
-                + (speak.first_token_at - speak.received_at)
-            )
-            overhead.append((s.first_text_at - ideal) * 1000)
-            before.append((tool_start - tool_pass.finished_at) * 1000)
-            after.append((speak.received_at - tool_end) * 1000)
-            delivery.append((s.first_text_at - speak.first_token_at) * 1000)
-        rows.append(ToolRow("session", name, overhead, before, after, delivery))
-    return rows

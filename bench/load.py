@@ -1,6 +1,4 @@
-"""Many concurrent text sessions against a backend having a bad day.
-
-    python -m bench.load --sessions 50 --turns 20
+"""Section: many concurrent text sessions against a backend having a bad day.
 
 Pass: zero silent turns, no turn beyond timeout + 1 s, no asyncio task or socket left
 behind once the sessions end, and RSS growth within the stated bound.
@@ -8,27 +6,29 @@ behind once the sessions end, and RSS growth within the stated bound.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
 import os
-import resource
-import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from livekit.agents import llm
 
-from agent.logging import configure_logging
 from agent.tools import get_current_time
-from agent.turns import TurnEngine, TurnOptions
-from providers import OpenAICompatibleProvider, ProviderOptions
-from tests.servers.faults import FaultyBackend
-from tests.servers.openai_server import ScriptedLLMServer
+from agent.turns import TurnEngine
+from testing.engine import make_engine
+from testing.servers.faults import FaultyBackend
+from testing.servers.openai_server import ScriptedLLMServer
 
-APOLOGY = "Sorry, I'm having trouble right now."
-FALLBACK = "Sorry, I don't have an answer to that."
+from .common import pct
+from .markdown import key_values
+from .memory import MB, rss_bytes
+from .sections import Context, Section, summary
+
+TITLE = "Concurrent sessions against a faulty backend"
+FAULT_RATE = 0.1
 
 
 @dataclass
@@ -55,11 +55,11 @@ class LoadResult:
         return max(self.turn_seconds, default=0.0)
 
     def p(self, values: list[float], q: int) -> float:
-        return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else 0.0
+        return pct(values, q) if values else 0.0
 
-    def table(self) -> str:
+    def rows(self) -> list[tuple[str, str]]:
         t, f = self.turn_seconds, self.first_text_seconds
-        rows = [
+        return [
             ("sessions x turns", f"{self.sessions} x {self.turns // max(self.sessions, 1)}"),
             ("turns", f"{len(t)}"),
             ("faults injected", f"{sum(self.faults_injected.values())} {self.faults_injected}"),
@@ -67,22 +67,20 @@ class LoadResult:
             ("apologies / fallback replies", f"{self.apologies} / {self.fallbacks}"),
             (
                 "turn p50 / p95 / max",
-                f"{_ms(self.p(t, 50))} / {_ms(self.p(t, 95))} / {_ms(self.max_turn)}",
+                f"{_in_ms(self.p(t, 50))} / {_in_ms(self.p(t, 95))} / {_in_ms(self.max_turn)}",
             ),
-            ("first text p50 / p95", f"{_ms(self.p(f, 50))} / {_ms(self.p(f, 95))}"),
-            ("limit (timeout + 1 s)", _ms(self.timeout + 1)),
+            ("first text p50 / p95", f"{_in_ms(self.p(f, 50))} / {_in_ms(self.p(f, 95))}"),
+            ("limit (timeout + 1 s)", _in_ms(self.timeout + 1)),
             # the scripted server runs in a thread of this process: its CPU is included
-            ("process CPU per turn", _ms(self.cpu_seconds / max(len(t), 1))),
+            ("process CPU per turn", _in_ms(self.cpu_seconds / max(len(t), 1))),
             ("leaked asyncio tasks", f"{self.leaked_tasks}"),
             ("open sockets before / after", f"{self.sockets_before} / {self.sockets_after}"),
             ("RSS before / after", f"{self.rss_before_mb:.1f} / {self.rss_after_mb:.1f} MB"),
             ("wall time", f"{self.wall_seconds:.1f} s"),
         ]
-        width = max(len(k) for k, _ in rows)
-        return "\n".join(f"| {k:<{width}} | {v} |" for k, v in rows)
 
 
-def _ms(seconds: float) -> str:
+def _in_ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
@@ -95,16 +93,11 @@ def open_sockets() -> int:
     return count
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
 async def run_load(
     *,
     sessions: int = 50,
     turns: int = 20,
-    fault_rate: float = 0.1,
+    fault_rate: float = FAULT_RATE,
     timeout: float = 2.0,  # noqa: ASYNC109 (the backend timeout under test, not ours)
     seed: int = 7,
 ) -> LoadResult:
@@ -117,27 +110,20 @@ async def run_load(
             timeout=timeout,
             faults_injected=backend.injected,
             sockets_before=open_sockets(),
-            rss_before_mb=rss_mb(),
+            rss_before_mb=rss_bytes() / MB,
         )
-        provider = OpenAICompatibleProvider(
-            options=ProviderOptions(
-                model="load", base_url=server.base_url, timeout=timeout, max_retries=0
-            )
-        )
-        engine = TurnEngine(
-            provider, TurnOptions(apology=APOLOGY, fallback_reply=FALLBACK, tool_timeout=1.0)
-        )
+        engine = make_engine(server, timeout=timeout)
         tasks_before = asyncio.all_tasks()
         started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(_session(engine, turns, result) for _ in range(sessions)))
         result.wall_seconds = time.perf_counter() - started
         result.cpu_seconds = time.process_time() - cpu_started
-        await provider.aclose()
+        await engine.llm.aclose()
         await asyncio.sleep(0.1)  # let closed transports finish
         result.leaked_tasks = len(asyncio.all_tasks() - tasks_before)
         gc.collect()
         result.sockets_after = open_sockets()
-        result.rss_after_mb = rss_mb()
+        result.rss_after_mb = rss_bytes() / MB
     return result
 
 
@@ -161,24 +147,31 @@ async def _session(engine: TurnEngine, turns: int, result: LoadResult) -> None:
         history.add_message(role="assistant", content=turn.text)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=50)
-    parser.add_argument("--turns", type=int, default=20)
-    parser.add_argument("--fault-rate", type=float, default=0.1)
-    parser.add_argument("--timeout", type=float, default=2.0)
-    args = parser.parse_args()
-    configure_logging(level="error", fmt="console")
-    result = asyncio.run(
-        run_load(
-            sessions=args.sessions,
-            turns=args.turns,
-            fault_rate=args.fault_rate,
-            timeout=args.timeout,
-        )
+def run(ctx: Context) -> LoadResult:
+    sessions, turns = ctx.plan.fault_sessions
+    return asyncio.run(run_load(sessions=sessions, turns=turns))
+
+
+def render(result: LoadResult, ctx: Context) -> list[str]:
+    intro = (
+        f"{result.sessions} engines' sessions at once in this process, each saying its turns "
+        "back to back, against a scripted server that injects a fault (HTTP errors, hangs, "
+        f"cut streams, garbage) into {FAULT_RATE:.0%} of the replies; the client's timeout is "
+        f"{result.timeout:g} s. Every turn must end in words, and nothing may stay behind."
     )
-    print(result.table())
+    return key_values(intro, result.rows())
 
 
-if __name__ == "__main__":
-    main()
+def numbers(result: LoadResult) -> Mapping[str, object]:
+    return {
+        "turns": len(result.turn_seconds),
+        "faults_injected": sum(result.faults_injected.values()),
+        "silent_turns": result.silent_turns,
+        "turn_ms": summary([t * 1000 for t in result.turn_seconds]),
+        "first_text_ms": summary([t * 1000 for t in result.first_text_seconds]),
+        "leaked_tasks": result.leaked_tasks,
+        "rss_growth_mb": round(result.rss_after_mb - result.rss_before_mb, 1),
+    }
+
+
+SECTION = Section(name="faults", title=TITLE, run=run, render=render, numbers=numbers)

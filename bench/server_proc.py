@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.servers.openai_server import Reply, ScriptedLLMServer
+from testing.servers.openai_server import Reply, ScriptedLLMServer
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,29 +15,25 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import random
-import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from livekit.agents import AgentSession
 
 from agent.assistant import Assistant
 from agent.config import DEFAULT_INSTRUCTIONS
 
-from .common import FirstTextOutput, make_engine, quiet_logging
+from .common import FirstTextOutput, Summary, bench_engine, quiet_logging, run_module
 from .first_text import TOOLS
+from .markdown import f1, f2, table
+from .memory import MB, rss_bytes
+from .sections import Context, Section, summary
 from .server_proc import RemoteLLMServer
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+TITLE = "Concurrent text sessions in one process"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +51,7 @@ async def _session(
     rng: random.Random,
     all_started: asyncio.Barrier | None = None,
 ) -> tuple[AgentSession[None], list[TurnTiming]]:
-    engine = make_engine(base_url)
+    engine = bench_engine(base_url)
     session: AgentSession[None] = AgentSession(llm=engine.llm)
     out = FirstTextOutput()
     session.output.transcription = out
@@ -120,6 +116,11 @@ class LevelResult:
     """Worker CPU seconds per wall second (1.0 = one core saturated)."""
 
 
+def run(ctx: Context) -> list[LevelResult]:
+    plan = ctx.plan
+    return measure(ctx.server, plan.levels, min_turns=plan.min_turns, think=plan.think)
+
+
 def measure(
     server: RemoteLLMServer, levels: list[int], *, min_turns: int, think: float
 ) -> list[LevelResult]:
@@ -128,22 +129,13 @@ def measure(
     for n in levels:
         turns = max(3, -(-min_turns // n))
         server.reset()
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.sessions",
-                f"--sessions={n}",
-                f"--turns={turns}",
-                f"--think={think}",
-                f"--base-url={server.base_url}",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
+        proc = run_module(
+            "bench.sessions",
+            f"--sessions={n}",
+            f"--turns={turns}",
+            f"--think={think}",
+            f"--base-url={server.base_url}",
             timeout=300,
-            check=False,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"{n} sessions failed: {proc.stderr[-2000:]}")
@@ -163,13 +155,72 @@ def measure(
                 turns=len(added),
                 added_ms=added,
                 first_text_ms=first,
-                rss_per_session_mb=(data["rss_with_sessions"] - data["rss_baseline"]) / n / 2**20,
-                rss_baseline_mb=data["rss_baseline"] / 2**20,
+                rss_per_session_mb=(data["rss_with_sessions"] - data["rss_baseline"]) / n / MB,
+                rss_baseline_mb=data["rss_baseline"] / MB,
                 turns_per_second=len(data["turns"]) / data["wall_seconds"],
                 cpu_busy=data["cpu_seconds"] / data["wall_seconds"],
             )
         )
     return results
+
+
+def render(levels: list[LevelResult], ctx: Context) -> list[str]:
+    return [
+        "Each level runs in a fresh process: livekit `AgentSession`s in text mode with our "
+        "`Assistant`, all started before the first turn, each saying its turns after a "
+        "random pause (uniform, mean given by `--think`). Added latency = time to first "
+        "text out - the server's TTFT for that very request (matched by the user text). "
+        "Memory = (RSS with every session open and its history held - RSS after one "
+        "warm-up session) / sessions. CPU busy = worker CPU seconds per wall second "
+        "(1.0 = one core); the server process shares the same 2 cores.",
+        "",
+        table(
+            [
+                "sessions",
+                "turns",
+                "turns/s",
+                "worker CPU busy",
+                "added ms p50",
+                "added ms p95",
+                "first text ms p95",
+                "RSS MB per session",
+                "RSS MB baseline",
+            ],
+            [
+                [
+                    str(r.sessions),
+                    str(r.turns),
+                    f1(r.turns_per_second),
+                    f2(r.cpu_busy),
+                    f1(Summary.of(r.added_ms).p50),
+                    f1(Summary.of(r.added_ms).p95),
+                    f1(Summary.of(r.first_text_ms).p95),
+                    f2(r.rss_per_session_mb),
+                    f1(r.rss_baseline_mb),
+                ]
+                for r in levels
+            ],
+        ),
+        "",
+    ]
+
+
+def numbers(levels: list[LevelResult]) -> Mapping[str, object]:
+    return {
+        str(r.sessions): {
+            "turns": r.turns,
+            "turns_per_second": round(r.turns_per_second, 2),
+            "cpu_busy": round(r.cpu_busy, 3),
+            "added_ms": summary(r.added_ms),
+            "first_text_ms": summary(r.first_text_ms),
+            "rss_per_session_mb": round(r.rss_per_session_mb, 2),
+            "rss_baseline_mb": round(r.rss_baseline_mb, 1),
+        }
+        for r in levels
+    }
+
+
+SECTION = Section(name="sessions", title=TITLE, run=run, render=render, numbers=numbers)
 
 
 def main() -> None:

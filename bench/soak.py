@@ -1,6 +1,4 @@
-"""One long session: does anything grow with the number of turns?
-
-    python -m bench.soak --turns 1000
+"""Section: one long session; does anything grow with the number of turns?
 
 Runs a text session against a zero-latency scripted server (every 5th turn calls a
 tool), so a turn's time is almost all our own work plus the local HTTP round trip.
@@ -9,23 +7,26 @@ Compares the first and last 100 turns: per-turn wall time, per-turn CPU, and RSS
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from livekit.agents import llm
 
 from agent.history import HistoryLimits, bound_history
-from agent.logging import configure_logging
 from agent.tools import get_current_time
-from agent.turns import TurnEngine, TurnOptions
-from bench.load import rss_mb
-from providers import OpenAICompatibleProvider, ProviderOptions
-from tests.servers.openai_server import Reply, ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.engine import make_engine
+from testing.servers.openai_server import Reply, ScriptedLLMServer, ToolCall, text_reply, tool_reply
+
+from .markdown import key_values
+from .memory import MB, rss_bytes
+from .sections import Context, Section
+
+TITLE = "Soak: one long session, first turns vs last"
 
 
 @dataclass
@@ -45,8 +46,8 @@ class SoakResult:
         first, last = self.window(values, True), self.window(values, False)
         return f"{first * 1e3:.2f} / {last * 1e3:.2f} ms"
 
-    def table(self) -> str:
-        rows = [
+    def rows(self) -> list[tuple[str, str]]:
+        return [
             ("turns", str(len(self.wall))),
             ("silent turns", str(self.silent_turns)),
             ("history items at the end", str(self.history_items)),
@@ -57,8 +58,6 @@ class SoakResult:
                 f"{self.rss_mb[min(99, len(self.rss_mb) - 1)]:.1f} / {self.rss_mb[-1]:.1f} MB",
             ),
         ]
-        width = max(len(k) for k, _ in rows)
-        return "\n".join(f"| {k:<{width}} | {v} |" for k, v in rows)
 
 
 def _reply(body: dict[str, Any]) -> Reply:
@@ -74,10 +73,7 @@ async def run_soak(*, turns: int = 1000, limits: HistoryLimits | None = None) ->
     limits = limits or HistoryLimits()
     result = SoakResult(turns=turns)
     with ScriptedLLMServer(default=_reply, record=False) as server:
-        provider = OpenAICompatibleProvider(
-            options=ProviderOptions(model="soak", base_url=server.base_url, max_retries=0)
-        )
-        engine = TurnEngine(provider, TurnOptions(apology="Sorry.", fallback_reply="Hm."))
+        engine = make_engine(server, timeout=30.0)
         history = llm.ChatContext()
         history.add_message(role="system", content="You are a soak test.")
         for i in range(turns):
@@ -94,19 +90,42 @@ async def run_soak(*, turns: int = 1000, limits: HistoryLimits | None = None) ->
             history.add_message(role="assistant", content=turn.text)
             if i % 100 == 99:
                 gc.collect()
-            result.rss_mb.append(rss_mb())
+            result.rss_mb.append(rss_bytes() / MB)
         result.history_items = len(history.items)
-        await provider.aclose()
+        await engine.llm.aclose()
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=1000)
-    args = parser.parse_args()
-    configure_logging(level="error", fmt="console")
-    print(asyncio.run(run_soak(turns=args.turns)).table())
+def run(ctx: Context) -> SoakResult:
+    return asyncio.run(run_soak(turns=ctx.plan.soak_turns))
 
 
-if __name__ == "__main__":
-    main()
+def render(result: SoakResult, ctx: Context) -> list[str]:
+    n = min(100, len(result.wall))
+    intro = (
+        f"One text session of {len(result.wall)} turns against a zero-latency scripted "
+        "server in this process (every 5th turn calls a tool), history bounded as the "
+        f"worker bounds it. First vs last {n} turns: if nothing grows, they match."
+    )
+    return key_values(intro, result.rows())
+
+
+def numbers(result: SoakResult) -> Mapping[str, object]:
+    return {
+        "turns": len(result.wall),
+        "silent_turns": result.silent_turns,
+        "history_items": result.history_items,
+        "wall_ms_median_first_last": [
+            round(result.window(result.wall, first) * 1e3, 3) for first in (True, False)
+        ],
+        "cpu_ms_median_first_last": [
+            round(result.window(result.cpu, first) * 1e3, 3) for first in (True, False)
+        ],
+        "rss_mb_first_last": [
+            round(result.rss_mb[min(99, len(result.rss_mb) - 1)], 1),
+            round(result.rss_mb[-1], 1),
+        ],
+    }
+
+
+SECTION = Section(name="soak", title=TITLE, run=run, render=render, numbers=numbers)

@@ -1,33 +1,35 @@
-"""How much MCP tool discovery adds to session start-up and to a turn.
-
-    python -m bench.tools_bench [--runs 10]
+"""Section: how much MCP tool discovery adds to session start-up and to a turn.
 
 Start-up: `setup_tools()` (connect + initialize + tools/list) per transport, against a
 FastMCP server on 127.0.0.1 (stdio: a child process started per session), and for an
 unreachable server. Per turn: the engine's tool flattening with the MCP toolset, a
-whole text-only turn with and without 4 MCP tools offered (scripted LLM server), and
-one MCP tool call vs. one in-process tool call. Medians in milliseconds.
+whole text-only turn with and without 4 MCP tools offered (the run's scripted LLM
+server, no delays), and one MCP tool call vs. one in-process tool call. Medians in
+milliseconds.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import logging
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from livekit.agents import llm
 
-from agent.logging import configure_logging
 from agent.tools import McpTools, aclose_tools, get_current_time, setup_tools
 from agent.tools.specs import McpServerSpec
-from tests.conftest import make_engine
-from tests.servers.mcp_server import SCRIPT, McpHttpServer
-from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.servers.mcp_server import SCRIPT, McpHttpServer
+from testing.servers.openai_server import ToolCall, text_reply, tool_reply
+
+from .common import bench_engine
+from .markdown import f2, table
+from .sections import Context, Section
+
+TITLE = "MCP tools: start-up and per-turn cost"
 
 
 async def median_ms(fn: Callable[[], Awaitable[object]], runs: int) -> float:
@@ -45,11 +47,19 @@ async def startup(spec: McpServerSpec) -> None:
     await aclose_tools(tools)
 
 
-async def main(runs: int) -> None:
-    configure_logging(level="critical")
+def run(ctx: Context) -> dict[str, float]:
+    # an unreachable MCP server logs errors by design; they are not the bench's
     logging.disable(logging.CRITICAL)
+    try:
+        return asyncio.run(_measure(ctx, ctx.plan.tool_runs))
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+async def _measure(ctx: Context, runs: int) -> dict[str, float]:
+    srv = ctx.server
     results: dict[str, float] = {}
-    with McpHttpServer("http") as http, McpHttpServer("sse") as sse, ScriptedLLMServer() as srv:
+    with McpHttpServer("http") as http, McpHttpServer("sse") as sse:
         specs = {
             "streamable_http": McpServerSpec(name="w", transport="streamable_http", url=http.url),
             "sse": McpServerSpec(name="w", transport="sse", url=sse.url),
@@ -76,13 +86,13 @@ async def main(runs: int) -> None:
         results["flatten tools per turn (5 tools)"] = await median_ms(
             lambda: _flatten(toolset), runs * 100
         )
-        engine = make_engine(srv, tool_timeout=5.0)
+        engine = bench_engine(srv.base_url)
 
         async def turn(tools: list[llm.Tool | llm.Toolset], *replies: object) -> None:
             srv.script(*replies)  # type: ignore[arg-type]
-            ctx = llm.ChatContext()
-            ctx.add_message(role="user", content="hi")
-            async for _ in engine.run(ctx, tools):
+            chat = llm.ChatContext()
+            chat.add_message(role="user", content="hi")
+            async for _ in engine.run(chat, tools):
                 pass
 
         results["turn, no tools"] = await median_ms(lambda: turn([], text_reply("Hi.")), runs)
@@ -100,15 +110,29 @@ async def main(runs: int) -> None:
             runs,
         )
         await mcp.aclose()
-    for name, ms in results.items():
-        print(f"{name:42s} {ms:>9.2f} ms")
+        await engine.llm.aclose()
+    return results
 
 
 async def _flatten(tools: list[llm.Tool | llm.Toolset]) -> None:
     llm.ToolContext(tools).flatten()
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=10)
-    asyncio.run(main(parser.parse_args().runs))
+def render(results: dict[str, float], ctx: Context) -> list[str]:
+    return [
+        "MCP servers are FastMCP on 127.0.0.1 (`testing/servers/mcp_server.py`); stdio "
+        "starts a child process per session. Start-up is `setup_tools()`: connect, "
+        "initialize, tools/list; 'first in process' includes the imports and caches the "
+        f"first connection pays. Medians over {ctx.plan.tool_runs} runs (flattening: "
+        f"{ctx.plan.tool_runs * 100}).",
+        "",
+        table(["what", "ms p50"], [[name, f2(ms)] for name, ms in results.items()]),
+        "",
+    ]
+
+
+def numbers(results: dict[str, float]) -> Mapping[str, object]:
+    return {name: round(ms, 3) for name, ms in results.items()}
+
+
+SECTION = Section(name="tools", title=TITLE, run=run, render=render, numbers=numbers)

@@ -24,8 +24,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import wave
@@ -36,18 +34,17 @@ from typing import Any
 
 from livekit.agents.utils.hw import get_cpu_monitor
 
-from tests.servers.openai_server import text_reply
-from tests.servers.tts_server import EspeakTTSServer
-from tests.servers.whisper_server import WhisperServer, free_port
-from tests.voice.audio_io import espeak_to_wav
+from testing.audio_io import espeak_to_wav
+from testing.cli import VOICE_AGENT
+from testing.polling import free_port
+from testing.servers.openai_server import text_reply
+from testing.servers.tts_server import EspeakTTSServer
+from testing.servers.whisper_server import WhisperServer
 
-from .common import Summary
+from .common import ROOT, Summary, run_module
 from .memory import ProcessMemory, idle_worker
 from .server_proc import RemoteLLMServer
 from .voice_session import GREETING
-
-ROOT = Path(__file__).resolve().parents[1]
-VOICE_AGENT = str(Path(sys.executable).parent / "voice-agent")
 
 QUESTIONS = (
     "What time is it in Tokyo?",
@@ -193,24 +190,15 @@ def _run_session(
     out: Path,
     pause: float,
 ) -> dict[str, Any]:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.voice_session",
-            f"--llm-url={server.base_url}",
-            f"--stt-url={stt_url}",
-            f"--tts-url={tts_url}",
-            f"--pause={pause}",
-            f"--out={out}",
-            *map(str, wavs),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
+    proc = run_module(
+        "bench.voice_session",
+        f"--llm-url={server.base_url}",
+        f"--stt-url={stt_url}",
+        f"--tts-url={tts_url}",
+        f"--pause={pause}",
+        f"--out={out}",
+        *map(str, wavs),
         timeout=60 + 30 * len(wavs),
-        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"the voice session failed: {proc.stderr[-3000:]}")

@@ -18,7 +18,6 @@ import asyncio
 import gc
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,11 @@ from livekit.agents.voice import (
 )
 
 from agent.observer import SessionObserver
-from agent.resolved import load_config
 from agent.wiring import build_agent, build_llm, build_session
 from agent.worker import greet
-from tests.voice.audio_io import PacedMicrophone, RecordingSpeaker
+from testing.audio_io import PacedMicrophone, RecordingSpeaker
+from testing.engine import voice_config
+from testing.polling import until
 
 from .common import quiet_logging
 from .memory import rss_bytes
@@ -72,29 +72,13 @@ class TurnLog:
         return sum(1 for t, role, _, _ in self.messages if t == turn and role == "assistant")
 
 
-async def _until(check: Callable[[], bool], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} within {within:.0f} s")
-        await asyncio.sleep(0.02)
-
-
 async def run(
     wavs: list[Path], *, llm_url: str, stt_url: str, tts_url: str, pause: float
 ) -> dict[str, Any]:
     quiet_logging()
     from livekit.plugins import silero
 
-    config = load_config(
-        llm_base_url=llm_url,
-        llm_model="test-model",
-        llm_max_retries=0,
-        stt_base_url=stt_url,
-        stt_model="tiny.en",
-        tts_base_url=tts_url,
-        agent_greeting=GREETING,
-    )
+    config = voice_config(llm_url, stt_url=stt_url, tts_url=tts_url, agent_greeting=GREETING)
     vad = silero.VAD.load()  # what the worker's prewarm does
     gc.collect()
     rss_prewarmed = rss_bytes()
@@ -114,17 +98,17 @@ async def run(
     mic_speech_end: list[float] = []
     try:
         greet(session, GREETING)
-        await _until(lambda: len(speaker.completed) >= 1, within=30, what="greeting")
+        await until(lambda: len(speaker.completed) >= 1, within=30, what="greeting")
         for k, wav in enumerate(wavs):
             log.turn = k
             await mic.say(wav)
             mic_speech_end.append(mic.speech_ended_at[-1])
-            await _until(
+            await until(
                 lambda k=k: log.assistant_messages(k) >= 1,  # type: ignore[misc]
                 within=60,
                 what=f"answer to utterance {k}",
             )
-            await _until(
+            await until(
                 lambda: session.agent_state == "listening", within=30, what="end of the answer"
             )
             gc.collect()

@@ -6,8 +6,8 @@ from livekit.agents import AgentSession, llm
 
 from agent.assistant import Assistant
 from agent.tools import get_current_time
-from tests.conftest import APOLOGY, make_engine
-from tests.servers.openai_server import (
+from testing.engine import APOLOGY, make_engine
+from testing.servers.openai_server import (
     Reply,
     ScriptedLLMServer,
     Status,

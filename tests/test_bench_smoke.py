@@ -2,25 +2,43 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from bench.__main__ import main
+import pytest
+
+from bench.__main__ import BY_NAME, SECTIONS, main
 
 
-def test_quick_bench_run_writes_a_report_with_every_section(tmp_path: Path) -> None:
+@pytest.mark.timeout(600)
+def test_quick_bench_run_writes_a_report_and_results_with_every_section(tmp_path: Path) -> None:
     out = tmp_path / "BENCHMARKS.md"
 
     assert main(["--quick", "--out", str(out)]) == 0
 
     report = out.read_text(encoding="utf-8")
-    for heading in (
-        "## 1. No-tool turn",
-        "## 2. Tool turn",
-        "## 3. Engine overhead per turn",
-        "## 4. Concurrent text sessions",
-        "## 5. Voice path",
-    ):
-        assert heading in report
+    for number, section in enumerate(SECTIONS, start=1):
+        assert f"## {number}. {section.title}" in report
     assert "| session | ours, streamed tool pass (default) |" in report
     assert "| llm_node | livekit default llm_node (provider.chat) |" in report
     assert "nan" not in report  # every variant produced samples
+    assert "TODO" not in report
+    results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert {"date", "machine", *(s.name for s in SECTIONS)} <= results.keys()
+    assert results["tool"]["filler_late_ms"]["n"] >= 1
+    assert results["soak"]["silent_turns"] == 0
+    assert results["faults"]["silent_turns"] == 0
+
+
+@pytest.mark.timeout(300)
+def test_sections_run_alone_by_name(tmp_path: Path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+
+    assert main(["--quick", "--out", str(out), "soak"]) == 0
+
+    report = out.read_text(encoding="utf-8")
+    number = SECTIONS.index(BY_NAME["soak"]) + 1
+    assert f"## {number}. {BY_NAME['soak'].title}" in report
+    assert "## 1. " not in report
+    results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert "soak" in results and "no-tool" not in results

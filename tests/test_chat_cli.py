@@ -7,8 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import VOICE_AGENT, chat_env, run_cli
-from tests.servers.openai_server import (
+from testing.cli import VOICE_AGENT, chat_env, chat_ok, run_cli
+from testing.servers.openai_server import (
     Reply,
     ScriptedLLMServer,
     Status,
@@ -26,8 +26,7 @@ def test_each_line_is_a_turn_and_each_reply_ends_with_a_newline(
     llm_server: ScriptedLLMServer, tmp_path: Path
 ) -> None:
     llm_server.script(text_reply("Hello there."), text_reply("Bye now."))
-    result = run_cli(["chat"], env=chat_env(llm_server), stdin="Hi\n\nBye\n", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    result = chat_ok(chat_env(llm_server), cwd=tmp_path, stdin="Hi\n\nBye\n")
     assert result.stdout == "Hello there.\nBye now.\n"
     assert len(llm_server.requests) == 2  # the blank line is not a turn
 
@@ -93,7 +92,7 @@ def test_logs_go_to_stderr_as_json_with_turn_context(
     llm_server: ScriptedLLMServer, tmp_path: Path
 ) -> None:
     llm_server.script(text_reply("Hi."))
-    result = run_cli(["chat"], env=chat_env(llm_server), stdin="Hello\n", cwd=tmp_path)
+    result = chat_ok(chat_env(llm_server), cwd=tmp_path)
     lines = log_lines(result.stderr)
     passes = [line for line in lines if line["event"] == "llm pass"]
     assert passes, result.stderr
@@ -109,8 +108,7 @@ def test_backend_failure_is_an_apology_on_stdout_and_details_on_stderr(
     llm_server.script(Reply.of(Status(502)))
     secret = "sk-canary-7f3a9c1e"
     env = chat_env(llm_server, LLM_API_KEY=secret, AGENT_APOLOGY="Sorry, try again.")
-    result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
-    assert result.returncode == 0
+    result = chat_ok(env, cwd=tmp_path)  # a failed turn is not a failed command
     assert result.stdout == "Sorry, try again.\n"
     failure = next(
         line for line in log_lines(result.stderr) if line["event"].startswith("turn failed")
@@ -126,7 +124,7 @@ def test_unauthenticated_server_gets_the_placeholder_key(
     llm_server: ScriptedLLMServer, tmp_path: Path
 ) -> None:
     llm_server.script(text_reply("Hi."))
-    run_cli(["chat"], env=chat_env(llm_server), stdin="Hello\n", cwd=tmp_path)
+    chat_ok(chat_env(llm_server), cwd=tmp_path)
     assert llm_server.requests[0].headers["authorization"] == "Bearer not-needed"
 
 
@@ -135,7 +133,7 @@ def test_base_url_without_v1_and_with_trailing_slash_is_normalized(
 ) -> None:
     llm_server.script(text_reply("Hi."))
     env = chat_env(llm_server, LLM_BASE_URL=f"http://127.0.0.1:{llm_server.port}/")
-    result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
+    result = chat_ok(env, cwd=tmp_path)
     assert result.stdout == "Hi.\n"
     assert llm_server.requests[0].path == "/v1/chat/completions"
 
@@ -146,7 +144,7 @@ def test_instructions_file_becomes_the_system_message(
     (tmp_path / "prompt.txt").write_text("You are Ada, a terse butler.\n")
     llm_server.script(text_reply("Yes."))
     env = chat_env(llm_server, AGENT_INSTRUCTIONS_FILE=str(tmp_path / "prompt.txt"))
-    run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
+    chat_ok(env, cwd=tmp_path)
     assert llm_server.requests[0].messages[0] == {
         "role": "system",
         "content": "You are Ada, a terse butler.",
@@ -159,17 +157,14 @@ def test_env_file_in_the_working_directory_is_read(
     (tmp_path / ".env").write_text(f"LLM_BASE_URL={llm_server.base_url}\nLLM_MODEL=from-dotenv\n")
     llm_server.script(text_reply("Hi."))
     env = chat_env()
-    result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    chat_ok(env, cwd=tmp_path)
     assert llm_server.requests[0].body["model"] == "from-dotenv"
 
 
 def test_builtin_tools_can_be_turned_off(llm_server: ScriptedLLMServer, tmp_path: Path) -> None:
     llm_server.script(text_reply("Hi."), text_reply("Hi."))
-    run_cli(["chat"], env=chat_env(llm_server), stdin="Hello\n", cwd=tmp_path)
-    run_cli(
-        ["chat"], env=chat_env(llm_server, BUILTIN_TOOLS="false"), stdin="Hello\n", cwd=tmp_path
-    )
+    for env in (chat_env(llm_server), chat_env(llm_server, BUILTIN_TOOLS="false")):
+        chat_ok(env, cwd=tmp_path)
     assert llm_server.requests[0].tool_names == ["get_current_time"]
     assert llm_server.requests[1].tool_names == []
 
@@ -177,6 +172,6 @@ def test_builtin_tools_can_be_turned_off(llm_server: ScriptedLLMServer, tmp_path
 def test_blocking_mode_from_env(llm_server: ScriptedLLMServer, tmp_path: Path) -> None:
     llm_server.script(text_reply("Hi."))
     env = chat_env(llm_server, TOOL_PASS_MODE="blocking")
-    result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
+    result = chat_ok(env, cwd=tmp_path)
     assert result.stdout == "Hi.\n"
     assert llm_server.requests[0].stream is False

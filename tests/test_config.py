@@ -9,7 +9,7 @@ import pytest
 
 from agent.config import ConfigError
 from agent.resolved import load_config
-from tests.conftest import chat_env, run_cli
+from testing.cli import chat_env, run_cli
 
 _OUR_PREFIXES = (
     "LLM_",
@@ -196,8 +196,10 @@ def test_env_example_copied_to_dotenv_loads_as_is(
     _clean(monkeypatch, tmp_path)
     example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     (tmp_path / ".env").write_text(example)
-    settings = load_config().settings
-    assert settings.llm_base_url == "http://localhost:8000/v1"
+    monkeypatch.setenv("LLM_PROVIDER", "ollama")  # the environment picks the backend
+    config = load_config()
+    settings, options = config.settings, config.backends.llm_backends[0].options
+    assert (options.base_url, options.model) == ("http://localhost:11434/v1", "llama3.2")
     assert settings.llm_fallbacks == [] and settings.llm_temperature is None
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +15,10 @@ from agent.tools import get_current_time
 from agent.turns import TurnEngine
 from agent.wiring import build_engine, build_llm
 from providers import BackendCoolingDown, Cooldown
-from tests.conftest import chat_env, run_cli
-from tests.servers.openai_server import Cut, Reply, ScriptedLLMServer, Status, Text, text_reply
+from testing.cli import chat_env, chat_ok, run_cli
+from testing.clock import ManualClock
+from testing.polling import until
+from testing.servers.openai_server import Cut, Reply, ScriptedLLMServer, Status, Text, text_reply
 
 
 @pytest.fixture
@@ -40,8 +42,7 @@ def test_turn_moves_to_the_fallback_backend_when_the_primary_fails_before_speaki
         LLM_API_KEY=primary_key,
         **fallbacks_env(backup_server, api_key=backup_key),
     )
-    result = run_cli(["chat"], env=env, stdin="Hello\n", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    result = chat_ok(env, cwd=tmp_path)
     assert result.stdout == "Backup here.\n"
     assert backup_server.requests[0].body["model"] == "backup-model"
     assert backup_server.requests[0].headers["authorization"] == f"Bearer {backup_key}"
@@ -79,6 +80,7 @@ def engine_with_fallback(
     backup: ScriptedLLMServer,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    clock: Callable[[], float] = time.monotonic,
     **env: str,
 ) -> TurnEngine:
     monkeypatch.chdir(tmp_path)
@@ -90,7 +92,7 @@ def engine_with_fallback(
     }.items():
         monkeypatch.setenv(name, value)
     config = load_config()
-    return build_engine(config.settings, build_llm(config))
+    return build_engine(config.settings, build_llm(config, clock=clock))
 
 
 async def say(engine: TurnEngine) -> str:
@@ -99,6 +101,7 @@ async def say(engine: TurnEngine) -> str:
     return "".join([t async for t in engine.run(ctx)])
 
 
+@pytest.mark.timeout(60)
 async def test_a_failing_primary_is_skipped_while_cooling_down_and_comes_back(
     llm_server: ScriptedLLMServer,
     backup_server: ScriptedLLMServer,
@@ -106,30 +109,34 @@ async def test_a_failing_primary_is_skipped_while_cooling_down_and_comes_back(
     tmp_path: Path,
 ) -> None:
     llm_server.default = Reply.of(Status(500))
+    clock = ManualClock()
     engine = engine_with_fallback(
-        llm_server, backup_server, monkeypatch, tmp_path, LLM_COOLDOWN="1.5"
+        llm_server, backup_server, monkeypatch, tmp_path, clock, LLM_COOLDOWN="30"
     )
+    recovered: list[llm.AvailabilityChangedEvent] = []
+    engine.llm.on("llm_availability_changed", recovered.append)
     assert await say(engine) == "Backup here."
-    await asyncio.sleep(0.3)  # livekit's background recovery probe fails too: 2 in a row
-    failed_so_far = len(llm_server.requests)
-    assert failed_so_far == 2
+    # livekit's background recovery probe fails too: 2 failures in a row open the cool-down
+    await until(lambda: len(llm_server.requests) == 2, within=10, what="the recovery probe")
 
-    for _ in range(5):  # cooling down: not a single request reaches the primary
+    for _ in range(5):  # cooling down: the probes each turn starts send no request
         assert await say(engine) == "Backup here."
-    await asyncio.sleep(0.3)
-    assert len(llm_server.requests) == failed_so_far
 
     llm_server.default = text_reply("Primary is back.")
-    await asyncio.sleep(1.5)
+    clock.advance(30.1)  # the period is over: the next probe is a real request again
     assert await say(engine) == "Backup here."  # this turn's probe finds it healthy
-    await asyncio.sleep(0.3)
+    await until(
+        lambda: any(e.available for e in recovered), within=10, what="the primary recovering"
+    )
     assert await say(engine) == "Primary is back."
+    # two failures, one probe after the period, one turn: nothing while it cooled down
+    assert len(llm_server.requests) == 4
     await engine.llm.aclose()
 
 
 def test_cooldown_opens_after_the_threshold_and_closes_after_the_period() -> None:
-    now = [100.0]
-    cooldown = Cooldown(seconds=10, threshold=2, clock=lambda: now[0])
+    clock = ManualClock()
+    cooldown = Cooldown(seconds=10, threshold=2, clock=clock)
     cooldown.check()
     assert cooldown.record_failure() is False
     cooldown.check()  # one failure is not a pattern
@@ -137,7 +144,7 @@ def test_cooldown_opens_after_the_threshold_and_closes_after_the_period() -> Non
     with pytest.raises(BackendCoolingDown) as raised:
         cooldown.check()
     assert raised.value.retryable is False
-    now[0] += 10.1
+    clock.advance(10.1)
     cooldown.check()
     cooldown.record_success()
     assert cooldown.record_failure() is False  # the count started again
@@ -163,8 +170,8 @@ async def test_a_primary_refusing_tools_answers_without_them_rather_than_failing
 
 
 def test_when_every_backend_is_cooling_down_they_are_tried_anyway() -> None:
-    now = [0.0]
-    first, second = (Cooldown(seconds=10, threshold=1, clock=lambda: now[0]) for _ in "ab")
+    clock = ManualClock()
+    first, second = (Cooldown(seconds=10, threshold=1, clock=clock) for _ in "ab")
     first.peers = second.peers = [first, second]
     first.record_failure()
     with pytest.raises(BackendCoolingDown):

@@ -7,14 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from livekit.agents import ModelSettings, llm
+from livekit.agents import AgentSession, llm
 from livekit.agents.llm import function_tool
 
 from agent.assistant import Assistant
 from agent.history import HistoryLimits, bound_history
 from agent.turns import Turn
-from tests.conftest import chat_env, make_engine, run_cli
-from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.cli import chat_env, run_cli
+from testing.engine import make_engine
+from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
 FILLER = "One moment."
 
@@ -135,29 +136,20 @@ async def test_voice_history_keeps_the_tool_items_but_not_the_filler(
     )
     engine = make_engine(llm_server, filler=FILLER, filler_delay=0.2)
     agent = Assistant(engine=engine, instructions="You are a test assistant.", tools=TOOLS)
+    async with AgentSession(llm=engine.llm) as session:
+        await session.start(agent)
+        first = await session.run(user_input="Look it up.")
+        # spoken: the filler, then the answer; livekit records all of it as said
+        assert first.expect[0].event().item.text_content == "One moment. Here it is."
+        second = await session.run(user_input="Thanks.")
+        assert second.expect[0].event().item.text_content == "Bye."
 
-    async def voice_turn(user_text: str) -> str:
-        # what the framework does around llm_node: add the user message, call the
-        # node, then record what was spoken (filler included) as the assistant message
-        ctx = agent.chat_ctx.copy()
-        ctx.add_message(role="user", content=user_text)
-        await agent.update_chat_ctx(ctx)
-        said = "".join(
-            [t async for t in agent.llm_node(agent.chat_ctx.copy(), TOOLS, ModelSettings())]
-        )
-        recorded = agent.chat_ctx.copy()
-        recorded.add_message(role="assistant", content=said)
-        await agent.update_chat_ctx(recorded)
-        return said
-
-    assert await voice_turn("Look it up.") == "One moment. Here it is."
-    assert await voice_turn("Thanks.") == "Bye."
-    second = llm_server.requests[2].messages
-    assert FILLER not in json.dumps(second)
-    # (outside a session the framework adds no instructions message)
-    roles = ["user", "assistant", "tool", "assistant", "user"]
-    assert [m["role"] for m in second] == roles
-    assert second[3]["content"] == "Here it is."
+    sent = llm_server.requests[2].messages
+    assert FILLER not in json.dumps(sent)
+    roles = ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert [m["role"] for m in sent] == roles
+    assert sent[2]["tool_calls"][0]["function"]["name"] == "slow_lookup"
+    assert sent[4]["content"] == "Here it is."
     assert FILLER not in json.dumps(agent.chat_ctx.to_dict())
 
 

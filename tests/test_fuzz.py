@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,12 +19,9 @@ from livekit.agents import llm
 from agent.config import ConfigError
 from agent.resolved import load_config
 from agent.tools import get_current_time
-from agent.turns import TurnEngine, TurnOptions
-from providers import OpenAICompatibleProvider, ProviderOptions
-from tests.servers.openai_server import Finish, Raw, Reply, ScriptedLLMServer, Text
+from testing.engine import make_engine
+from testing.servers.openai_server import Finish, Raw, Reply, ScriptedLLMServer, Text
 
-APOLOGY = "Sorry, try again."
-FALLBACK = "No answer."
 TIMEOUT = 1.0
 
 VARIABLES = [
@@ -193,33 +189,28 @@ def fuzz_server() -> Iterator[ScriptedLLMServer]:
         yield server
 
 
-async def _one_turn(base_url: str) -> tuple[str, float]:
-    provider = OpenAICompatibleProvider(
-        options=ProviderOptions(model="m", base_url=base_url, timeout=TIMEOUT, max_retries=0)
-    )
-    engine = TurnEngine(
-        provider, TurnOptions(apology=APOLOGY, fallback_reply=FALLBACK, tool_timeout=1.0)
-    )
+async def _one_turn(base_url: str) -> str:
+    engine = make_engine(base_url, timeout=TIMEOUT)
     ctx = llm.ChatContext()
     ctx.add_message(role="user", content="Hi")
-    started = time.perf_counter()
     try:
-        said = "".join([t async for t in engine.run(ctx, [get_current_time])])
+        return "".join([t async for t in engine.run(ctx, [get_current_time])])
     finally:
-        await provider.aclose()
-    return said, time.perf_counter() - started
+        await engine.llm.aclose()
 
 
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(reply=replies)
+@pytest.mark.timeout(600)  # 60 examples; a hang the 1 s client timeout missed fails here
 def test_any_server_output_ends_in_words_without_crash_or_hang(
     fuzz_server: ScriptedLLMServer, reply: Reply
 ) -> None:
     fuzz_server.reset()
     fuzz_server.script(reply)
-    said, elapsed = asyncio.run(_one_turn(fuzz_server.base_url))
+    said = asyncio.run(_one_turn(fuzz_server.base_url))
     assert said.strip()
-    # one pass per request at most: tool pass, speaking pass, plain retry
-    assert elapsed < 3 * (TIMEOUT + 1)
+    # one request per pass at most: tool pass, speaking pass, plain retry (a hang is
+    # ended by the client's timeout; one that was not fails on the test's timeout mark)
+    assert len(fuzz_server.requests) <= 3

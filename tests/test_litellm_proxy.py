@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from testing.cli import chat_env, chat_ok
+from testing.polling import free_port
+
 BIN_DIR = Path(sys.executable).parent
-VOICE_AGENT = BIN_DIR / "voice-agent"
 MODEL = "mock-model"
 MASTER_KEY = "sk-litellm-test-master-3f9a2c7e"
 MOCK_REPLY = "Hello from the LiteLLM mock."
@@ -40,13 +41,6 @@ PROXY_CONFIG = {
     ],
     "general_settings": {"master_key": MASTER_KEY},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _is_alive(port: int) -> bool:
@@ -79,7 +73,7 @@ def litellm_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     # packaged cost map instead of a download; PRODUCTION: no `.env` search (DEV mode loads one)
     env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_MODE="PRODUCTION")
-    port = _free_port()
+    port = free_port()
     log = workdir / "proxy.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -108,55 +102,30 @@ def litellm_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait()
 
 
-def _chat(base_url: str, cwd: Path, *, builtin_tools: bool) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LLM_", "AGENT_", "TOOL", "LOG_", "OPENAI", "GROQ", "OPENROUTER"))
-    }
-    env.update(
-        LLM_PROVIDER="openai-compatible",
-        LLM_BASE_URL=base_url,
-        LLM_API_KEY=MASTER_KEY,
-        LLM_MODEL=MODEL,
-        BUILTIN_TOOLS=str(builtin_tools).lower(),
-        LOG_FORMAT="json",
-    )
-    return subprocess.run(
-        [str(VOICE_AGENT), "chat"],
-        input="Hello\n",
-        env=env,
-        cwd=cwd,  # no stray .env
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def _pass_kinds(stderr: str) -> list[str]:
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     return [e["pass_kind"] for e in events if e.get("event") == "llm pass"]
 
 
-def _assert_mock_reply_without_key(result: subprocess.CompletedProcess[str]) -> None:
-    assert result.returncode == 0, result.stderr
+@pytest.mark.parametrize(
+    ("builtin_tools", "passes"),
+    # with tools, the request carried the tool schema and LiteLLM answered it: no fallback
+    # to a plain pass
+    [(False, ["speak-plain"]), (True, ["tools"])],
+    ids=["plain-pass", "tool-pass"],
+)
+def test_chat_exits_0_prints_exactly_the_mock_reply_in_one_pass_hiding_key(
+    litellm_base_url: str, tmp_path: Path, builtin_tools: bool, passes: list[str]
+) -> None:
+    env = chat_env(
+        LLM_PROVIDER="openai-compatible",
+        LLM_BASE_URL=litellm_base_url,
+        LLM_API_KEY=MASTER_KEY,
+        LLM_MODEL=MODEL,
+        LLM_TIMEOUT="30",  # the proxy answers slowly on a busy machine
+        BUILTIN_TOOLS=str(builtin_tools).lower(),
+    )
+    result = chat_ok(env, cwd=tmp_path)  # tmp_path: no stray .env
     assert result.stdout == MOCK_REPLY + "\n"
-    assert MASTER_KEY not in result.stdout
-    assert MASTER_KEY not in result.stderr
-
-
-def test_chat_without_tools_exits_0_prints_exactly_the_mock_reply_in_one_plain_pass_hiding_key(
-    litellm_base_url: str, tmp_path: Path
-) -> None:
-    result = _chat(litellm_base_url, tmp_path, builtin_tools=False)
-    _assert_mock_reply_without_key(result)
-    assert _pass_kinds(result.stderr) == ["speak-plain"]
-
-
-def test_chat_with_tools_exits_0_prints_exactly_the_mock_reply_in_one_tool_pass_hiding_key(
-    litellm_base_url: str, tmp_path: Path
-) -> None:
-    result = _chat(litellm_base_url, tmp_path, builtin_tools=True)
-    _assert_mock_reply_without_key(result)
-    # the request carried the tool schema and LiteLLM answered it: no fallback to a plain pass
-    assert _pass_kinds(result.stderr) == ["tools"]
+    assert MASTER_KEY not in result.stdout + result.stderr
+    assert _pass_kinds(result.stderr) == passes

@@ -3,7 +3,6 @@ called by the scripted LLM through the turn engine."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -19,9 +18,11 @@ from agent.resolved import Config, load_config
 from agent.tools import McpTools, aclose_tools, setup_tools
 from agent.tools.specs import McpServerSpec
 from agent.wiring import build_tools
-from tests.conftest import chat_env, make_engine, run_cli
-from tests.servers.mcp_server import SCRIPT, McpHttpServer
-from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.cli import chat_env, chat_ok
+from testing.engine import make_engine, settings_for
+from testing.polling import until
+from testing.servers.mcp_server import SCRIPT, McpHttpServer
+from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
 STDIO_ENV = {"FASTMCP_LOG_LEVEL": "WARNING", "FASTMCP_SHOW_SERVER_BANNER": "false"}
 
@@ -34,12 +35,6 @@ def write_config(tmp_path: Path, servers: dict[str, Any]) -> Path:
     path = tmp_path / "mcp.json"
     path.write_text(json.dumps({"mcpServers": servers}))
     return path
-
-
-def settings_for(server: ScriptedLLMServer, config: Path, **extra: Any) -> Config:
-    return load_config(
-        llm_base_url=server.base_url, llm_model="test-model", mcp_config=config, **extra
-    )
 
 
 @asynccontextmanager
@@ -79,7 +74,9 @@ async def test_http_mcp_tool_result_reaches_the_speaking_pass(
     llm_server: ScriptedLLMServer, tmp_path: Path, transport: str
 ) -> None:
     with McpHttpServer(transport) as mcp:  # type: ignore[arg-type]
-        settings = settings_for(llm_server, write_config(tmp_path, {"weather": {"url": mcp.url}}))
+        settings = settings_for(
+            llm_server, mcp_config=write_config(tmp_path, {"weather": {"url": mcp.url}})
+        )
         async with connected(settings) as tools:
             assert "get_forecast" in names(tools)
             llm_server.script(
@@ -95,7 +92,9 @@ async def test_http_mcp_tool_result_reaches_the_speaking_pass(
 async def test_stdio_mcp_tool_result_reaches_the_speaking_pass(
     llm_server: ScriptedLLMServer, tmp_path: Path
 ) -> None:
-    settings = settings_for(llm_server, write_config(tmp_path, {"local": stdio_entry()}))
+    config = write_config(tmp_path, {"local": stdio_entry()})
+    # a Python process start: seconds on a busy machine; what is tested is the result
+    settings = settings_for(llm_server, mcp_config=config, mcp_connect_timeout=60)
     async with connected(settings) as tools:
         llm_server.script(
             tool_reply(ToolCall("get_forecast", {"city": "Lima"})), text_reply("Sunny in Lima.")
@@ -112,7 +111,7 @@ async def test_same_tool_names_from_two_servers_get_the_later_servers_prefix(
         config = write_config(
             tmp_path, {"weather": {"url": first.url}, "backup": {"url": second.url}}
         )
-        async with connected(settings_for(llm_server, config)) as tools:
+        async with connected(settings_for(llm_server, mcp_config=config)) as tools:
             offered = names(tools)
             llm_server.script(
                 tool_reply(ToolCall("backup_get_forecast", {"city": "Rome"})),
@@ -149,7 +148,7 @@ async def test_headers_reach_the_server_with_their_env_references_expanded(
             tmp_path,
             {"weather": {"url": mcp.url, "headers": {"Authorization": "Bearer ${WEATHER_TOKEN}"}}},
         )
-        settings = settings_for(llm_server, config)
+        settings = settings_for(llm_server, mcp_config=config)
         async with connected(settings) as tools:
             llm_server.script(tool_reply(ToolCall("whoami", {})), text_reply("You are you."))
             await say(llm_server, tools)
@@ -183,7 +182,7 @@ async def test_server_down_at_start_up_still_gives_a_spoken_turn(
     llm_server: ScriptedLLMServer, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, {"weather": {"url": "http://127.0.0.1:9/mcp"}})
-    async with connected(settings_for(llm_server, config)) as tools:
+    async with connected(settings_for(llm_server, mcp_config=config)) as tools:
         assert "get_forecast" not in names(tools)
         llm_server.script(
             tool_reply(ToolCall("get_forecast", {"city": "Oslo"})),
@@ -204,10 +203,7 @@ async def test_server_down_at_start_up_is_retried_and_its_tools_appear_later(
         await tools.setup()
         assert names([tools]) == []
         mcp.start()
-        for _ in range(100):
-            if names([tools]):
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: bool(names([tools])), within=10, what="the reconnected tools")
         assert "get_forecast" in names([tools])
         llm_server.script(tool_reply(ToolCall("get_forecast", {"city": "Oslo"})), text_reply("Ok."))
         await say(llm_server, [tools])
@@ -244,7 +240,7 @@ async def test_large_mcp_results_are_cut_before_they_reach_the_model(
 ) -> None:
     with McpHttpServer("http") as mcp:
         config = write_config(tmp_path, {"weather": {"url": mcp.url}})
-        settings = settings_for(llm_server, config, tool_result_max_chars=1000)
+        settings = settings_for(llm_server, mcp_config=config, tool_result_max_chars=1000)
         async with connected(settings) as tools:
             llm_server.script(tool_reply(ToolCall("big_report", {})), text_reply("Long."))
             await say(llm_server, tools)
@@ -260,12 +256,7 @@ def test_chat_cli_answers_with_a_stdio_mcp_tool(
     llm_server.script(
         tool_reply(ToolCall("get_forecast", {"city": "Oslo"})), text_reply("Sunny in Oslo.")
     )
-    result = run_cli(
-        ["chat"],
-        env=chat_env(llm_server, MCP_CONFIG=str(config)),
-        stdin="Weather in Oslo?\n",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
+    env = chat_env(llm_server, MCP_CONFIG=str(config), MCP_CONNECT_TIMEOUT="60")
+    result = chat_ok(env, cwd=tmp_path, stdin="Weather in Oslo?\n")
     assert result.stdout == "Sunny in Oslo.\n"
     assert tool_outputs(llm_server) == ["Sunny and 21 degrees in Oslo."]

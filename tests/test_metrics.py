@@ -10,8 +10,8 @@ from livekit.agents.llm import function_tool
 from prometheus_client import REGISTRY
 
 from agent.metrics import backend_label, record_turn
-from tests.conftest import APOLOGY, make_engine
-from tests.servers.openai_server import (
+from testing.engine import APOLOGY, make_engine
+from testing.servers.openai_server import (
     Reply,
     ScriptedLLMServer,
     Status,

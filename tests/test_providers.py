@@ -24,7 +24,7 @@ from providers import (
     normalize_base_url,
 )
 from providers.tool_calls import ToolCallAccumulator
-from tests.servers.openai_server import (
+from testing.servers.openai_server import (
     Cut,
     Hang,
     Raw,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import chat_env, run_cli
-from tests.servers.faults import FAULTS
-from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.cli import chat_env, chat_ok, run_cli
+from testing.servers.faults import FAULTS
+from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
 CANARY = "sk-canary-5d41402abc4b2a76"
 BACKUP_CANARY = "gsk_canary_7e57c0ffee0ddba11"
@@ -32,8 +32,7 @@ def test_canary_keys_never_leak_through_any_fault(
                 r.headers["authorization"] == f"Bearer {BACKUP_CANARY}" for r in backup.requests
             )
     else:
-        result = run_cli(["chat"], env=env, stdin="Hi\n" * len(turns), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+        result = chat_ok(env, cwd=tmp_path, stdin="Hi\n" * len(turns))
     assert len(result.stdout.splitlines()) == len(turns)  # one spoken reply per turn
     assert llm_server.requests[0].headers["authorization"] == f"Bearer {CANARY}"
     for secret in (CANARY, BACKUP_CANARY):

@@ -13,9 +13,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.trace import NoOpTracerProvider
 
 from agent.tracing import configure_tracing, record_turn_spans
-from tests.conftest import make_engine
-from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
-from tests.servers.otlp_receiver import OtlpReceiver
+from testing.engine import make_engine
+from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.servers.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,8 +20,8 @@ from agent.config import ConfigError
 from agent.resolved import Config, load_config
 from agent.tools import aclose_tools
 from agent.wiring import build_tools
-from tests.conftest import make_engine
-from tests.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.engine import make_engine, settings_for
+from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
 TOKEN = "tok-hook-9876"
 
@@ -136,12 +136,6 @@ def write_hooks(tmp_path: Path, base: str, **extra_entries: dict[str, Any]) -> P
     return path
 
 
-def settings_for(server: ScriptedLLMServer, path: Path, **extra: Any) -> Config:
-    return load_config(
-        llm_base_url=server.base_url, llm_model="test-model", webhook_tools=path, **extra
-    )
-
-
 @pytest.fixture
 def env_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HA_TOKEN", TOKEN)
@@ -168,7 +162,7 @@ async def call(
 async def test_webhook_gets_the_arguments_as_json_with_env_headers_expanded(
     llm_server: ScriptedLLMServer, hooks: HookServer, tmp_path: Path
 ) -> None:
-    settings = settings_for(llm_server, write_hooks(tmp_path, hooks.url))
+    settings = settings_for(llm_server, webhook_tools=write_hooks(tmp_path, hooks.url))
     said, output = await call(
         llm_server, settings, "set_lights", {"room": "kitchen", "brightness": 40}
     )
@@ -188,7 +182,7 @@ async def test_webhook_gets_the_arguments_as_json_with_env_headers_expanded(
 async def test_get_webhook_sends_the_arguments_as_query_and_returns_text(
     llm_server: ScriptedLLMServer, hooks: HookServer, tmp_path: Path
 ) -> None:
-    settings = settings_for(llm_server, write_hooks(tmp_path, hooks.url))
+    settings = settings_for(llm_server, webhook_tools=write_hooks(tmp_path, hooks.url))
     _, output = await call(llm_server, settings, "room_status", {"room": "attic"})
     [got] = hooks.received
     assert (got.method, got.query, got.body) == ("GET", {"room": "attic"}, None)
@@ -204,7 +198,7 @@ async def test_get_webhook_sends_the_arguments_as_query_and_returns_text(
 async def test_arguments_that_break_the_schema_are_refused_without_a_request(
     llm_server: ScriptedLLMServer, hooks: HookServer, tmp_path: Path, args: dict[str, Any]
 ) -> None:
-    settings = settings_for(llm_server, write_hooks(tmp_path, hooks.url))
+    settings = settings_for(llm_server, webhook_tools=write_hooks(tmp_path, hooks.url))
     said, output = await call(llm_server, settings, "set_lights", args)
     assert hooks.received == []
     assert output.startswith("Invalid arguments for set_lights:")
@@ -229,7 +223,7 @@ async def test_failing_webhooks_give_an_error_result_without_internals(
     expected: str,
     not_expected: str,
 ) -> None:
-    settings = settings_for(llm_server, write_hooks(tmp_path, hooks.url))
+    settings = settings_for(llm_server, webhook_tools=write_hooks(tmp_path, hooks.url))
     said, output = await call(llm_server, settings, name, {})
     assert expected in output
     assert not_expected not in output
@@ -241,7 +235,7 @@ async def test_failing_webhooks_give_an_error_result_without_internals(
 async def test_rejected_call_lets_the_model_read_why(
     llm_server: ScriptedLLMServer, hooks: HookServer, tmp_path: Path
 ) -> None:
-    settings = settings_for(llm_server, write_hooks(tmp_path, hooks.url))
+    settings = settings_for(llm_server, webhook_tools=write_hooks(tmp_path, hooks.url))
     _, output = await call(llm_server, settings, "rejecting_hook", {})
     assert "brightness must be at most 100" in output
 
@@ -250,7 +244,9 @@ async def test_rejected_call_lets_the_model_read_why(
 async def test_large_webhook_responses_are_cut(
     llm_server: ScriptedLLMServer, hooks: HookServer, tmp_path: Path
 ) -> None:
-    settings = settings_for(llm_server, write_hooks(tmp_path, hooks.url), tool_result_max_chars=500)
+    settings = settings_for(
+        llm_server, webhook_tools=write_hooks(tmp_path, hooks.url), tool_result_max_chars=500
+    )
     _, output = await call(llm_server, settings, "big_hook", {})
     assert len(output) <= 500
     assert output.endswith("[cut]")
@@ -296,7 +292,11 @@ async def test_chat_says_the_filler_for_a_slow_webhook_but_keeps_it_out_of_histo
     path = tmp_path / "tools.yaml"
     path.write_text(yaml.safe_dump({"tools": [hook("slow_hook", hooks.url + "/slow", timeout=1)]}))
     settings = settings_for(
-        llm_server, path, tool_filler="Hang on.", tool_filler_delay=0.2, tool_timeout=3
+        llm_server,
+        webhook_tools=path,
+        tool_filler="Hang on.",
+        tool_filler_delay=0.2,
+        tool_timeout=3,
     )
     llm_server.script(
         tool_reply(ToolCall("slow_hook", {}), text="Let me see."),

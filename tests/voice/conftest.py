@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.tts_server import EspeakTTSServer
-from tests.servers.whisper_server import WhisperServer
-from tests.voice.audio_io import espeak_to_wav
+from testing.audio_io import espeak_to_wav
+from testing.servers.tts_server import EspeakTTSServer
+from testing.servers.whisper_server import WhisperServer
 
 
 @pytest.fixture(scope="session")

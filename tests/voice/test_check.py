@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROOT, chat_env, run_cli
-from tests.servers.livekit_server import FakeLiveKitServer
-from tests.servers.openai_server import ScriptedLLMServer
-from tests.servers.tts_server import EspeakTTSServer
-from tests.servers.whisper_server import WhisperServer, free_port
+from testing.cli import ROOT, chat_env, run_cli
+from testing.polling import free_port
+from testing.servers.livekit_server import FakeLiveKitServer
+from testing.servers.openai_server import ScriptedLLMServer
+from testing.servers.tts_server import EspeakTTSServer
+from testing.servers.whisper_server import WhisperServer
 
 pytestmark = pytest.mark.timeout(120)
 

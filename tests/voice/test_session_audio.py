@@ -8,10 +8,8 @@ a paced microphone and a recording speaker.
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +20,15 @@ from livekit.agents import AgentSession, APIConnectOptions
 from livekit.agents.voice import CloseEvent, UserStateChangedEvent
 
 from agent.observer import SessionObserver
-from agent.resolved import Config, load_config
+from agent.resolved import Config
 from agent.wiring import build_agent, build_llm, build_session
 from agent.worker import greet
-from tests.servers.openai_server import ScriptedLLMServer, text_reply
-from tests.servers.tts_server import EspeakTTSServer
-from tests.servers.whisper_server import WhisperServer, free_port
-from tests.voice.audio_io import PacedMicrophone, RecordingSpeaker
+from testing.audio_io import PacedMicrophone, RecordingSpeaker
+from testing.engine import voice_config
+from testing.polling import free_port, until
+from testing.servers.openai_server import ScriptedLLMServer, text_reply
+from testing.servers.tts_server import EspeakTTSServer
+from testing.servers.whisper_server import WhisperServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,13 +40,10 @@ FAST_FAIL = APIConnectOptions(max_retry=0, retry_interval=0.1, timeout=5)
 
 
 def voice_settings(llm: ScriptedLLMServer, *, stt_url: str, tts_url: str) -> Config:
-    return load_config(
-        llm_base_url=llm.base_url,
-        llm_model="test-model",
-        llm_max_retries=0,
-        stt_base_url=stt_url,
-        stt_model="tiny.en",
-        tts_base_url=tts_url,
+    return voice_config(
+        llm,
+        stt_url=stt_url,
+        tts_url=tts_url,
         agent_greeting=GREETING,
         agent_stt_error_reply=STT_DOWN_REPLY,
         builtin_tools=False,
@@ -83,14 +80,6 @@ async def running_session(config: Config, vad: Any) -> AsyncIterator[Running]:
         # another `ast.parse` is running trips CPython 3.11.7's AST recursion check
         # (gh-106905), and pytest parses modules lazily at the end of the run.
         gc.collect()
-
-
-async def until(check: Callable[[], bool], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_spoken_question_reaches_llm_and_spoken_answer_comes_out(
@@ -136,7 +125,7 @@ async def test_spoken_question_reaches_llm_and_spoken_answer_comes_out(
             f"-> first audio frame {eos_to_audio * 1000:.0f} ms"
         )
         print(f"livekit metrics: {run.observer.turn_latencies[-1]}")
-        assert 0 < eos_to_tts_request < 30  # generous: proves order, not speed
+        assert reply_request.received_at > speech_end  # the order; speed is bench's
 
 
 async def test_session_survives_stt_down_and_says_it_cannot_hear(
@@ -201,12 +190,10 @@ async def test_speech_fallbacks_take_over_when_the_first_stt_and_tts_are_down(
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
     llm_server.script(text_reply(ANSWER))
-    settings = load_config(
-        **voice_settings(llm_server, stt_url=dead, tts_url=dead).settings.model_dump(
-            include={"llm_base_url", "llm_model", "llm_max_retries", "stt_model"}
-        ),
-        stt_base_url=dead,
-        tts_base_url=dead,
+    settings = voice_config(
+        llm_server,
+        stt_url=dead,
+        tts_url=dead,
         stt_fallbacks=[{"base_url": whisper_server.base_url, "model": "tiny.en"}],
         tts_fallbacks=[{"base_url": tts_server.base_url, "model": "espeak", "voice": "en"}],
         builtin_tools=False,

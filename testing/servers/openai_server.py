@@ -132,6 +132,8 @@ class Request:
     pauses)."""
     finished_at: float | None = None
     """perf_counter() when the whole response had been written (non-streamed: built)."""
+    disconnected_at: float | None = None
+    """perf_counter() when a streamed reply saw the client hang up before its end."""
 
     @property
     def stream(self) -> bool:
@@ -255,10 +257,21 @@ class ScriptedLLMServer(ThreadedServer):
                 if self.record:
                     self.first_chunk_sent_at.append(record.first_token_at)
 
+        async def pause(seconds: float) -> bool:
+            """Sleep, noticing a client that hangs up meanwhile (False: it did)."""
+            deadline = time.perf_counter() + seconds
+            while (left := deadline - time.perf_counter()) > 0:
+                if request.transport is None or request.transport.is_closing():
+                    record.disconnected_at = time.perf_counter()
+                    return False
+                await asyncio.sleep(min(left, 0.02))
+            return True
+
         await send({"role": "assistant", "content": ""})
         for step in steps:
-            if isinstance(step, Sleep):
-                await asyncio.sleep(step.seconds)
+            if isinstance(step, Sleep | Hang):
+                if not await pause(step.seconds if isinstance(step, Sleep) else 3600):
+                    return resp
             elif isinstance(step, Text):
                 for i, piece in enumerate(_word_chunks(step.text, step.chunk_words)):
                     if i and reply.token_delay:
@@ -275,8 +288,6 @@ class ScriptedLLMServer(ThreadedServer):
                 assert request.transport is not None
                 request.transport.abort()
                 return resp
-            elif isinstance(step, Hang):
-                await asyncio.sleep(3600)
         if reply.done:
             await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()

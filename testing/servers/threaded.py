@@ -14,7 +14,8 @@ from aiohttp import web
 
 
 class ThreadedServer:
-    """Subclasses add their routes in `routes()`; `port` is set once started."""
+    """Subclasses add their routes in `routes()`; `port` is set once started (set it
+    before `start()` for a fixed one; 0 picks a free port)."""
 
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -46,7 +47,7 @@ class ThreadedServer:
         self.routes(app)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 

@@ -1,6 +1,6 @@
 """A real MCP server (FastMCP) for the tests: over streamable HTTP or SSE on 127.0.0.1
 in a thread of the test process, or over stdio as a child process
-(`python tests/servers/mcp_server.py`).
+(`python testing/servers/mcp_server.py`).
 
 Its tools: `get_forecast(city)`, `whoami()` (echoes the Authorization header it got,
 so tests can see `${VAR}` expansion), `wait(seconds)` and `big_report()`.

@@ -1,0 +1,69 @@
+"""How much of everything one run measures: the full run and `--quick`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .first_text import Backend
+from .voice import VoicePlan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    quick: bool
+    backend: Backend
+    reps: int
+    warmup: int
+    filler_delay: float
+    """TOOL_FILLER_DELAY for the slow-tool filler row of the tool section."""
+    cpu_reps: int
+    profile_turns: int
+    cpu_token_delay: float
+    levels: list[int]
+    min_turns: int
+    think: float
+    voice: VoicePlan
+    tool_runs: int
+    """Repetitions per MCP start-up and turn variant in the tools section."""
+    soak_turns: int
+    fault_sessions: tuple[int, int]
+    """Sessions x turns each in the faults section."""
+
+
+FULL = Plan(
+    quick=False,
+    backend=Backend(ttft=0.15, token_delay=0.02, tool_seconds=0.05),
+    reps=40,
+    warmup=3,
+    filler_delay=0.7,  # the default TOOL_FILLER_DELAY
+    cpu_reps=150,
+    profile_turns=40,
+    cpu_token_delay=0.002,
+    levels=[1, 10, 50, 100],
+    min_turns=30,
+    think=0.5,
+    # the scripted LLM as in sections 1-2; 12 spoken turns after one for warm-up
+    voice=VoicePlan(turns=12, warmup=1, ttft=0.15, token_delay=0.02),
+    tool_runs=10,
+    soak_turns=1000,
+    fault_sessions=(50, 20),
+)
+QUICK = Plan(
+    quick=True,
+    backend=Backend(ttft=0.02, token_delay=0.001, tool_seconds=0.005),
+    reps=2,
+    warmup=1,
+    filler_delay=0.05,
+    cpu_reps=3,
+    profile_turns=2,
+    cpu_token_delay=0.0,
+    levels=[1, 3],
+    min_turns=3,
+    think=0.02,
+    # the voice section is skipped: even one spoken turn adds about 25 s (the Whisper
+    # server, a session process and a real-time utterance); `--voice-turns 1` runs one
+    voice=VoicePlan(turns=0, warmup=0, ttft=0.02, token_delay=0.001, idle_worker=False),
+    tool_runs=2,
+    soak_turns=20,
+    fault_sessions=(5, 3),
+)

@@ -1,0 +1,53 @@
+"""The `voice-agent` command in a clean environment, as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from testing.servers.openai_server import ScriptedLLMServer
+
+VOICE_AGENT = str(Path(sys.executable).parent / "voice-agent")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def chat_env(server: ScriptedLLMServer | None = None, **extra: str) -> dict[str, str]:
+    """A clean environment for `voice-agent chat` pointed at `server`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LLM_", "AGENT_", "TOOL", "LOG_", "OPENAI", "GROQ", "OPENROUTER"))
+    }
+    if server is not None:
+        env.update(LLM_BASE_URL=server.base_url, LLM_MODEL="test-model")
+    # the checkout under test, whatever the installed copy points at
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(LLM_MAX_RETRIES="0", LLM_TIMEOUT="2", LOG_FORMAT="json")
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    args: list[str], *, env: Mapping[str, str], stdin: str = "", cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VOICE_AGENT, *args],
+        input=stdin,
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def chat_ok(
+    env: Mapping[str, str], *, cwd: Path, stdin: str = "Hello\n"
+) -> subprocess.CompletedProcess[str]:
+    """`voice-agent chat` that must exit 0: a failed turn is words, not a failed command."""
+    result = run_cli(["chat"], env=env, stdin=stdin, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return result
