@@ -38,6 +38,7 @@ from testing.servers.scripted_speech import ScriptedSpeechServer
 
 from .common import pct
 from .memory import pss_bytes
+from .sections import Context, Section
 from .server_proc import RemoteLLMServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,12 +264,17 @@ def _cpu(proc: psutil.Process) -> float:
 # --- the report -----------------------------------------------------------------------
 
 
+TITLE = "Capacity: spoken sessions per worker"
+
+
 def render(result: CapacityResult) -> str:
-    """The BENCHMARKS.md section."""
+    """The BENCHMARKS.md section, with its heading (`python -m bench.capacity`)."""
+    return "\n".join([f"## {TITLE}", "", *section_lines(result)])
+
+
+def section_lines(result: CapacityResult) -> list[str]:
     plan = result.plan
     lines = [
-        "## Capacity: spoken sessions per worker",
-        "",
         f"One worker, N sessions each in its own livekit job process; real-time speech "
         f"through the real silero VAD; scripted STT ({plan.stt_delay * 1000:.0f} ms), "
         f"LLM (first token {plan.llm_ttft * 1000:.0f} ms) and TTS (first byte "
@@ -294,8 +300,9 @@ def render(result: CapacityResult) -> str:
         "",
         f"**`capacity.voice_sessions_per_worker` = {result.sessions_per_worker}** (the "
         f"largest N whose p95 stays within +{plan.budget_ms:.0f} ms of one session's).",
+        "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def results(result: CapacityResult) -> dict[str, Any]:
@@ -306,6 +313,19 @@ def results(result: CapacityResult) -> dict[str, Any]:
         "cores": result.cores,
         "levels": [asdict(lv) for lv in result.levels],
     }
+
+
+def _run(ctx: Context) -> CapacityResult:
+    return measure(ctx.plan.capacity)
+
+
+SECTION = Section(
+    name="capacity",
+    title=TITLE,
+    run=_run,
+    render=lambda result, _ctx: section_lines(result),
+    numbers=results,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
