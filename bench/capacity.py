@@ -74,7 +74,7 @@ class Level:
     """Cores the worker's main process used."""
     pss_per_session_mb: float
     silent_turns: int
-    """Turns answered without audio (livekit reports no e2e latency): a failure."""
+    """Turns answered without audio (no e2e latency) or not at all: a failure."""
     other_cpu: float
     """Cores busy outside the worker meanwhile (the benchmark's servers, other work)."""
 
@@ -222,7 +222,8 @@ def _run_level(
         per_turn = json.loads((work / f"{job}.json").read_text())["e2e"]
         # the first turn opens the backends' connections: warm-up
         e2e.extend(x for x in per_turn[1:] if x is not None)
-        silent += sum(1 for x in per_turn[1:] if x is None)
+        # no audio, or no answer at all before the session gave up waiting
+        silent += sum(1 for x in per_turn[1:] if x is None) + max(turns - len(per_turn), 0)
     job_cpu = sum(cpu_last[p] - cpu_start[p] for p in pids)
     worker_cpu = job_cpu + cpu_last[worker_pid] - cpu_start[worker_pid]
     return Level(
