@@ -159,6 +159,7 @@ def _llm(entry: _Entry, settings: Settings, env: Mapping[str, str], *, chained: 
             max_retries=settings.llm_max_retries,
             # a lone backend is always worth another try; in a chain, skip a failing one
             cooldown_seconds=settings.llm_cooldown if chained else 0.0,
+            thinking=settings.llm_thinking,
         ),
     )
 

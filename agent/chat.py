@@ -31,17 +31,28 @@ def _lines(stream: TextIO) -> asyncio.Queue[str]:
     """Lines of `stream` as they come, then "" at its end.
 
     Read on a daemon thread: a blocking `readline` in `asyncio.to_thread` would keep the
-    process alive after Ctrl-C until the user typed one more line.
+    process alive after Ctrl-C until the user typed one more line. Bytes are decoded
+    here as UTF-8 with undecodable ones replaced, whatever the locale: a strict decoder
+    would kill the thread (and `chat` would wait forever), a lenient locale one would
+    put lone surrogates into the history that no request can carry. Whatever happens,
+    the end of input is always delivered.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str] = asyncio.Queue()
+    binary = getattr(stream, "buffer", None)
 
     def read() -> None:
-        while True:
-            line = stream.readline()
-            loop.call_soon_threadsafe(queue.put_nowait, line)
-            if not line:
-                return
+        try:
+            while True:
+                raw = binary.readline() if binary is not None else stream.readline()
+                if not raw:
+                    return
+                line = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+        except Exception as e:  # an unreadable stdin ends the chat, never hangs it
+            log.warning("stdin could not be read; ending the chat", error_type=type(e).__name__)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, "")
 
     threading.Thread(target=read, name="chat-stdin", daemon=True).start()
     return queue

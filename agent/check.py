@@ -16,11 +16,12 @@ from livekit import api
 from providers.probes import ProbeResult, describe_error, probe_llm, probe_stt, probe_tts
 
 from .config import Settings
-from .logging import redact
+from .logging import shorten
 from .resolved import Config
 from .wiring import build_llm_backends
 
 PROBE_TIMEOUT = 10.0
+_LINE_CHARS = 240
 
 
 async def probe_livekit(settings: Settings, *, request_timeout: float) -> ProbeResult:
@@ -74,6 +75,6 @@ async def run_check(
             await llm.aclose()
     for (name, url), result in zip(names_urls, results, strict=True):
         status = "ok  " if result.ok else "FAIL"
-        out.write(redact(f"{name:<8} {status} {url}  {result.detail}") + "\n")
+        out.write(shorten(f"{name:<8} {status} {url}  {result.detail}", _LINE_CHARS) + "\n")
     out.flush()
     return 0 if all(r.ok for r in results) else 1

@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     llm_max_retries: Annotated[int, Field(ge=0, le=10)] = 1
     llm_fallbacks: list[LLMFallback] = Field(default_factory=list)
     llm_cooldown: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    llm_thinking: bool = False
 
     # --- agent behaviour ---
     agent_instructions: OptionalText = None
@@ -120,6 +121,8 @@ class Settings(BaseSettings):
     tool_filler: str = "One moment."
     tool_filler_delay: Annotated[float, Field(ge=0, le=60)] = 0.7
     tool_result_max_chars: Annotated[int, Field(ge=200, le=1_000_000)] = 4000
+    agent_first_word_deadline: Annotated[float, Field(gt=0, le=600)] = 2.5
+    agent_turn_timeout: Annotated[float, Field(gt=0, le=3600)] = 90.0
 
     # --- configured tools (files; their ${VAR} references are expanded from the env) ---
     mcp_config: OptionalPath = None
@@ -182,7 +185,7 @@ class Settings(BaseSettings):
     log_format: Annotated[Literal["json", "console"], Lowercase] | None = None
     """Unset: console when stderr is a terminal, json otherwise."""
 
-    @field_validator("livekit_api_key", "stt_language")
+    @field_validator("livekit_api_key", "stt_language", "agent_apology", "agent_fallback_reply")
     @classmethod
     def _not_blank(cls, v: str) -> str:
         if not v.strip():

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .logging import get_logger
+from .logging import get_logger, shorten
 
 log = get_logger("agent.worker")
 
@@ -130,8 +130,8 @@ def _retry_delay(message: str) -> float:
 
 def _short(error: object) -> str:
     """An aiohttp connection error's str() names host and port; its repr is 600 chars."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
+    # redacted before it is cut: a credential cut in half would survive as its prefix
+    return shorten(" ".join(str(error).split()) or type(error).__name__, _ERROR_CHARS)
 
 
 def install(connection: LiveKitConnection) -> ConnectionLogFilter:

@@ -7,6 +7,10 @@ having said something: the model's words, the configured fallback reply, or the
 configured apology. Details of a failure go to the log, never into speech.
 
 The same engine serves voice (as the livekit `Agent.llm_node`) and text (`chat`).
+A turn still silent at the first-word deadline says the filler; one that runs past
+its cap ends with the apology (`pacing`). Tool calls a model wrote as text are
+recovered and run like real ones; every call gets an id no earlier call of the
+session has.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,8 +28,11 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from structlog.stdlib import BoundLogger
 
 from providers import NOT_STREAMED, APIError, APIStatusError, ToolCall
+from providers.text_tool_calls import parse_text_tool_calls
+from providers.tool_calls import unique_call_ids
 
 from .logging import get_logger
+from .pacing import Deadlines, TurnTimedOut, paced
 from .speech_filter import ToolCallTextFilter
 from .tool_runner import run_tool_calls
 from .transcript import Transcript
@@ -49,6 +56,10 @@ class TurnOptions:
     filler: str = ""
     """Said once per turn when tools have not answered within `filler_delay`; "" disables."""
     filler_delay: float = 0.7
+    first_word_deadline: float | None = None
+    """Seconds into a turn without a word before the filler is said (None: never)."""
+    turn_timeout: float | None = None
+    """Seconds a whole turn may take before it ends with the apology (None: no cap)."""
 
 
 class TurnEngine:
@@ -130,8 +141,16 @@ class Turn:
         return self._gen
 
     async def _generate(self) -> AsyncIterator[str]:
+        deadlines = Deadlines(
+            first_word=self._opts.first_word_deadline, turn=self._opts.turn_timeout
+        )
         try:
-            async for text in self._resolve_and_speak():
+            async for text in paced(
+                self._resolve_and_speak(),
+                deadlines,
+                spoke=lambda: self.stats.first_text_at is not None,
+                filler=self._say_filler,
+            ):
                 yield text
         except Exception as e:  # the one place a failed turn becomes words
             self._log_failure(e)
@@ -153,7 +172,7 @@ class Turn:
                 except Exception:  # metrics or traces never cost a turn its words
                     self._log.exception("turn hook failed", hook=getattr(hook, "__name__", hook))
 
-    async def _resolve_and_speak(self) -> AsyncIterator[str]:
+    async def _resolve_and_speak(self) -> AsyncGenerator[str, None]:
         speak_kinds: list[PassKind] = ["speak-plain", "speak-plain"]
         if self._tools:
             speak_kinds = ["speak", "speak-plain"]
@@ -163,8 +182,12 @@ class Turn:
                 async for text in tool_pass:
                     yield text
                 if not tool_pass.tool_calls:
-                    if tool_pass.said.strip():
+                    if tool_pass.said.strip() and not tool_pass.withheld_call:
                         return  # answered without tools: the common fast path
+                    # a preface before a call that could not be run is no answer: the
+                    # speaking pass gives one, knowing what was already said
+                    if said := self._transcript.take_unrecorded():
+                        self._ctx.add_message(role="assistant", content=said)
                     break
                 async for filler in self._run_tools(tool_pass.tool_calls):
                     yield filler
@@ -183,6 +206,10 @@ class Turn:
 
     async def _run_tools(self, calls: list[ToolCall]) -> AsyncIterator[str]:
         """Run `calls` at once; yields the filler (once per turn) if they are slow."""
+        # ids unique in the whole session: servers that number every call `call_0` would
+        # otherwise glue calls together in the history, or move a result onto another call
+        taken = (i.call_id for i in self._ctx.items if isinstance(i, llm.FunctionCall))
+        calls = unique_call_ids(calls, taken=taken)
         # text said before the tool calls belongs before them in the context
         if said := self._transcript.take_unrecorded():
             self._ctx.add_message(role="assistant", content=said)
@@ -194,11 +221,10 @@ class Turn:
         try:
             if self._opts.filler and self.filler is None:
                 done, _ = await asyncio.wait({runs}, timeout=self._opts.filler_delay)
-                if not done:
+                if not done and (filler := self._say_filler()):
                     # slow tools: say something rather than leave the user in silence
-                    self.filler = self._opts.filler
                     self._log.info("tools are slow; saying the filler", tools=len(calls))
-                    yield self._transcript.aside(self.filler)
+                    yield filler
             results = await runs
         finally:
             if not runs.done():  # the turn was abandoned (e.g. the user interrupted)
@@ -207,6 +233,14 @@ class Turn:
             self.stats.tools.append(result.run)
             self._ctx.items.extend((result.call, result.output))
             self.new_items.extend((result.call, result.output))
+
+    def _say_filler(self) -> str | None:
+        """The filler, the first time it is asked for in this turn (None after, or if
+        there is none)."""
+        if not self._opts.filler or self.filler is not None:
+            return None
+        self.filler = self._opts.filler
+        return self._transcript.aside(self.filler)
 
     def _say(self, text: str, *, new_sentence: bool = False) -> str:
         if self.stats.first_text_at is None:
@@ -224,7 +258,7 @@ class Turn:
             fields["status_code"] = e.status_code
         if isinstance(e, APIError) and e.__cause__ is not None:
             fields["cause"] = f"{type(e.__cause__).__name__}: {e.__cause__}"
-        if isinstance(e, APIError):
+        if isinstance(e, APIError | TurnTimedOut):
             self._log.error("turn failed; apologizing", **fields)
         else:
             self._log.exception("turn failed unexpectedly; apologizing", **fields)
@@ -240,6 +274,8 @@ class _Pass:
         self._mark = turn._transcript.mark
         self.stats = PassStats(kind=kind)
         self.tool_calls: list[ToolCall] = []
+        self.withheld_call = False
+        """The model wrote a tool call as text (recovered into `tool_calls` or not)."""
 
     @property
     def said(self) -> str:
@@ -276,13 +312,24 @@ class _Pass:
             stats.duration = time.perf_counter() - started
             stats.tool_calls = len(self.tool_calls)
             if text_filter.tripped:
-                stats.outcome = "tool-call-as-text"
-                turn._log.warning(
-                    "model wrote a tool call as text; not speaking it",
-                    pass_kind=stats.kind,
-                    withheld_chars=len(text_filter.suppressed),
-                )
+                self._recover(text_filter.suppressed)
             self._record(turn._log)
+
+    def _recover(self, text: str) -> None:
+        """A tool call the model wrote as text: never spoken; in a tool pass, run like
+        one it had sent (the speaking pass then answers with its result)."""
+        turn, stats = self._turn, self.stats
+        self.withheld_call = True
+        offered = turn._tool_ctx.function_tools.keys() if stats.kind == "tools" else ()
+        recovered = parse_text_tool_calls(text, offered) if not self.tool_calls else []
+        self.tool_calls.extend(recovered)
+        stats.outcome = "tool-call-recovered" if recovered else "tool-call-as-text"
+        turn._log.warning(
+            "model wrote a tool call as text; not speaking it",
+            pass_kind=stats.kind,
+            withheld_chars=len(text),
+            recovered=[c.name for c in recovered],
+        )
 
     def _say(self, text: str) -> str:
         # a pass's first words are a new sentence after an earlier pass or the filler

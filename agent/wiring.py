@@ -96,6 +96,8 @@ def build_engine(settings: Settings, turn_llm: llm.LLM[Any]) -> TurnEngine:
             tool_timeout=settings.tool_timeout,
             filler=settings.tool_filler.strip(),
             filler_delay=settings.tool_filler_delay,
+            first_word_deadline=settings.agent_first_word_deadline,
+            turn_timeout=settings.agent_turn_timeout,
         ),
     )
 

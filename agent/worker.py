@@ -18,7 +18,13 @@ from typing import Any
 from livekit.agents import AgentSession, JobContext, JobProcess
 
 from .config import Settings
-from .logging import bind_context, configure_logging, get_logger, register_secrets
+from .logging import (
+    bind_context,
+    configure_job_process_logging,
+    configure_logging,
+    get_logger,
+    register_secrets,
+)
 from .observability import (
     SessionLoad,
     metrics_dir,
@@ -121,5 +127,11 @@ def _config_for_process() -> Config:
     # (already validated) environment again and set up their own logging and redaction
     config = load_config()
     register_secrets(config.secrets())
-    configure_logging(level=config.settings.log_level, fmt=config.settings.log_format)
+    # livekit's handler ships this process's records to the worker's (ours): keep it
+    configure_job_process_logging(level=config.settings.log_level)
+    log.info(
+        "job process ready",
+        stt=config.backends.stt_backends[0].options.base_url,
+        tts=config.backends.tts_backends[0].options.base_url,
+    )
     return config

@@ -13,6 +13,7 @@ import openai
 
 from .base import APIConnectionError, APIError, APIStatusError, APITimeoutError
 from .cooldown import BackendCoolingDown
+from .responses import ServerReportedError
 
 
 def is_outage(e: APIError) -> bool:
@@ -42,7 +43,7 @@ def to_api_error(e: BaseException, *, retryable: bool) -> APIError:
         )
     if isinstance(e, openai.APIConnectionError):
         return APIConnectionError("could not connect to the LLM server", retryable=retryable)
-    if isinstance(e, openai.APIError):
+    if isinstance(e, (openai.APIError, ServerReportedError)):
         # an `error` object sent inside an SSE stream
         return APIConnectionError(
             "the LLM server reported an error mid-stream", retryable=retryable

@@ -5,23 +5,25 @@ metrics and `FallbackAdapter` take it as they take their own plugins. What it ad
 over livekit-plugins-openai is what self-hosted servers need: tool calls rebuilt
 without trusting `index`/`finish_reason`, cut streams detected, quirk flags per
 preset, and a non-streamed mode (`NOT_STREAMED`) for servers whose streamed tool
-calls are broken.
+calls are broken. Responses are read by their Content-Type (`responses`), reasoning is
+kept out of the reply (`reasoning`), and thinking is switched off where the server has a
+switch unless `ProviderOptions.thinking` asks for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import openai
 from livekit.agents import llm
 from livekit.agents.llm import ToolChoice
-from livekit.agents.llm import utils as llm_utils
 from livekit.agents.types import (
     DEFAULT_API_CONNECT_OPTIONS,
     NOT_GIVEN,
@@ -29,21 +31,20 @@ from livekit.agents.types import (
     NotGivenOr,
 )
 from livekit.agents.utils import is_given
-from openai import AsyncStream
-from openai.types import CompletionUsage
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .base import (
-    APIConnectionError,
     APIError,
-    APIStatusError,
     StreamCutError,
     ToolCall,
 )
 from .cooldown import Cooldown
 from .errors import is_outage, to_api_error
-from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderPreset
+from .presets import PLACEHOLDER_API_KEY, PRESETS, THINKS_IN_TEXT_MODELS, ProviderPreset
+from .reasoning import ReasoningFilter
+from .refusals import Refusals
+from .responses import CompletionReader
 from .tool_calls import ToolCallAccumulator
+from .urls import normalize_base_url, split_userinfo
 
 __all__ = [
     "NOT_STREAMED",
@@ -51,6 +52,7 @@ __all__ = [
     "OpenAICompatibleProvider",
     "ProviderOptions",
     "normalize_base_url",
+    "split_userinfo",
 ]
 
 logger = logging.getLogger("providers")
@@ -63,22 +65,6 @@ NOT_STREAMED: dict[str, Any] = {"stream": False}
 For servers whose streamed tool calls are broken. Being a `chat()` option rather than
 another method, it works through anything that wraps an `llm.LLM` (`FallbackAdapter`).
 """
-
-
-def normalize_base_url(url: str) -> str:
-    """`http://host:11434/` -> `http://host:11434/v1`; a pasted `/chat/completions` is cut.
-
-    A bare host gets OpenAI's `/v1` prefix, which every server in the list uses; a
-    URL with a path is kept as the user wrote it, minus trailing slashes.
-    """
-    parts = urlsplit(url.strip())
-    path = parts.path.rstrip("/")
-    for endpoint in ("/chat/completions", "/completions"):
-        if path.endswith(endpoint):
-            path = path[: -len(endpoint)]
-    if not path:
-        path = "/v1"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +83,9 @@ class ProviderOptions:
     """After `cooldown_after` failures in a row, skip this backend for this long (0: never).
     Meant for fallback chains: a lone backend is always worth another try."""
     cooldown_after: int = 2
+    thinking: bool = False
+    """Let reasoning models think (slower first word). Off: the preset's switch turns it
+    off where the server has one; what a model thinks anyway is never spoken."""
 
     @property
     def conn_options(self) -> APIConnectOptions:
@@ -117,18 +106,39 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         super().__init__()
         self._opts = options
         self._preset = preset
+        # userinfo never stays in the URL (which labels and logs carry); it is sent as
+        # Basic credentials, unless an API key is set: then the key is sent (Bearer)
+        base_url, userinfo = split_userinfo(normalize_base_url(options.base_url))
+        key = options.api_key or PLACEHOLDER_API_KEY
+        headers = {**preset.headers, **options.extra_headers}
+        if userinfo is not None and key == PLACEHOLDER_API_KEY:
+            token = base64.b64encode(":".join(userinfo).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        elif userinfo is not None:
+            logger.warning(
+                "the LLM base URL carries a user and password, and an API key is set: "
+                "sending the API key (Bearer), not the URL's credentials",
+                extra={"base_url": base_url},
+            )
+        self._headers = {"Authorization": f"Bearer {key}", **headers}
         self._client = openai.AsyncClient(
             api_key=options.api_key or PLACEHOLDER_API_KEY,
-            base_url=normalize_base_url(options.base_url),
+            base_url=base_url,
             # livekit-agents' LLMStream owns retries: one policy, not two stacked
             max_retries=0,
             timeout=httpx2.Timeout(options.timeout),
-            default_headers={**preset.headers, **options.extra_headers},
+            default_headers=headers,
         )
         self._schema_cache: dict[tuple[llm.Tool, ...], list[dict[str, Any]]] = {}
         # learnt at run time (see ChatStream._attempt)
-        self._refuses_tools = False
-        self._refuses_tool_choice_none = False
+        self._refusals = Refusals(thinking_fields=self._thinking_fields())
+        # a backend seen streaming a bare `</think>` thinks in plain text: hold its
+        # responses until the closing tag from then on
+        self._thinks_in_text = (
+            options.thinking
+            or preset.quirks.thinks_in_text
+            or any(family in options.model.lower() for family in THINKS_IN_TEXT_MODELS)
+        )
         self._cooldown = (
             Cooldown(
                 seconds=options.cooldown_seconds, threshold=options.cooldown_after, clock=clock
@@ -146,7 +156,8 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
 
     @property
     def label(self) -> str:
-        """What logs and livekit's `FallbackAdapter` name this backend by (never the key)."""
+        """What logs and livekit's `FallbackAdapter` name this backend by (never the key,
+        never the URL's userinfo)."""
         return f"{self._preset.name}:{self._opts.model}@{self.base_url}"
 
     @property
@@ -160,6 +171,11 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
     @property
     def base_url(self) -> str:
         return str(self._client.base_url).rstrip("/")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every request carries, credentials included (for probes: never log it)."""
+        return dict(self._headers)
 
     @property
     def options(self) -> ProviderOptions:
@@ -194,22 +210,9 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
             self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, request=request
         )
 
-    def _adapted(self, request: dict[str, Any]) -> dict[str, Any]:
-        """`request` minus what this server was seen to refuse."""
-        if "tools" in request and (
-            self._refuses_tools
-            or (self._refuses_tool_choice_none and request.get("tool_choice") == "none")
-        ):
-            return _without_tools(request) or request
-        return request
-
-    def _learn_refusal(self, request: dict[str, Any]) -> None:
-        # only called once the same request without tools was answered: it really was
-        # the tools (or tool_choice) the server refused, and it will refuse them again
-        if request.get("tool_choice") == "none":
-            self._refuses_tool_choice_none = True
-        else:
-            self._refuses_tools = True
+    def _thinking_fields(self) -> Mapping[str, Any]:
+        quirks = self._preset.quirks
+        return quirks.thinking_on if self._opts.thinking else quirks.thinking_off
 
     def _tool_schemas(self, tools: list[llm.Tool]) -> list[dict[str, Any]]:
         """Schemas for `tools`, built once per tool list (1-2 ms a pass otherwise).
@@ -249,6 +252,7 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
                 request["tool_choice"] = tool_choice
             if is_given(parallel_tool_calls):
                 request["parallel_tool_calls"] = parallel_tool_calls
+        request.update(self._thinking_fields())
         if is_given(extra_kwargs):
             request.update(extra_kwargs)
         return request
@@ -285,107 +289,88 @@ class ChatStream(llm.LLMStream):
             cooldown.record_success()
 
     async def _attempt(self) -> None:
-        request = self._provider._adapted(self._request)
-        try:
-            await self._request_once(request)
-        except APIStatusError as e:
-            # vLLM without its tool flags, and some llama.cpp builds, refuse `tools` or
-            # `tool_choice="none"` with a 400. Asking again without them answers the user;
-            # doing it here (not in the engine) keeps a FallbackAdapter from taking a
-            # refused request for a dead backend.
-            plain = _without_tools(request)
-            if plain is None or e.status_code not in (400, 422) or self._event_ch.output_sent:
-                raise
-            logger.warning(
-                "LLM server refused the request with tools; sending it without them",
-                extra={"backend": self._provider.label, "status_code": e.status_code},
-            )
-            await self._request_once(plain)
-            self._provider._learn_refusal(request)
+        await self._provider._refusals.send(
+            self._request,
+            self._request_once,
+            may_retry=lambda: not self._event_ch.output_sent,
+            backend=self._provider.label,
+        )
 
     async def _request_once(self, request: dict[str, Any]) -> None:
         request = dict(request)
         streamed = request.pop("stream", True)
         try:
-            if streamed:
-                await self._run_streamed(request)
-            else:
-                await self._run_whole(request)
+            await self._read(request, streamed=streamed)
         except APIError:
             raise
         except Exception as e:
             # retrying after words were streamed would repeat them
             raise to_api_error(e, retryable=not self._event_ch.output_sent) from e
 
-    async def _run_streamed(self, request: dict[str, Any]) -> None:
-        quirks = self._provider._preset.quirks
-        if quirks.stream_usage:
+    async def _read(self, request: dict[str, Any], *, streamed: bool) -> None:
+        """One request; whatever the server answers with (SSE or one JSON body), text goes
+        out as it arrives and tool calls, whole, in one chunk at the end."""
+        provider = self._provider
+        if streamed and provider._preset.quirks.stream_usage:
             request["stream_options"] = {"include_usage": True}
-        finished = False
         calls = ToolCallAccumulator()
-        thinking = llm_utils.ThinkingTokenFilter()
-        chunk_id = ""
-        stream = await self._post(request, stream=True)
-        async with stream:
-            async for chunk in stream:
-                chunk_id = chunk.id or chunk_id
-                for choice in chunk.choices or []:
-                    finished = finished or choice.finish_reason is not None
-                    if choice.delta is None:
-                        continue
-                    for tc in choice.delta.tool_calls or []:
-                        calls.add_delta(tc)
-                    text = llm_utils.strip_thinking_tokens(
-                        choice.delta.content, thinking, final=choice.finish_reason is not None
-                    )
-                    if text:
-                        self._send(chunk_id, text=text)
-                if chunk.usage is not None:
-                    self._send_usage(chunk_id, chunk.usage)
-        if not finished and quirks.reports_finish_reason:
+        reasoning = ReasoningFilter(hold_for_closing_tag=provider._thinks_in_text)
+        finished, chunk_id = False, ""
+        # LLM_TIMEOUT bounds each read, and also the wait for the first output: SSE
+        # keep-alive comments and reasoning deltas must not keep a turn silent forever
+        async with asyncio.timeout(self._conn_options.timeout) as first_output:
+            response = await self._post(request, stream=streamed)
+            try:
+                reader = CompletionReader(response)
+                async for chunk in reader.chunks():
+                    chunk_id = chunk.get("id") or chunk_id
+                    for choice in chunk.get("choices") or []:
+                        if choice.get("index") not in (0, None):
+                            continue
+                        finished = finished or choice.get("finish_reason") is not None
+                        delta = choice.get("delta") or {}
+                        for tc in delta.get("tool_calls") or []:
+                            calls.add_delta(tc)
+                            first_output.reschedule(None)
+                        if text := reasoning.push(_content_text(delta.get("content"))):
+                            first_output.reschedule(None)
+                            self._send(chunk_id, text=text)
+                    if isinstance(chunk.get("usage"), dict):
+                        self._send_usage(chunk_id, chunk["usage"])
+            finally:
+                await response.aclose()
+        if reasoning.saw_bare_closing_tag:
+            provider._thinks_in_text = True
+        offered = llm.ToolContext(self._tools).function_tools.keys()
+        for call in reasoning.harmony_calls:
+            if call.name in offered:
+                calls.add(id=None, index=None, name=call.name, arguments=call.arguments)
+        # a server that said it was done ([DONE]) after complete output is believed
+        # even without a finish_reason; a stream that just stops was cut
+        complete = finished or (reader.ended and calls.complete())
+        if not complete and provider._preset.quirks.reports_finish_reason:
             raise StreamCutError(
                 "the stream ended without a finish_reason",
                 retryable=not self._event_ch.output_sent,
             )
-        if calls:
-            self._send(chunk_id, tool_calls=calls.finish())
+        self._send(chunk_id, text=reasoning.finish() or None, tool_calls=calls.finish())
 
-    async def _run_whole(self, request: dict[str, Any]) -> None:
-        """`extra_kwargs={"stream": False}`: one non-streamed completion, sent as one chunk."""
-        response = await self._post(request, stream=False)
-        if not isinstance(response, ChatCompletion) or not response.choices:
-            raise APIConnectionError("the LLM server sent no completion choices")
-        message = response.choices[0].message
-        calls = ToolCallAccumulator()
-        for tc in message.tool_calls or []:
-            calls.add(
-                id=tc.id,
-                index=None,
-                name=getattr(getattr(tc, "function", None), "name", None),
-                arguments=getattr(getattr(tc, "function", None), "arguments", None),
-            )
-        text = llm_utils.strip_thinking_tokens(
-            message.content, llm_utils.ThinkingTokenFilter(), final=True
-        )
-        self._send(response.id or "", text=text or None, tool_calls=calls.finish())
-        if response.usage is not None:
-            self._send_usage(response.id or "", response.usage)
-
-    async def _post(self, request: dict[str, Any], *, stream: bool) -> Any:
+    async def _post(self, request: dict[str, Any], *, stream: bool) -> httpx2.Response:
         # `client.post` rather than `chat.completions.create`: the latter deep-copies the
         # whole history through the SDK's TypedDict transform on every request, which
         # costs milliseconds of CPU per turn and grows with the conversation. Our body
-        # is plain JSON already; the SDK still does the HTTP, auth, errors and SSE.
+        # is plain JSON already; the SDK still does the HTTP, auth and status errors.
+        # The raw-response header (the SDK's `with_streaming_response`) hands back the
+        # unread response: `CompletionReader` reads it by its Content-Type.
         return await self._provider._client.post(
             "/chat/completions",
             body={**request, "stream": stream},
-            cast_to=ChatCompletion,
+            cast_to=httpx2.Response,
             options={
                 "timeout": httpx2.Timeout(self._conn_options.timeout),
                 "security": {"bearer_auth": True},
+                "headers": {"X-Stainless-Raw-Response": "stream"},
             },
-            stream=stream,
-            stream_cls=AsyncStream[ChatCompletionChunk],
         )
 
     def _send(
@@ -401,22 +386,31 @@ class ChatStream(llm.LLMStream):
                 )
             )
 
-    def _send_usage(self, chunk_id: str, usage: CompletionUsage) -> None:
+    def _send_usage(self, chunk_id: str, usage: dict[str, Any]) -> None:
+        def count(key: str) -> int:
+            value = usage.get(key)
+            return value if isinstance(value, int) else 0
+
         self._event_ch.send_nowait(
             llm.ChatChunk(
                 id=chunk_id,
                 usage=llm.CompletionUsage(
-                    completion_tokens=usage.completion_tokens or 0,
-                    prompt_tokens=usage.prompt_tokens or 0,
-                    total_tokens=usage.total_tokens or 0,
+                    completion_tokens=count("completion_tokens"),
+                    prompt_tokens=count("prompt_tokens"),
+                    total_tokens=count("total_tokens"),
                 ),
             )
         )
 
 
-def _without_tools(request: dict[str, Any]) -> dict[str, Any] | None:
-    if "tools" not in request:
-        return None
-    return {
-        k: v for k, v in request.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")
-    }
+def _content_text(content: Any) -> str:
+    """A delta's `content`: a string, or (Mistral) a list of parts with `text`."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            p if isinstance(p, str) else str(p.get("text") or "")
+            for p in content
+            if isinstance(p, str | dict)
+        )
+    return ""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 ProviderName = Literal["openai-compatible", "ollama", "groq", "openrouter", "openai"]
 
@@ -22,7 +22,27 @@ class Quirks:
     stream_usage: bool = False
     """Ask for `stream_options.include_usage`; older llama.cpp/TGI builds reject the field."""
     reports_finish_reason: bool = True
-    """The server ends every stream with a `finish_reason`; its absence means a cut stream."""
+    """The server ends every stream with a `finish_reason` or `[DONE]` after complete
+    output; neither means a cut stream."""
+    thinking_off: MappingProxyType[str, Any] = field(default_factory=lambda: _NO_FIELDS)
+    """Request fields that switch a reasoning model's thinking off (sent by default)."""
+    thinking_on: MappingProxyType[str, Any] = field(default_factory=lambda: _NO_FIELDS)
+    """Request fields that switch it on (`LLM_THINKING=on`)."""
+    thinks_in_text: bool = False
+    """Streams its thought as plain text ended by a bare `</think>`: hold text until it."""
+
+
+THINKS_IN_TEXT_MODELS = ("deepseek-r1", "r1-distill", "qwq")
+"""Model families whose templates open the thought in the prompt: without a reasoning
+parser the server streams the thought as plain text ended by a bare `</think>`."""
+
+_NO_FIELDS: MappingProxyType[str, Any] = MappingProxyType({})
+# Qwen3-style templates on vLLM, llama.cpp and SGLang read `enable_thinking`
+_TEMPLATE_THINKING_OFF = MappingProxyType({"chat_template_kwargs": {"enable_thinking": False}})
+_TEMPLATE_THINKING_ON = MappingProxyType({"chat_template_kwargs": {"enable_thinking": True}})
+# Ollama: `think` on its native API, `reasoning_effort` on its OpenAI endpoint
+_OLLAMA_THINKING_OFF = MappingProxyType({"think": False, "reasoning_effort": "none"})
+_OLLAMA_THINKING_ON = MappingProxyType({"think": True})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,12 +63,22 @@ PRESETS: MappingProxyType[str, ProviderPreset] = MappingProxyType(
         p.name: p
         for p in (
             # vLLM, LiteLLM, LocalAI, text-generation-inference, llama.cpp, LM Studio, ...
-            ProviderPreset(name="openai-compatible", default_base_url=None),
+            ProviderPreset(
+                name="openai-compatible",
+                default_base_url=None,
+                quirks=Quirks(
+                    thinking_off=_TEMPLATE_THINKING_OFF, thinking_on=_TEMPLATE_THINKING_ON
+                ),
+            ),
             ProviderPreset(
                 name="ollama",
                 default_base_url="http://localhost:11434/v1",
                 default_model="llama3.2",
-                quirks=Quirks(stream_usage=True),
+                quirks=Quirks(
+                    stream_usage=True,
+                    thinking_off=_OLLAMA_THINKING_OFF,
+                    thinking_on=_OLLAMA_THINKING_ON,
+                ),
             ),
             ProviderPreset(
                 name="groq",

@@ -2,7 +2,8 @@
 
 Each probe goes through the same client code the session uses (our LLM provider,
 livekit-plugins-openai's STT and TTS), so a pass means the real path works, and
-returns a `ProbeResult` whose text never contains the key.
+returns a `ProbeResult` whose text carries no key of ours; the server's own words are
+passed on whole, for the caller to redact and then shorten.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import httpx2
 from livekit import rtc
 from livekit.agents import APIConnectOptions, APIError, APIStatusError, APITimeoutError
 
-from .openai_compatible import OpenAICompatibleProvider, normalize_base_url
+from .openai_compatible import OpenAICompatibleProvider
 from .speech import STTOptions, TTSOptions, build_stt, build_tts
 
 
@@ -42,12 +43,8 @@ def describe_error(e: BaseException) -> str:
 async def probe_llm(provider: OpenAICompatibleProvider, *, request_timeout: float) -> ProbeResult:
     """`GET /models` lists the model, or else a one-token completion answers."""
     opts = provider.options
-    headers = {
-        "Authorization": f"Bearer {opts.api_key}",
-        **provider.preset.headers,
-        **opts.extra_headers,
-    }
-    base = normalize_base_url(opts.base_url)
+    # the provider's URL (userinfo taken out) and credentials: the same as a session's
+    headers, base = provider.headers, provider.base_url
     try:
         async with httpx2.AsyncClient(timeout=request_timeout) as client:
             resp = await client.get(f"{base}/models", headers=headers)
@@ -124,6 +121,7 @@ def _error_message(resp: httpx2.Response) -> str:
         return _short(resp.text) or resp.reason_phrase
 
 
-def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _short(text: str) -> str:
+    # one line; not cut here: the caller redacts first, then cuts (a credential cut in
+    # half would otherwise survive as its prefix)
+    return " ".join(text.split())

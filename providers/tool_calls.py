@@ -2,14 +2,21 @@
 
 Real servers disagree on the details: some put `index: 0` on every parallel call,
 some omit `index` or repeat `id`/`name` on every delta, some never send a
-`finish_reason` of `tool_calls`. A call is therefore identified by its `id` when
-the server gives one, by `index` otherwise, and only emitted when the stream ends.
+`finish_reason` of `tool_calls`, some number every call `call_0` in every response or
+give two calls one id. A call is therefore identified by its `id` and `index` when the
+server gives them, told apart by position when they collide (a new name after complete
+arguments is a new call), and only emitted when the stream ends, with ids unique within
+the response (`unique_call_ids` makes them unique across a whole history).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
+import string
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,45 +48,61 @@ class ToolCallAccumulator:
     def __bool__(self) -> bool:
         return bool(self._calls)
 
-    def add(
-        self, *, id: str | None, index: int | None, name: str | None, arguments: str | None
-    ) -> None:
+    def complete(self) -> bool:
+        """Every call so far has a name and arguments that parse (or none at all)."""
+        return all(c.name and (not c.arguments or c.is_complete()) for c in self._calls)
+
+    def add(self, *, id: str | None, index: int | None, name: str | None, arguments: Any) -> None:
         call = self._route(id=id or None, index=index, name=name or None)
         if name and not call.name:
             call.name = name
+        if arguments is not None and not isinstance(arguments, str):
+            # some servers send the arguments as a JSON object, not a string: take them
+            arguments = json.dumps(arguments)
         if arguments:
             call.arguments.append(arguments)
 
     def add_delta(self, delta: Any) -> None:
-        """Add one `ChoiceDeltaToolCall` (or anything shaped like it)."""
-        function = getattr(delta, "function", None)
+        """Add one tool-call delta as a server sends it (a JSON object)."""
+        if not isinstance(delta, dict):
+            return
+        function = delta.get("function")
+        function = function if isinstance(function, dict) else {}
+        id_, index, name = delta.get("id"), delta.get("index"), function.get("name")
         self.add(
-            id=getattr(delta, "id", None),
-            index=getattr(delta, "index", None),
-            name=getattr(function, "name", None),
-            arguments=getattr(function, "arguments", None),
+            id=id_ if isinstance(id_, str) else None,
+            index=index if isinstance(index, int) else None,
+            name=name if isinstance(name, str) else None,
+            arguments=function.get("arguments"),
         )
 
     def finish(self) -> list[ToolCall]:
-        """The completed calls; calls that never got a name are dropped."""
+        """The completed calls, ids unique among them; calls never named are dropped."""
+        named = [
+            c
+            for i, c in enumerate(self._calls)
+            if c.name and not (c.arguments == [] and i and _same_header(self._calls[i - 1], c))
+        ]
         calls = [
-            ToolCall(
-                call_id=c.id or f"call_{uuid.uuid4().hex[:24]}",
-                name=c.name,
-                arguments="".join(c.arguments) or "{}",
-            )
-            for c in self._calls
-            if c.name
+            ToolCall(call_id=c.id or "", name=c.name, arguments="".join(c.arguments) or "{}")
+            for c in named
         ]
         self._calls = []
-        return calls
+        return unique_call_ids(calls, taken=())
 
     def _route(self, *, id: str | None, index: int | None, name: str | None) -> _PendingCall:
         current = self._calls[-1] if self._calls else None
         if id is not None:
-            for call in self._calls:
-                if call.id == id:
-                    return call
+            same = [c for c in self._calls if c.id == id]
+            if same:
+                call = same[-1]
+                if index is not None and call.index is not None and index != call.index:
+                    # one id on calls the server numbers apart: the index tells them apart
+                    other = next((c for c in same if c.index == index), None)
+                    return other or self._start(id=id, index=index)
+                if name and call.is_complete():
+                    return self._start(id=id, index=index)  # a reused id: a new call
+                return call
             # a new id is a new call, unless it names the call already under way
             if (
                 current is not None
@@ -109,3 +132,34 @@ class ToolCallAccumulator:
         call = _PendingCall(id=id, index=index)
         self._calls.append(call)
         return call
+
+
+def _same_header(previous: _PendingCall, call: _PendingCall) -> bool:
+    """`call` only repeats `previous`'s id and name (sent again after its arguments)."""
+    return (previous.id, previous.name) == (call.id, call.name)
+
+
+def unique_call_ids(calls: Iterable[ToolCall], *, taken: Iterable[str]) -> list[ToolCall]:
+    """`calls` with every id that is empty, repeated among them, or already in `taken`
+    (the history's ids) replaced by a fresh one, so that no two calls of a session share
+    an id: livekit groups a call and its result by id, and a collision silently moves a
+    result onto another call or drops a call."""
+    seen = set(taken)
+    out: list[ToolCall] = []
+    for call in calls:
+        if not call.call_id or call.call_id in seen:
+            call = call.model_copy(update={"call_id": fresh_call_id(like=call.call_id)})
+        seen.add(call.call_id)
+        out.append(call)
+    return out
+
+
+_MISTRAL_ID = re.compile(r"[A-Za-z0-9]{9}")
+
+
+def fresh_call_id(*, like: str = "") -> str:
+    """A new random id, in the shape the server uses where it insists on one (Mistral:
+    nine letters and digits), `call_<hex>` otherwise."""
+    if _MISTRAL_ID.fullmatch(like):
+        return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(9))
+    return f"call_{uuid.uuid4().hex[:24]}"

@@ -35,7 +35,7 @@ from livekit.agents.llm.mcp import (
     MCPToolset,
 )
 
-from ..logging import get_logger, redact
+from ..logging import get_logger, redact, shorten
 from .results import as_text, clip
 from .specs import McpServerSpec
 
@@ -78,6 +78,11 @@ class McpTools(llm.Toolset):
         # names are given here, in config order, so which server answered first at
         # start-up does not decide who gets the plain name
         return [tool for server in self._servers for tool in server.named_tools()]
+
+    @property
+    def connected(self) -> list[str]:
+        """The servers whose session is up now (one that dropped is being retried)."""
+        return [s.name for s in self._servers if s.connected]
 
     async def setup(self) -> McpTools:
         """Connect to every server at once; the slow and the dead are retried later."""
@@ -185,7 +190,7 @@ class _Server:
             self._log.warning(
                 "mcp server unavailable; will retry",
                 error_type=type(cause).__name__,
-                error=str(cause)[:200],
+                error=shorten(str(cause), 200),
             )
             return False
         self._raw = [t for t in self._toolset.tools if isinstance(t, llm.RawFunctionTool)]
@@ -245,14 +250,15 @@ class _Server:
                 return await tool(raw_arguments)
             except ToolError as e:
                 # the server's own error text goes to the model: cut it, and no secrets
-                raise ToolError(redact(clip(e.message, self._max_chars))) from None
+                raise ToolError(clip(redact(e.message), self._max_chars)) from None
             except Exception as e:
                 # the connection broke mid-call: say so, and get it back
                 self._log.warning(
                     "mcp tool call failed", tool=original, error_type=type(_leaf(e)).__name__
                 )
-                if not self.connected:
-                    self.reconnect_soon()
+                # livekit notices a dead session only after this call has failed: get a
+                # new one either way (a healthy session just lists its tools again)
+                self.reconnect_soon()
                 raise ToolError(f"The {self.name} service failed while running {name}.") from None
 
         return function_tool(call_mcp_tool, raw_schema={**tool.info.raw_schema, "name": name})

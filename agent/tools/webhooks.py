@@ -87,7 +87,7 @@ class WebhookToolset(llm.Toolset):
         if resp.status_code >= 400:
             # a 4xx body usually says what was wrong with the request: let the model read it
             log.warning("webhook rejected the call", tool=spec.name, status_code=resp.status_code)
-            detail = redact(clip(_body_text(resp), _ERROR_BODY_CHARS))
+            detail = clip(redact(_body_text(resp)), _ERROR_BODY_CHARS)
             raise ToolError(f"The {spec.name} service rejected the request: {detail}")
         log.info("webhook answered", tool=spec.name, status_code=resp.status_code)
         return clip(_body_text(resp), self._max_chars) or "Done."

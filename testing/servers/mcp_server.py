@@ -56,13 +56,14 @@ class McpHttpServer:
     """FastMCP over HTTP on 127.0.0.1, in its own thread and event loop."""
 
     def __init__(
-        self, transport: Literal["http", "sse"] = "http", *, name: str = "weather"
+        self, transport: Literal["http", "sse"] = "http", *, name: str = "weather", port: int = 0
     ) -> None:
+        """`port`: 0 for a free one; an earlier server's port to restart it there."""
         self.transport = transport
         self._mcp = build(name)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind(("127.0.0.1", port))
         self.port: int = self._sock.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

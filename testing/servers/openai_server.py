@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -31,6 +31,8 @@ class Text:
     text: str
     chunk_words: int = 1
     """Words per SSE chunk."""
+    finish_reason: str | None = None
+    """Put this `finish_reason` on every chunk (servers that misreport it)."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,21 @@ class ToolCall:
     """What the server claims the index is (None: omitted, as some servers do)."""
     repeat_id: bool = False
     """Send id and name on every chunk, not just the first."""
+    arguments_as_object: bool = False
+    """Send the arguments as a JSON object in one delta, not as a string (some servers do)."""
 
     @property
     def arguments_json(self) -> str:
         return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    """Reasoning sent in its own delta field, as servers with a reasoning parser do."""
+
+    text: str
+    field: str = "reasoning_content"
+    """`reasoning_content` (vLLM, DeepSeek) or `reasoning` (OpenRouter, Ollama)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,7 @@ class Hang:
     """Stop answering (until the client gives up)."""
 
 
-Step = Text | ToolCall | Sleep | Finish | Status | Raw | Cut | Hang
+Step = Text | ToolCall | Reasoning | Sleep | Finish | Status | Raw | Cut | Hang
 
 
 @dataclass(frozen=True)
@@ -97,10 +110,27 @@ class Reply:
     """Send `data: [DONE]` at the end."""
     token_delay: float = 0.0
     """Pause between content chunks."""
+    body: Literal["asked", "json", "sse"] = "asked"
+    """Answer as the request asked (`stream`), or with one JSON body / SSE regardless."""
+    content_type: str | None = None
+    """Override the Content-Type header (servers that label SSE `text/plain`)."""
 
     @staticmethod
-    def of(*steps: Step, done: bool = True, token_delay: float = 0.0) -> Reply:
-        return Reply(tuple(steps), done=done, token_delay=token_delay)
+    def of(
+        *steps: Step,
+        done: bool = True,
+        token_delay: float = 0.0,
+        body: Literal["asked", "json", "sse"] = "asked",
+        content_type: str | None = None,
+    ) -> Reply:
+        return Reply(
+            tuple(steps), done=done, token_delay=token_delay, body=body, content_type=content_type
+        )
+
+
+def keepalives(count: int, every: float, comment: bytes = b": OPENROUTER PROCESSING") -> list[Step]:
+    """SSE comment lines every `every` seconds, as OpenRouter sends while a model is busy."""
+    return [s for _ in range(count) for s in (Raw(comment + b"\n\n"), Sleep(every))]
 
 
 def text_reply(text: str, *, ttft: float = 0.0, token_delay: float = 0.0) -> Reply:
@@ -229,14 +259,16 @@ class ScriptedLLMServer(ThreadedServer):
             return web.json_response(status.body, status=status.code)
         if steps and isinstance(steps[0], Hang):
             await asyncio.sleep(3600)
-        if body.get("stream"):
+        if reply.body == "sse" or (reply.body == "asked" and body.get("stream")):
             return await self._stream(request, record, reply, steps)
         return await self._whole(request, record, reply, steps)
 
     async def _stream(
         self, request: web.Request, record: Request, reply: Reply, steps: list[Step]
     ) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        resp = web.StreamResponse(
+            headers={"Content-Type": reply.content_type or "text/event-stream"}
+        )
         await resp.prepare(request)
         cid = f"chatcmpl-{next(self._ids)}"
         first = True
@@ -276,10 +308,13 @@ class ScriptedLLMServer(ThreadedServer):
                 for i, piece in enumerate(_word_chunks(step.text, step.chunk_words)):
                     if i and reply.token_delay:
                         await asyncio.sleep(reply.token_delay)
-                    await send({"content": piece})
+                    await send({"content": piece}, finish=step.finish_reason)
             elif isinstance(step, ToolCall):
                 for delta in _tool_call_deltas(step, next(self._ids)):
                     await send({"tool_calls": [delta]})
+            elif isinstance(step, Reasoning):
+                for piece in _word_chunks(step.text, 1):
+                    await send({step.field: piece})
             elif isinstance(step, Finish):
                 await send({}, finish=step.reason)
             elif isinstance(step, Raw):
@@ -299,6 +334,7 @@ class ScriptedLLMServer(ThreadedServer):
     ) -> web.StreamResponse:
         record.first_token_at = time.perf_counter()
         text = ""
+        reasoning: dict[str, str] = {}
         calls: list[dict[str, Any]] = []
         finish: str | None = "stop"
         for step in steps:
@@ -311,13 +347,16 @@ class ScriptedLLMServer(ThreadedServer):
                     await asyncio.sleep(reply.token_delay * (chunks - 1))
                 text += step.text
             elif isinstance(step, ToolCall):
+                arguments = step.arguments if step.arguments_as_object else step.arguments_json
                 calls.append(
                     {
                         "id": step.id or f"call_{next(self._ids)}",
                         "type": "function",
-                        "function": {"name": step.name, "arguments": step.arguments_json},
+                        "function": {"name": step.name, "arguments": arguments},
                     }
                 )
+            elif isinstance(step, Reasoning):
+                reasoning[step.field] = reasoning.get(step.field, "") + step.text
             elif isinstance(step, Finish):
                 finish = step.reason
             elif isinstance(step, Raw):
@@ -328,19 +367,20 @@ class ScriptedLLMServer(ThreadedServer):
                 return web.Response()
             elif isinstance(step, Hang):
                 await asyncio.sleep(3600)
-        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        message: dict[str, Any] = {"role": "assistant", "content": text or None, **reasoning}
         if calls:
             message["tool_calls"] = calls
         record.finished_at = time.perf_counter()
         return web.json_response(
-            {
+            content_type=reply.content_type or "application/json",
+            data={
                 "id": f"chatcmpl-{next(self._ids)}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": self.model,
                 "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }
+            },
         )
 
 
@@ -352,6 +392,15 @@ def _word_chunks(text: str, words: int) -> Iterator[str]:
 
 
 def _tool_call_deltas(call: ToolCall, n: int) -> Iterable[dict[str, Any]]:
+    if call.arguments_as_object:
+        function = {"name": call.name, "arguments": call.arguments}
+        yield {
+            "id": call.id or f"call_{n}",
+            "type": "function",
+            "index": call.index,
+            "function": function,
+        }
+        return
     args = call.arguments_json
     size = max(1, -(-len(args) // max(1, call.splits)))
     pieces = [args[i : i + size] for i in range(0, len(args), size)] or [""]

@@ -27,6 +27,7 @@ from testing.audio_io import PacedMicrophone, RecordingSpeaker
 from testing.engine import voice_config
 from testing.polling import free_port, until
 from testing.servers.openai_server import ScriptedLLMServer, text_reply
+from testing.servers.switch_proxy import SwitchProxy
 from testing.servers.tts_server import EspeakTTSServer
 from testing.servers.whisper_server import WhisperServer
 
@@ -214,3 +215,44 @@ async def test_speech_fallbacks_take_over_when_the_first_stt_and_tts_are_down(
         assert "tokyo" in heard, heard
         assert run.speaker.completed[-1].duration > 0.5
         assert not run.closed
+
+
+async def test_an_stt_outage_is_reported_again_after_a_recovery_and_a_second_outage(
+    llm_server: ScriptedLLMServer,
+    whisper_server: WhisperServer,
+    tts_server: EspeakTTSServer,
+    silero_vad: Any,
+    question_wav: Path,
+) -> None:
+    llm_server.script(text_reply(ANSWER))
+    with SwitchProxy(whisper_server.base_url.removesuffix("/v1")) as stt:
+        settings = voice_settings(
+            llm_server, stt_url=f"{stt.origin}/v1", tts_url=tts_server.base_url
+        )
+        async with running_session(settings, silero_vad) as run:
+
+            def reported() -> int:
+                return tts_server.texts.count(STT_DOWN_REPLY)
+
+            # first outage: said once
+            stt.up = False
+            await run.mic.say(question_wav)
+            await until(lambda: reported() == 1, within=60, what="the first STT-down reply")
+
+            # recovery: the user is heard and answered
+            stt.up = True
+            await run.mic.say(question_wav)
+            await until(lambda: ANSWER in tts_server.texts, within=60, what="the answer")
+            heard = [m for m in llm_server.requests[-1].messages if m["role"] == "user"]
+            assert "tokyo" in str(heard[-1]["content"]).lower()
+
+            # second outage: said again
+            stt.up = False
+            await run.mic.say(question_wav)
+            await until(lambda: reported() == 2, within=60, what="the second STT-down reply")
+            assert not run.closed
+            # the reply about the outage is said, never put into the model's history
+            llm_server.script(text_reply(ANSWER))
+            run.session.generate_reply(user_input="Are you there?")
+            await until(lambda: len(llm_server.requests) >= 2, within=30, what="a typed turn")
+            assert STT_DOWN_REPLY not in str(llm_server.requests[-1].messages)

@@ -28,3 +28,69 @@ def test_worker_refuses_to_start_without_llm_base_url_naming_the_variable() -> N
     result = run_cli(["start"], env=chat_env(None, LLM_MODEL="m"), cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("voice-agent: configuration error: LLM_BASE_URL:")
+
+
+def test_a_refused_worker_logs_no_token_and_job_processes_log_through_livekit(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    """A worker LiveKit refuses never shows its signed token (a JWT) or secret, and job
+    processes log through livekit's own handler (which adds the job's pid), redacted."""
+    import json
+    import os
+    import subprocess
+    import threading
+    import time
+
+    from testing.cli import VOICE_AGENT
+    from testing.servers.livekit_server import FakeLiveKitAgentServer
+
+    secret = "lk-secret-canary-0123456789"
+    # it refuses (401) a worker whose token it cannot verify: ours is signed with another secret
+    with FakeLiveKitAgentServer() as livekit:
+        env = chat_env(
+            llm_server,
+            LIVEKIT_URL=livekit.url,
+            LIVEKIT_API_SECRET=secret,
+            WORKER_CONNECT_RETRIES="50",
+            WORKER_PORT="0",
+            STT_BASE_URL="http://agent:stt-pass-canary@127.0.0.1:9/v1",
+        )
+        proc = subprocess.Popen(
+            [VOICE_AGENT, "start"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        lines: list[str] = []
+        assert proc.stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+        reader.start()
+
+        def found(text: str) -> list[str]:
+            return [line for line in list(lines) if text in line]
+
+        try:
+            deadline = time.monotonic() + 90
+            while not (found("LiveKit unreachable") and found("job process ready")):
+                assert proc.poll() is None, "".join(lines)[-3000:]
+                assert time.monotonic() < deadline, "".join(lines)[-3000:]
+                time.sleep(0.2)
+        finally:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait(timeout=10)
+            reader.join(timeout=10)
+    output = "".join(lines)
+    assert livekit.registrations == 0
+    for leak in ("eyJ", secret, "stt-pass-canary"):
+        assert leak not in output
+    # the job process's line came through livekit's handler (it adds the job's pid)
+    ready = json.loads(found("job process ready")[0])
+    assert ready["pid"] != proc.pid
+    assert ready["stt"] == "http://[redacted]@127.0.0.1:9/v1"

@@ -1,0 +1,230 @@
+"""Keep a model's reasoning out of the reply, whatever form the server streams it in.
+
+Servers carry reasoning four ways, and a thought must never reach speech or history:
+- a separate `reasoning_content` / `reasoning` field: never read as content (nothing to do);
+- inline `<think>…</think>` (or `<thinking>`) in the content;
+- a closing `</think>` alone: templates that open the thought in the prompt (DeepSeek-R1,
+  QwQ through vLLM and llama.cpp without a reasoning parser) stream the thought as plain
+  text. Only a backend expected to think (`hold_for_closing_tag`) can be read safely: its
+  text is held until the closing tag or the end of the response;
+- gpt-oss's harmony channels served without harmony parsing:
+  `<|channel|>analysis<|message|>…<|end|><|start|>assistant<|channel|>final<|message|>…`.
+  Only the `final` channel is the reply; a `commentary to=functions.NAME` message is a
+  tool call, kept in `harmony_calls`.
+
+Nothing here trusts `finish_reason`: text is released by markers and by `finish()`,
+called once the response has really ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["HarmonyCall", "ReasoningFilter"]
+
+_THOUGHT_TAGS = (("<think>", "</think>"), ("<thinking>", "</thinking>"))
+_CLOSING_TAGS = tuple(close for _, close in _THOUGHT_TAGS)
+_HARMONY_OPENERS = ("<|channel|>", "<|start|>")
+_HARMONY_TOKENS = (
+    "<|start|>",
+    "<|channel|>",
+    "<|message|>",
+    "<|constrain|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+)
+_OPENERS = (*(open_ for open_, _ in _THOUGHT_TAGS), *_HARMONY_OPENERS)
+
+_LONGEST_MARKER = max(len(m) for m in (*_HARMONY_TOKENS, *_CLOSING_TAGS, *_OPENERS))
+
+Mode = Literal["undecided", "held", "reply", "thought", "harmony"]
+
+
+@dataclass(frozen=True, slots=True)
+class HarmonyCall:
+    """A harmony `commentary to=functions.NAME` message: a tool call written as text."""
+
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True)
+class _Harmony:
+    header: str = ""
+    """Text since the last `<|start|>`: role, `<|channel|>` name, recipient, constraint."""
+    body: list[str] = field(default_factory=list)
+    in_message: bool = False
+
+    @property
+    def channel(self) -> str:
+        after = self.header.rpartition("<|channel|>")[2].split()
+        return after[0] if after else ""
+
+    @property
+    def recipient(self) -> str | None:
+        for word in self.header.replace("<|", " <|").split():
+            if word.startswith("to=functions."):
+                return word.removeprefix("to=functions.")
+        return None
+
+
+class ReasoningFilter:
+    """Feed it a response's content deltas; it returns the part that is the reply."""
+
+    def __init__(self, *, hold_for_closing_tag: bool = False) -> None:
+        self._hold = hold_for_closing_tag
+        self._mode: Mode = "undecided"
+        self._buffer = ""
+        self._closing = _CLOSING_TAGS[0]
+        self._harmony = _Harmony()
+        self._thought_seen = False
+        self.saw_bare_closing_tag = False
+        """A closing tag arrived without its opener: this backend thinks in plain text."""
+        self.harmony_calls: list[HarmonyCall] = []
+
+    def push(self, delta: str) -> str:
+        self._buffer += delta
+        out: list[str] = []
+        while self._buffer and self._step(out):
+            pass
+        return "".join(out)
+
+    def finish(self) -> str:
+        """The response ended: release what was held unless it was a thought."""
+        rest, self._buffer = self._buffer, ""
+        if self._mode in ("reply", "held"):
+            return rest
+        if self._mode == "undecided":
+            return rest.strip() and rest
+        if self._mode == "harmony":
+            return self._harmony_text(rest, final=True)
+        return ""  # an unterminated thought is still a thought
+
+    # -- one step of the state machine; False: wait for more text
+    def _step(self, out: list[str]) -> bool:
+        if self._mode == "undecided":
+            return self._decide()
+        if self._mode == "harmony":
+            out.append(self._harmony_text(self._take_all_but_partial(_HARMONY_TOKENS)))
+            return False
+        if self._mode == "thought":
+            at = self._buffer.find(self._closing)
+            if at < 0:
+                keep = _partial(self._buffer, (self._closing,))
+                self._buffer = self._buffer[len(self._buffer) - keep :]
+                return False
+            self._after_thought(at, self._closing)
+            return True
+        if self._mode == "held":
+            at, tag = _first(self._buffer, _CLOSING_TAGS)
+            opener_at, opener = _first(self._buffer, tuple(o for o, _ in _THOUGHT_TAGS))
+            if opener is not None and (tag is None or opener_at < at):
+                out.append(self._buffer[:opener_at])
+                self._enter_thought(opener, opener_at)
+                return True
+            if tag is None:
+                return False  # keep holding: the thought may not have ended yet
+            self.saw_bare_closing_tag = True
+            self._after_thought(at, tag)
+            return True
+        # reply: pass text through, leaving out thoughts and stray closing tags
+        at, tag = _first(self._buffer, (*(o for o, _ in _THOUGHT_TAGS), *_CLOSING_TAGS))
+        if tag is None:
+            out.append(self._take_all_but_partial((*_CLOSING_TAGS, *_OPENERS)))
+            return False
+        out.append(self._buffer[:at])
+        if tag in _CLOSING_TAGS:
+            # everything before it was a thought, already let through: remember, so that
+            # this backend's next responses are held until their closing tag
+            self.saw_bare_closing_tag = True
+            self._after_thought(at, tag)
+        else:
+            self._enter_thought(tag, at)
+        return True
+
+    def _decide(self) -> bool:
+        head = self._buffer.lstrip()
+        if not head:
+            return False
+        self._buffer = head
+        if head.startswith(_HARMONY_OPENERS):
+            self._mode = "harmony"
+            return True
+        if any(o.startswith(head) for o in _OPENERS):
+            return False  # could still become an opener
+        self._mode = "held" if self._hold and not self._thought_seen else "reply"
+        return True
+
+    def _after_thought(self, at: int, closing: str) -> None:
+        # what follows a thought is decided afresh: whitespace, another thought, the reply
+        self._buffer = self._buffer[at + len(closing) :]
+        self._thought_seen = True
+        self._mode = "undecided"
+
+    def _enter_thought(self, opener: str, at: int) -> None:
+        self._closing = dict(_THOUGHT_TAGS)[opener]
+        self._buffer = self._buffer[at + len(opener) :]
+        self._mode = "thought"
+
+    def _take_all_but_partial(self, markers: tuple[str, ...]) -> str:
+        keep = _partial(self._buffer, markers)
+        text = self._buffer[: len(self._buffer) - keep]
+        self._buffer = self._buffer[len(self._buffer) - keep :]
+        return text
+
+    def _harmony_text(self, text: str, *, final: bool = False) -> str:
+        """Route harmony `text` (whole tokens only) to the reply, a tool call, or nowhere."""
+        out: list[str] = []
+        while text:
+            at, token = _first(text, _HARMONY_TOKENS)
+            piece, text = (text, "") if token is None else (text[:at], text[at + len(token) :])
+            h = self._harmony
+            if not h.in_message:
+                h.header += piece
+            elif h.channel == "final":
+                out.append(piece)
+            else:
+                h.body.append(piece)
+            if token == "<|message|>":
+                h.in_message = True
+            elif token in ("<|channel|>", "<|constrain|>"):
+                if h.in_message:  # a new header without <|start|>
+                    self._end_harmony_message()
+                self._harmony.header += f" {token}"
+            elif token is not None:  # <|start|>, <|end|>, <|return|>, <|call|>
+                self._end_harmony_message()
+        if final:
+            self._end_harmony_message()
+        return "".join(out)
+
+    def _end_harmony_message(self) -> None:
+        h = self._harmony
+        if h.in_message and h.recipient:
+            self.harmony_calls.append(HarmonyCall(h.recipient, "".join(h.body).strip() or "{}"))
+        self._harmony = _Harmony()
+
+
+def _first(text: str, markers: tuple[str, ...]) -> tuple[int, str | None]:
+    """The earliest of `markers` in `text`: (position, marker), or (-1, None)."""
+    best, found = -1, None
+    for marker in markers:
+        at = text.find(marker)
+        if at >= 0 and (best < 0 or at < best):
+            best, found = at, marker
+    return best, found
+
+
+def _partial(text: str, markers: tuple[str, ...]) -> int:
+    """Length of the longest suffix of `text` that begins one of `markers`."""
+    # every marker opens with "<"; most deltas hold none near their end
+    if "<" not in text[-_LONGEST_MARKER:]:
+        return 0
+    best = 0
+    for marker in markers:
+        for n in range(min(len(marker) - 1, len(text)), best, -1):
+            if text.endswith(marker[:n]):
+                best = n
+                break
+    return best
