@@ -19,7 +19,9 @@ from .logging import configure_logging, redact, register_secrets
 from .resolved import Config, load_config
 
 if TYPE_CHECKING:
-    from livekit.agents import AgentServer
+    from collections.abc import Awaitable
+
+    from livekit.agents import AgentServer, JobContext
 
 # livekit-agents' CLI commands, run with our worker
 LIVEKIT_COMMANDS = {
@@ -78,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "download-files":
         return _download_files()
     if args.command in LIVEKIT_COMMANDS:
-        return _run_livekit(args.command, rest)
+        return run_livekit(args.command, rest)
 
     if args.command == "check":
         from .check import run_check
@@ -113,7 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _run_livekit(command: str, rest: list[str]) -> int:
+def run_livekit(
+    command: str,
+    rest: list[str],
+    *,
+    session_entrypoint: Callable[[JobContext], Awaitable[None]] | None = None,
+) -> int:
+    """livekit's CLI runs our worker; `session_entrypoint` replaces the session (tests and
+    the capacity benchmark run sessions without a LiveKit room)."""
     from livekit.agents import AgentServer, cli
 
     # livekit's CLI reads sys.argv; give it the command as if it were its own program
@@ -126,10 +135,10 @@ def _run_livekit(command: str, rest: list[str]) -> int:
         print(preflight.CONSOLE_WITHOUT_AUDIO.format(problem=problem), file=sys.stderr)
         return 1
 
+    settings = _load().settings  # first: it makes PROMETHEUS_MULTIPROC_DIR for the metrics
     from .health import WorkerPortBusy, bind_worker_port
     from .worker import build_server
 
-    settings = _load().settings
     health_socket = None
     if command in WORKER_COMMANDS:
         try:
@@ -138,7 +147,9 @@ def _run_livekit(command: str, rest: list[str]) -> int:
             print(f"voice-agent: {e}", file=sys.stderr)
             return 1
     preflight.note_dev_key(settings)
-    server = build_server(settings, health_socket=health_socket)
+    server = build_server(
+        settings, health_socket=health_socket, session_entrypoint=session_entrypoint
+    )
     code = _run_app(cli.run_app, server)
     if server.failure is not None:
         # livekit logged it and would exit 0; a supervisor must see a failure to restart us

@@ -175,6 +175,16 @@ class Settings(BaseSettings):
     """Interface WORKER_PORT listens on ("" = all, as a container needs)."""
     worker_connect_retries: Annotated[int, Field(ge=0, le=1000)] = 16
     worker_drain_timeout: Annotated[int, Field(ge=0, le=86400)] = 1800
+    # load reported to LiveKit = active sessions / MAX_SESSIONS; at LOAD_THRESHOLD LiveKit
+    # stops dispatching here. The default is what one 2-core worker held in the capacity
+    # benchmark (BENCHMARKS.md) with p95 end of speech -> first audio within +100 ms
+    max_sessions: Annotated[int, Field(ge=1, le=10_000)] = 10
+    load_threshold: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+    # --- observability ---
+    prometheus_multiproc_dir: OptionalPath = None
+    """Where job processes leave their metrics for `/metrics`; unset: a fresh temp dir."""
+    otel_exporter_otlp_endpoint: HttpUrl = None
 
     _environ: dict[str, str] | None = PrivateAttr(default=None)
 
@@ -197,6 +207,17 @@ class Settings(BaseSettings):
     def _check_file(cls, v: Path | None) -> Path | None:
         if v is not None and not v.is_file():
             raise ValueError("expected the path of a readable text file")
+        return v
+
+    @field_validator("prometheus_multiproc_dir")
+    @classmethod
+    def _make_metrics_dir(cls, v: Path | None) -> Path | None:
+        # prometheus-client opens its files there as soon as a metric is defined
+        if v is not None:
+            try:
+                v.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ValueError(f"expected a writable directory ({e.strerror})") from None
         return v
 
     @model_validator(mode="after")

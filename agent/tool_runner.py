@@ -87,7 +87,12 @@ async def _run(
             output=f"The tool did not answer within {limit:g} seconds.",
             is_error=True,
         )
-    run = ToolRun(name=call.name, duration=time.perf_counter() - started, outcome=outcome)
+    run = ToolRun(
+        name=call.name,
+        duration=time.perf_counter() - started,
+        outcome=outcome,
+        started_at=started,
+    )
     log.info("tool call", tool=call.name, duration_ms=ms(run.duration), outcome=outcome)
     if listener is not None:
         listener.tool_finished(

@@ -20,6 +20,8 @@ TurnOutcome = Literal["answered", "fallback", "apology"]
 @dataclass(slots=True)
 class PassStats:
     kind: PassKind
+    started_at: float = 0.0
+    """`time.perf_counter()` when the request was sent."""
     ttft: float | None = None
     """Seconds from request to the first text delta, None if it produced none."""
     duration: float = 0.0
@@ -33,6 +35,8 @@ class ToolRun:
     name: str
     duration: float
     outcome: ToolOutcome
+    started_at: float = 0.0
+    """`time.perf_counter()` when the call started."""
 
 
 @dataclass(slots=True)

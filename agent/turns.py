@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -74,6 +74,8 @@ class TurnEngine:
         self.tool_gate = tool_gate
         self.tool_listener: ToolListener | None = None
         """Told of each tool call's start and end (the worker sets it to tell the room)."""
+        self.on_turn_finished: list[Callable[[Turn], None]] = []
+        """Called with each turn once it has said its last word (metrics, traces)."""
 
     @property
     def llm(self) -> LLM[Any]:
@@ -111,6 +113,7 @@ class Turn:
         self._llm = engine.llm
         self._gate = engine.tool_gate
         self._tool_listener = engine.tool_listener
+        self._on_finished = engine.on_turn_finished
         self._ctx = chat_ctx.copy()
         self._tool_ctx = llm.ToolContext(list(tools))
         self._tools = self._tool_ctx.flatten()
@@ -129,6 +132,16 @@ class Turn:
     def text(self) -> str:
         """The model's words (or the fallback reply or apology), without the filler."""
         return self._transcript.said
+
+    @property
+    def tool_names(self) -> set[str]:
+        """The names of the tools this turn offered the model."""
+        return set(self._tool_ctx.function_tools)
+
+    @property
+    def backend(self) -> str:
+        """The LLM backend's label (a name and URL, never a key)."""
+        return self._llm.label
 
     def __aiter__(self) -> AsyncIterator[str]:
         if self._gen is None:
@@ -161,6 +174,11 @@ class Turn:
                 passes=len(s.passes),
                 tool_calls=len(s.tools),
             )
+            for hook in self._on_finished:
+                try:
+                    hook(self)
+                except Exception:  # metrics or traces never cost a turn its words
+                    self._log.exception("turn hook failed", hook=getattr(hook, "__name__", hook))
 
     async def _resolve_and_speak(self) -> AsyncGenerator[str, None]:
         speak_kinds: list[PassKind] = ["speak-plain", "speak-plain"]
@@ -278,7 +296,7 @@ class _Pass:
 
     async def __aiter__(self) -> AsyncIterator[str]:
         turn, stats = self._turn, self.stats
-        started = time.perf_counter()
+        started = stats.started_at = time.perf_counter()
         tools = turn._tools if stats.kind != "speak-plain" else None
         tool_choice: NotGivenOr[llm.ToolChoice] = "none" if stats.kind == "speak" else NOT_GIVEN
         text_filter = ToolCallTextFilter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livekit.agents import AgentSession, JobContext, JobProcess
@@ -23,6 +24,13 @@ from .logging import (
     configure_logging,
     get_logger,
     register_secrets,
+)
+from .observability import (
+    SessionLoad,
+    metrics_dir,
+    metrics_handler,
+    observe_session,
+    prepare_process,
 )
 from .observer import SessionObserver
 from .resolved import Config, load_config
@@ -53,6 +61,7 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata["vad"] = load_vad(config.settings)
     prewarm_turn_detection(config.settings)
     proc.userdata["config"] = config
+    prepare_process(config.settings)
 
 
 async def entrypoint(ctx: JobContext) -> None:
@@ -78,12 +87,21 @@ async def entrypoint(ctx: JobContext) -> None:
         agent.engine.tool_listener = events
         events.attach(session)
         ctx.add_shutdown_callback(events.aclose)
+        observe_session(
+            session,
+            agent.engine,
+            settings=settings,
+            add_shutdown_callback=ctx.add_shutdown_callback,
+        )
         await session.start(agent=agent, room=ctx.room)
         greet(session, settings.agent_greeting)
 
 
 def build_server(
-    settings: Settings, *, health_socket: socket.socket | None = None
+    settings: Settings,
+    *,
+    health_socket: socket.socket | None = None,
+    session_entrypoint: Callable[[JobContext], Awaitable[None]] | None = None,
 ) -> VoiceAgentServer:
     server = VoiceAgentServer(
         health_socket=health_socket,
@@ -94,12 +112,17 @@ def build_server(
         api_secret=settings.livekit_api_secret.get_secret_value(),
         max_retry=settings.worker_connect_retries,
         drain_timeout=settings.worker_drain_timeout,
+        load_fnc=SessionLoad(settings.max_sessions),
+        load_threshold=settings.load_threshold,
+        prometheus_multiproc_dir=metrics_dir(settings),
         setup_fnc=prewarm,
         # imported once in livekit's forkserver, so each job process starts warm
         preload_modules=["livekit.plugins.silero", "agent.worker"],
     )
 
-    server.rtc_session(entrypoint, agent_name=settings.livekit_agent_name)
+    # /metrics beside /live, /ready and /worker on WORKER_PORT
+    server.health_routes["/metrics"] = metrics_handler
+    server.rtc_session(session_entrypoint or entrypoint, agent_name=settings.livekit_agent_name)
     return server
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from testing.servers.openai_server import text_reply
 
 from . import (
+    capacity,
     load,
     no_tool,
     overhead,
@@ -42,6 +43,7 @@ SECTIONS: list[Section] = [
     tools_bench.SECTION,
     soak.SECTION,
     load.SECTION,
+    capacity.SECTION,
 ]
 BY_NAME = {s.name: s for s in SECTIONS}
 RESULTS = Path(__file__).resolve().parent / "results.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .capacity import CapacityPlan
 from .first_text import Backend
 from .voice import VoicePlan
 
@@ -28,6 +29,7 @@ class Plan:
     soak_turns: int
     fault_sessions: tuple[int, int]
     """Sessions x turns each in the faults section."""
+    capacity: CapacityPlan
 
 
 FULL = Plan(
@@ -47,6 +49,7 @@ FULL = Plan(
     tool_runs=10,
     soak_turns=1000,
     fault_sessions=(50, 20),
+    capacity=CapacityPlan(),
 )
 QUICK = Plan(
     quick=True,
@@ -66,4 +69,6 @@ QUICK = Plan(
     tool_runs=2,
     soak_turns=20,
     fault_sessions=(5, 3),
+    # one lone session, one measured turn: the section runs end to end (about 25 s)
+    capacity=CapacityPlan(levels=(1,), measured_turns=1, lone_turns=1, pause=0.3),
 )

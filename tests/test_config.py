@@ -67,6 +67,13 @@ BAD_VALUES = [
         "VAD_MIN_SILENCE: must be at least 0.25 with TURN_DETECTION=model",
     ),
     ({"TTS_FIRST_CHUNK_WORDS": "-1"}, "TTS_FIRST_CHUNK_WORDS: expected greater than or equal to 0"),
+    ({"MAX_SESSIONS": "0"}, "MAX_SESSIONS: expected greater than or equal to 1"),
+    ({"LOAD_THRESHOLD": "1.5"}, "LOAD_THRESHOLD: expected less than or equal to 1"),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT: expected an"),
+    (
+        {"PROMETHEUS_MULTIPROC_DIR": "/proc/voice-agent-metrics"},
+        "PROMETHEUS_MULTIPROC_DIR: expected a writable directory",
+    ),
     (
         {"LLM_PROVIDER": "groq", "LLM_API_KEY": ""},
         "LLM_API_KEY: required for LLM_PROVIDER=groq (set LLM_API_KEY or GROQ_API_KEY)",

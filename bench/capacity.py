@@ -1,0 +1,349 @@
+"""Capacity: how many spoken sessions one worker holds before latency suffers.
+
+For each N, one worker (`bench.capacity_worker`, run by livekit's CLI like `voice-agent
+start`) registers with the dispatch side of LiveKit's protocol and is handed N jobs;
+livekit runs each in its own job process. Every session hears real-time paced speech
+through the real silero VAD; STT, LLM and TTS are scripted servers with fixed latencies,
+so what grows with N is the worker's own work. Measured per N: livekit's end of speech
+-> first audio (`e2e_latency`, p50/p95 over every session's turns after its first), CPU
+per session (job processes' CPU time over the run's wall time) and PSS per session.
+
+A worker holds N sessions while p95 stays within `budget_ms` of a lone session's p95;
+`voice_sessions_per_worker` is the largest N that does, with every smaller N too.
+
+Run alone: `python -m bench.capacity [--levels 1,5,10,20,40]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from testing.audio_io import espeak_to_wav
+from testing.servers.livekit_dispatch import FakeLiveKitDispatch
+from testing.servers.openai_server import text_reply
+from testing.servers.scripted_speech import ScriptedSpeechServer
+
+from .common import pct
+from .memory import pss_bytes
+from .sections import Context, Section
+from .server_proc import RemoteLLMServer
+
+ROOT = Path(__file__).resolve().parents[1]
+UTTERANCE = "What time is it in Tokyo right now?"
+REPLY = "It is nine in the evening there."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CapacityPlan:
+    levels: Sequence[int] = (1, 5, 10, 20, 40)
+    measured_turns: int = 4
+    """Turns per session after its first (warm-up); a lone session says `lone_turns`."""
+    lone_turns: int = 12
+    stagger: float = 3.0
+    """Sessions start spread over this many seconds, as independent calls do."""
+    pause: float = 1.0
+    stt_delay: float = 0.15
+    llm_ttft: float = 0.2
+    token_delay: float = 0.01
+    tts_delay: float = 0.1
+    budget_ms: float = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    sessions: int
+    turns: int
+    p50_ms: float
+    p95_ms: float
+    cpu_per_session: float
+    """Cores (1.0 = one core busy) each session's job process used on average."""
+    worker_cpu: float
+    """Cores the worker's main process used."""
+    pss_per_session_mb: float
+    silent_turns: int
+    """Turns answered without audio (no e2e latency) or not at all: a failure."""
+    other_cpu: float
+    """Cores busy outside the worker meanwhile (the benchmark's servers, other work)."""
+
+
+@dataclass(slots=True)
+class CapacityResult:
+    plan: CapacityPlan
+    levels: list[Level] = field(default_factory=list)
+    cores: int = field(default_factory=lambda: os.cpu_count() or 0)
+
+    @property
+    def lone_p95_ms(self) -> float | None:
+        lone = [lv for lv in self.levels if lv.sessions == 1]
+        return lone[0].p95_ms if lone else None
+
+    def within_budget(self, level: Level) -> bool:
+        lone = self.lone_p95_ms
+        return (
+            lone is not None
+            and level.silent_turns == 0
+            and level.p95_ms <= lone + self.plan.budget_ms
+        )
+
+    @property
+    def sessions_per_worker(self) -> int:
+        held = 0
+        for level in sorted(self.levels, key=lambda lv: lv.sessions):
+            if not self.within_budget(level):
+                break
+            held = level.sessions
+        return held
+
+
+def measure(plan: CapacityPlan) -> CapacityResult:
+    result = CapacityResult(plan=plan)
+    with tempfile.TemporaryDirectory(prefix="capacity-") as tmp:
+        wav = espeak_to_wav(UTTERANCE, Path(tmp) / "utterance.wav")
+        reply = text_reply(REPLY, ttft=plan.llm_ttft, token_delay=plan.token_delay)
+        with (
+            RemoteLLMServer(default=reply) as llm,
+            ScriptedSpeechServer(
+                transcript=UTTERANCE, stt_delay=plan.stt_delay, tts_delay=plan.tts_delay
+            ) as speech,
+        ):
+            for n in plan.levels:
+                print(f"capacity: {n} sessions ...", file=sys.stderr, flush=True)
+                work = Path(tempfile.mkdtemp(dir=tmp))
+                turns = 1 + (plan.lone_turns if n == 1 else plan.measured_turns)
+                env = _worker_env(plan, llm.base_url, speech.base_url, wav, work, n, turns)
+                result.levels.append(_level(n, turns, env, work))
+    return result
+
+
+def _worker_env(
+    plan: CapacityPlan, llm_url: str, speech_url: str, wav: Path, work: Path, n: int, turns: int
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LLM_", "STT_", "TTS_", "AGENT_", "LIVEKIT_", "OTEL_", "PROMETHEUS"))
+    }
+    env.update(
+        PYTHONPATH=str(ROOT),
+        LLM_BASE_URL=llm_url,
+        LLM_MODEL="bench-model",
+        LLM_MAX_RETRIES="0",
+        STT_BASE_URL=speech_url,
+        TTS_BASE_URL=speech_url,
+        AGENT_GREETING="",
+        BUILTIN_TOOLS="false",
+        LOG_LEVEL="warning",
+        MAX_SESSIONS="10000",
+        WORKER_PORT="0",
+        PROMETHEUS_MULTIPROC_DIR=str(work / "metrics"),
+        CAPACITY_DIR=str(work),
+        CAPACITY_SESSIONS=str(n),
+        CAPACITY_TURNS=str(turns),
+        CAPACITY_WAV=str(wav),
+        CAPACITY_STAGGER=str(plan.stagger if n > 1 else 0),
+        CAPACITY_PAUSE=str(plan.pause),
+    )
+    return env
+
+
+def _level(n: int, turns: int, env: dict[str, str], work: Path) -> Level:
+    with FakeLiveKitDispatch() as dispatch:
+        env["LIVEKIT_URL"] = dispatch.url
+        log = (work / "worker.log").open("w")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "bench.capacity_worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            dispatch.wait_for("registration", dispatch.registered, within=120)
+            # calls arrive one after another: livekit counts a job it has accepted but not
+            # yet started as a share of the threshold, and turns down a burst of offers
+            jobs: list[str] = []
+            pids: list[int] = []
+            for _ in range(n):
+                jobs.append(dispatch.offer_job())
+                pids.append(_started_pid(dispatch, work, jobs[-1]))
+            return _run_level(n, turns, work, jobs, pids, worker.pid)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            log.close()
+
+
+def _run_level(
+    n: int, turns: int, work: Path, jobs: list[str], pids: list[int], worker_pid: int
+) -> Level:
+    procs = {pid: psutil.Process(pid) for pid in [*pids, worker_pid]}
+    cpu_start = {pid: _cpu(p) for pid, p in procs.items()}
+    machine_start = _machine_busy()
+    cpu_last = dict(cpu_start)
+    pss_peak: dict[int, int] = {}
+    started = time.perf_counter()
+    (work / "go").touch()
+    deadline = time.monotonic() + 120 + turns * 20
+    while not all((work / f"{job}.json").exists() for job in jobs):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sessions did not finish; see {work / 'worker.log'}")
+        # PSS (smaps) is costly to read: every 5 s is enough for a plateau
+        sample_pss = int(time.perf_counter() - started) % 5 == 0
+        for pid, proc in procs.items():
+            try:
+                cpu_last[pid] = _cpu(proc)
+                if pid != worker_pid and (sample_pss or pid not in pss_peak):
+                    pss_peak[pid] = max(pss_peak.get(pid, 0), pss_bytes(pid))
+            except (psutil.Error, OSError):
+                pass  # the session ended and its process with it
+        time.sleep(1.0)
+    wall = time.perf_counter() - started
+    machine_busy = _machine_busy() - machine_start
+    e2e: list[float] = []
+    silent = 0
+    for job in jobs:
+        per_turn = json.loads((work / f"{job}.json").read_text())["e2e"]
+        # the first turn opens the backends' connections: warm-up
+        e2e.extend(x for x in per_turn[1:] if x is not None)
+        # no audio, or no answer at all before the session gave up waiting
+        silent += sum(1 for x in per_turn[1:] if x is None) + max(turns - len(per_turn), 0)
+    job_cpu = sum(cpu_last[p] - cpu_start[p] for p in pids)
+    worker_cpu = job_cpu + cpu_last[worker_pid] - cpu_start[worker_pid]
+    return Level(
+        sessions=n,
+        turns=len(e2e),
+        p50_ms=pct(e2e, 50) * 1000,
+        p95_ms=pct(e2e, 95) * 1000,
+        cpu_per_session=job_cpu / wall / n,
+        worker_cpu=(cpu_last[worker_pid] - cpu_start[worker_pid]) / wall,
+        pss_per_session_mb=sum(pss_peak.values()) / max(len(pss_peak), 1) / 2**20,
+        silent_turns=silent,
+        other_cpu=max(machine_busy - worker_cpu, 0.0) / wall,
+    )
+
+
+def _started_pid(dispatch: FakeLiveKitDispatch, work: Path, job: str) -> int:
+    path = work / f"{job}.started"
+    answer = dispatch.wait_for(f"answer to {job}", lambda: dispatch.availability(job))
+    if not answer.available:
+        raise RuntimeError(f"the worker turned {job} down; see {work / 'worker.log'}")
+
+    def pid() -> str | None:
+        return (path.read_text() or None) if path.exists() else None
+
+    # forking and prewarming 40 job processes on 2 busy cores takes a while
+    return int(dispatch.wait_for(f"{job} started", pid, within=300))
+
+
+def _machine_busy() -> float:
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0))
+
+
+def _cpu(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
+# --- the report -----------------------------------------------------------------------
+
+
+TITLE = "Capacity: spoken sessions per worker"
+
+
+def render(result: CapacityResult) -> str:
+    """The BENCHMARKS.md section, with its heading (`python -m bench.capacity`)."""
+    return "\n".join([f"## {TITLE}", "", *section_lines(result)])
+
+
+def section_lines(result: CapacityResult) -> list[str]:
+    plan = result.plan
+    lines = [
+        f"One worker, N sessions each in its own livekit job process; real-time speech "
+        f"through the real silero VAD; scripted STT ({plan.stt_delay * 1000:.0f} ms), "
+        f"LLM (first token {plan.llm_ttft * 1000:.0f} ms) and TTS (first byte "
+        f"{plan.tts_delay * 1000:.0f} ms). End of speech -> first audio is livekit's "
+        f"`e2e_latency`; the first turn of each session is warm-up; a turn answered without "
+        f"audio (silent) fails its level. Other CPU: cores busy outside the worker meanwhile "
+        f"(the scripted servers, and anything else on the machine). Machine: {result.cores} "
+        "cores.",
+        "",
+        "| sessions | turns | silent | p50 ms | p95 ms | within +"
+        f"{plan.budget_ms:.0f} ms | CPU per session (cores) | worker main CPU | "
+        "PSS per session MB | other CPU (cores) |",
+        "|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|",
+    ]
+    for lv in result.levels:
+        ok = "yes" if result.within_budget(lv) else "no"
+        lines.append(
+            f"| {lv.sessions} | {lv.turns} | {lv.silent_turns} | {lv.p50_ms:.0f} | "
+            f"{lv.p95_ms:.0f} | {ok} | {lv.cpu_per_session:.3f} | {lv.worker_cpu:.3f} | "
+            f"{lv.pss_per_session_mb:.0f} | {lv.other_cpu:.2f} |"
+        )
+    lines += [
+        "",
+        f"**`capacity.voice_sessions_per_worker` = {result.sessions_per_worker}** (the "
+        f"largest N whose p95 stays within +{plan.budget_ms:.0f} ms of one session's).",
+        "",
+    ]
+    return lines
+
+
+def results(result: CapacityResult) -> dict[str, Any]:
+    """The `capacity` entry of bench/results.json."""
+    return {
+        "voice_sessions_per_worker": result.sessions_per_worker,
+        "budget_ms": result.plan.budget_ms,
+        "cores": result.cores,
+        "levels": [asdict(lv) for lv in result.levels],
+    }
+
+
+def _run(ctx: Context) -> CapacityResult:
+    return measure(ctx.plan.capacity)
+
+
+SECTION = Section(
+    name="capacity",
+    title=TITLE,
+    run=_run,
+    render=lambda result, _ctx: section_lines(result),
+    numbers=results,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
+    parser.add_argument("--levels", default="1,5,10,20,40", help="session counts, e.g. 1,5")
+    parser.add_argument("--turns", type=int, help="measured turns per session (N > 1)")
+    parser.add_argument("--json", type=Path, help="write the results.json entry here")
+    args = parser.parse_args(argv)
+    plan = CapacityPlan(levels=[int(x) for x in args.levels.split(",")])
+    if args.turns:
+        plan = CapacityPlan(levels=plan.levels, measured_turns=args.turns, lone_turns=args.turns)
+    result = measure(plan)
+    print(render(result))
+    if args.json:
+        args.json.write_text(json.dumps({"capacity": results(result)}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

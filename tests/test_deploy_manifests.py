@@ -1,0 +1,86 @@
+"""deploy/: the Kubernetes manifests validate against the Kubernetes schemas offline
+(kubernetes-validate ships them), and agree with the worker they deploy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from agent import metrics
+from agent.config import Settings
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+K8S_VERSION = "1.33.0"
+"""The oldest Kubernetes the manifests promise to work on."""
+
+
+def documents() -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in sorted(DEPLOY.glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def by_kind(kind: str) -> dict[str, Any]:
+    (doc,) = [d for d in documents() if d["kind"] == kind]
+    return doc
+
+
+@pytest.mark.parametrize("doc", documents(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_manifest_validates_against_the_kubernetes_schema(doc: dict[str, Any]) -> None:
+    # strict: a misspelt field is an error, not something the API server drops
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_the_validator_rejects_a_broken_deployment() -> None:
+    deployment = by_kind("Deployment")
+    broken = {**deployment, "spec": {**deployment["spec"], "replicas": "two"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+    misspelt = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(misspelt, K8S_VERSION, strict=True)
+
+
+def test_grace_period_covers_prestop_and_the_drain_timeout() -> None:
+    pod = by_kind("Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    drain = int(by_kind("ConfigMap")["data"]["WORKER_DRAIN_TIMEOUT"])
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    # SIGKILL must not land before the drain has had its full time
+    assert pod["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + drain + 10
+
+
+def test_probes_and_scrape_use_the_worker_port_and_its_paths() -> None:
+    config = by_kind("ConfigMap")["data"]
+    template = by_kind("Deployment")["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    (port,) = container["ports"]
+    assert port["containerPort"] == int(config["WORKER_PORT"])
+    assert container["readinessProbe"]["httpGet"]["port"] == port["name"]
+    assert container["livenessProbe"]["httpGet"]["port"] == port["name"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == config["WORKER_PORT"]
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_config_map_is_a_valid_worker_configuration() -> None:
+    config = by_kind("ConfigMap")["data"]
+    settings = Settings.model_validate({k.lower(): v for k, v in config.items()})
+    assert settings.max_sessions == int(config["MAX_SESSIONS"])
+
+
+def test_autoscaler_targets_the_session_gauge_below_max_sessions() -> None:
+    hpa = by_kind("HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == by_kind("Deployment")["metadata"]["name"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["pods"]["metric"]["name"] == metrics.ACTIVE_SESSIONS.describe()[0].name
+    target = float(metric["pods"]["target"]["averageValue"])
+    max_sessions = int(by_kind("ConfigMap")["data"]["MAX_SESSIONS"])
+    # scale out before workers are full, so that new calls find room
+    assert 0 < target < max_sessions

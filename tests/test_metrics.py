@@ -1,0 +1,140 @@
+"""What a turn adds to the Prometheus metrics, read back from the registry; that job
+processes' numbers reach `/metrics` is tests/voice/test_scale_worker.py's job."""
+
+from __future__ import annotations
+
+import asyncio
+
+from livekit.agents import llm
+from livekit.agents.llm import function_tool
+from prometheus_client import REGISTRY
+
+from agent.metrics import backend_label, record_turn
+from testing.engine import APOLOGY, make_engine
+from testing.servers.openai_server import (
+    Reply,
+    ScriptedLLMServer,
+    Status,
+    ToolCall,
+    text_reply,
+    tool_reply,
+)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def every_label_value() -> list[str]:
+    return [
+        v
+        for family in REGISTRY.collect()
+        if family.name.startswith("voice_agent")
+        for s in family.samples
+        for v in s.labels.values()
+    ]
+
+
+@function_tool
+async def lookup_order(order_id: int) -> str:
+    """Look up an order.
+
+    Args:
+        order_id: The order number.
+    """
+    return f"Order {order_id} ships tomorrow."
+
+
+async def say(engine_server: ScriptedLLMServer | str, *replies: Reply, **kw: object) -> str:
+    engine = make_engine(engine_server, **kw)  # type: ignore[arg-type]
+    engine.on_turn_finished.append(record_turn)
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Where is my order?")
+    turn = engine.run(ctx, [lookup_order])
+    return "".join([t async for t in turn])
+
+
+@function_tool
+async def slow_lookup() -> str:
+    """Look something up slowly."""
+    await asyncio.sleep(0.3)
+    return "Found it."
+
+
+async def test_a_filler_said_while_a_slow_tool_runs_is_counted(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    llm_server.script(tool_reply(ToolCall("slow_lookup", id="s")), text_reply("Found it."))
+    engine = make_engine(llm_server, filler="One moment.", filler_delay=0.05)
+    engine.on_turn_finished.append(record_turn)
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Look it up.")
+    before = sample("voice_agent_filler_total")
+    turn = engine.run(ctx, [slow_lookup])
+    said = "".join([t async for t in turn])
+    assert said.startswith("One moment.")
+    assert sample("voice_agent_filler_total") == before + 1
+
+
+def test_backend_label_drops_url_credentials() -> None:
+    assert (
+        backend_label("vllm:qwen@https://bob:s3cret@llm.example.com/v1")
+        == "vllm:qwen@https://llm.example.com/v1"
+    )
+    assert backend_label("groq:llama@https://api.groq.com/openai/v1") == (
+        "groq:llama@https://api.groq.com/openai/v1"
+    )
+
+
+async def test_a_failed_turn_counts_an_apology_and_a_backend_error_without_credentials(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    llm_server.script(Reply.of(Status(500)))
+    url = llm_server.base_url.replace("http://", "http://bob:s3cret@")
+    before = sample("voice_agent_turns_total", outcome="apology")
+    assert await say(url) == APOLOGY
+    assert sample("voice_agent_turns_total", outcome="apology") == before + 1
+    label = f"openai-compatible:test-model@{llm_server.base_url}"
+    assert sample("voice_agent_backend_errors_total", kind="llm", backend=label) >= 1
+    assert not [v for v in every_label_value() if "s3cret" in v]
+
+
+async def test_tool_durations_are_labelled_by_tool_and_made_up_tools_share_one_label(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    llm_server.script(
+        tool_reply(ToolCall("lookup_order", {"order_id": 1}, id="a"), ToolCall("x" * 40, id="b")),
+        text_reply("It ships tomorrow."),
+    )
+    ok = sample("voice_agent_tool_duration_seconds_count", tool="lookup_order", outcome="ok")
+    unknown = sample("voice_agent_tool_duration_seconds_count", tool="unknown", outcome="error")
+    answered = sample("voice_agent_turns_total", outcome="answered")
+    assert await say(llm_server) == "It ships tomorrow."
+    assert (
+        sample("voice_agent_tool_duration_seconds_count", tool="lookup_order", outcome="ok")
+        == ok + 1
+    )
+    assert (
+        sample("voice_agent_tool_duration_seconds_count", tool="unknown", outcome="error")
+        == unknown + 1
+    )
+    assert sample("voice_agent_turns_total", outcome="answered") == answered + 1
+    assert sample("voice_agent_llm_ttft_seconds_count", pass_kind="speak") >= 1
+
+
+async def test_a_failing_turn_hook_does_not_cost_the_turn_its_words(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    llm_server.script(text_reply("Here it is."))
+    engine = make_engine(llm_server)
+    seen: list[str] = []
+
+    def broken(turn: object) -> None:
+        raise RuntimeError("metrics backend down")
+
+    engine.on_turn_finished.extend([broken, lambda turn: seen.append(turn.stats.outcome)])
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Hi?")
+    turn = engine.run(ctx)
+    assert "".join([t async for t in turn]) == "Here it is."
+    assert seen == ["answered"]  # the hooks after it still ran
