@@ -16,10 +16,8 @@ Run alone: `python -m bench.voice_latency_session --llm-url URL --stt-url URL --
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ from providers import build_stt_chain, build_tts_chain
 from testing.audio_io import PacedMicrophone, RecordingSpeaker
 
 from .common import quiet_logging
+from .voice_session import session_main
 
 VARIANTS = ("ours", "livekit_default")
 
@@ -188,24 +187,7 @@ async def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.voice_latency_session")
-    parser.add_argument("--llm-url", required=True)
-    parser.add_argument("--stt-url", required=True)
-    parser.add_argument("--tts-url", required=True)
-    parser.add_argument("--pause", type=float, default=0.5, help="seconds between turns")
-    parser.add_argument("--out", type=Path, required=True, help="where the JSON goes")
-    parser.add_argument("wavs", nargs="+", type=Path)
-    args = parser.parse_args()
-    result = asyncio.run(
-        run(
-            args.wavs,
-            llm_url=args.llm_url,
-            stt_url=args.stt_url,
-            tts_url=args.tts_url,
-            pause=args.pause,
-        )
-    )
-    args.out.write_text(json.dumps(result, default=str), encoding="utf-8")
+    session_main("python -m bench.voice_latency_session", run)
 
 
 if __name__ == "__main__":

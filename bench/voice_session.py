@@ -18,6 +18,7 @@ import asyncio
 import gc
 import json
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,12 @@ async def run(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.voice_session")
+SessionRun = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
+
+
+def session_main(prog: str, session_run: SessionRun) -> None:
+    """The child-process command line of a voice session bench (this one and voice_latency's)."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--llm-url", required=True)
     parser.add_argument("--stt-url", required=True)
     parser.add_argument("--tts-url", required=True)
@@ -137,7 +142,7 @@ def main() -> None:
     parser.add_argument("wavs", nargs="+", type=Path)
     args = parser.parse_args()
     result = asyncio.run(
-        run(
+        session_run(
             args.wavs,
             llm_url=args.llm_url,
             stt_url=args.stt_url,
@@ -147,6 +152,10 @@ def main() -> None:
     )
     # a file, not stdout: a library that prints must not corrupt the result
     args.out.write_text(json.dumps(result, default=str), encoding="utf-8")
+
+
+def main() -> None:
+    session_main("python -m bench.voice_session", run)
 
 
 if __name__ == "__main__":

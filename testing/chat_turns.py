@@ -13,6 +13,9 @@ from testing.servers.openai_server import ScriptedLLMServer
 
 APOLOGY = "Sorry, I'm having trouble answering right now. Please try again."
 FOLLOW_UP = "And then?"
+TOOL_TURN_THEN_NEXT = ["system", "user", "assistant", "tool", "assistant", "user"]
+"""The roles of the request after a turn with one tool call: the call, its result and the
+answer are all kept, then the next user message."""
 
 
 def chat(

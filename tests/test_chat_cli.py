@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from testing.chat_turns import TOOL_TURN_THEN_NEXT
 from testing.cli import VOICE_AGENT, chat_env, chat_ok, run_cli
 from testing.servers.openai_server import (
     Reply,
@@ -48,14 +49,7 @@ def test_history_carries_tool_calls_and_results_into_the_next_turn(
     assert result.returncode == 0, result.stderr
     assert result.stdout == "It is evening in Tokyo.\nYou asked about Tokyo.\n"
     third = llm_server.requests[2].messages
-    assert [m["role"] for m in third] == [
-        "system",
-        "user",
-        "assistant",
-        "tool",
-        "assistant",
-        "user",
-    ]
+    assert [m["role"] for m in third] == TOOL_TURN_THEN_NEXT
     assert third[2]["tool_calls"][0]["function"]["name"] == "get_current_time"
     assert "JST" in third[3]["content"]
     assert third[4]["content"] == "It is evening in Tokyo."

@@ -17,6 +17,7 @@ import pytest
 from testing.chat_turns import (
     APOLOGY,
     FOLLOW_UP,
+    TOOL_TURN_THEN_NEXT,
     assert_never_said_or_logged,
     assert_turns_end_in_words,
     assistant_messages,
@@ -127,14 +128,7 @@ def test_reasoning_with_a_tool_call_runs_the_tool_and_keeps_only_the_answer(
     assert result.stdout.startswith("It is evening in Tokyo.\n")
     assert_never_said_or_logged(result, "SECRET-THOUGHT")
     third = llm_server.requests[2].messages
-    assert [m["role"] for m in third] == [
-        "system",
-        "user",
-        "assistant",
-        "tool",
-        "assistant",
-        "user",
-    ]
+    assert [m["role"] for m in third] == TOOL_TURN_THEN_NEXT
     assert "JST" in third[3]["content"]
     assert third[4]["content"] == "It is evening in Tokyo."
 

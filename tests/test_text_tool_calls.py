@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from testing.chat_turns import APOLOGY, FOLLOW_UP, assert_turns_end_in_words, chat
+from testing.chat_turns import (
+    APOLOGY,
+    FOLLOW_UP,
+    TOOL_TURN_THEN_NEXT,
+    assert_turns_end_in_words,
+    chat,
+)
 from testing.servers.openai_server import (
     Finish,
     Reply,
@@ -56,14 +62,7 @@ def test_a_tool_call_written_after_a_preface_is_run_and_answered(
     # the speaking pass was asked with the tool's result; the next turn's history holds
     # the preface, the call and its result, then the answer: never the written call
     third = llm_server.requests[2].messages
-    assert [m["role"] for m in third] == [
-        "system",
-        "user",
-        "assistant",
-        "tool",
-        "assistant",
-        "user",
-    ]
+    assert [m["role"] for m in third] == TOOL_TURN_THEN_NEXT
     assert third[4]["content"] == f"{preface} {ANSWER}".strip()  # the words, as said
     call = third[2]["tool_calls"][0]
     assert call["function"]["name"] == "get_current_time"
