@@ -365,8 +365,12 @@ def main() -> None:
 def _replace_section(path: Path, text: str) -> None:
     """Put this section in BENCHMARKS.md (replacing an earlier one), from the same run."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    keep = old.split("## 5b. ", 1)[0].rstrip("\n")
-    path.write_text((keep + "\n\n" if keep else "") + text, encoding="utf-8")
+    before, _, rest = old.partition("## 5b. ")
+    # the sections after this one (capacity) stay as they are
+    after = "\n## " + rest.split("\n## ", 1)[1] if "\n## " in rest else ""
+    before = before.rstrip("\n")
+    text = text.rstrip("\n") + "\n"
+    path.write_text((before + "\n\n" if before else "") + text + after, encoding="utf-8")
 
 
 if __name__ == "__main__":
