@@ -142,6 +142,10 @@ def _worker_env(
         LLM_MODEL="bench-model",
         LLM_MAX_RETRIES="0",
         STT_BASE_URL=speech_url,
+        # the scripted STT answers the same sentence for any clip, so stitching a question
+        # from the clips cut at its pauses cannot work with it; what is measured here is the
+        # worker's load, and the pause path is measured in `bench.voice_latency`
+        STT_ON_PAUSE="false",
         TTS_BASE_URL=speech_url,
         AGENT_GREETING="",
         BUILTIN_TOOLS="false",
