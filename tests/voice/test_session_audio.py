@@ -244,15 +244,22 @@ async def test_an_stt_outage_is_reported_again_after_a_recovery_and_a_second_out
                 # the reply's first clause goes to the TTS in a request of its own
                 return " ".join(tts_server.texts).count(STT_DOWN_REPLY)
 
+            def listening() -> bool:
+                return run.session.agent_state == "listening"
+
             # first outage: said once
             stt.up = False
             await run.mic.say(question_wav)
             await until(lambda: reported() == 1, within=60, what="the first STT-down reply")
+            # the user speaks again once the agent has finished saying so: speech over the
+            # agent's would interrupt it, which is not what is tested here
+            await until(listening, within=60, what="the agent to finish speaking")
 
             # recovery: the user is heard and answered
             stt.up = True
             await run.mic.say(question_wav)
             await until(lambda: ANSWER in " ".join(tts_server.texts), within=60, what="the answer")
+            await until(listening, within=60, what="the answer to be spoken")
             heard = [m for m in llm_server.requests[-1].messages if m["role"] == "user"]
             assert "tokyo" in str(heard[-1]["content"]).lower()
 
