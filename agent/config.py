@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     # load reported to LiveKit = active sessions / MAX_SESSIONS; at LOAD_THRESHOLD LiveKit
     # stops dispatching here. The default is what one 2-core worker held in the capacity
     # benchmark (BENCHMARKS.md) with p95 end of speech -> first audio within +100 ms
-    max_sessions: Annotated[int, Field(ge=1, le=10_000)] = 10
+    max_sessions: Annotated[int, Field(ge=1, le=10_000)] = 20
     load_threshold: Annotated[float, Field(gt=0, le=1)] = 1.0
 
     # --- observability ---

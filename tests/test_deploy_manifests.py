@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import json
+
 import kubernetes_validate
 import pytest
 import yaml
@@ -13,7 +15,8 @@ import yaml
 from agent import metrics
 from agent.config import Settings
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
 K8S_VERSION = "1.33.0"
 """The oldest Kubernetes the manifests promise to work on."""
 
@@ -84,3 +87,17 @@ def test_autoscaler_targets_the_session_gauge_below_max_sessions() -> None:
     max_sessions = int(by_kind("ConfigMap")["data"]["MAX_SESSIONS"])
     # scale out before workers are full, so that new calls find room
     assert 0 < target < max_sessions
+
+
+def test_sessions_per_worker_follow_the_capacity_benchmark() -> None:
+    """MAX_SESSIONS, in the worker's default and in the ConfigMap, is what the capacity
+    benchmark measured (bench/results.json); a new measurement changes them together."""
+    measured = json.loads((ROOT / "bench" / "results.json").read_text())["capacity"]
+    per_worker = measured["voice_sessions_per_worker"]
+    assert Settings.model_fields["max_sessions"].default == per_worker
+    assert int(by_kind("ConfigMap")["data"]["MAX_SESSIONS"]) == per_worker
+    # the CPU request covers what that many sessions and the worker used in the benchmark
+    (level,) = [lvl for lvl in measured["levels"] if lvl["sessions"] == per_worker]
+    used = per_worker * level["cpu_per_session"] + level["worker_cpu"]
+    (container,) = by_kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert float(container["resources"]["requests"]["cpu"]) >= used
