@@ -25,6 +25,9 @@ from dataclasses import asdict, dataclass
 from aiohttp import web
 
 from .connection import ConnectionState
+from .logging import get_logger
+
+log = get_logger("agent.worker")
 
 
 class WorkerPortBusy(Exception):
@@ -107,6 +110,14 @@ class HealthServer:
         self._runner = web.AppRunner(self._app, handle_signals=False, access_log=None)
         await self._runner.setup()
         await web.SockSite(self._runner, self._sock).start()
+        # livekit goes on to log its own "HTTP server listening on 127.0.0.1:<random port>":
+        # say first where the endpoints a supervisor or Prometheus should use really are
+        host, port = self._sock.getsockname()[:2]
+        paths = sorted({r.resource.canonical for r in self._app.router.routes() if r.resource})
+        log.info(
+            f"health and metrics on http://{host}:{port} ({', '.join(paths)}); "
+            "livekit's own HTTP server stays on a loopback port"
+        )
 
     async def aclose(self) -> None:
         if self._runner is not None:

@@ -128,6 +128,9 @@ def test_ready_is_503_for_the_whole_outage_and_200_only_while_registered(
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
+    # the start-up output names the port these endpoints are really on
+    assert proc.stderr is not None
+    assert f"health and metrics on http://0.0.0.0:{port} (/, /live, " in proc.stderr.read()
 
 
 async def test_more_routes_share_worker_port_and_readiness_follows_the_report() -> None:
