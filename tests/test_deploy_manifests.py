@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
-
-import json
 
 import kubernetes_validate
 import pytest
