@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -40,10 +42,15 @@ class SessionLoad:
 
 def metrics_dir(settings: Settings) -> str:
     """Where job processes write their metrics; livekit empties it at start and sets
-    `PROMETHEUS_MULTIPROC_DIR` for the job processes it forks."""
+    `PROMETHEUS_MULTIPROC_DIR` for the job processes it forks.
+
+    Unset, a temporary directory that the worker removes when it exits (each start would
+    otherwise leave one in /tmp)."""
     if settings.prometheus_multiproc_dir is not None:
         return str(settings.prometheus_multiproc_dir)
-    return tempfile.mkdtemp(prefix="voice-agent-metrics-")
+    path = tempfile.mkdtemp(prefix="voice-agent-metrics-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 async def metrics_handler(request: web.Request) -> web.StreamResponse:

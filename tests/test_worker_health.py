@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,11 +58,15 @@ def livekit() -> Iterator[FakeLiveKitAgentServer]:
 
 @pytest.fixture
 def worker(
-    llm_server: ScriptedLLMServer, livekit: FakeLiveKitAgentServer
+    llm_server: ScriptedLLMServer, livekit: FakeLiveKitAgentServer, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
     env = chat_env(
-        llm_server, LIVEKIT_URL=livekit.url, WORKER_CONNECT_RETRIES="1000", WORKER_PORT=str(port)
+        llm_server,
+        LIVEKIT_URL=livekit.url,
+        WORKER_CONNECT_RETRIES="1000",
+        WORKER_PORT=str(port),
+        TMPDIR=str(tmp_path),  # where the worker makes its metrics directory
     )
     proc = subprocess.Popen(
         [VOICE_AGENT, "start"],
@@ -88,9 +93,10 @@ def _answers(port: int, path: str) -> bool:
 
 
 def test_ready_is_503_for_the_whole_outage_and_200_only_while_registered(
-    livekit: FakeLiveKitAgentServer, worker: tuple[subprocess.Popen[str], int]
+    livekit: FakeLiveKitAgentServer, worker: tuple[subprocess.Popen[str], int], tmp_path: Path
 ) -> None:
     proc, port = worker
+    (metrics_dir,) = tmp_path.glob("voice-agent-metrics-*")
     livekit.drop()  # LiveKit down from the start
 
     # several failed attempts (0 s, 2 s, 4 s apart): not ready at any moment of them
@@ -131,6 +137,8 @@ def test_ready_is_503_for_the_whole_outage_and_200_only_while_registered(
     # the start-up output names the port these endpoints are really on
     assert proc.stderr is not None
     assert f"health and metrics on http://0.0.0.0:{port} (/, /live, " in proc.stderr.read()
+    # and the worker leaves no metrics directory behind
+    assert not metrics_dir.exists()
 
 
 async def test_more_routes_share_worker_port_and_readiness_follows_the_report() -> None:
