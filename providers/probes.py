@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx2
+import openai
 from livekit import rtc
 from livekit.agents import APIConnectOptions, APIError, APIStatusError, APITimeoutError
 
@@ -32,8 +33,10 @@ def describe_error(e: BaseException) -> str:
         return f"HTTP {e.status_code}" + (f": {_short(e.message)}" if e.message else "")
     if isinstance(e, httpx2.HTTPStatusError):
         return f"HTTP {e.response.status_code}"
+    # livekit's and openai's errors wrap the one that says what happened ("Connection
+    # error." alone doesn't): describe that one
     cause = e.__cause__ or e.__context__
-    if isinstance(e, APIError) and cause is not None:
+    if isinstance(e, APIError | openai.APIConnectionError) and cause is not None:
         return describe_error(cause)
     if isinstance(e, httpx2.ConnectError | ConnectionError | OSError):
         return "connection refused or host unreachable"

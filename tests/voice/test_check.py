@@ -69,6 +69,9 @@ def test_check_names_each_failing_backend_with_its_url_without_keys_and_exits_1(
     assert result.returncode == 1
     assert lines["llm"].split()[1:3] == ["FAIL", closed]
     assert lines["stt"].split()[1:3] == ["FAIL", closed]
+    # the same words for the same failure, whichever client library met it
+    for backend in ("llm", "stt"):
+        assert lines[backend].endswith("connection refused or host unreachable")
     assert lines["tts"].split()[1:3] == ["FAIL", tts_server.base_url]
     assert "HTTP 503" in lines["tts"]
     assert lines["livekit"].split()[1:3] == ["FAIL", livekit.url]
