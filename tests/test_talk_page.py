@@ -32,7 +32,7 @@ from livekit import api
 
 from agent.room_events import EVENTS_TOPIC, RoomEvents
 from agent.talk import TalkOptions, build_app, url_for_browser
-from testing.cli import VOICE_AGENT, chat_env
+from testing.cli import chat_env, spawn_cli
 from testing.polling import free_port
 
 API_KEY = "talk-test-key"
@@ -140,13 +140,12 @@ def start_talk(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str, int]:
         LIVEKIT_API_SECRET=API_SECRET,
         LIVEKIT_AGENT_NAME="front-desk",
     )
-    proc = subprocess.Popen(
-        [VOICE_AGENT, "talk", "--port", "0", *args],
+    proc = spawn_cli(
+        ["talk", "--port", "0", *args],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        text=True,
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 60  # start-up imports livekit: slow on a loaded machine

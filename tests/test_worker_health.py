@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from testing.cli import ROOT, VOICE_AGENT, chat_env
+from testing.cli import ROOT, chat_env, spawn_cli
 from testing.polling import free_port
 from testing.servers.livekit_server import FakeLiveKitAgentServer
 from testing.servers.openai_server import ScriptedLLMServer
@@ -63,13 +63,8 @@ def worker(
     env = chat_env(
         llm_server, LIVEKIT_URL=livekit.url, WORKER_CONNECT_RETRIES="1000", WORKER_PORT=str(port)
     )
-    proc = subprocess.Popen(
-        [VOICE_AGENT, "start"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = spawn_cli(
+        ["start"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         wait_for("/live", lambda: _answers(port, "/live"))
