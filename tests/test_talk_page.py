@@ -223,6 +223,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 @dataclass
 class PageErrors:
     uncaught: list[str] = field(default_factory=list)
+    """Exceptions no script caught: never expected."""
     console: list[str] = field(default_factory=list)
     """What the page logged as an error (livekit-client logs a failed connection)."""
 
