@@ -180,7 +180,7 @@ def words_after(context_words: str, transcript: str) -> str:
     normed = [" ".join(_norm(w)) for w in words]
     best, best_cost = 0, None
     for i in range(len(words) + 1):
-        cost = _edit_distance(said, [w for w in normed[:i] if w])
+        cost = word_distance(said, [w for w in normed[:i] if w])
         # ties: the split whose prefix is as long as what was said
         key = (cost, abs(sum(1 for w in normed[:i] if w) - len(said)))
         if best_cost is None or key < best_cost:
@@ -192,7 +192,9 @@ def _norm(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split() if text else []
 
 
-def _edit_distance(a: list[str], b: list[str]) -> int:
+def word_distance(a: list[str], b: list[str]) -> int:
+    """Levenshtein distance over words: the substitutions, insertions and deletions that
+    make `a` into `b`."""
     row = list(range(len(b) + 1))
     for i, x in enumerate(a, start=1):
         prev, row[0] = row[0], i

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from providers.markers import partial_marker_length
+
 TOOL_CALL_MARKERS = (
     "[TOOL_CALLS]",
     "<function=",
@@ -85,13 +87,7 @@ def _partial_marker_length(text: str) -> int:
     tail = text[-_LONGEST_MARKER:]
     if "<" not in tail and "[" not in tail:
         return 0
-    best = 0
-    for marker in TOOL_CALL_MARKERS:
-        for n in range(min(len(marker) - 1, len(text)), best, -1):
-            if text.endswith(marker[:n]):
-                best = n
-                break
-    return best
+    return partial_marker_length(text, TOOL_CALL_MARKERS)
 
 
 def _looks_like_tool_call_json(text: str) -> bool:

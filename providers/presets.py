@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 ProviderName = Literal["openai-compatible", "ollama", "groq", "openrouter", "openai"]
+
 
 PLACEHOLDER_API_KEY = "not-needed"
 """Sent to servers without authentication: several reject a request with an empty key."""
@@ -58,59 +59,65 @@ class ProviderPreset:
     quirks: Quirks = Quirks()
 
 
-PRESETS: MappingProxyType[str, ProviderPreset] = MappingProxyType(
-    {
-        p.name: p
-        for p in (
-            # vLLM, LiteLLM, LocalAI, text-generation-inference, llama.cpp, LM Studio, ...
-            ProviderPreset(
-                name="openai-compatible",
-                default_base_url=None,
-                quirks=Quirks(
-                    thinking_off=_TEMPLATE_THINKING_OFF, thinking_on=_TEMPLATE_THINKING_ON
-                ),
-            ),
-            ProviderPreset(
-                name="ollama",
-                default_base_url="http://localhost:11434/v1",
-                default_model="llama3.2",
-                quirks=Quirks(
-                    stream_usage=True,
-                    thinking_off=_OLLAMA_THINKING_OFF,
-                    thinking_on=_OLLAMA_THINKING_ON,
-                ),
-            ),
-            ProviderPreset(
-                name="groq",
-                default_base_url="https://api.groq.com/openai/v1",
-                api_key_env="GROQ_API_KEY",
-                requires_api_key=True,
-                default_model="llama-3.3-70b-versatile",
-                quirks=Quirks(stream_usage=True),
-            ),
-            ProviderPreset(
-                name="openrouter",
-                default_base_url="https://openrouter.ai/api/v1",
-                api_key_env="OPENROUTER_API_KEY",
-                requires_api_key=True,
-                default_model="openai/gpt-4o-mini",
-                # OpenRouter's app attribution headers
-                headers=MappingProxyType(
-                    {
-                        "HTTP-Referer": "https://github.com/voice-agent/voice-agent",
-                        "X-Title": "voice-agent",
-                    }
-                ),
-                quirks=Quirks(stream_usage=True),
-            ),
-            ProviderPreset(
-                name="openai",
-                default_base_url="https://api.openai.com/v1",
-                api_key_env="OPENAI_API_KEY",
-                requires_api_key=True,
-                default_model="gpt-4o-mini",
-                quirks=Quirks(strict_tool_schema=True, stream_usage=True),
-            ),
-        )
-    }
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
+
+
+def by_name(*presets: N) -> MappingProxyType[str, N]:
+    """A read-only table of `presets`, looked up by name."""
+    return MappingProxyType({p.name: p for p in presets})
+
+
+PRESETS: MappingProxyType[str, ProviderPreset] = by_name(
+    # vLLM, LiteLLM, LocalAI, text-generation-inference, llama.cpp, LM Studio, ...
+    ProviderPreset(
+        name="openai-compatible",
+        default_base_url=None,
+        quirks=Quirks(thinking_off=_TEMPLATE_THINKING_OFF, thinking_on=_TEMPLATE_THINKING_ON),
+    ),
+    ProviderPreset(
+        name="ollama",
+        default_base_url="http://localhost:11434/v1",
+        default_model="llama3.2",
+        quirks=Quirks(
+            stream_usage=True,
+            thinking_off=_OLLAMA_THINKING_OFF,
+            thinking_on=_OLLAMA_THINKING_ON,
+        ),
+    ),
+    ProviderPreset(
+        name="groq",
+        default_base_url="https://api.groq.com/openai/v1",
+        api_key_env="GROQ_API_KEY",
+        requires_api_key=True,
+        default_model="llama-3.3-70b-versatile",
+        quirks=Quirks(stream_usage=True),
+    ),
+    ProviderPreset(
+        name="openrouter",
+        default_base_url="https://openrouter.ai/api/v1",
+        api_key_env="OPENROUTER_API_KEY",
+        requires_api_key=True,
+        default_model="openai/gpt-4o-mini",
+        # OpenRouter's app attribution headers
+        headers=MappingProxyType(
+            {
+                "HTTP-Referer": "https://github.com/voice-agent/voice-agent",
+                "X-Title": "voice-agent",
+            }
+        ),
+        quirks=Quirks(stream_usage=True),
+    ),
+    ProviderPreset(
+        name="openai",
+        default_base_url="https://api.openai.com/v1",
+        api_key_env="OPENAI_API_KEY",
+        requires_api_key=True,
+        default_model="gpt-4o-mini",
+        quirks=Quirks(strict_tool_schema=True, stream_usage=True),
+    ),
 )

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .markers import partial_marker_length
+
 __all__ = ["HarmonyCall", "ReasoningFilter"]
 
 _THOUGHT_TAGS = (("<think>", "</think>"), ("<thinking>", "</thinking>"))
@@ -221,10 +223,4 @@ def _partial(text: str, markers: tuple[str, ...]) -> int:
     # every marker opens with "<"; most deltas hold none near their end
     if "<" not in text[-_LONGEST_MARKER:]:
         return 0
-    best = 0
-    for marker in markers:
-        for n in range(min(len(marker) - 1, len(text)), best, -1):
-            if text.endswith(marker[:n]):
-                best = n
-                break
-    return best
+    return partial_marker_length(text, markers)

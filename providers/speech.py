@@ -17,7 +17,7 @@ from livekit.agents import stt, tts
 from livekit.agents.vad import VAD
 from livekit.plugins import openai as lk_openai
 
-from .presets import PLACEHOLDER_API_KEY
+from .presets import PLACEHOLDER_API_KEY, by_name
 
 STTProviderName = Literal["speaches", "openai", "groq", "openai-compatible"]
 TTSProviderName = Literal["kokoro", "speaches", "openai", "openai-compatible"]
@@ -36,65 +36,55 @@ class SpeechPreset:
     requires_api_key: bool = False
 
 
-STT_PRESETS: MappingProxyType[str, SpeechPreset] = MappingProxyType(
-    {
-        p.name: p
-        for p in (
-            # Speaches (formerly faster-whisper-server): the usual self-hosted Whisper server
-            SpeechPreset(
-                name="speaches",
-                default_base_url="http://localhost:8000/v1",
-                default_model="Systran/faster-whisper-small",
-            ),
-            SpeechPreset(
-                name="openai",
-                default_base_url="https://api.openai.com/v1",
-                default_model="gpt-4o-mini-transcribe",
-                api_key_env="OPENAI_API_KEY",
-                requires_api_key=True,
-            ),
-            SpeechPreset(
-                name="groq",
-                default_base_url="https://api.groq.com/openai/v1",
-                default_model="whisper-large-v3-turbo",
-                api_key_env="GROQ_API_KEY",
-                requires_api_key=True,
-            ),
-            # LocalAI, whisper.cpp server, vLLM (whisper), a LiteLLM proxy, ...
-            SpeechPreset(name="openai-compatible", default_base_url=None, default_model=None),
-        )
-    }
+STT_PRESETS: MappingProxyType[str, SpeechPreset] = by_name(
+    # Speaches (formerly faster-whisper-server): the usual self-hosted Whisper server
+    SpeechPreset(
+        name="speaches",
+        default_base_url="http://localhost:8000/v1",
+        default_model="Systran/faster-whisper-small",
+    ),
+    SpeechPreset(
+        name="openai",
+        default_base_url="https://api.openai.com/v1",
+        default_model="gpt-4o-mini-transcribe",
+        api_key_env="OPENAI_API_KEY",
+        requires_api_key=True,
+    ),
+    SpeechPreset(
+        name="groq",
+        default_base_url="https://api.groq.com/openai/v1",
+        default_model="whisper-large-v3-turbo",
+        api_key_env="GROQ_API_KEY",
+        requires_api_key=True,
+    ),
+    # LocalAI, whisper.cpp server, vLLM (whisper), a LiteLLM proxy, ...
+    SpeechPreset(name="openai-compatible", default_base_url=None, default_model=None),
 )
 
-TTS_PRESETS: MappingProxyType[str, SpeechPreset] = MappingProxyType(
-    {
-        p.name: p
-        for p in (
-            # Kokoro-FastAPI: the usual self-hosted TTS server
-            SpeechPreset(
-                name="kokoro",
-                default_base_url="http://localhost:8880/v1",
-                default_model="kokoro",
-                default_voice="af_heart",
-            ),
-            # Speaches also serves TTS (Kokoro and Piper models) on its STT port
-            SpeechPreset(
-                name="speaches",
-                default_base_url="http://localhost:8000/v1",
-                default_model="speaches-ai/Kokoro-82M-v1.0-ONNX",
-                default_voice="af_heart",
-            ),
-            SpeechPreset(
-                name="openai",
-                default_base_url="https://api.openai.com/v1",
-                default_model="gpt-4o-mini-tts",
-                default_voice="ash",
-                api_key_env="OPENAI_API_KEY",
-                requires_api_key=True,
-            ),
-            SpeechPreset(name="openai-compatible", default_base_url=None, default_model=None),
-        )
-    }
+TTS_PRESETS: MappingProxyType[str, SpeechPreset] = by_name(
+    # Kokoro-FastAPI: the usual self-hosted TTS server
+    SpeechPreset(
+        name="kokoro",
+        default_base_url="http://localhost:8880/v1",
+        default_model="kokoro",
+        default_voice="af_heart",
+    ),
+    # Speaches also serves TTS (Kokoro and Piper models) on its STT port
+    SpeechPreset(
+        name="speaches",
+        default_base_url="http://localhost:8000/v1",
+        default_model="speaches-ai/Kokoro-82M-v1.0-ONNX",
+        default_voice="af_heart",
+    ),
+    SpeechPreset(
+        name="openai",
+        default_base_url="https://api.openai.com/v1",
+        default_model="gpt-4o-mini-tts",
+        default_voice="ash",
+        api_key_env="OPENAI_API_KEY",
+        requires_api_key=True,
+    ),
+    SpeechPreset(name="openai-compatible", default_base_url=None, default_model=None),
 )
 
 

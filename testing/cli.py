@@ -44,6 +44,27 @@ def run_cli(
     )
 
 
+def spawn_cli(
+    args: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    stdout: int,
+    stderr: int,
+    new_session: bool = False,
+) -> subprocess.Popen[str]:
+    """`voice-agent` in the background, its output as text; the caller stops it."""
+    return subprocess.Popen(
+        [VOICE_AGENT, *args],
+        env=dict(env),
+        cwd=cwd,
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
+        start_new_session=new_session,
+    )
+
+
 def chat_ok(
     env: Mapping[str, str], *, cwd: Path, stdin: str = "Hello\n"
 ) -> subprocess.CompletedProcess[str]:

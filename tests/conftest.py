@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterator
 
 import hypothesis  # noqa: F401  (imported now, not while pytest writes its summary: see below)
 import pytest
+import structlog
 
 from testing.servers.openai_server import ScriptedLLMServer
 
@@ -13,6 +15,19 @@ from testing.servers.openai_server import ScriptedLLMServer
 def llm_server() -> Iterator[ScriptedLLMServer]:
     with ScriptedLLMServer() as server:
         yield server
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For a test that configures logging: the root logger and structlog are put back as
+    they were, so the tests after it log (and capture logs) as before."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    structlog_config = structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**structlog_config)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

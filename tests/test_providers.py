@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
-import structlog
 from livekit.agents import llm
 
 from agent.logging import configure_logging, register_secrets
@@ -210,16 +208,6 @@ async def test_backend_failures_become_livekit_api_errors(
     assert raised.value.retryable is retryable  # type: ignore[attr-defined]
     assert "sk-leaky-123456" not in str(raised.value)
     assert "sk-leaky-123456" not in repr(raised.value)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 @pytest.mark.usefixtures("restore_logging")

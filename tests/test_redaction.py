@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -21,17 +20,6 @@ from agent.logging import (
 )
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ3b3JrZXIiLCJ2aWRlbyI6e319.c2lnbmF0dXJlLXBhcnQ"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    configure_logging(level="info", fmt="json")
-    root.handlers[:] = handlers
 
 
 def handshake_error() -> aiohttp.WSServerHandshakeError:

@@ -7,7 +7,9 @@ import os
 import socket
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import pexpect
 import pytest
@@ -157,8 +159,13 @@ def test_scan_prints_one_line_per_server_and_writes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
 
 
-def spawn_setup(tmp_path: Path, *args: str) -> pexpect.spawn:
-    return pexpect.spawn(
+@contextmanager
+def setup_at_a_terminal(
+    tmp_path: Path, *args: str, log: IO[str] | None = None
+) -> Iterator[pexpect.spawn]:
+    """`voice-agent setup` in a terminal, for the block to answer; it must then end, and
+    exit 0. `log` gets what the terminal showed."""
+    child = pexpect.spawn(
         VOICE_AGENT,
         ["setup", "--no-port-scan", *args],
         env=setup_env(),
@@ -167,6 +174,13 @@ def spawn_setup(tmp_path: Path, *args: str) -> pexpect.spawn:
         timeout=60,  # per answer awaited: start-up imports livekit, slow on a loaded machine
         dimensions=(50, 200),
     )
+    child.logfile_read = log
+    try:
+        yield child
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
 
 
 @pytest.mark.timeout(180)
@@ -176,13 +190,12 @@ def test_wizard_in_a_terminal_unlocks_a_keyed_server_tests_it_and_updates_env(
     env_file = tmp_path / ".env"
     env_file.write_text(EXISTING_ENV)
     down = f"http://127.0.0.1:{free_port()}"
-    child = spawn_setup(
+    with setup_at_a_terminal(
         tmp_path,
         "--url", f"http://127.0.0.1:{ollama.port}",
         "--url", f"http://127.0.0.1:{keyed.port}",
         "--url", down,
-    )  # fmt: skip
-    try:
+    ) as child:  # fmt: skip
         child.expect(f"{down} +down")
         child.expect_exact("Add a server's URL")
         child.sendline("")
@@ -211,10 +224,6 @@ def test_wizard_in_a_terminal_unlocks_a_keyed_server_tests_it_and_updates_env(
         child.sendline("y")
         child.expect_exact("Backed up the previous file to")
         child.expect_exact("Wrote .env. Next: voice-agent check")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == 0
     values = dotenv_values(env_file)
     assert values["LLM_PROVIDER"] == "openai-compatible"
     assert values["LLM_BASE_URL"] == f"http://127.0.0.1:{keyed.port}/v1"
@@ -235,28 +244,22 @@ def test_wizard_takes_a_url_at_its_prompt_and_never_echoes_the_key_it_was_given(
     tmp_path: Path, keyed: KeyedLLMServer
 ) -> None:
     log_path = tmp_path / "terminal.log"
-    child = spawn_setup(tmp_path)
-    with log_path.open("w") as log:
-        child.logfile_read = log
-        try:
-            child.expect_exact("Add a server's URL")
-            child.sendline(f"127.0.0.1:{keyed.port}/v1")  # added at the prompt, bare host:port
-            child.expect(rf"openai-compatible +http://127.0.0.1:{keyed.port} +needs a key")
-            child.expect_exact("Add a server's URL")
+    with log_path.open("w") as log, setup_at_a_terminal(tmp_path, log=log) as child:
+        child.expect_exact("Add a server's URL")
+        child.sendline(f"127.0.0.1:{keyed.port}/v1")  # added at the prompt, bare host:port
+        child.expect(rf"openai-compatible +http://127.0.0.1:{keyed.port} +needs a key")
+        child.expect_exact("Add a server's URL")
+        child.sendline("")
+        child.expect_exact("Choose 1-5 [1]:")
+        child.sendline("1")
+        child.expect_exact("(typing is hidden):")
+        child.sendline(KEY)
+        for _ in range(2):  # STT, TTS: keep
+            child.expect_exact("]:")
             child.sendline("")
-            child.expect_exact("Choose 1-5 [1]:")
-            child.sendline("1")
-            child.expect_exact("(typing is hidden):")
-            child.sendline(KEY)
-            for _ in range(2):  # STT, TTS: keep
-                child.expect_exact("]:")
-                child.sendline("")
-            child.expect_exact("Write")
-            child.sendline("n")
-            child.expect_exact("Nothing written.")
-            child.expect(pexpect.EOF)
-        finally:
-            child.close(force=True)
+        child.expect_exact("Write")
+        child.sendline("n")
+        child.expect_exact("Nothing written.")
     terminal = log_path.read_text()
     assert "ok   model keyed-model listed" in terminal
     assert KEY not in terminal
@@ -370,8 +373,7 @@ def test_wizard_asks_before_taking_a_choice_that_failed_its_test(
     tmp_path: Path, ollama: OllamaServer
 ) -> None:
     ollama.default = Reply.of(Status(500))  # a model that is listed but will not answer
-    child = spawn_setup(tmp_path, "--url", f"http://127.0.0.1:{ollama.port}")
-    try:
+    with setup_at_a_terminal(tmp_path, "--url", f"http://127.0.0.1:{ollama.port}") as child:
         child.expect_exact("Add a server's URL")
         child.sendline("")
         child.expect_exact("Choose 1-5 [1]:")
@@ -387,8 +389,4 @@ def test_wizard_asks_before_taking_a_choice_that_failed_its_test(
             child.expect_exact("]:")
             child.sendline("")
         child.expect_exact("Nothing to change; nothing written.")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == 0
     assert list(tmp_path.iterdir()) == []

@@ -22,7 +22,7 @@ import urllib.request
 import wave
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from livekit import api
 
 from agent.room_events import EVENTS_TOPIC, RoomEvents
 from agent.talk import TalkOptions, build_app, url_for_browser
-from testing.cli import VOICE_AGENT, chat_env
+from testing.cli import chat_env, spawn_cli
 from testing.polling import free_port
 
 API_KEY = "talk-test-key"
@@ -140,13 +140,12 @@ def start_talk(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str, int]:
         LIVEKIT_API_SECRET=API_SECRET,
         LIVEKIT_AGENT_NAME="front-desk",
     )
-    proc = subprocess.Popen(
-        [VOICE_AGENT, "talk", "--port", "0", *args],
+    proc = spawn_cli(
+        ["talk", "--port", "0", *args],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        text=True,
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 60  # start-up imports livekit: slow on a loaded machine
@@ -221,6 +220,25 @@ def browser(tmp_path: Path) -> Iterator[Any]:
             browser.close()
 
 
+@dataclass
+class PageErrors:
+    uncaught: list[str] = field(default_factory=list)
+    """Exceptions no script caught: never expected."""
+    console: list[str] = field(default_factory=list)
+    """What the page logged as an error (livekit-client logs a failed connection)."""
+
+
+def open_page(browser: Any, url: str) -> tuple[Any, PageErrors]:
+    """A new page at `url`, loaded and ready to connect; its errors from the first load on."""
+    page = browser.new_page()
+    errors = PageErrors()
+    page.on("pageerror", lambda e: errors.uncaught.append(str(e)))
+    page.on("console", lambda m: m.type == "error" and errors.console.append(m.text))
+    page.goto(url)
+    page.wait_for_selector("body[data-phase=ready]", timeout=15000)
+    return page, errors
+
+
 def screenshot(page: Any, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
@@ -231,15 +249,9 @@ def screenshot(page: Any, name: str) -> None:
 def test_page_fetches_a_token_and_says_clearly_that_livekit_is_unreachable(
     browser: Any, talk_server: TalkServer
 ) -> None:
-    page = browser.new_page()
-    script_errors: list[str] = []
-    console_errors: list[str] = []
-    page.on("pageerror", lambda e: script_errors.append(str(e)))
-    page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-    page.goto(talk_server.url)
-    page.wait_for_selector("body[data-phase=ready]", timeout=15000)
+    page, errors = open_page(browser, talk_server.url)
     # the bundle loaded and ran: no uncaught error, nothing logged, no missing resource
-    assert script_errors == [] and console_errors == []
+    assert errors.uncaught == [] and errors.console == []
     assert page.evaluate("window.isSecureContext") is True
     assert page.is_hidden("#https-notice")  # localhost may use the microphone
 
@@ -258,7 +270,7 @@ def test_page_fetches_a_token_and_says_clearly_that_livekit_is_unreachable(
     assert page.inner_text("#agent-state") == "not connected"
     screenshot(page, "talk-unreachable.png")
     # the failed connection is logged by the browser and livekit-client; nothing was uncaught
-    assert script_errors == []
+    assert errors.uncaught == []
 
 
 @pytest.mark.timeout(120)
@@ -266,11 +278,7 @@ def test_page_over_plain_http_from_another_host_explains_the_https_requirement(
     browser: Any, talk_server: TalkServer
 ) -> None:
     lan_url = talk_server.url.replace("localhost", "talk-lan.test")
-    page = browser.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(lan_url)
-    page.wait_for_selector("body[data-phase=ready]", timeout=15000)
+    page, errors = open_page(browser, lan_url)
     assert page.evaluate("window.isSecureContext") is False
     notice = page.inner_text("#https-notice")
     assert "The microphone needs HTTPS." in notice
@@ -282,7 +290,7 @@ def test_page_over_plain_http_from_another_host_explains_the_https_requirement(
     assert response_info.value.json()["url"] == f"ws://talk-lan.test:{talk_server.livekit_port}"
     page.wait_for_selector("body[data-phase=error]", timeout=30000)
     screenshot(page, "talk-lan-http.png")
-    assert errors == []
+    assert errors.uncaught == []
 
 
 @pytest.mark.timeout(120)
@@ -308,11 +316,7 @@ def test_page_shows_the_agents_state_tool_status_and_latency_from_its_messages(
     # Playwright's sync API owns this thread's event loop
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, agent_side()).result(timeout=10)
-    page = browser.new_page()
-    script_errors: list[str] = []
-    page.on("pageerror", lambda e: script_errors.append(str(e)))
-    page.goto(talk_server.url)
-    page.wait_for_selector("body[data-phase=ready]", timeout=15000)
+    page, errors = open_page(browser, talk_server.url)
 
     def deliver(payload: bytes, topic: str = EVENTS_TOPIC) -> None:
         page.evaluate(
@@ -337,7 +341,7 @@ def test_page_shows_the_agents_state_tool_status_and_latency_from_its_messages(
     page.evaluate("window.talkPage.setAgentState('speaking')")
     assert page.inner_text("#agent-state") == "speaking"
     assert page.inner_text("#latency tbody").split() == ["1", "812", "ms", "–"]
-    assert script_errors == []
+    assert errors.uncaught == []
 
 
 @pytest.mark.timeout(120)
@@ -346,11 +350,7 @@ def test_page_shows_both_sides_of_the_transcript_and_the_browsers_turn_latency(
 ) -> None:
     """`lk.transcription` text streams as livekit-client hands them to the page: a user
     segment (interim, then final) and an agent segment that arrives in pieces."""
-    page = browser.new_page()
-    script_errors: list[str] = []
-    page.on("pageerror", lambda e: script_errors.append(str(e)))
-    page.goto(talk_server.url)
-    page.wait_for_selector("body[data-phase=ready]", timeout=15000)
+    page, errors = open_page(browser, talk_server.url)
     page.evaluate(
         """async () => {
           const stream = (id, final, chunks) => ({
@@ -380,7 +380,7 @@ def test_page_shows_both_sides_of_the_transcript_and_the_browsers_turn_latency(
     assert cells[0] == "1" and cells[1] == "–" and cells[-1] == "ms"
     assert int(cells[2]) >= 0
     screenshot(page, "talk-transcript.png")
-    assert script_errors == []
+    assert errors.uncaught == []
 
 
 NPM = shutil.which("npm")

@@ -40,7 +40,7 @@ async def lookup_order(order_id: int) -> str:
 async def test_a_turn_with_a_tool_is_one_span_with_its_passes_and_tool_as_children(
     receiver: OtlpReceiver, llm_server: ScriptedLLMServer
 ) -> None:
-    provider = configure_tracing(receiver.endpoint)
+    provider = configure_tracing(receiver.origin)
     assert provider is not None
     llm_server.script(
         tool_reply(ToolCall("lookup_order", {"order_id": 42})), text_reply("It ships tomorrow.")

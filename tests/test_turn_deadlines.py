@@ -4,6 +4,7 @@ and the turn cap ends a turn that goes on too long. Through `voice-agent chat`."
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,13 @@ FILLER = "One moment."
 KEEP_ALIVE = Raw(b": OPENROUTER PROCESSING\n\n")
 
 
+def ask_then_follow_up(
+    llm_server: ScriptedLLMServer, tmp_path: Path, question: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Two turns through `voice-agent chat`, with no builtin tools to say anything else."""
+    return chat(llm_server, tmp_path, [question, FOLLOW_UP], BUILTIN_TOOLS="false", **env)
+
+
 def stalling(beat: Step, seconds: float, every: float = 0.1) -> list[Step]:
     return [s for _ in range(round(seconds / every)) for s in (beat, Sleep(every))]
 
@@ -47,13 +55,12 @@ def test_a_silent_start_gets_the_filler_then_the_answer(
         Reply.of(*stalling(beat, 1.5), Text("It is four."), Finish()),
         text_reply("Then five."),
     )
-    result = chat(
+    result = ask_then_follow_up(
         llm_server,
         tmp_path,
-        ["What is two plus two?", FOLLOW_UP],
+        "What is two plus two?",
         AGENT_FIRST_WORD_DEADLINE="0.3",
         LLM_TIMEOUT="20",
-        BUILTIN_TOOLS="false",
         **env,
     )
     assert result.stdout == f"{FILLER} It is four.\nThen five.\n"
@@ -66,13 +73,8 @@ def test_a_backend_that_never_speaks_ends_in_filler_then_apology(
     llm_server: ScriptedLLMServer, tmp_path: Path
 ) -> None:
     llm_server.script(Reply.of(*stalling(KEEP_ALIVE, 30)), text_reply("Back again."))
-    result = chat(
-        llm_server,
-        tmp_path,
-        ["Hi", FOLLOW_UP],
-        AGENT_FIRST_WORD_DEADLINE="0.3",
-        LLM_TIMEOUT="1.5",
-        BUILTIN_TOOLS="false",
+    result = ask_then_follow_up(
+        llm_server, tmp_path, "Hi", AGENT_FIRST_WORD_DEADLINE="0.3", LLM_TIMEOUT="1.5"
     )
     # keep-alives reset each read, not the wait for the first word: the turn is not silent
     # for 30 s but gives up after LLM_TIMEOUT, and the session carries on
@@ -86,13 +88,8 @@ def test_a_turn_past_its_cap_ends_with_the_apology(
     # words keep coming (no read ever waits long), but the turn would take 20 s
     slow = " ".join(f"w{i}" for i in range(40))
     llm_server.script(text_reply(slow, token_delay=0.5), text_reply("Back again."))
-    result = chat(
-        llm_server,
-        tmp_path,
-        ["Talk", FOLLOW_UP],
-        AGENT_TURN_TIMEOUT="2",
-        LLM_TIMEOUT="5",
-        BUILTIN_TOOLS="false",
+    result = ask_then_follow_up(
+        llm_server, tmp_path, "Talk", AGENT_TURN_TIMEOUT="2", LLM_TIMEOUT="5"
     )
     first, second = result.stdout.split("\n")[:2]
     assert first.startswith("w0 w1") and first.endswith(APOLOGY)

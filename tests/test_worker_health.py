@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from testing.cli import ROOT, VOICE_AGENT, chat_env
+from testing.cli import ROOT, chat_env, spawn_cli
 from testing.polling import free_port
 from testing.servers.livekit_server import FakeLiveKitAgentServer
 from testing.servers.openai_server import ScriptedLLMServer
@@ -68,13 +68,8 @@ def worker(
         WORKER_PORT=str(port),
         TMPDIR=str(tmp_path),  # where the worker makes its metrics directory
     )
-    proc = subprocess.Popen(
-        [VOICE_AGENT, "start"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = spawn_cli(
+        ["start"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         wait_for("/live", lambda: _answers(port, "/live"))

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .livekit_server import LiveKitPeer
 from .openai_server import ScriptedLLMServer
-from .threaded import ThreadedServer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -50,12 +50,8 @@ class KeyedLLMServer(ScriptedLLMServer):
         return await handler(request)
 
 
-class LiveKitHealthServer(ThreadedServer):
+class LiveKitHealthServer(LiveKitPeer):
     """livekit-server's root: 200 `OK`."""
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/", lambda _: web.Response(text="OK"))  # type: ignore[arg-type,return-value]

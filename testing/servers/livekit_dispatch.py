@@ -17,24 +17,20 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from livekit.protocol import agent, models
 
-from .threaded import ThreadedServer
+from .livekit_server import LiveKitPeer, registered, worker_messages
 
 T = TypeVar("T")
 
 
-class FakeLiveKitDispatch(ThreadedServer):
+class FakeLiveKitDispatch(LiveKitPeer):
     def __init__(self) -> None:
         super().__init__()
         self.received: list[agent.WorkerMessage] = []
         self._ws: web.WebSocketResponse | None = None
         self._jobs = 0
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/agent", self._agent)
@@ -42,20 +38,13 @@ class FakeLiveKitDispatch(ThreadedServer):
     async def _agent(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        async for msg in ws:
-            if msg.type != WSMsgType.BINARY:
-                continue
-            worker_msg = agent.WorkerMessage()
-            worker_msg.ParseFromString(msg.data)
-            self.received.append(worker_msg)
-            if worker_msg.HasField("register"):
+        async for message in worker_messages(ws):
+            self.received.append(message)
+            if message.HasField("register"):
                 self._ws = ws
-                reply = agent.ServerMessage()
-                reply.register.worker_id = "AW_test"
-                reply.register.server_info.version = "test"
-                await ws.send_bytes(reply.SerializeToString())
-            elif worker_msg.HasField("availability") and worker_msg.availability.available:
-                await self._assign(ws, worker_msg.availability.job_id)
+                await ws.send_bytes(registered("AW_test"))
+            elif message.HasField("availability") and message.availability.available:
+                await self._assign(ws, message.availability.job_id)
         return ws
 
     async def _assign(self, ws: web.WebSocketResponse, job_id: str) -> None:

@@ -4,36 +4,64 @@
   Twirp. It verifies the request's token against the API key/secret pair like
   livekit-server does, answering 401 (Twirp `unauthenticated`) for a wrong one.
 - `FakeLiveKitAgentServer`: `/agent`, where workers register (health tests).
+
+`LiveKitPeer` and `worker_messages` are what every LiveKit double here shares.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 from livekit import api
 from livekit.protocol import agent
 
-from .threaded import ThreadedServer
+from .threaded import HOST, ThreadedServer
 
 
-class FakeLiveKitServer(ThreadedServer):
+class LiveKitPeer(ThreadedServer):
+    """A LiveKit double: reached at `url` (what LIVEKIT_URL names); with `api_key` and
+    `api_secret`, it checks a request's token as livekit-server does."""
+
     def __init__(self, *, api_key: str = "devkey", api_secret: str = "secret") -> None:
         super().__init__()
         self._verifier = api.TokenVerifier(api_key, api_secret)
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{HOST}:{self.port}"
 
-    def routes(self, app: web.Application) -> None:
-        app.router.add_post("/twirp/livekit.RoomService/ListRooms", self._list_rooms)
-
-    async def _list_rooms(self, request: web.Request) -> web.Response:
+    def authorized(self, request: web.Request) -> bool:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         try:
             self._verifier.verify(token)
         except Exception:
+            return False
+        return True
+
+
+async def worker_messages(ws: web.WebSocketResponse) -> AsyncIterator[agent.WorkerMessage]:
+    """What a worker sends on `/agent`: one protobuf `WorkerMessage` a binary frame."""
+    async for frame in ws:
+        if frame.type == WSMsgType.BINARY:
+            yield agent.WorkerMessage.FromString(frame.data)
+
+
+def registered(worker_id: str) -> bytes:
+    """The server's answer to a worker's `RegisterWorkerRequest`."""
+    reply = agent.ServerMessage()
+    reply.register.worker_id = worker_id
+    reply.register.server_info.version = "test"
+    return reply.SerializeToString()
+
+
+class FakeLiveKitServer(LiveKitPeer):
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/twirp/livekit.RoomService/ListRooms", self._list_rooms)
+
+    async def _list_rooms(self, request: web.Request) -> web.Response:
+        if not self.authorized(request):
             return web.json_response(
                 {"code": "unauthenticated", "msg": "invalid token"}, status=401
             )
@@ -42,7 +70,7 @@ class FakeLiveKitServer(ThreadedServer):
         )
 
 
-class FakeLiveKitAgentServer(ThreadedServer):
+class FakeLiveKitAgentServer(LiveKitPeer):
     """The worker side of LiveKit: `/agent`, where a worker registers over a WebSocket.
 
     Accepts a worker's `RegisterWorkerRequest` (after checking its token), answers with a
@@ -52,15 +80,10 @@ class FakeLiveKitAgentServer(ThreadedServer):
     """
 
     def __init__(self, *, api_key: str = "devkey", api_secret: str = "secret") -> None:
-        super().__init__()
-        self._verifier = api.TokenVerifier(api_key, api_secret)
+        super().__init__(api_key=api_key, api_secret=api_secret)
         self._sockets: set[web.WebSocketResponse] = set()
         self.accepting = True
         self.registrations = 0
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/agent", self._agent)
@@ -68,25 +91,16 @@ class FakeLiveKitAgentServer(ThreadedServer):
     async def _agent(self, request: web.Request) -> web.StreamResponse:
         if not self.accepting:
             return web.Response(status=503, text="unavailable")
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        try:
-            self._verifier.verify(token)
-        except Exception:
+        if not self.authorized(request):
             return web.Response(status=401, text="invalid token")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self._sockets.add(ws)
         try:
-            async for msg in ws:
-                if msg.type != WSMsgType.BINARY:
-                    continue
-                request_msg = agent.WorkerMessage()
-                request_msg.ParseFromString(msg.data)
-                if request_msg.HasField("register"):
+            async for message in worker_messages(ws):
+                if message.HasField("register"):
                     self.registrations += 1
-                    reply = agent.ServerMessage()
-                    reply.register.worker_id = f"AW_test{self.registrations}"
-                    await ws.send_bytes(reply.SerializeToString())
+                    await ws.send_bytes(registered(f"AW_test{self.registrations}"))
         finally:
             self._sockets.discard(ws)
         return ws

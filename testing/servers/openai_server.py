@@ -201,7 +201,7 @@ class ScriptedLLMServer(ThreadedServer):
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.origin}/v1"
 
     # -- scripting
     def script(self, *replies: Reply) -> None:

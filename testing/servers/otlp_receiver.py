@@ -13,15 +13,12 @@ from .threaded import ThreadedServer
 
 
 class OtlpReceiver(ThreadedServer):
-    """An OTLP/HTTP trace receiver: decodes each export and keeps its spans."""
+    """An OTLP/HTTP trace receiver: decodes each export and keeps its spans. Its `origin`
+    is what OTEL_EXPORTER_OTLP_ENDPOINT names."""
 
     def __init__(self) -> None:
         super().__init__()
         self.spans: list[Span] = []
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/traces", self._traces)

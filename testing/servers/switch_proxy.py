@@ -23,10 +23,6 @@ class SwitchProxy(ThreadedServer):
         self.refused = 0
         """Requests answered 503 while down."""
 
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{path:.*}", self._forward)
 

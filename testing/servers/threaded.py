@@ -12,6 +12,8 @@ from typing import Self
 
 from aiohttp import web
 
+HOST = "127.0.0.1"
+
 
 class ThreadedServer:
     """Subclasses add their routes in `routes()`; `port` is set once started (set it
@@ -22,6 +24,11 @@ class ThreadedServer:
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.port = 0
+
+    @property
+    def origin(self) -> str:
+        """`http://127.0.0.1:<port>`, where clients reach it once started."""
+        return f"http://{HOST}:{self.port}"
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -47,7 +54,7 @@ class ThreadedServer:
         self.routes(app)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, HOST, self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 

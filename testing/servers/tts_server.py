@@ -57,7 +57,7 @@ class EspeakTTSServer(ThreadedServer):
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.origin}/v1"
 
     @property
     def texts(self) -> list[str]:

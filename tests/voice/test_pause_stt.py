@@ -17,7 +17,7 @@ from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
 
 from agent.config import MODEL_MIN_SILENCE
-from agent.pause_stt import PauseTranscriber
+from agent.pause_stt import PauseTranscriber, word_distance
 from providers import STTOptions, build_stt
 from testing.audio_io import FRAME_MS, PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav
 from testing.servers.whisper_server import WhisperServer
@@ -47,16 +47,6 @@ def _words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
-def word_errors(reference: list[str], hypothesis: list[str]) -> int:
-    """Levenshtein distance over words (substitutions, insertions, deletions)."""
-    row = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, start=1):
-        prev, row[0] = row[0], i
-        for j, hyp in enumerate(hypothesis, start=1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ref != hyp))
-    return row[-1]
-
-
 async def _stitched(engine: stt.STT[Any], vad: Any, frames: list[rtc.AudioFrame]) -> list[str]:
     stream = PauseTranscriber(stt_engine=engine, vad=vad).stream(conn_options=PATIENT)
     for frame in frames:
@@ -84,7 +74,7 @@ async def test_stitched_transcript_matches_one_shot(
         one_shot = (await engine.recognize(buffer=whole, conn_options=PATIENT)).alternatives[0]
         segments = await _stitched(engine, vad, frames)
         reference, stitched = _words(one_shot.text), _words(" ".join(segments))
-        errors += word_errors(reference, stitched)
+        errors += word_distance(reference, stitched)
         words += len(reference)
         split += len(segments) > 1
         report.append(f"{one_shot.text!r} vs {segments!r}")
@@ -96,8 +86,8 @@ async def test_stitched_transcript_matches_one_shot(
     assert errors / words <= 0.1, f"WER {errors}/{words}\n{detail}"
 
 
-def test_word_errors() -> None:
-    assert word_errors(["a", "b", "c"], ["a", "b", "c"]) == 0
-    assert word_errors(["a", "b", "c"], ["a", "b", "b", "c"]) == 1  # a doubled word
-    assert word_errors(["a", "b", "c"], ["a", "c"]) == 1  # a lost word
-    assert word_errors(["a", "b"], ["x", "y"]) == 2
+def test_word_distance_counts_substitutions_insertions_and_deletions() -> None:
+    assert word_distance(["a", "b", "c"], ["a", "b", "c"]) == 0
+    assert word_distance(["a", "b", "c"], ["a", "b", "b", "c"]) == 1  # a doubled word
+    assert word_distance(["a", "b", "c"], ["a", "c"]) == 1  # a lost word
+    assert word_distance(["a", "b"], ["x", "y"]) == 2

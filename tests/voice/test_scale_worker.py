@@ -190,7 +190,7 @@ def test_a_spoken_session_in_a_job_process_reaches_metrics_and_traces(
             STT_MODEL="tiny.en",
             TTS_BASE_URL=tts_server.base_url,
             HELD_JOB_WAV=str(question_wav),
-            OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
+            OTEL_EXPORTER_OTLP_ENDPOINT=collector.origin,
         )
         _spoken_session_metrics(worker)
         # the job process flushed its spans as it ended: ours and livekit's, one trace

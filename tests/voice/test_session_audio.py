@@ -40,15 +40,37 @@ STT_DOWN_REPLY = "Sorry, my ears are not working right now."
 FAST_FAIL = APIConnectOptions(max_retry=0, retry_interval=0.1, timeout=5)
 
 
-def voice_settings(llm: ScriptedLLMServer, *, stt_url: str, tts_url: str) -> Config:
-    return voice_config(
-        llm,
-        stt_url=stt_url,
-        tts_url=tts_url,
-        agent_greeting=GREETING,
-        agent_stt_error_reply=STT_DOWN_REPLY,
-        builtin_tools=False,
-    )
+@dataclass
+class Peers:
+    """The session's backends, real and on 127.0.0.1, and the question it is asked."""
+
+    llm: ScriptedLLMServer
+    stt: WhisperServer
+    tts: EspeakTTSServer
+    vad: Any
+    question_wav: Path
+
+    def config(self, *, stt_url: str | None = None) -> Config:
+        """The worker's config against these backends (`stt_url`: another STT's)."""
+        return voice_config(
+            self.llm,
+            stt_url=stt_url or self.stt.base_url,
+            tts_url=self.tts.base_url,
+            agent_greeting=GREETING,
+            agent_stt_error_reply=STT_DOWN_REPLY,
+            builtin_tools=False,
+        )
+
+
+@pytest.fixture
+def peers(
+    llm_server: ScriptedLLMServer,
+    whisper_server: WhisperServer,
+    tts_server: EspeakTTSServer,
+    silero_vad: Any,
+    question_wav: Path,
+) -> Peers:
+    return Peers(llm_server, whisper_server, tts_server, silero_vad, question_wav)
 
 
 @dataclass
@@ -83,34 +105,25 @@ async def running_session(config: Config, vad: Any) -> AsyncIterator[Running]:
         gc.collect()
 
 
-async def test_spoken_question_reaches_llm_and_spoken_answer_comes_out(
-    llm_server: ScriptedLLMServer,
-    whisper_server: WhisperServer,
-    tts_server: EspeakTTSServer,
-    silero_vad: Any,
-    question_wav: Path,
-) -> None:
-    llm_server.script(text_reply(ANSWER))
-    settings = voice_settings(
-        llm_server, stt_url=whisper_server.base_url, tts_url=tts_server.base_url
-    )
-    async with running_session(settings, silero_vad) as run:
+async def test_spoken_question_reaches_llm_and_spoken_answer_comes_out(peers: Peers) -> None:
+    peers.llm.script(text_reply(ANSWER))
+    async with running_session(peers.config(), peers.vad) as run:
         greet(run.session, GREETING)
         await until(lambda: len(run.speaker.completed) >= 1, within=20, what="the greeting")
 
-        await run.mic.say(question_wav)
+        await run.mic.say(peers.question_wav)
         await until(lambda: len(run.speaker.completed) >= 2, within=60, what="the spoken answer")
         await until(lambda: run.observer.turn_latencies != [], within=10, what="turn metrics")
 
         # speech detected by the VAD
         assert any(ev.new_state == "speaking" for ev in run.user_states)
         # the Whisper transcript reached the LLM as the user's turn
-        user_turns = [m for m in llm_server.requests[-1].messages if m["role"] == "user"]
+        user_turns = [m for m in peers.llm.requests[-1].messages if m["role"] == "user"]
         heard = str(user_turns[-1]["content"]).lower()
         assert "time" in heard and "tokyo" in heard, heard
         # the greeting, then the LLM's reply, reached the TTS server (the first clause of
         # each in a request of its own: agent/tts_chunks.py)
-        said = " ".join(tts_server.texts)
+        said = " ".join(peers.tts.texts)
         assert said.startswith(GREETING)
         assert ANSWER in said[len(GREETING) :]
         # and came out as audio
@@ -119,7 +132,7 @@ async def test_spoken_question_reaches_llm_and_spoken_answer_comes_out(
         assert not run.closed
 
         speech_end = run.mic.speech_ended_at[-1]
-        reply_request = next(r for r in tts_server.requests if ANSWER.split()[0] in r.text)
+        reply_request = next(r for r in peers.tts.requests if ANSWER.split()[0] in r.text)
         eos_to_tts_request = reply_request.received_at - speech_end
         eos_to_audio = (answer_audio.first_frame_at or 0) - speech_end
         print(
@@ -131,125 +144,97 @@ async def test_spoken_question_reaches_llm_and_spoken_answer_comes_out(
         assert reply_request.received_at > speech_end  # the order; speed is bench's
 
 
-async def test_session_survives_stt_down_and_says_it_cannot_hear(
-    llm_server: ScriptedLLMServer,
-    tts_server: EspeakTTSServer,
-    silero_vad: Any,
-    question_wav: Path,
-) -> None:
+async def test_session_survives_stt_down_and_says_it_cannot_hear(peers: Peers) -> None:
     closed_port_url = f"http://127.0.0.1:{free_port()}/v1"
-    llm_server.script(text_reply(ANSWER))
-    settings = voice_settings(llm_server, stt_url=closed_port_url, tts_url=tts_server.base_url)
-    async with running_session(settings, silero_vad) as run:
-        await run.mic.say(question_wav)
+    peers.llm.script(text_reply(ANSWER))
+    async with running_session(peers.config(stt_url=closed_port_url), peers.vad) as run:
+        await run.mic.say(peers.question_wav)
         await until(
-            lambda: STT_DOWN_REPLY in " ".join(tts_server.texts),
+            lambda: STT_DOWN_REPLY in " ".join(peers.tts.texts),
             within=30,
             what="the STT-down reply",
         )
 
         # still alive: a typed turn is answered and spoken
         run.session.generate_reply(user_input="Are you there?")
-        await until(lambda: ANSWER in " ".join(tts_server.texts), within=20, what="the answer")
+        await until(lambda: ANSWER in " ".join(peers.tts.texts), within=20, what="the answer")
         await until(lambda: len(run.speaker.completed) >= 2, within=20, what="audio")
         assert not run.closed
         assert any(
             m["role"] == "user" and "Are you there?" in str(m["content"])
-            for m in llm_server.requests[-1].messages
+            for m in peers.llm.requests[-1].messages
         )
 
 
-async def test_session_survives_tts_down_and_speaks_again_when_it_returns(
-    llm_server: ScriptedLLMServer,
-    whisper_server: WhisperServer,
-    tts_server: EspeakTTSServer,
-    silero_vad: Any,
-    question_wav: Path,
-) -> None:
-    llm_server.script(text_reply(ANSWER), text_reply("Second answer."))
-    tts_server.fail_with = 503
-    settings = voice_settings(
-        llm_server, stt_url=whisper_server.base_url, tts_url=tts_server.base_url
-    )
-    async with running_session(settings, silero_vad) as run:
+async def test_session_survives_tts_down_and_speaks_again_when_it_returns(peers: Peers) -> None:
+    peers.llm.script(text_reply(ANSWER), text_reply("Second answer."))
+    peers.tts.fail_with = 503
+    async with running_session(peers.config(), peers.vad) as run:
         greet(run.session, GREETING)  # fails: TTS is down
-        await run.mic.say(question_wav)
+        await run.mic.say(peers.question_wav)
         # the turn still went through the LLM, and its reply was attempted on the TTS
-        await until(lambda: len(llm_server.requests) >= 1, within=60, what="the LLM request")
+        await until(lambda: len(peers.llm.requests) >= 1, within=60, what="the LLM request")
         # (its first clause: the request that failed, so the rest was never asked for)
         await until(
-            lambda: any(t and ANSWER.startswith(t) for t in tts_server.texts),
+            lambda: any(t and ANSWER.startswith(t) for t in peers.tts.texts),
             within=30,
             what="a TTS attempt",
         )
         assert run.speaker.completed == []
 
-        tts_server.fail_with = None
+        peers.tts.fail_with = None
         run.session.generate_reply(user_input="And now?")
         await until(lambda: len(run.speaker.completed) >= 1, within=30, what="audio after recovery")
-        assert "Second answer." in tts_server.texts[-1]
+        assert "Second answer." in peers.tts.texts[-1]
         assert not run.closed
 
 
-async def test_speech_fallbacks_take_over_when_the_first_stt_and_tts_are_down(
-    llm_server: ScriptedLLMServer,
-    whisper_server: WhisperServer,
-    tts_server: EspeakTTSServer,
-    silero_vad: Any,
-    question_wav: Path,
-) -> None:
+async def test_speech_fallbacks_take_over_when_the_first_stt_and_tts_are_down(peers: Peers) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    llm_server.script(text_reply(ANSWER))
+    peers.llm.script(text_reply(ANSWER))
     settings = voice_config(
-        llm_server,
+        peers.llm,
         stt_url=dead,
         tts_url=dead,
-        stt_fallbacks=[{"base_url": whisper_server.base_url, "model": "tiny.en"}],
-        tts_fallbacks=[{"base_url": tts_server.base_url, "model": "espeak", "voice": "en"}],
+        stt_fallbacks=[{"base_url": peers.stt.base_url, "model": "tiny.en"}],
+        tts_fallbacks=[{"base_url": peers.tts.base_url, "model": "espeak", "voice": "en"}],
         builtin_tools=False,
     )
-    async with running_session(settings, silero_vad) as run:
+    async with running_session(settings, peers.vad) as run:
         # livekit's STT fallback does not replay the utterance the dead STT lost: the user
         # is asked to repeat, as with a dropped word on a phone line, and then heard
         switched: list[object] = []
         assert run.session.stt is not None
         run.session.stt.on("stt_availability_changed", switched.append)
-        await run.mic.say(question_wav)
+        await run.mic.say(peers.question_wav)
         await until(lambda: bool(switched), within=30, what="the switch to the second STT")
-        await run.mic.say(question_wav)
-        await until(lambda: ANSWER in " ".join(tts_server.texts), within=60, what="the answer")
+        await run.mic.say(peers.question_wav)
+        await until(lambda: ANSWER in " ".join(peers.tts.texts), within=60, what="the answer")
         await until(lambda: len(run.speaker.completed) >= 1, within=30, what="audio")
         # the fallback Whisper heard the question, the fallback TTS spoke the answer
-        heard = str(llm_server.requests[-1].messages[-1]["content"]).lower()
+        heard = str(peers.llm.requests[-1].messages[-1]["content"]).lower()
         assert "tokyo" in heard, heard
         assert run.speaker.completed[-1].duration > 0.5
         assert not run.closed
 
 
 async def test_an_stt_outage_is_reported_again_after_a_recovery_and_a_second_outage(
-    llm_server: ScriptedLLMServer,
-    whisper_server: WhisperServer,
-    tts_server: EspeakTTSServer,
-    silero_vad: Any,
-    question_wav: Path,
+    peers: Peers,
 ) -> None:
-    llm_server.script(text_reply(ANSWER))
-    with SwitchProxy(whisper_server.base_url.removesuffix("/v1")) as stt:
-        settings = voice_settings(
-            llm_server, stt_url=f"{stt.origin}/v1", tts_url=tts_server.base_url
-        )
-        async with running_session(settings, silero_vad) as run:
+    peers.llm.script(text_reply(ANSWER))
+    with SwitchProxy(peers.stt.base_url.removesuffix("/v1")) as stt:
+        async with running_session(peers.config(stt_url=f"{stt.origin}/v1"), peers.vad) as run:
 
             def reported() -> int:
                 # the reply's first clause goes to the TTS in a request of its own
-                return " ".join(tts_server.texts).count(STT_DOWN_REPLY)
+                return " ".join(peers.tts.texts).count(STT_DOWN_REPLY)
 
             def listening() -> bool:
                 return run.session.agent_state == "listening"
 
             # first outage: said once
             stt.up = False
-            await run.mic.say(question_wav)
+            await run.mic.say(peers.question_wav)
             await until(lambda: reported() == 1, within=60, what="the first STT-down reply")
             # the user speaks again once the agent has finished saying so: speech over the
             # agent's would interrupt it, which is not what is tested here
@@ -257,19 +242,19 @@ async def test_an_stt_outage_is_reported_again_after_a_recovery_and_a_second_out
 
             # recovery: the user is heard and answered
             stt.up = True
-            await run.mic.say(question_wav)
-            await until(lambda: ANSWER in " ".join(tts_server.texts), within=60, what="the answer")
+            await run.mic.say(peers.question_wav)
+            await until(lambda: ANSWER in " ".join(peers.tts.texts), within=60, what="the answer")
             await until(listening, within=60, what="the answer to be spoken")
-            heard = [m for m in llm_server.requests[-1].messages if m["role"] == "user"]
+            heard = [m for m in peers.llm.requests[-1].messages if m["role"] == "user"]
             assert "tokyo" in str(heard[-1]["content"]).lower()
 
             # second outage: said again
             stt.up = False
-            await run.mic.say(question_wav)
+            await run.mic.say(peers.question_wav)
             await until(lambda: reported() == 2, within=60, what="the second STT-down reply")
             assert not run.closed
             # the reply about the outage is said, never put into the model's history
-            llm_server.script(text_reply(ANSWER))
+            peers.llm.script(text_reply(ANSWER))
             run.session.generate_reply(user_input="Are you there?")
-            await until(lambda: len(llm_server.requests) >= 2, within=30, what="a typed turn")
-            assert STT_DOWN_REPLY not in str(llm_server.requests[-1].messages)
+            await until(lambda: len(peers.llm.requests) >= 2, within=30, what="a typed turn")
+            assert STT_DOWN_REPLY not in str(peers.llm.requests[-1].messages)

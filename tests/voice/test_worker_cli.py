@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from testing.cli import ROOT, chat_env, run_cli
+from testing.cli import ROOT, chat_env, run_cli, spawn_cli
 from testing.polling import free_port
 from testing.servers.openai_server import ScriptedLLMServer
 
@@ -41,7 +41,6 @@ def test_a_refused_worker_logs_no_token_and_job_processes_log_through_livekit(
     import threading
     import time
 
-    from testing.cli import VOICE_AGENT
     from testing.servers.livekit_server import FakeLiveKitAgentServer
 
     secret = "lk-secret-canary-0123456789"
@@ -55,14 +54,13 @@ def test_a_refused_worker_logs_no_token_and_job_processes_log_through_livekit(
             WORKER_PORT="0",
             STT_BASE_URL="http://agent:stt-pass-canary@127.0.0.1:9/v1",
         )
-        proc = subprocess.Popen(
-            [VOICE_AGENT, "start"],
+        proc = spawn_cli(
+            ["start"],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
+            new_session=True,  # its job processes are stopped with it
         )
         lines: list[str] = []
         assert proc.stdout is not None
