@@ -274,12 +274,12 @@ def _limits(result: LatencyResult) -> str:
     ours, base = "ours", "livekit_default"
     after_commit = p50(ours, "llm_ttft") + p50(ours, "text_tts") + p50(ours, "tts_ttfb")
     return (
-        "What limits it (p50s). Ours: the VAD reports the pause "
-        f"{p50(ours, 'vad'):.0f} ms after the end of speech and the last stretch of speech "
-        f"goes to Whisper then ({p50(ours, 'stt_start'):.0f} ms); Whisper takes "
-        f"{p50(ours, 'stt_request'):.0f} ms (the stretch is sent behind the previous one's "
-        "audio, so it costs about what a whole question costs: without that context tiny.en "
-        'hears "Paris today" alone as "Power is done"). The turn is committed '
+        "What limits it (p50s). Ours: the last stretch of speech goes to Whisper "
+        f"{p50(ours, 'stt_start'):.0f} ms after the end of speech (once the VAD has heard "
+        f"0.2 s of silence), and Whisper takes {p50(ours, 'stt_request'):.0f} ms (the stretch "
+        "is sent behind the previous one's audio, so it costs about what a whole question "
+        'costs: without that context tiny.en hears "Paris today" alone as "Power is '
+        'done"). The turn is committed '
         f"{p50(ours, 'commit'):.0f} ms after the end of speech, as soon as that transcript "
         "is in (the endpointing delay has passed by then), and preemptive generation cannot "
         "start earlier either: the words after the pause are not known before. Then the "
@@ -292,11 +292,10 @@ def _limits(result: LatencyResult) -> str:
         "pause are transcribed, and when the user stops for good the turn ends on them while "
         "the rest is still with Whisper (ours waits for every stretch it has sent, and an "
         'open-ended transcript such as "what is the capital of" never ends a turn). '
-        "Reaching 800 ms on this machine would take a Whisper request under about 250 ms: "
-        "tiny.en with beam search on 2 CPUs shared with everything else takes about 700 ms "
-        "(a GPU, a smaller decoding budget on the STT server, or a streaming STT would). "
-        "The p95s are other work on the shared machine: single Whisper requests of several "
-        "seconds, in both pipelines."
+        f"Reaching 800 ms would take a Whisper request under about "
+        f"{800 - p50(ours, 'stt_start') - after_commit:.0f} ms (800 ms less the pause and "
+        "what follows the commit): tiny.en on these 2 CPUs does not get there (a GPU, or a "
+        "streaming STT, would)."
     )
 
 
