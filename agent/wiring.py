@@ -23,18 +23,17 @@ from livekit.agents import (
 )
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
+from agent.config.resolved import Config
+from agent.config.settings import Settings
+from agent.engine.history import HistoryLimits
+from agent.engine.turns import TurnEngine, TurnOptions
+from agent.tools import McpTools, WebhookToolset, builtin_tools
+from agent.voice.assistant import Assistant
+from agent.voice.pause_stt import listen_on_pauses
+from agent.voice.preemptive import SpeechConfirmationGate
+from agent.voice.tts_chunks import with_first_clause
+from agent.voice.turn_detection import turn_handling
 from providers import OpenAICompatibleProvider, build_stt_chain, build_tts_chain
-
-from .assistant import Assistant
-from .config import Settings
-from .history import HistoryLimits
-from .pause_stt import listen_on_pauses
-from .preemptive import SpeechConfirmationGate
-from .resolved import Config
-from .tools import McpTools, WebhookToolset, builtin_tools
-from .tts_chunks import with_first_clause
-from .turn_detection import turn_handling
-from .turns import TurnEngine, TurnOptions
 
 # livekit closes a session after this many consecutive unrecoverable STT/LLM/TTS errors
 # (default 3). A voice agent whose speech server restarts should outlive the restart, so

@@ -1,6 +1,6 @@
 """The worker side of the capacity benchmark: `voice-agent start` with spoken sessions.
 
-`python -m bench.capacity_worker` builds the worker with `agent.worker.build_server` and
+`python -m bench.capacity_worker` builds the worker with `agent.worker.entrypoint.build_server` and
 runs it with livekit's CLI, so every session is a livekit job in its own job process,
 forked from livekit's forkserver with the silero VAD prewarmed. A job runs the worker's
 own session (`testing.job_session`: metrics included) with a paced microphone and a
@@ -50,7 +50,7 @@ async def spoken_session(ctx: JobContext) -> None:
 
 
 def main() -> int:
-    from agent.cli import run_livekit
+    from agent.commands.cli import run_livekit
 
     return run_livekit("start", sys.argv[1:], session_entrypoint=spoken_session)
 

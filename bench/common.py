@@ -16,8 +16,8 @@ from pathlib import Path
 from livekit.agents import llm
 from livekit.agents.voice import io
 
-from agent.config import DEFAULT_INSTRUCTIONS
-from agent.logging import configure_logging
+from agent.config.settings import DEFAULT_INSTRUCTIONS
+from agent.ops.logging import configure_logging
 from testing.engine import make_engine, make_llm
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,10 +22,10 @@ from typing import Any
 from livekit.agents import Agent, AgentSession, llm
 from livekit.agents.llm import function_tool
 
-from agent.assistant import Assistant
-from agent.config import DEFAULT_INSTRUCTIONS
+from agent.config.settings import DEFAULT_INSTRUCTIONS
+from agent.engine.turns import TurnEngine
 from agent.tools import get_current_time
-from agent.turns import TurnEngine
+from agent.voice.assistant import Assistant
 
 from .common import FirstTextOutput, bench_engine, bench_llm, chat_ctx, settle
 from .server_proc import RemoteLLMServer, ServedRequest

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from livekit.agents import llm
 
+from agent.engine.turns import TurnEngine
 from agent.tools import get_current_time
-from agent.turns import TurnEngine
 from testing.engine import make_engine
 from testing.servers.faults import FaultyBackend
 from testing.servers.openai_server import ScriptedLLMServer

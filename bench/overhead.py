@@ -24,8 +24,8 @@ from typing import Any
 import openai
 from livekit.agents import llm
 
-from agent.logging import get_logger
-from agent.speech_filter import ToolCallTextFilter
+from agent.engine.speech_filter import ToolCallTextFilter
+from agent.ops.logging import get_logger
 from testing.servers.openai_server import text_reply
 
 from .common import REPLY, ROOT, Summary, bench_engine, chat_ctx, settle

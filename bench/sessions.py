@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from livekit.agents import AgentSession
 
-from agent.assistant import Assistant
-from agent.config import DEFAULT_INSTRUCTIONS
+from agent.config.settings import DEFAULT_INSTRUCTIONS
+from agent.voice.assistant import Assistant
 
 from .common import FirstTextOutput, Summary, bench_engine, quiet_logging, run_module
 from .first_text import TOOLS

@@ -17,7 +17,7 @@ from typing import Any
 
 from livekit.agents import llm
 
-from agent.history import HistoryLimits, bound_history
+from agent.engine.history import HistoryLimits, bound_history
 from agent.tools import get_current_time
 from testing.engine import make_engine
 from testing.servers.openai_server import Reply, ScriptedLLMServer, ToolCall, text_reply, tool_reply

@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from agent.assistant import Assistant
-from agent.config import DEFAULT_INSTRUCTIONS
+from agent.config.settings import DEFAULT_INSTRUCTIONS
+from agent.voice.assistant import Assistant
 from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 
 from .common import REPLY, Summary, bench_engine

@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from livekit.agents import llm
 
+from agent.config.tool_files import McpServerSpec
 from agent.tools import McpTools, aclose_tools, get_current_time, setup_tools
-from agent.tools.specs import McpServerSpec
 from testing.servers.mcp_server import SCRIPT, McpHttpServer
 from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 

@@ -2,7 +2,7 @@
 
 Real parts throughout, as in the audio e2e test (`tests/voice/test_session_audio.py`):
 questions spoken by espeak-ng and played in real time (20 ms frames) into the worker's own
-session (`agent.worker.build_session`), the real silero VAD, the real Whisper server
+session (`agent.worker.entrypoint.build_session`), the real silero VAD, the real Whisper server
 (faster-whisper-server, tiny.en, offline), the scripted LLM server (in its own process, as
 in sections 1-4) and the espeak-ng TTS server. The session runs in a child process
 (`bench/voice_session.py`) that plays the job process, so its memory is a job process's
@@ -134,8 +134,8 @@ def _measure(server: RemoteLLMServer, plan: VoicePlan) -> VoiceResult:
         )
     if shutil.which("espeak-ng") is None:
         return VoiceResult(plan, skipped="espeak-ng is not installed (apt-get install espeak-ng)")
-    from agent.config import Settings
-    from agent.turn_detection import vad_min_silence
+    from agent.config.settings import Settings
+    from agent.voice.turn_detection import vad_min_silence
 
     result = VoiceResult(plan)
     # the worker's prewarm loads the VAD with the window its turn detection needs

@@ -31,9 +31,9 @@ from livekit.agents.voice import (
     UserStateChangedEvent,
 )
 
-from agent.pause_stt import PauseTranscriber
-from agent.resolved import Config, load_config
-from agent.turn_detection import load_vad
+from agent.config.resolved import Config, load_config
+from agent.voice.pause_stt import PauseTranscriber
+from agent.voice.turn_detection import load_vad
 from agent.wiring import build_agent, build_llm, build_session
 from providers import build_stt_chain, build_tts_chain
 from testing.audio_io import PacedMicrophone, RecordingSpeaker

@@ -41,7 +41,7 @@ def _stages(v: VoiceResult) -> list[str]:
         f"{p.turns} spoken turn{'s' if p.turns != 1 else ''}"
         + (f" (after {p.warmup} for warm-up)" if p.warmup else "")
         + " through the worker's own "
-        "session (`agent.worker.build_session`, `build_agent`, `SessionObserver`), run in a "
+        "session (`build_session`, `build_agent`, `SessionObserver`), run in a "
         "process of its own that plays the job process: questions spoken by espeak-ng and "
         "played in real time in 20 ms frames (the e2e test's `PacedMicrophone`), the real "
         f"silero VAD (end of speech after {v.vad_silence_s * 1000:.0f} ms of silence), "
@@ -144,9 +144,9 @@ def _memory(v: VoiceResult) -> list[str]:
         "CPU, livekit's default for `start`): livekit starts that pool before it first "
         "connects, so the tree is what an idle worker holds, without the websocket. Job "
         "processes are forked from livekit's forkserver, which imported the plugins and "
-        "`agent.worker`, so most of their pages are shared copy-on-write: RSS counts those "
-        "in every process, PSS (from /proc/PID/smaps_rollup) splits them, and the PSS of "
-        "the tree adds up to what it costs the machine.",
+        "`agent.worker.entrypoint`, so most of their pages are shared copy-on-write: RSS "
+        "counts those in every process, PSS (from /proc/PID/smaps_rollup) splits them, and the "
+        "PSS of the tree adds up to what it costs the machine.",
         "",
         table(
             ["process", "RSS MB", "PSS MB"],

@@ -29,10 +29,10 @@ from livekit.agents.voice import (
     UserStateChangedEvent,
 )
 
-from agent.observer import SessionObserver
-from agent.turn_detection import load_vad
+from agent.voice.observer import SessionObserver
+from agent.voice.turn_detection import load_vad
 from agent.wiring import build_agent, build_llm, build_session
-from agent.worker import greet
+from agent.worker.entrypoint import greet
 from testing.audio_io import PacedMicrophone, RecordingSpeaker
 from testing.engine import voice_config
 from testing.polling import until

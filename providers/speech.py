@@ -3,7 +3,7 @@
 Every backend here speaks OpenAI's audio API (`/audio/transcriptions`, `/audio/speech`), so
 one plugin class serves them all; a preset only says where the server usually is, which
 model and voice it ships with, and where its key lives. Like the LLM presets, this module
-never reads the environment: `agent.config` hands it typed options.
+never reads the environment: `agent.config.settings` hands it typed options.
 """
 
 from __future__ import annotations

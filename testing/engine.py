@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.resolved import Config, load_config
-from agent.turns import TurnEngine, TurnOptions
+from agent.config.resolved import Config, load_config
+from agent.engine.turns import TurnEngine, TurnOptions
 from providers import OpenAICompatibleProvider, ProviderOptions
 from testing.servers.openai_server import ScriptedLLMServer
 

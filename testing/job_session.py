@@ -1,9 +1,10 @@
 """The worker's own session in a livekit job, with no LiveKit room to hear or speak in.
 
 A job started by livekit's CLI (the worker as `voice-agent start` runs it) builds the
-session as `agent.worker` does (`build_session`, `build_agent`, `observe_session`: metrics
-included), with the paced microphone and the recording speaker in place of the room. The
-held-jobs worker of the tests and the capacity benchmark's worker both run their jobs so.
+session as `agent.worker.entrypoint` does (`build_session`, `build_agent`,
+`observe_session`: metrics included), with the paced microphone and the recording speaker in
+place of the room. The held-jobs worker of the tests and the capacity benchmark's worker
+both run their jobs so.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from livekit.agents import JobContext, llm
 from livekit.agents.voice import AgentSession, ConversationItemAddedEvent
 
-from agent.resolved import Config
+from agent.config.resolved import Config
 
 from .audio_io import PacedMicrophone, RecordingSpeaker
 from .polling import until
@@ -42,8 +43,8 @@ class JobSession:
 async def start_job_session(ctx: JobContext) -> JobSession:
     """The session of the job `ctx`, started; the caller closes it."""
     # imported in the job process: the worker process that forks it has no need of them
-    from agent.observability import observe_session
     from agent.wiring import build_agent, build_llm, build_session
+    from agent.worker.observability import observe_session
 
     config: Config = ctx.proc.userdata["config"]
     session = build_session(config, vad=ctx.proc.userdata["vad"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from livekit.agents import AgentSession, llm
 
-from agent.assistant import Assistant
 from agent.tools import get_current_time
+from agent.voice.assistant import Assistant
 from testing.engine import APOLOGY, make_engine
 from testing.servers.openai_server import (
     Reply,

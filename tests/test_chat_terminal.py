@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from agent.oneline import OneLine
+from agent.commands.oneline import OneLine
 from testing.cli import ROOT, VOICE_AGENT, chat_env, run_cli
 from testing.servers.openai_server import ScriptedLLMServer, text_reply
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError
-from agent.resolved import load_config
+from agent.config.resolved import load_config
+from agent.config.settings import ConfigError
 from testing.cli import chat_env, run_cli
 
 _OUR_PREFIXES = (

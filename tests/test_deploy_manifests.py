@@ -11,8 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from agent import metrics
-from agent.config import Settings
+from agent.config.settings import Settings
+from agent.ops import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Settings, load_settings
+from agent.config.settings import Settings, load_settings
 from testing.cli import ROOT, chat_env, run_cli
 from testing.servers.openai_server import ScriptedLLMServer, text_reply
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from livekit.agents import llm
 
-from agent.resolved import load_config
+from agent.config.resolved import load_config
+from agent.engine.turns import TurnEngine
 from agent.tools import get_current_time
-from agent.turns import TurnEngine
 from agent.wiring import build_engine, build_llm
 from providers import BackendCoolingDown, Cooldown
 from testing.cli import chat_env, chat_ok, run_cli

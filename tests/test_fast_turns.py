@@ -17,12 +17,13 @@ from livekit.agents.vad import VADEvent, VADEventType
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.agent_activity import _SpeechHandleContextVar
 
-from agent.pause_stt import Segmenter, words_after
-from agent.preemptive import SpeechConfirmationGate, mark_read_only
+from agent.engine.turns import TurnEngine
 from agent.tools import get_current_time
-from agent.tts_chunks import ClauseFirstTokenizer, first_chunk_end
-from agent.turn_detection import TranscriptTurnDetector, transcript_is_open
-from agent.turns import TurnEngine
+from agent.tools.read_only import mark_read_only
+from agent.voice.pause_stt import Segmenter, words_after
+from agent.voice.preemptive import SpeechConfirmationGate
+from agent.voice.tts_chunks import ClauseFirstTokenizer, first_chunk_end
+from agent.voice.turn_detection import TranscriptTurnDetector, transcript_is_open
 from testing.engine import make_engine
 from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 

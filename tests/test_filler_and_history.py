@@ -10,9 +10,9 @@ import pytest
 from livekit.agents import AgentSession, llm
 from livekit.agents.llm import function_tool
 
-from agent.assistant import Assistant
-from agent.history import HistoryLimits, bound_history
-from agent.turns import Turn
+from agent.engine.history import HistoryLimits, bound_history
+from agent.engine.turns import Turn
+from agent.voice.assistant import Assistant
 from testing.cli import chat_env, run_cli
 from testing.engine import make_engine
 from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply

@@ -105,7 +105,7 @@ def test_every_help_works_without_configuration(
 
 
 def test_console_without_an_audio_device_says_so_in_one_line(llm_server: ScriptedLLMServer) -> None:
-    from agent.preflight import audio_device_problem
+    from agent.commands.preflight import audio_device_problem
 
     if audio_device_problem() is None:
         pytest.skip("this machine has audio devices")

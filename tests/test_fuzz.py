@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from livekit.agents import llm
 
-from agent.config import ConfigError
-from agent.resolved import load_config
+from agent.config.resolved import load_config
+from agent.config.settings import ConfigError
 from agent.tools import get_current_time
 from testing.engine import make_engine
 from testing.servers.openai_server import Finish, Raw, Reply, ScriptedLLMServer, Text

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from livekit.agents import llm
 
-from agent.config import ConfigError
-from agent.preemptive import is_read_only
-from agent.resolved import Config, load_config
+from agent.config.resolved import Config, load_config
+from agent.config.settings import ConfigError
+from agent.config.tool_files import McpServerSpec
 from agent.tools import McpTools, aclose_tools, setup_tools
-from agent.tools.specs import McpServerSpec
+from agent.tools.read_only import is_read_only
 from agent.wiring import build_tools
 from testing.cli import chat_env, chat_ok
 from testing.engine import make_engine, settings_for

@@ -9,7 +9,7 @@ from livekit.agents import llm
 from livekit.agents.llm import function_tool
 from prometheus_client import REGISTRY
 
-from agent.metrics import backend_label, record_turn
+from agent.ops.metrics import backend_label, record_turn
 from testing.engine import APOLOGY, make_engine
 from testing.servers.openai_server import (
     Reply,

@@ -8,7 +8,7 @@ import logging
 import pytest
 from livekit.agents import llm
 
-from agent.logging import configure_logging, register_secrets
+from agent.ops.logging import configure_logging, register_secrets
 from agent.tools import get_current_time
 from providers import (
     NOT_STREAMED,
@@ -217,7 +217,7 @@ async def test_registered_secrets_are_redacted_from_every_log_line(
     configure_logging(level="debug", fmt="json")
     register_secrets(["sk-redact-me-999"])
     logging.getLogger("livekit.agents").warning("bad key sk-redact-me-999 in %s", "header")
-    from agent.logging import get_logger
+    from agent.ops.logging import get_logger
 
     get_logger("test").error("failed", detail={"auth": "Bearer sk-redact-me-999"})
     err = capsys.readouterr().err

@@ -8,9 +8,9 @@ import asyncio
 import pytest
 from livekit.agents import llm
 
+from agent.config.tool_files import McpServerSpec
+from agent.engine.turns import TurnEngine
 from agent.tools import McpTools
-from agent.tools.specs import McpServerSpec
-from agent.turns import TurnEngine
 from testing.engine import APOLOGY, FALLBACK, make_engine
 from testing.servers.mcp_server import McpHttpServer
 from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply

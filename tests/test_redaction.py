@@ -11,7 +11,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from agent.logging import (
+from agent.ops.logging import (
     configure_job_process_logging,
     configure_logging,
     get_logger,

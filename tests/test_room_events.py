@@ -7,9 +7,9 @@ import json
 
 from livekit.agents import AgentSession, function_tool
 
-from agent.assistant import Assistant
-from agent.room_events import EVENTS_TOPIC, RoomEvents, room_sender
 from agent.tools import get_current_time
+from agent.voice.assistant import Assistant
+from agent.voice.room_events import EVENTS_TOPIC, RoomEvents, room_sender
 from testing.engine import make_engine
 from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 

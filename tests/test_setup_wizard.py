@@ -17,7 +17,7 @@ from dotenv import dotenv_values
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agent.setup.envfile import render
+from agent.commands.setup.envfile import render
 from providers.discovery import KnownPort, candidates, discover
 from testing.cli import VOICE_AGENT, chat_env, run_cli
 from testing.polling import free_port

@@ -30,8 +30,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from livekit import api
 
-from agent.room_events import EVENTS_TOPIC, RoomEvents
-from agent.talk import TalkOptions, build_app, url_for_browser
+from agent.commands.talk import TalkOptions, build_app, url_for_browser
+from agent.voice.room_events import EVENTS_TOPIC, RoomEvents
 from testing.cli import chat_env, spawn_cli
 from testing.polling import free_port
 

@@ -12,7 +12,7 @@ from livekit.agents.telemetry import tracer
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.trace import NoOpTracerProvider
 
-from agent.tracing import configure_tracing, record_turn_spans
+from agent.ops.tracing import configure_tracing, record_turn_spans
 from testing.engine import make_engine
 from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 from testing.servers.otlp_receiver import OtlpReceiver

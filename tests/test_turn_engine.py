@@ -10,8 +10,8 @@ import pytest
 from livekit.agents import llm
 from livekit.agents.llm import ToolError, function_tool
 
+from agent.engine.turns import Turn, TurnEngine
 from agent.tools import get_current_time
-from agent.turns import Turn, TurnEngine
 from testing.engine import APOLOGY, FALLBACK, make_engine
 from testing.polling import until
 from testing.servers.openai_server import (

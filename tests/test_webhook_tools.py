@@ -15,12 +15,12 @@ import yaml
 from aiohttp import web
 from livekit.agents import llm
 
-from agent.chat import run_chat
-from agent.config import ConfigError
-from agent.preemptive import is_read_only
-from agent.resolved import Config, load_config
+from agent.commands.chat import run_chat
+from agent.config.resolved import Config, load_config
+from agent.config.settings import ConfigError
+from agent.config.tool_files import WebhookSpec
 from agent.tools import WebhookToolset, aclose_tools
-from agent.tools.specs import WebhookSpec
+from agent.tools.read_only import is_read_only
 from agent.wiring import build_tools
 from testing.engine import make_engine, settings_for
 from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply

@@ -140,8 +140,8 @@ async def test_more_routes_share_worker_port_and_readiness_follows_the_report() 
     import aiohttp
     from aiohttp import web
 
-    from agent.connection import ConnectionState
-    from agent.health import HealthServer, WorkerReport, bind_worker_port
+    from agent.worker.connection import ConnectionState
+    from agent.worker.health import HealthServer, WorkerReport, bind_worker_port
 
     report = WorkerReport(
         state=ConnectionState.REGISTERED,

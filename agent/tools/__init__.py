@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from livekit.agents import llm
 
-from .builtin import builtin_tools, get_current_time
-from .mcp import McpTools
-from .webhooks import WebhookToolset
+from agent.tools.builtin import builtin_tools, get_current_time
+from agent.tools.mcp import McpTools
+from agent.tools.webhooks import WebhookToolset
 
 __all__ = [
     "McpTools",

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from livekit.agents import llm
 from livekit.agents.llm import ToolError, function_tool
 
-from ..preemptive import mark_read_only
+from agent.tools.read_only import mark_read_only
 
 
 @mark_read_only

@@ -35,10 +35,10 @@ from livekit.agents.llm.mcp import (
     MCPToolset,
 )
 
-from ..logging import get_logger, redact, shorten
-from ..preemptive import mark_read_only
-from .results import as_text, clip
-from .specs import McpServerSpec
+from agent.config.tool_files import McpServerSpec
+from agent.ops.logging import get_logger, redact, shorten
+from agent.tools.read_only import mark_read_only
+from agent.tools.results import as_text, clip
 
 # livekit's tool wrappers are generic over the wrapped function's signature
 _RawTool = llm.RawFunctionTool[..., Any]

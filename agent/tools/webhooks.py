@@ -17,10 +17,10 @@ import jsonschema
 from livekit.agents import llm
 from livekit.agents.llm import ToolError, function_tool
 
-from ..logging import get_logger, redact
-from ..preemptive import mark_read_only
-from .results import as_text, clip
-from .specs import WebhookSpec
+from agent.config.tool_files import WebhookSpec
+from agent.ops.logging import get_logger, redact
+from agent.tools.read_only import mark_read_only
+from agent.tools.results import as_text, clip
 
 # livekit's tool wrappers are generic over the wrapped function's signature
 _RawTool = llm.RawFunctionTool[..., Any]

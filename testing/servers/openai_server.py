@@ -371,17 +371,20 @@ class ScriptedLLMServer(ThreadedServer):
         if calls:
             message["tool_calls"] = calls
         record.finished_at = time.perf_counter()
-        return web.json_response(
-            content_type=reply.content_type or "application/json",
-            data={
-                "id": f"chatcmpl-{next(self._ids)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": self.model,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            },
-        )
+        body = _completion(f"chatcmpl-{next(self._ids)}", self.model, message, finish)
+        return web.json_response(content_type=reply.content_type or "application/json", data=body)
+
+
+def _completion(id: str, model: str, message: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    """A whole (non-streamed) chat completion with one choice."""
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
 
 
 def _word_chunks(text: str, words: int) -> Iterator[str]:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from agent.config import Settings
+from agent.config.settings import Settings
 from testing.polling import free_port
 from testing.servers.threaded import ThreadedServer
 from tests.container.engine import ROOT

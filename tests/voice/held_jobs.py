@@ -1,8 +1,8 @@
 """The voice worker, run by livekit's CLI like `voice-agent start`, with sessions a test
 can hold open and speak into, since no LiveKit room exists here.
 
-`python -m tests.voice.held_jobs` builds the worker with `agent.worker.build_server` and
-runs it through `agent.cli.run_worker` (livekit's CLI: registration, job processes,
+`python -m tests.voice.held_jobs` builds the worker with `agent.worker.entrypoint.build_server` and
+runs it through `agent.commands.cli.run_worker` (livekit's CLI: registration, job processes,
 SIGTERM drain). Each job runs a real session of ours (`testing.job_session`: the paced
 microphone and the recording speaker instead of a room); it says `HELD_JOB_WAV` if set,
 stays open for `HELD_JOB_SECONDS`, then ends. It writes `<job id>.started` /
@@ -36,7 +36,7 @@ async def held_session(ctx: JobContext) -> None:
 
 
 def main() -> int:
-    from agent.cli import run_livekit
+    from agent.commands.cli import run_livekit
 
     return run_livekit("start", sys.argv[1:], session_entrypoint=held_session)
 

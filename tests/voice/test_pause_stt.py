@@ -16,8 +16,8 @@ import pytest
 from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
 
-from agent.config import MODEL_MIN_SILENCE
-from agent.pause_stt import PauseTranscriber, word_distance
+from agent.config.settings import MODEL_MIN_SILENCE
+from agent.voice.pause_stt import PauseTranscriber, word_distance
 from providers import STTOptions, build_stt
 from testing.audio_io import FRAME_MS, PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav
 from testing.servers.whisper_server import WhisperServer

@@ -19,10 +19,10 @@ import pytest
 from livekit.agents import AgentSession, APIConnectOptions
 from livekit.agents.voice import CloseEvent, UserStateChangedEvent
 
-from agent.observer import SessionObserver
-from agent.resolved import Config
+from agent.config.resolved import Config
+from agent.voice.observer import SessionObserver
 from agent.wiring import build_agent, build_llm, build_session
-from agent.worker import greet
+from agent.worker.entrypoint import greet
 from testing.audio_io import PacedMicrophone, RecordingSpeaker
 from testing.engine import voice_config
 from testing.polling import free_port, until

@@ -1,0 +1,1 @@
+"""Operations: structured logs with redaction, Prometheus metrics and OpenTelemetry traces."""

@@ -1,0 +1,195 @@
+"""How a spoken turn ends: the VAD, end-of-turn detection, endpointing, preemptive generation.
+
+`TURN_DETECTION` picks one of three:
+- `transcript` (default): the STT runs at each pause (agent/pause_stt.py, VAD window 0.2 s),
+  so the words before a pause are known while the user is still pausing. A transcript that
+  cannot be a whole turn ("what is the capital of", or Whisper's "capital on-") makes
+  livekit wait up to the maximum endpointing delay for more speech; otherwise the turn ends
+  after the minimum delay. This uses livekit's text end-of-turn hook (`_TurnDetector`).
+- `model`: livekit's own end-of-turn audio model (`turn-detector-v1-mini`,
+  `livekit.agents.inference.TurnDetector`). Its weights ship inside the
+  `livekit-local-inference` wheel livekit-agents depends on; it runs in-process on the CPU
+  (30-80 ms a prediction on 1.2 s of audio), nothing is downloaded. livekit asks it once,
+  after 0.2 s of silence (VAD window 0.25 s, its minimum). On espeak-ng speech it cannot
+  tell a pause from an end at that point (both score 0.1-0.3 against its 0.36 threshold for
+  English; they only part after 0.5 s of silence), so on the bench every turn waits for
+  the maximum delay; with natural speech it hears the intonation it was trained on.
+- `vad`: silence alone (silero's 0.55 s window, then the endpointing delay).
+
+Preemptive generation is livekit's: the reply starts on the transcript before the end of
+the turn is confirmed, and is spoken only once it is (`agent/preemptive.py` keeps tools
+with side effects from running on such a guess).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from livekit.agents import llm
+from livekit.agents.voice.turn import TurnDetectionMode, TurnHandlingOptions
+
+from agent.config.settings import MODEL_MIN_SILENCE, Settings
+from agent.voice.pause_stt import PauseTranscriber
+
+if TYPE_CHECKING:
+    from livekit.agents.vad import VAD
+
+SILERO_DEFAULT_SILENCE = 0.55
+"""silero's own `min_silence_duration` (what `VAD.load()` uses when given nothing)."""
+SETTLE_TIMEOUT = 15.0
+"""The longest the end of a turn waits for transcripts still being made."""
+SETTLE_GRACE = 1.0
+"""After those arrive, how long livekit has to take the newest in (and ask again)."""
+TRANSCRIPT_SILENCE = 0.2
+"""With `transcript`, a pause this long sends the speech before it to the STT; the
+endpointing delay (from the end of speech) still keeps a turn from ending sooner."""
+
+
+def vad_min_silence(settings: Settings) -> float:
+    if settings.vad_min_silence is not None:
+        return settings.vad_min_silence
+    return {
+        "vad": SILERO_DEFAULT_SILENCE,
+        "model": MODEL_MIN_SILENCE,
+        "transcript": TRANSCRIPT_SILENCE,
+    }[settings.turn_detection]
+
+
+def load_vad(settings: Settings) -> VAD:
+    """The silero VAD with the silence window the turn detection needs (the ONNX model
+    ships inside the plugin wheel: nothing is downloaded)."""
+    from livekit.plugins import silero
+
+    return silero.VAD.load(min_silence_duration=vad_min_silence(settings))
+
+
+def prewarm_turn_detection(settings: Settings) -> None:
+    """Load the end-of-turn model once per job process, before the first session."""
+    if settings.turn_detection == "model":
+        from livekit.local_inference import init_eot
+
+        init_eot()
+
+
+# words an English sentence does not end on: articles, prepositions, conjunctions,
+# possessives, auxiliaries ("Who wrote the", "What is the capital of", "Can you tell me a")
+_OPEN_ENDED_WORDS = (
+    "a an the of in on at to for from with by about into onto over under than as "
+    "and or but nor so because if when while although that which who whose where "
+    "my your his her its our their this these those some any every no "
+    "is are was were be been am do does did have has had can could would should "
+    "will shall may might must i we you they he she it's let's please just very more most"
+)
+_OPEN_ENDED = frozenset(_OPEN_ENDED_WORDS.split())
+_TRAILING_PUNCT = ".,!?;:\"'”’)"
+
+
+def transcript_is_open(text: str) -> bool:
+    """True when the transcript so far cannot be a whole turn: it ends on a word no
+    sentence ends on, or Whisper marked it cut off ("...", "on-", a trailing comma)."""
+    text = text.strip()
+    if not text:
+        return True
+    if text.endswith(("...", "…", "-", "—", ",", ":", ";")):
+        return True
+    last = text.split()[-1].strip(_TRAILING_PUNCT).lower()
+    return last in _OPEN_ENDED
+
+
+class TranscriptTurnDetector:
+    """livekit's text end-of-turn hook (`_TurnDetector`): asked once the transcript of the
+    speech before a pause is in (the STT runs at each pause), it says the user is only
+    pausing when that transcript cannot be a whole turn; livekit then waits up to the
+    maximum endpointing delay for more speech instead of the minimum.
+
+    livekit asks when the VAD reports the end of speech, with the transcript it has; the
+    last segment's may still be on its way (a slow STT). `settled` waits for it: then the
+    answer is "not yet", and livekit asks again when that transcript arrives, so a turn
+    never ends on the words before the pause while the words after it are being heard.
+    """
+
+    def __init__(self, settled: Callable[[], Awaitable[bool]] | None = None) -> None:
+        self._settled = settled
+
+    @property
+    def model(self) -> str:
+        return "transcript-open-end"
+
+    @property
+    def provider(self) -> str:
+        return "voice-agent"
+
+    async def unlikely_threshold(self, language: object) -> float | None:
+        return 0.5
+
+    async def supports_language(self, language: object) -> bool:
+        return True
+
+    async def predict_end_of_turn(
+        self,
+        chat_ctx: llm.ChatContext,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - livekit's signature
+    ) -> float:
+        if self._settled is not None:
+            try:
+                async with asyncio.timeout(SETTLE_TIMEOUT):
+                    if await self._settled():
+                        # a newer transcript is on its way: livekit asks again when it has
+                        # it, cancelling this question; until then (the wait may have used
+                        # up the endpointing delay) this answer must not end the turn
+                        await asyncio.sleep(SETTLE_GRACE)
+                        return 0.0
+            except TimeoutError:
+                pass  # the STT is stuck: judge the words there are
+        user = next(
+            (
+                m
+                for m in reversed(chat_ctx.items)
+                if isinstance(m, llm.ChatMessage) and m.role == "user"
+            ),
+            None,
+        )
+        return 0.0 if transcript_is_open((user and user.text_content) or "") else 1.0
+
+
+def turn_detector(settings: Settings, stt_engine: object = None) -> TurnDetectionMode:
+    if settings.turn_detection == "vad":
+        return "vad"
+    if settings.turn_detection == "transcript":
+        settled = stt_engine.settled if isinstance(stt_engine, PauseTranscriber) else None
+        return TranscriptTurnDetector(settled)
+    from livekit.agents.inference import TurnDetector
+
+    # "v1-mini" is the local model; "v1" would be LiveKit Cloud's
+    return TurnDetector(version="v1-mini")
+
+
+def turn_handling(settings: Settings, *, stt_engine: object = None) -> TurnHandlingOptions:
+    """`stt_engine`: the session's STT (with `transcript`, the end of the turn waits for
+    the transcripts a `PauseTranscriber` is still working on)."""
+    return {
+        "turn_detection": turn_detector(settings, stt_engine),
+        # livekit starts llm_node on the transcript before the end of the turn is
+        # confirmed and speaks it only once it is; our llm_node runs tools, so it holds
+        # back every tool that is not read-only until then (agent/preemptive.py)
+        "preemptive_generation": {
+            "enabled": settings.preemptive_generation,
+            # the reply's first audio is synthesized while the turn is being confirmed;
+            # it is played only once it is, and thrown away if the user goes on
+            "preemptive_tts": settings.preemptive_generation,
+        },
+        "endpointing": {
+            "mode": "fixed",
+            "min_delay": settings.endpointing_min_delay,
+            "max_delay": settings.endpointing_max_delay,
+        },
+        "interruption": {
+            "enabled": settings.allow_interruptions,
+            # "adaptive" needs LiveKit Cloud inference; VAD-based barge-in runs anywhere
+            "mode": "vad",
+            "min_duration": settings.min_interruption_duration,
+        },
+    }

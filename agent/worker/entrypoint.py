@@ -1,0 +1,141 @@
+"""The LiveKit worker: an `AgentServer` whose sessions run VAD → STT → turn engine → TTS.
+
+The server process validates the configuration once; each job process (forked by
+livekit) loads the silero VAD once in `prewarm` and then serves sessions. A session
+never ends because a backend failed: the turn engine apologises for the LLM, the
+`SessionObserver` speaks up when speech recognition fails, and the session's error
+tolerance is raised so that livekit keeps recreating the STT/TTS streams instead of
+closing the room.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from livekit.agents import AgentSession, JobContext, JobProcess
+
+from agent.config.resolved import Config, load_config
+from agent.config.settings import Settings
+from agent.ops.logging import (
+    bind_context,
+    configure_job_process_logging,
+    configure_logging,
+    get_logger,
+    register_secrets,
+)
+from agent.voice.observer import SessionObserver
+from agent.voice.room_events import RoomEvents, room_sender
+from agent.voice.turn_detection import load_vad, prewarm_turn_detection
+from agent.wiring import build_agent, build_llm, build_session
+from agent.worker.observability import (
+    SessionLoad,
+    metrics_dir,
+    metrics_handler,
+    observe_session,
+    prepare_process,
+)
+from agent.worker.server import VoiceAgentServer
+
+log = get_logger("agent.worker.entrypoint")
+
+
+# --- the session ------------------------------------------------------------------
+
+
+def greet(session: AgentSession[Any], greeting: str) -> None:
+    """Say the configured greeting (a fixed line: no LLM round trip before the first word)."""
+    if greeting.strip():
+        session.say(greeting, allow_interruptions=True)
+
+
+# --- the worker ---------------------------------------------------------------------
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Runs once per job process, before it takes sessions."""
+    config = _config_for_process()
+    # the VAD's ONNX model ships inside the plugin wheel: nothing is downloaded here
+    proc.userdata["vad"] = load_vad(config.settings)
+    prewarm_turn_detection(config.settings)
+    proc.userdata["config"] = config
+    prepare_process(config.settings)
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    config: Config = ctx.proc.userdata.get("config") or _config_for_process()
+    settings = config.settings
+    vad_model = ctx.proc.userdata.get("vad")
+    if vad_model is None:  # prewarm skipped (e.g. a thread executor): load it now
+        vad_model = load_vad(settings)
+    with bind_context(session_id=uuid.uuid4().hex[:12], room=ctx.room.name):
+        session = build_session(config, vad=vad_model)
+        SessionObserver(session, stt_error_reply=settings.agent_stt_error_reply)
+        log.info(
+            "session starting",
+            stt=config.backends.stt_backends[0].options.base_url,
+            tts=config.backends.tts_backends[0].options.base_url,
+        )
+        # livekit closes the session's speech clients; the LLM client is ours to close
+        turn_llm = build_llm(config)
+        ctx.add_shutdown_callback(turn_llm.aclose)
+        agent = build_agent(config, turn_llm=turn_llm)
+        # tool status and turn latency for the talk page (and any client), on a data topic
+        events = RoomEvents(room_sender(ctx.room))
+        agent.engine.tool_listener = events
+        events.attach(session)
+        ctx.add_shutdown_callback(events.aclose)
+        observe_session(
+            session,
+            agent.engine,
+            settings=settings,
+            add_shutdown_callback=ctx.add_shutdown_callback,
+        )
+        await session.start(agent=agent, room=ctx.room)
+        greet(session, settings.agent_greeting)
+
+
+def build_server(
+    settings: Settings,
+    *,
+    health_socket: socket.socket | None = None,
+    session_entrypoint: Callable[[JobContext], Awaitable[None]] | None = None,
+) -> VoiceAgentServer:
+    server = VoiceAgentServer(
+        health_socket=health_socket,
+        configure_logs=lambda: configure_logging(level=settings.log_level, fmt=settings.log_format),
+        agent_name=settings.livekit_agent_name,
+        ws_url=settings.livekit_url,
+        api_key=settings.livekit_api_key,
+        api_secret=settings.livekit_api_secret.get_secret_value(),
+        max_retry=settings.worker_connect_retries,
+        drain_timeout=settings.worker_drain_timeout,
+        load_fnc=SessionLoad(settings.max_sessions),
+        load_threshold=settings.load_threshold,
+        prometheus_multiproc_dir=metrics_dir(settings),
+        setup_fnc=prewarm,
+        # imported once in livekit's forkserver, so each job process starts warm
+        preload_modules=["livekit.plugins.silero", "agent.worker.entrypoint"],
+    )
+
+    # /metrics beside /live, /ready and /worker on WORKER_PORT
+    server.health_routes["/metrics"] = metrics_handler
+    server.rtc_session(session_entrypoint or entrypoint, agent_name=settings.livekit_agent_name)
+    return server
+
+
+def _config_for_process() -> Config:
+    # job processes are forked from livekit's forkserver, not from our CLI: they read the
+    # (already validated) environment again and set up their own logging and redaction
+    config = load_config()
+    register_secrets(config.secrets())
+    # livekit's handler ships this process's records to the worker's (ours): keep it
+    configure_job_process_logging(level=config.settings.log_level)
+    log.info(
+        "job process ready",
+        stt=config.backends.stt_backends[0].options.base_url,
+        tts=config.backends.tts_backends[0].options.base_url,
+    )
+    return config

@@ -1,0 +1,91 @@
+"""The worker's side of metrics, traces and load: what the entrypoint calls, in one place.
+
+- In the main process: the load livekit reports to LiveKit (active sessions over
+  `MAX_SESSIONS`), the directory job processes leave their metrics in, and `/metrics` on
+  the worker's own HTTP port.
+- In each job process: tracing set up once (`prepare_process`), and each session's
+  metrics and turn spans hooked up (`observe_session`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+from livekit.agents import AgentServer, AgentSession
+from livekit.agents.telemetry import http_server as telemetry_http
+
+from agent.config.settings import Settings
+from agent.engine.turns import TurnEngine
+from agent.ops.metrics import SessionMetrics, mark_process_dead
+from agent.ops.tracing import configure_tracing, flush_traces, record_turn_spans
+
+
+class SessionLoad:
+    """livekit's `load_fnc`: the share of `max_sessions` in use.
+
+    livekit's default is the machine's CPU, which says little about long voice calls
+    that idle between turns; sessions are what a worker runs out of."""
+
+    def __init__(self, max_sessions: int) -> None:
+        self.max_sessions = max_sessions
+
+    def __call__(self, server: AgentServer) -> float:
+        return len(server.active_jobs) / self.max_sessions
+
+
+def metrics_dir(settings: Settings) -> str:
+    """Where job processes write their metrics; livekit empties it at start and sets
+    `PROMETHEUS_MULTIPROC_DIR` for the job processes it forks.
+
+    Unset, a temporary directory that the worker removes when it exits (each start would
+    otherwise leave one in /tmp)."""
+    if settings.prometheus_multiproc_dir is not None:
+        return str(settings.prometheus_multiproc_dir)
+    path = tempfile.mkdtemp(prefix="voice-agent-metrics-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
+    """`GET /metrics`: every process's metrics, joined by livekit's own handler (the
+    multiprocess collector over `PROMETHEUS_MULTIPROC_DIR`)."""
+    return await telemetry_http.metrics(request)
+
+
+ShutdownCallback = Callable[[], Coroutine[Any, Any, None]]
+
+
+def prepare_process(settings: Settings) -> None:
+    """Once per job process: traces go to the OTLP endpoint, if one is set."""
+    configure_tracing(settings.otel_exporter_otlp_endpoint)
+
+
+def observe_session(
+    session: AgentSession[Any],
+    engine: TurnEngine,
+    *,
+    settings: Settings,
+    add_shutdown_callback: Callable[[ShutdownCallback], None],
+) -> SessionMetrics:
+    observed = SessionMetrics(session, engine)
+    if settings.otel_exporter_otlp_endpoint:
+        engine.on_turn_finished.append(record_turn_spans)
+
+    async def _job_ended() -> None:
+        observed.close()
+        if settings.otel_exporter_otlp_endpoint:
+            # off the loop: the exporter blocks on HTTP
+            await asyncio.to_thread(flush_traces)
+        # livekit exported PROMETHEUS_MULTIPROC_DIR before forking this process
+        if settings.prometheus_multiproc_dir is not None:
+            mark_process_dead(str(settings.prometheus_multiproc_dir), os.getpid())
+
+    add_shutdown_callback(_job_ended)
+    return observed
