@@ -176,17 +176,17 @@ def breakdown(ctx: llm.ChatContext, *, iterations: int) -> list[BreakdownRow]:
         ),
         BreakdownRow(
             "turn set-up (context copy, ToolContext, flatten)",
-            "agent/turns.py Turn.__init__",
+            "agent/engine/turns.py Turn.__init__",
             _cpu_ms(lambda: llm.ToolContext(list(TOOLS)).flatten() and ctx.copy(), iterations),
         ),
         BreakdownRow(
             f"speech filter over {len(words)} deltas",
-            "agent/speech_filter.py ToolCallTextFilter.push",
+            "agent/engine/speech_filter.py ToolCallTextFilter.push",
             _cpu_ms(text_filter, iterations),
         ),
         BreakdownRow(
             "two structured log lines (JSON, to /dev/null)",
-            "agent/turns.py _record, _generate",
+            "agent/engine/turns.py _record, _generate",
             _cpu_ms(log_lines, iterations),
         ),
     ]

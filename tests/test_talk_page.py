@@ -391,7 +391,7 @@ NPM = shutil.which("npm")
 def test_committed_bundle_is_what_the_pinned_sources_build(tmp_path: Path) -> None:
     """The page's script is rebuilt from package-lock.json (npm registry) and src/: the
     committed bytes must be exactly what that gives, so the bundle is never stale."""
-    web = Path(__file__).resolve().parents[1] / "agent" / "talk" / "web"
+    web = Path(__file__).resolve().parents[1] / "agent" / "commands" / "talk" / "web"
     for name in ("package.json", "package-lock.json", "build.sh", "src"):
         src = web / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)

@@ -21,7 +21,7 @@ from agent.engine.turn_stats import ms
 from agent.ops.logging import get_logger
 from agent.voice.pause_stt import PauseTimings
 
-log = get_logger("agent.worker.entrypoint")
+log = get_logger("agent.worker")
 
 
 class SessionObserver:

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from agent.ops.logging import get_logger, shorten
 
-log = get_logger("agent.worker.entrypoint")
+log = get_logger("agent.worker")
 
 LIVEKIT_LOGGER = "livekit.agents"
 _RETRYING = "failed to connect to livekit, retrying"

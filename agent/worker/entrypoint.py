@@ -39,7 +39,7 @@ from agent.worker.observability import (
 )
 from agent.worker.server import VoiceAgentServer
 
-log = get_logger("agent.worker.entrypoint")
+log = get_logger("agent.worker")
 
 
 # --- the session ------------------------------------------------------------------

@@ -27,7 +27,7 @@ from aiohttp import web
 from agent.ops.logging import get_logger
 from agent.worker.connection import ConnectionState
 
-log = get_logger("agent.worker.entrypoint")
+log = get_logger("agent.worker")
 
 
 class WorkerPortBusy(Exception):
