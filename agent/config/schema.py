@@ -9,7 +9,7 @@ docs/configuration.md). A new setting goes into its group here, with a docstring
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -49,6 +49,12 @@ def _writable_dir(path: Path | None) -> Path | None:
     return path
 
 
+def _accepts(words: str) -> Any:
+    """What a value may be, in words, where the type alone says too little (a URL is a
+    string): the configuration page's "Accepts" column."""
+    return Field(json_schema_extra={"accepts": words})
+
+
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 Lowercase = BeforeValidator(lowercase)
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
@@ -56,6 +62,7 @@ HttpUrl = Annotated[
     str | None,
     BeforeValidator(blank_is_none),
     AfterValidator(url_check(expected="an http(s) URL such as http://localhost:8000/v1")),
+    _accepts("http(s) URL"),
 ]
 LiveKitUrl = Annotated[
     str,
@@ -64,12 +71,17 @@ LiveKitUrl = Annotated[
             ("ws", "wss", "http", "https"), expected="a ws(s):// URL such as ws://localhost:7880"
         )
     ),
+    _accepts("ws(s) or http(s) URL"),
 ]
 OptionalText = Annotated[str | None, BeforeValidator(blank_is_none)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(blank_is_none)]
 OptionalPath = Annotated[Path | None, BeforeValidator(blank_is_none)]
-ReadableFile = Annotated[OptionalPath, AfterValidator(_readable_file)]
-WritableDir = Annotated[OptionalPath, AfterValidator(_writable_dir)]
+ReadableFile = Annotated[
+    OptionalPath, AfterValidator(_readable_file), _accepts("path of a readable text file")
+]
+WritableDir = Annotated[
+    OptionalPath, AfterValidator(_writable_dir), _accepts("directory (made if missing)")
+]
 
 
 class _BackendEntry(BaseModel):
@@ -86,14 +98,15 @@ class _BackendEntry(BaseModel):
 
 
 class LLMFallback(_BackendEntry):
-    """One entry of `LLM_FALLBACKS`."""
+    """One backend of `LLM_FALLBACKS`: the fields of the primary's `LLM_*` variables."""
 
     provider: Annotated[ProviderName, Lowercase] = "openai-compatible"
     """The backend, as in `LLM_PROVIDER`."""
 
 
 class SpeechFallback(_BackendEntry):
-    """One entry of `STT_FALLBACKS` / `TTS_FALLBACKS` (providers checked per kind later)."""
+    """One backend of `STT_FALLBACKS` or `TTS_FALLBACKS`: the fields of the primary's
+    variables (its provider is checked against the STT or TTS providers when resolved)."""
 
     provider: Annotated[str, Lowercase] = "openai-compatible"
     """The backend, as in `STT_PROVIDER` or `TTS_PROVIDER`."""
