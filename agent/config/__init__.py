@@ -1,3 +1,2 @@
-"""Configuration: the settings schema (the one reader of the environment), its validators,
-
-and the backends and tool files resolved from it."""
+"""Configuration: the settings schema and its one reader of the environment, validators, the
+backends and tool files resolved from it, and the reference page generated from the schema."""
