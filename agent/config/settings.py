@@ -264,6 +264,11 @@ def _dotenv(env_file: object) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
 
 
+def env_file_values(env_file: Path) -> dict[str, str]:
+    """What `env_file` sets, read as `Settings` reads it (nothing if there is no file)."""
+    return _dotenv(env_file)
+
+
 def file_and_environ(env_file: Path) -> dict[str, str]:
     """The process environment over `env_file`, as `Settings` sees them: what `voice-agent
     setup` reads to know the current choices and the vendor keys already set."""

@@ -56,6 +56,8 @@ class Choice:
     key_variable: str | None = None
     """Where the key is written: the vendor's variable (GROQ_API_KEY) for a cloud, else
     `<ROLE>_API_KEY`. None: the key is not written (already in the environment)."""
+    keep: tuple[str, ...] = ()
+    """Variables of the role left as they are: the one the key in use was read from."""
     voice: str | None = None
 
     def describe(self) -> str:
@@ -63,7 +65,9 @@ class Choice:
         return f"{self.provider} {self.model} @ {where}"
 
     def env(self) -> dict[str, str]:
-        values = dict.fromkeys(owned_variables(self.role), "")
+        # an owned variable not set is written empty, so an old value cannot win; except
+        # the one the key was read from, which would then be lost
+        values = {name: "" for name in owned_variables(self.role) if name not in self.keep}
         prefix = self.role.upper()
         values[f"{prefix}_PROVIDER"] = self.provider
         values[f"{prefix}_MODEL"] = self.model
