@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     tool_filler: str = "One moment."
     tool_filler_delay: Annotated[float, Field(ge=0, le=60)] = 0.7
     tool_result_max_chars: Annotated[int, Field(ge=200, le=1_000_000)] = 4000
+    tool_response_max_bytes: Annotated[int, Field(ge=1024, le=100_000_000)] = 1_000_000
+    """Most bytes read of a tool server's response (webhooks, HTTP MCP): never read whole."""
     agent_first_word_deadline: Annotated[float, Field(gt=0, le=600)] = 2.5
     agent_turn_timeout: Annotated[float, Field(gt=0, le=3600)] = 90.0
 

@@ -8,7 +8,7 @@ never printed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -24,6 +24,8 @@ from agent.commands.setup.choices import (
     default_model,
     default_voice,
     from_server,
+    key_kept,
+    key_source,
     local_presets,
     provider_for,
 )
@@ -128,7 +130,15 @@ class Wizard:
             model = model or (listed[0] if listed else default_model(role, provider) or "")
             if not model:
                 raise SetupError(f"--{role} {spec}: name a model, e.g. {kind}:MODEL")
-            choice = self._key_kept(from_server(server, role, model, provider=provider))
+            choice = key_kept(from_server(server, role, model, provider=provider), self._env)
+            if (
+                choice.keep
+                and env_file_values(self._opts.env_file).get(choice.keep[0]) != choice.api_key
+            ):
+                self._io.say(
+                    f"Using {choice.keep[0]} from the environment; it is not written to "
+                    f"{self._opts.env_file} (set it there yourself if the agent needs it)."
+                )
         result = await self._test(choice)
         if not result:
             raise SetupError(f"--{role} {spec}: the test failed; nothing written")
@@ -153,29 +163,9 @@ class Wizard:
             raise SetupError(f"--{role}: {server.url}: {server.status} ({server.detail})")
         return server
 
-    def _key_kept(self, choice: Choice) -> Choice:
-        """A server that was sent `<ROLE>_API_KEY` from the environment or `.env`: that
-        variable stays as it is, and a key that is only in the shell is not copied into
-        the file (it is said so)."""
-        variable = f"{choice.role.upper()}_API_KEY"
-        if not choice.api_key or choice.api_key != self._env.get(variable):
-            return choice
-        if env_file_values(self._opts.env_file).get(variable) != choice.api_key:
-            self._io.say(
-                f"Using {variable} from the environment; it is not written to "
-                f"{self._opts.env_file} (set it there yourself if the agent needs it)."
-            )
-        return replace(choice, key_variable=None, keep=(variable,))
-
-    def _key_source(self, role: Role, cloud: CloudName) -> str:
-        """The variable holding a key for `cloud` already ("": none): the vendor's
-        (GROQ_API_KEY), else `<ROLE>_API_KEY` (a key that the same cloud was set up with)."""
-        names = (cloud_key_variable(role, cloud), f"{role.upper()}_API_KEY")
-        return next((name for name in names if self._env.get(name)), "")
-
     def _cloud(self, role: Role, cloud: CloudName, model: str | None, key: str = "") -> Choice:
         variable = cloud_key_variable(role, cloud)
-        source = self._key_source(role, cloud)
+        source = key_source(self._env, role, cloud)
         if not key and not source:
             raise SetupError(f"--{role} {cloud}: needs a key: set {variable} (environment or .env)")
         return Choice(
@@ -260,7 +250,7 @@ class Wizard:
         return from_server(server, role, model, voice=voice)
 
     def _ask_cloud(self, role: Role, cloud: CloudName) -> Choice | None:
-        source = self._key_source(role, cloud)
+        source = key_source(self._env, role, cloud)
         has_one = bool(source)
         hint = f" (empty: use {source} already set)" if has_one else ""
         key = self._io.secret(f"{CLOUDS[cloud]} API key{hint}")
