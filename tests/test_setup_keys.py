@@ -31,7 +31,7 @@ ESCAPES = "m\x1b]0;owned\x07\x1b[2J\x1b[31mred\rhidden"
 
 
 def setup_env(**extra: str) -> dict[str, str]:
-    env = chat_env(**extra)
+    env = chat_env(None, **extra)
     for name in ("LLM_BASE_URL", "LLM_MODEL", "LLM_MAX_RETRIES", "LLM_TIMEOUT"):
         env.pop(name, None)
     return {
