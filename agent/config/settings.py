@@ -41,6 +41,9 @@ LIVEKIT_DEV_SECRET = "secret"
 """`livekit-server --dev`'s well-known secret: a default, not a secret worth redacting."""
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?")
+
+
 class ConfigError(Exception):
     """A setting is missing or malformed; the message is the one line to show the user."""
 
@@ -182,6 +185,11 @@ class Settings(BaseSettings):
     max_sessions: Annotated[int, Field(ge=1, le=10_000)] = 20
     load_threshold: Annotated[float, Field(gt=0, le=1)] = 1.0
 
+    # --- voice-agent talk ---
+    talk_allowed_hosts: str = ""
+    """Host names, comma-separated, the talk page may be loaded by besides localhost and
+    the address it listens on (a LAN name, a reverse proxy's)."""
+
     # --- observability ---
     prometheus_multiproc_dir: OptionalPath = None
     """Where job processes leave their metrics for `/metrics`; unset: a fresh temp dir."""
@@ -202,6 +210,14 @@ class Settings(BaseSettings):
         if not v.strip():
             raise ValueError("must not be empty")
         return v.strip()
+
+    @field_validator("talk_allowed_hosts")
+    @classmethod
+    def _host_names(cls, v: str) -> str:
+        names = [n.strip() for n in v.split(",") if n.strip()]
+        if any(not _HOST_NAME.fullmatch(n) for n in names):
+            raise ValueError("expected host names separated by commas, e.g. box.lan,10.0.0.5")
+        return ",".join(n.lower() for n in names)
 
     @field_validator("agent_instructions_file")
     @classmethod
