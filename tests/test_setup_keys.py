@@ -21,7 +21,7 @@ from agent.config.resolved import load_config
 from providers import PRESETS
 from testing.cli import chat_env, run_cli
 from testing.servers.backends import KeyedLLMServer, OllamaServer
-from testing.servers.openai_server import ScriptedLLMServer, text_reply
+from testing.servers.openai_server import Reply, ScriptedLLMServer, Status, text_reply
 
 SECRET = "lk-secret-do-not-send-7d1e4b"
 KEY = "gsk-working-key-3a9f0c21"
@@ -148,3 +148,15 @@ def test_a_key_only_in_the_shell_is_used_but_not_copied_into_env(tmp_path: Path)
     assert "Using LLM_API_KEY from the environment; it is not written to .env" in result.stdout
     assert KEY not in (tmp_path / ".env").read_text()
     assert KEY not in result.stdout
+
+
+@pytest.mark.timeout(120)
+def test_check_prints_a_servers_error_message_escaped(tmp_path: Path) -> None:
+    error = {"error": {"message": f"no such model {ESCAPES}", "type": "invalid"}}
+    with ScriptedLLMServer(default=Reply.of(Status(404, error))) as server:
+        env = chat_env(None, LLM_BASE_URL=server.base_url, LLM_MODEL="not-listed")
+        result = run_cli(["check"], env=env, cwd=tmp_path)
+    line = next(x for x in result.stdout.splitlines() if x.startswith("llm "))
+    assert "FAIL" in line and "no such model" in line, result.stdout
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout
+    assert r"\x1b]0;owned\x07" in line

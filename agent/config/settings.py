@@ -175,8 +175,9 @@ class Settings(BaseSettings):
     livekit_api_secret: SecretStr = SecretStr(LIVEKIT_DEV_SECRET)
     livekit_agent_name: str = ""
     worker_port: Annotated[int, Field(ge=0, le=65535)] = 8081
-    worker_host: str = ""
-    """Interface WORKER_PORT listens on ("" = all, as a container needs)."""
+    worker_host: str = "127.0.0.1"
+    """Interface WORKER_PORT listens on: this machine only unless set. A container needs
+    0.0.0.0 (every interface), which the image, the compose file and the manifests set."""
     worker_connect_retries: Annotated[int, Field(ge=0, le=1000)] = 16
     worker_drain_timeout: Annotated[int, Field(ge=0, le=86400)] = 1800
     # load reported to LiveKit = active sessions / MAX_SESSIONS; at LOAD_THRESHOLD LiveKit
@@ -260,6 +261,11 @@ class Settings(BaseSettings):
         if self._environ is None:
             self._environ = {**_dotenv(self.model_config.get("env_file")), **os.environ}
         return self._environ
+
+    def in_container(self) -> bool:
+        """Whether this process runs in a container (Docker, Podman, a Kubernetes pod)."""
+        markers = (Path("/.dockerenv"), Path("/run/.containerenv"))
+        return "KUBERNETES_SERVICE_HOST" in self.environ() or any(p.exists() for p in markers)
 
     @property
     def instructions(self) -> str:
