@@ -25,7 +25,7 @@ KEY = "sk-envfile-8c1d2e3f4a5b"
 # character that some reader takes for a line break
 TRICKY = ["$", "${", "}", "${LIVEKIT_API_SECRET}", "${HOME:-x}", "$${A}", "${:-$}", "'", '"',
           "#", " #", "\\", "\\'", "\r", "\n", "\r\n", "\x0c", "\x0b", "\u2028", "\u2029",
-          "\x85", "=", " ", "a", "é", ":-"]  # fmt: skip
+          "\x85", "=", " ", "a", "é", ":-", "\x1b]0;x\x07", "\x1b[2J"]  # fmt: skip
 values = st.one_of(
     st.lists(st.sampled_from(TRICKY), max_size=12).map("".join),
     st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")),

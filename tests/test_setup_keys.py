@@ -8,17 +8,21 @@ import asyncio
 import dataclasses
 import io
 import json
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from dotenv import dotenv_values
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agent.commands.setup import SetupOptions, Wizard, choices
+from agent.commands.setup import SetupOptions, Wizard, choices, scan_line
 from agent.commands.setup.console import Console
 from agent.config import backends
 from agent.config.resolved import load_config
 from providers import PRESETS
+from providers.discovery import Server
 from testing.cli import chat_env, run_cli
 from testing.servers.backends import KeyedLLMServer, OllamaServer
 from testing.servers.openai_server import Reply, ScriptedLLMServer, Status, text_reply
@@ -160,3 +164,30 @@ def test_check_prints_a_servers_error_message_escaped(tmp_path: Path) -> None:
     assert "FAIL" in line and "no such model" in line, result.stdout
     assert "\x1b" not in result.stdout and "\r" not in result.stdout
     assert r"\x1b]0;owned\x07" in line
+
+
+ESCAPE_PIECES = ["\x1b[", "\x1b]0;", "\x07", "\x1b\\", "\x9b", "\x9d", "\r", "\n", "\t",
+                 "\x00", "\x7f", "\u2028", "\u202e", "\u2066", "31m", "2J", "a", ":", "/",
+                 "\\"]  # fmt: skip
+model_ids = st.one_of(
+    st.lists(st.sampled_from(ESCAPE_PIECES), min_size=1, max_size=12).map("".join),
+    st.text(st.characters(blacklist_categories=["Cs"]), min_size=1),
+)
+
+
+@given(model=model_ids)
+def test_any_listed_model_id_reaches_the_terminal_without_a_control_character(
+    model: str,
+) -> None:
+    server = Server(kind="ollama", url="http://127.0.0.1:11434", status="ok", models=(model,))
+    out = io.StringIO()
+    console = Console(out=out, read_line=lambda _: "1")
+    console.say(scan_line(server))  # --scan, and the list at the start
+    assert console.pick("Model", [model, "other"]) == 0  # the model menu
+    shown = out.getvalue()
+    for char in shown.replace("\n", ""):
+        assert unicodedata.category(char) not in ("Cc", "Zl", "Zp"), repr(char)
+        assert not 0x202A <= ord(char) <= 0x202E and not 0x2066 <= ord(char) <= 0x2069
+    # what was printable is shown as it is
+    if model.isprintable():
+        assert model in shown
