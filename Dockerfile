@@ -33,7 +33,9 @@ USER agent
 WORKDIR /home/agent
 # GET /ready is 200 only while the worker is registered with LiveKit (503 while it is
 # connecting, retrying or draining); GET /live is 200 while the process runs.
-ENV WORKER_PORT=8081
+# the health port listens on every interface here (outside a container it defaults to
+# 127.0.0.1): probes and scrapes come from outside the container
+ENV WORKER_PORT=8081 WORKER_HOST=0.0.0.0
 EXPOSE 8081
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"WORKER_PORT\", \"8081\")}/ready', timeout=2)"

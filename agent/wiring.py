@@ -27,6 +27,7 @@ from agent.config.resolved import Config
 from agent.config.settings import Settings
 from agent.engine.history import HistoryLimits
 from agent.engine.turns import TurnEngine, TurnOptions
+from agent.ops.logging import register_secrets
 from agent.tools import McpTools, WebhookToolset, builtin_tools
 from agent.voice.assistant import Assistant
 from agent.voice.pause_stt import listen_on_pauses
@@ -109,10 +110,16 @@ def build_engine(settings: Settings, turn_llm: llm.LLM[Any]) -> TurnEngine:
 def build_tools(config: Config) -> list[llm.Tool | llm.Toolset]:
     """Built-in tools, webhook tools and MCP servers; toolsets connect in `setup()`."""
     settings = config.settings
+    # tool results are redacted before the model reads them: it must know every secret
+    register_secrets(config.secrets())
     tools: list[llm.Tool | llm.Toolset] = [*builtin_tools(enabled=settings.builtin_tools)]
     if config.webhooks:
         tools.append(
-            WebhookToolset(config.webhooks, max_result_chars=settings.tool_result_max_chars)
+            WebhookToolset(
+                config.webhooks,
+                max_result_chars=settings.tool_result_max_chars,
+                max_response_bytes=settings.tool_response_max_bytes,
+            )
         )
     if config.mcp_servers:
         tools.append(
@@ -124,6 +131,7 @@ def build_tools(config: Config) -> list[llm.Tool | llm.Toolset]:
                 # a little over the engine's timeout, so that the engine's fires first
                 call_timeout=settings.tool_timeout + 5,
                 max_result_chars=settings.tool_result_max_chars,
+                max_response_bytes=settings.tool_response_max_bytes,
             )
         )
     return tools

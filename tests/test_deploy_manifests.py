@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +101,15 @@ def test_sessions_per_worker_follow_the_capacity_benchmark() -> None:
     used = per_worker * level["cpu_per_session"] + level["worker_cpu"]
     (container,) = by_kind("Deployment")["spec"]["template"]["spec"]["containers"]
     assert float(container["resources"]["requests"]["cpu"]) >= used
+
+
+def test_the_image_and_the_manifests_listen_on_every_interface() -> None:
+    """Outside a container WORKER_PORT listens on 127.0.0.1 only; the kubelet's probes and
+    Prometheus reach a pod from outside it, so the manifests and the image say 0.0.0.0."""
+    assert Settings.model_fields["worker_host"].default == "127.0.0.1"
+    assert by_kind("ConfigMap")["data"]["WORKER_HOST"] == "0.0.0.0"
+    env = re.findall(r"^ENV (.+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert "WORKER_HOST=0.0.0.0" in " ".join(env).split()
+    # .env.example used as a container's --env-file must not override the image's (an
+    # empty WORKER_HOST= would: it reads as unset, which is 127.0.0.1)
+    assert not re.search(r"^WORKER_HOST=", (ROOT / ".env.example").read_text(), re.MULTILINE)

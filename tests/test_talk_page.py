@@ -139,6 +139,8 @@ def start_talk(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str, int]:
         LIVEKIT_API_KEY=API_KEY,
         LIVEKIT_API_SECRET=API_SECRET,
         LIVEKIT_AGENT_NAME="front-desk",
+        # the name the browser tests give 127.0.0.1 (a LAN name): served when configured
+        TALK_ALLOWED_HOSTS="talk-lan.test",
     )
     proc = spawn_cli(
         ["talk", "--port", "0", *args],

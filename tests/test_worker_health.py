@@ -131,7 +131,8 @@ def test_ready_is_503_for_the_whole_outage_and_200_only_while_registered(
     assert proc.wait(timeout=60) == 0
     # the start-up output names the port these endpoints are really on
     assert proc.stderr is not None
-    assert f"health and metrics on http://0.0.0.0:{port} (/, /live, " in proc.stderr.read()
+    # WORKER_HOST unset: this machine only (a container sets 0.0.0.0)
+    assert f"health and metrics on http://127.0.0.1:{port} (/, /live, " in proc.stderr.read()
     # and the worker leaves no metrics directory behind
     assert not metrics_dir.exists()
 

@@ -1,8 +1,9 @@
 """`voice-agent check`: validate the configuration and probe every backend.
 
 One line per backend on stdout, `ok` or `FAIL` with what failed and the URL (never a
-key); exit status 1 if any failed. The configuration itself was validated before this
-runs (a bad value exits 2 with one line naming the variable).
+key, nor a control character a server sent); exit status 1 if any failed. The
+configuration itself was validated before this runs (a bad value exits 2 with one line
+naming the variable).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TextIO
 
 from livekit import api
 
+from agent.commands.printable import printable
 from agent.config.resolved import Config
 from agent.config.settings import Settings
 from agent.ops.logging import shorten
@@ -74,6 +76,8 @@ async def run_check(
             await llm.aclose()
     for (name, url), result in zip(names_urls, results, strict=True):
         status = "ok  " if result.ok else "FAIL"
-        out.write(shorten(f"{name:<8} {status} {url}  {result.detail}", _LINE_CHARS) + "\n")
+        # the detail may be a server's words: no control characters reach the terminal
+        line = shorten(f"{name:<8} {status} {url}  {result.detail}", _LINE_CHARS)
+        out.write(printable(line) + "\n")
     out.flush()
     return 0 if all(r.ok for r in results) else 1

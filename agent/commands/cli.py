@@ -148,6 +148,8 @@ def run_livekit(
             print(f"voice-agent: {e}", file=sys.stderr)
             return 1
     preflight.note_dev_key(settings)
+    if health_socket is not None:
+        preflight.note_loopback_health(settings)
     server = build_server(
         settings, health_socket=health_socket, session_entrypoint=session_entrypoint
     )

@@ -40,6 +40,19 @@ def note_dev_key(settings: Settings) -> None:
     )
 
 
+def note_loopback_health(settings: Settings) -> None:
+    """A word when WORKER_PORT listens on loopback inside a container: its probes and
+    scrapes come from outside, and would be refused without a reason anyone can see."""
+    if settings.worker_host.strip("[]") in ("127.0.0.1", "localhost", "::1") and (
+        settings.in_container()
+    ):
+        log.warning(
+            f"WORKER_HOST={settings.worker_host} in a container: health checks and metrics "
+            "from outside it cannot reach WORKER_PORT (set WORKER_HOST=0.0.0.0, as the "
+            "image does unless WORKER_HOST is set, empty included)"
+        )
+
+
 def interactive_chat_log_level(settings: Settings) -> str:
     """`chat` with a person at the terminal logs warnings and worse unless LOG_LEVEL says
     otherwise: the per-turn info lines would land in the middle of the replies."""

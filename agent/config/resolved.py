@@ -7,7 +7,10 @@ so that any mistake, in an env var or in a file, stops start-up with one line.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from agent.config.backends import Backends, resolve_backends
 from agent.config.settings import LIVEKIT_DEV_SECRET, ConfigError, Settings, load_settings
@@ -30,12 +33,21 @@ class Config:
     """Values expanded from `${VAR}` references in the tool files."""
 
     def secrets(self) -> list[str]:
-        """Values that must never reach a log line or a spoken word."""
+        """Values that must never reach a log line or a spoken word: every key the
+        configuration holds, used or not (a vendor's key set for another day, a password
+        in a URL), not only those that will be sent."""
+        settings = self.settings
         secrets = [*self.backends.api_keys(), *self.tool_secrets]
-        livekit_secret = self.settings.livekit_api_secret.get_secret_value()
-        if livekit_secret != LIVEKIT_DEV_SECRET:
-            secrets.append(livekit_secret)
-        return secrets
+        secrets += env_secrets(settings.environ())
+        urls = [settings.livekit_url, settings.otel_exporter_otlp_endpoint]
+        urls += [b.options.base_url for b in self.backends.llm_backends]
+        urls += [b.options.base_url for b in self.backends.stt_backends]
+        urls += [b.options.base_url for b in self.backends.tts_backends]
+        urls += [w.url for w in self.webhooks] + [m.url for m in self.mcp_servers]
+        secrets += url_secrets(u for u in urls if u)
+        livekit_secret = settings.livekit_api_secret.get_secret_value()
+        secrets.append(livekit_secret)
+        return [s for s in dict.fromkeys(secrets) if s and s != LIVEKIT_DEV_SECRET]
 
 
 def resolve(settings: Settings) -> Config:
@@ -65,6 +77,43 @@ def resolve(settings: Settings) -> Config:
         webhooks=tuple(webhooks),
         tool_secrets=tuple(secrets),
     )
+
+
+# variables whose values are credentials, whatever reads them (LIVEKIT_API_KEY is the
+# id that goes with the secret: LiveKit shows it, and so may we)
+_SECRET_VARIABLE = re.compile(r"(?:^|_)(?:API_?KEY|SECRET|TOKEN|PASSWORD|PASSWD)$", re.I)
+_NOT_SECRET = frozenset({"LIVEKIT_API_KEY"})
+_SECRET_QUERY = re.compile(
+    r"(?:api[_-]?key|key|token|access_token|auth|password|secret|sig)$", re.I
+)
+_MIN_GUESSED = 8
+"""A variable's value is taken for a key by its name; a short one would be a word."""
+
+
+def env_secrets(env: Mapping[str, str]) -> list[str]:
+    """The values of `env` named like credentials: GROQ_API_KEY, GITHUB_TOKEN, ..."""
+    return [
+        value
+        for name, value in env.items()
+        if _SECRET_VARIABLE.search(name)
+        and name.upper() not in _NOT_SECRET
+        and len(value) >= _MIN_GUESSED
+    ]
+
+
+def url_secrets(urls: Iterable[str]) -> list[str]:
+    """The passwords (or lone tokens) in URLs' userinfo, and their credential query
+    values, as written and decoded."""
+    found: list[str] = []
+    for url in urls:
+        parts = urlsplit(url)
+        # the authority ends at its last "@": an unencoded "@" belongs to the password
+        userinfo, at, _ = parts.netloc.rpartition("@")
+        if at:
+            user, colon, password = userinfo.partition(":")
+            found.append(password if colon else user)
+        found += [v for k, v in parse_qsl(parts.query) if _SECRET_QUERY.search(k)]
+    return [v for raw in found for v in {raw, unquote(raw)} if len(v) >= 4]
 
 
 def load_config(**overrides: object) -> Config:

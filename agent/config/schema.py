@@ -8,6 +8,7 @@ docs/configuration.md). A new setting goes into its group here, with a docstring
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -182,6 +183,9 @@ class AgentSettings(_Group):
     """Seconds tools may run before the filler is said."""
     tool_result_max_chars: Annotated[int, Field(ge=200, le=1_000_000)] = 4000
     """Longest tool result (characters) the model is given; longer ones are cut."""
+    tool_response_max_bytes: Annotated[int, Field(ge=1024, le=100_000_000)] = 1_000_000
+    """Most bytes read of a tool server's response (webhooks, HTTP MCP servers): a longer
+    one is cut there, never read whole."""
     agent_first_word_deadline: Annotated[float, Field(gt=0, le=600)] = 2.5
     """Seconds to the turn's first spoken word before the filler is said (slow backends,
     thinking models)."""
@@ -313,9 +317,9 @@ class WorkerSettings(_Group):
     worker_port: Annotated[int, Field(ge=0, le=65535)] = 8081
     """Port of the worker's HTTP endpoints: `/live`, `/ready`, `/worker` and `/metrics`
     (0: a random port)."""
-    worker_host: str = ""
-    """Interface `WORKER_PORT` listens on (empty: all, as a container needs; `127.0.0.1`: this
-    machine only)."""
+    worker_host: str = "127.0.0.1"
+    """Interface `WORKER_PORT` listens on: this machine only unless set. A container needs
+    `0.0.0.0` (every interface), which the image, the compose file and the manifests set."""
     worker_connect_retries: Annotated[int, Field(ge=0, le=1000)] = 16
     """Retries after the first failed connection to LiveKit before the worker exits 1 (2, 4,
     ... up to 10 s apart: the default gives up after about 130 s)."""
@@ -329,6 +333,24 @@ class WorkerSettings(_Group):
     `MAX_SESSIONS` (the default is what a 2-core worker held in the capacity benchmark)."""
     load_threshold: Annotated[float, Field(gt=0, le=1)] = 1.0
     """Load at which LiveKit stops dispatching new sessions to this worker."""
+
+
+def _host_names(value: str) -> str:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if any(not _HOST_NAME.fullmatch(n) for n in names):
+        raise ValueError("expected host names separated by commas, e.g. box.lan,10.0.0.5")
+    return ",".join(n.lower() for n in names)
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?")
+
+
+class TalkSettings(_Group):
+    """voice-agent talk."""
+
+    talk_allowed_hosts: Annotated[str, AfterValidator(_host_names)] = ""
+    """Host names, comma-separated, the talk page may be loaded by besides localhost and the
+    address it listens on (a LAN name, a reverse proxy's)."""
 
 
 class ObservabilitySettings(_Group):

@@ -26,6 +26,7 @@ from agent.config.schema import (
     ObservabilitySettings,
     SpeechFallback,
     SpeechSettings,
+    TalkSettings,
     ToolFileSettings,
     VoiceSettings,
     WorkerSettings,
@@ -63,6 +64,7 @@ class ConfigError(Exception):
 class Settings(
     LoggingSettings,
     ObservabilitySettings,
+    TalkSettings,
     WorkerSettings,
     FastTurnSettings,
     VoiceSettings,
@@ -111,6 +113,11 @@ class Settings(
             self._environ = {**_dotenv(self.model_config.get("env_file")), **os.environ}
         return self._environ
 
+    def in_container(self) -> bool:
+        """Whether this process runs in a container (Docker, Podman, a Kubernetes pod)."""
+        markers = (Path("/.dockerenv"), Path("/run/.containerenv"))
+        return "KUBERNETES_SERVICE_HOST" in self.environ() or any(p.exists() for p in markers)
+
     @property
     def instructions(self) -> str:
         if self.agent_instructions_file is not None:
@@ -130,6 +137,11 @@ def _dotenv(env_file: object) -> dict[str, str]:
     from dotenv import dotenv_values
 
     return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+
+
+def env_file_values(env_file: Path) -> dict[str, str]:
+    """What `env_file` sets, read as `Settings` reads it (nothing if there is no file)."""
+    return _dotenv(env_file)
 
 
 def file_and_environ(env_file: Path) -> dict[str, str]:

@@ -2,8 +2,10 @@
 
 Every line goes to stderr (stdout belongs to `voice-agent chat`), carries the
 context bound with `bind_context` (session, turn, provider, model), and has every
-credential replaced before it is written: the registered secrets (API keys), and, by
-their shape wherever they appear, URL userinfo, bearer/basic authorization values and
+credential replaced before it is written: the registered secrets (every key the
+configuration holds), as they are and percent-encoded or base64-encoded (a Basic
+header, a key in a URL); and, by their shape wherever they appear, URL userinfo,
+authorization and `x-api-key`-style header values, `?key=`/`&token=` query values and
 JWTs (livekit prints its worker token in connection warnings). Redaction comes before
 any truncation (`shorten`), so half a credential never survives as its prefix.
 
@@ -13,12 +15,14 @@ In job processes livekit's own handler ships records to the worker process; ther
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import sys
 from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import structlog
 
@@ -27,8 +31,25 @@ _REDACTED = "[redacted]"
 
 # credentials recognised by their shape, registered or not
 _SHAPES = (
-    # URL userinfo: scheme://user:password@host (or a lone token as the user)
-    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"<>]+@"), rf"\1{_REDACTED}@"),
+    # URL userinfo: scheme://user:password@host (or a lone token as the user), up to the
+    # authority's last "@": an unencoded "@" in a password is still the password's
+    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s'\"<>?#]+@"), rf"\1{_REDACTED}@"),
+    # query values that are credentials: ?key=..., &api_key=..., &token=...
+    (
+        re.compile(
+            r"(?i)([?&](?:api[_-]?key|key|token|access_token|auth|password|secret|sig|signature)=)"
+            r"[^&\s'\"#<>]+"
+        ),
+        rf"\1{_REDACTED}",
+    ),
+    # header and field values that are keys, as dicts, JSON and reprs print them
+    (
+        re.compile(
+            r"""(?i)(\b(?:x-api-key|api[_-]?key|x-auth-token|x-goog-api-key|access_token)"""
+            r"""['"]?\s*[:=]\s*['"]?)[^'"\s,;}&]+"""
+        ),
+        rf"\1{_REDACTED}",
+    ),
     # an Authorization header's value, whatever its scheme, as dicts and reprs print it
     (
         re.compile(
@@ -42,8 +63,31 @@ _SHAPES = (
 )
 
 
+_MIN_ENCODED = 8
+"""Shorter encoded forms are left out: they would match ordinary text."""
+
+
 def register_secrets(values: Iterable[str]) -> None:
-    _secrets.update(v for v in values if v and len(v) >= 4)
+    for value in values:
+        if value and len(value) >= 4:
+            _secrets.add(value)
+            _secrets.update(f for f in encoded_forms(value) if len(f) >= _MIN_ENCODED)
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """How `secret` looks percent-encoded (in a URL) and base64-encoded, alone or inside
+    a longer value (`user:secret` in a Basic header): for each of the three alignments
+    base64 can put it at, the characters that depend on the secret's bytes only."""
+    forms = {quote(secret, safe=""), quote_plus(secret, safe="")}
+    raw = secret.encode()
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + raw).decode()
+        # the characters that also encode the unknown bytes before and after are left out
+        core = encoded[(0, 2, 3)[offset] : 4 * ((offset + len(raw)) // 3)]
+        forms.update((core, core.replace("+", "-").replace("/", "_")))
+    forms.add(base64.b64encode(raw).decode())  # the whole, padded: the secret alone
+    forms.discard(secret)
+    return forms
 
 
 def redact(text: str) -> str:

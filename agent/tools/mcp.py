@@ -11,7 +11,10 @@ for commands); what this module adds is what a voice session needs around it:
   stays for the session, so the history keeps making sense.
 - A call to a server that has gone away is an error result the model can speak
   about ("... unavailable right now"), and starts a reconnect.
-- Results reach the model as text (not MCP content JSON), cut to a sane length.
+- Results reach the model as text (not MCP content JSON), redacted and cut to a sane
+  length. An HTTP server's responses are read up to `TOOL_RESPONSE_MAX_BYTES` (each
+  event, on a stream): a larger one fails the call rather than the process's memory.
+  (A stdio server is a process the user runs; its pipe is read by the MCP client.)
 
 `tools` is computed on each access: the engine flattens the tools at the start of
 every turn, so a server that comes back is picked up by the next turn.
@@ -22,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 from livekit.agents import llm
 from livekit.agents.llm import ToolError, function_tool
 from livekit.agents.llm.mcp import (
@@ -34,11 +40,13 @@ from livekit.agents.llm.mcp import (
     MCPToolResultContext,
     MCPToolset,
 )
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
 
 from agent.config.tool_files import McpServerSpec
 from agent.ops.logging import get_logger, redact, shorten
 from agent.tools.read_only import mark_read_only
-from agent.tools.results import as_text, clip
+from agent.tools.results import CappedTransport, ResponseTooLarge, as_text, clip
 
 # livekit's tool wrappers are generic over the wrapped function's signature
 _RawTool = llm.RawFunctionTool[..., Any]
@@ -55,6 +63,7 @@ class McpTools(llm.Toolset):
         connect_timeout: float = 5.0,
         call_timeout: float = 30.0,
         max_result_chars: int = 4000,
+        max_response_bytes: int = 1_000_000,
         retry_initial: float = 1.0,
         retry_max: float = 30.0,
     ) -> None:
@@ -67,6 +76,7 @@ class McpTools(llm.Toolset):
                 connect_timeout=connect_timeout,
                 call_timeout=call_timeout,
                 max_result_chars=max_result_chars,
+                max_response_bytes=max_response_bytes,
                 retry_initial=retry_initial,
                 retry_max=retry_max,
             )
@@ -126,6 +136,7 @@ class _Server:
         connect_timeout: float,
         call_timeout: float,
         max_result_chars: int,
+        max_response_bytes: int,
         retry_initial: float,
         retry_max: float,
     ) -> None:
@@ -134,6 +145,7 @@ class _Server:
         self._owner = owner
         self._connect_timeout = connect_timeout
         self._max_chars = max_result_chars
+        self._max_bytes = max_response_bytes
         self._retry = (retry_initial, retry_max)
         # kept: its public `initialized` tells whether the connection is up
         self._mcp = self._make_server(spec, call_timeout)
@@ -159,13 +171,14 @@ class _Server:
                 tool_result_resolver=self._result_text,
             )
         assert spec.url is not None
-        return MCPServerHTTP(
+        return _LimitedHTTPServer(
             url=spec.url,
             transport_type="sse" if spec.transport == "sse" else "streamable_http",
             headers=dict(spec.headers),
             timeout=self._connect_timeout,
             client_session_timeout_seconds=call_timeout,
             tool_result_resolver=self._result_text,
+            max_response_bytes=self._max_bytes,
         )
 
     @property
@@ -194,6 +207,8 @@ class _Server:
                 error_type=type(cause).__name__,
                 error=shorten(str(cause), 200),
             )
+            if self._mcp.initialized:
+                await self._drop_session()
             return False
         self._raw = [t for t in self._toolset.tools if isinstance(t, llm.RawFunctionTool)]
         self._read_only = _read_only_names(self._mcp)
@@ -204,6 +219,18 @@ class _Server:
             connect_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return True
+
+    async def _drop_session(self) -> None:
+        """A session whose stream broke (an SSE stream cut at the size limit, say) still
+        counts as initialized in livekit, and every request on it fails: close it, so
+        that the next attempt makes a new one."""
+        try:
+            async with asyncio.timeout(5):
+                await self._mcp.aclose()
+        except (Exception, asyncio.CancelledError) as e:
+            if isinstance(e, asyncio.CancelledError) and _cancelled_from_outside():
+                raise
+            self._log.warning("mcp session did not close cleanly", error_type=type(e).__name__)
 
     def named_tools(self) -> list[_RawTool]:
         """The server's last known tools, under the names offered to the model. Kept
@@ -249,12 +276,20 @@ class _Server:
                 raise ToolError(
                     f"The {self.name} tools are unavailable right now; try again in a while."
                 )
+            cuts = self._cuts()
             try:
                 return await tool(raw_arguments)
             except ToolError as e:
                 # the server's own error text goes to the model: cut it, and no secrets
                 raise ToolError(clip(redact(e.message), self._max_chars)) from None
             except Exception as e:
+                # the MCP client reports a response cut at the limit in its own words
+                if isinstance(_leaf(e), ResponseTooLarge) or self._cuts() > cuts:
+                    self._log.warning("mcp result too large", tool=original)
+                    self.reconnect_soon()  # an SSE session ends with the stream that was cut
+                    raise ToolError(
+                        f"The {self.name} service's answer was too large to read."
+                    ) from None
                 # the connection broke mid-call: say so, and get it back
                 self._log.warning(
                     "mcp tool call failed", tool=original, error_type=type(_leaf(e)).__name__
@@ -268,6 +303,9 @@ class _Server:
         # the server's own annotation: it may run before the user's turn is confirmed
         return mark_read_only(wrapped) if original in self._read_only else wrapped
 
+    def _cuts(self) -> int:
+        return self._mcp.cuts if isinstance(self._mcp, _LimitedHTTPServer) else 0
+
     def _result_text(self, ctx: MCPToolResultContext) -> str:
         parts: list[str] = []
         for item in ctx.result.content:
@@ -277,7 +315,80 @@ class _Server:
             parts.append(as_text(ctx.result.structured_content))
         if not parts:
             raise ToolError(f"{ctx.tool_name} finished without a result.")
-        return clip("\n".join(parts), self._max_chars)
+        return clip(redact("\n".join(parts)), self._max_chars)
+
+
+class _LimitedHTTPServer(MCPServerHTTP):
+    """livekit's HTTP MCP server, with its responses read through `CappedTransport` and
+    each event of a stream limited to as many bytes."""
+
+    def __init__(self, *, max_response_bytes: int, **options: Any) -> None:
+        super().__init__(**options)
+        # one attribute of our own, named apart from livekit's
+        self._limited = _Limits(
+            max_bytes=max_response_bytes,
+            sse=options["transport_type"] == "sse",
+            headers=options["headers"],
+            connect_timeout=options["timeout"],
+        )
+        self._cut_count = 0
+
+    @property
+    def cuts(self) -> int:
+        """How many responses were cut at the limit so far."""
+        return self._cut_count
+
+    def _count_cut(self) -> None:
+        self._cut_count += 1
+
+    def _capped_client(
+        self,
+        headers: dict[str, Any] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+    ) -> httpx2.AsyncClient:
+        # as livekit's own client: redirects are the MCP transport's to follow
+        limits = self._limited
+        return httpx2.AsyncClient(
+            headers=headers if headers is not None else limits.headers,
+            timeout=timeout or httpx2.Timeout(limits.connect_timeout, read=_SSE_READ_TIMEOUT),
+            auth=auth,
+            transport=CappedTransport(limits.max_bytes, on_cut=self._count_cut),
+        )
+
+    def client_streams(self) -> AbstractAsyncContextManager[Any]:
+        limits = self._limited
+        if limits.sse:
+            return sse_client(
+                url=self.url,
+                headers=limits.headers,
+                timeout=limits.connect_timeout,
+                sse_read_timeout=_SSE_READ_TIMEOUT,
+                httpx_client_factory=self._capped_client,
+            )
+        return self._streamable_http()
+
+    @asynccontextmanager
+    async def _streamable_http(self) -> AsyncIterator[Any]:
+        async with (
+            self._capped_client() as client,
+            streamable_http_client(
+                url=self.url, http_client=client, max_sse_event_size=self._limited.max_bytes
+            ) as streams,
+        ):
+            yield streams
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Limits:
+    max_bytes: int
+    sse: bool
+    headers: dict[str, str]
+    connect_timeout: float
+
+
+_SSE_READ_TIMEOUT = 300.0
+"""livekit's default: how long an open event stream may stay silent."""
 
 
 def _leaf(e: BaseException) -> BaseException:

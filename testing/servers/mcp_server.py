@@ -56,9 +56,15 @@ class McpHttpServer:
     """FastMCP over HTTP on 127.0.0.1, in its own thread and event loop."""
 
     def __init__(
-        self, transport: Literal["http", "sse"] = "http", *, name: str = "weather", port: int = 0
+        self,
+        transport: Literal["http", "sse"] = "http",
+        *,
+        name: str = "weather",
+        port: int = 0,
+        json_response: bool = False,
     ) -> None:
-        """`port`: 0 for a free one; an earlier server's port to restart it there."""
+        """`port`: 0 for a free one; an earlier server's port to restart it there.
+        `json_response`: streamable HTTP answers each call with one JSON body, not SSE."""
         self.transport = transport
         self._mcp = build(name)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -69,7 +75,9 @@ class McpHttpServer:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server = uvicorn.Server(
             uvicorn.Config(
-                self._mcp.http_app(transport=transport),
+                self._mcp.http_app(
+                    transport=transport, json_response=json_response if json_response else None
+                ),
                 log_level="warning",
                 timeout_graceful_shutdown=1,
             )

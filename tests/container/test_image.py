@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from testing.network import answers_live, other_address
 from testing.polling import free_port
 from testing.servers.livekit_server import FakeLiveKitAgentServer
 from testing.servers.openai_server import ScriptedLLMServer, text_reply
@@ -159,3 +160,24 @@ def test_healthcheck_turns_healthy_once_the_worker_registers_with_livekit(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/worker", timeout=5) as resp:
             status = json.load(resp)
         assert (status["state"], status["url"]) == ("registered", livekit.url)
+
+
+def test_the_health_port_answers_from_outside_the_container(
+    image: str, container_name: str
+) -> None:
+    """The image listens on every interface: /live answers at this machine's own address
+    (host networking; with 127.0.0.1 inside, only loopback would answer)."""
+    address = other_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback")
+    port = free_port()
+    docker(
+        "run", "-d", "--name", container_name, "--network=host", *OFFLINE_ENV,
+        "-e", f"LIVEKIT_URL=ws://127.0.0.1:{free_port()}", "-e", "WORKER_CONNECT_RETRIES=1000",
+        "-e", f"WORKER_PORT={port}", image,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not answers_live("127.0.0.1", port):
+        assert time.monotonic() < deadline, docker("logs", container_name).stderr[-3000:]
+        time.sleep(0.5)
+    assert answers_live(address, port)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from agent.commands.setup.console import Console, NoAnswer
+from agent.commands.setup.envfile import EnvFileError
 from agent.commands.setup.wizard import ROLES, SetupError, SetupOptions, Wizard, scan_line
 
 __all__ = ["SetupOptions", "Wizard", "add_arguments", "run_setup", "scan_line"]
@@ -66,7 +67,7 @@ def run_setup(args: argparse.Namespace) -> int:
     )
     try:
         return asyncio.run(Wizard(options, Console()).run())
-    except SetupError as e:
+    except (SetupError, EnvFileError) as e:
         print(f"voice-agent setup: {e}", file=sys.stderr)
         return 1
     except NoAnswer:

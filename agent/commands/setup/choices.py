@@ -6,7 +6,8 @@ same presets the runtime resolves, so a choice that passes here passes there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from providers import (
@@ -56,6 +57,8 @@ class Choice:
     key_variable: str | None = None
     """Where the key is written: the vendor's variable (GROQ_API_KEY) for a cloud, else
     `<ROLE>_API_KEY`. None: the key is not written (already in the environment)."""
+    keep: tuple[str, ...] = ()
+    """Variables of the role left as they are: the one the key in use was read from."""
     voice: str | None = None
 
     def describe(self) -> str:
@@ -63,7 +66,9 @@ class Choice:
         return f"{self.provider} {self.model} @ {where}"
 
     def env(self) -> dict[str, str]:
-        values = dict.fromkeys(owned_variables(self.role), "")
+        # an owned variable not set is written empty, so an old value cannot win; except
+        # the one the key was read from, which would then be lost
+        values = {name: "" for name in owned_variables(self.role) if name not in self.keep}
         prefix = self.role.upper()
         values[f"{prefix}_PROVIDER"] = self.provider
         values[f"{prefix}_MODEL"] = self.model
@@ -161,3 +166,20 @@ def local_presets(role: Role) -> tuple[str, ...]:
     """The presets of `role` that name a kind of server one runs oneself."""
     names = PRESETS if role == "llm" else STT_PRESETS if role == "stt" else TTS_PRESETS
     return tuple(n for n in names if n not in CLOUD_ROLES[role])
+
+
+def key_source(env: Mapping[str, str], role: Role, cloud: CloudName) -> str:
+    """The variable of `env` holding a key for `cloud` already ("": none): the vendor's
+    (GROQ_API_KEY), else `<ROLE>_API_KEY` (a key the same cloud was set up with)."""
+    names = (cloud_key_variable(role, cloud), f"{role.upper()}_API_KEY")
+    return next((name for name in names if env.get(name)), "")
+
+
+def key_kept(choice: Choice, env: Mapping[str, str]) -> Choice:
+    """`choice`, on a server that was sent the `<ROLE>_API_KEY` of `env` (the environment
+    over `.env`): that variable is left as it is, neither rewritten nor copied from the
+    shell into the file."""
+    variable = f"{choice.role.upper()}_API_KEY"
+    if not choice.api_key or choice.api_key != env.get(variable):
+        return choice
+    return replace(choice, key_variable=None, keep=(variable,))

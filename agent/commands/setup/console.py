@@ -1,5 +1,5 @@
 """The wizard's terminal: questions with defaults, hidden key entry, and output that
-never shows a key."""
+never shows a key, nor a control character a server sent (`printable`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
+
+from agent.commands.printable import printable
 
 
 class NoAnswer(Exception):
@@ -25,11 +27,11 @@ class Console:
     def say(self, text: str = "") -> None:
         for secret in self.secrets:
             text = text.replace(secret, "***")
-        self.out.write(text + "\n")
+        self.out.write(printable(text, newlines=True) + "\n")
         self.out.flush()
 
     def ask(self, question: str, default: str = "") -> str:
-        shown = f"{question} [{default}]: " if default else f"{question}: "
+        shown = printable(f"{question} [{default}]: " if default else f"{question}: ")
         try:
             answer = self.read_line(shown).strip()
         except EOFError:
@@ -58,7 +60,7 @@ class Console:
     def pick(self, question: str, options: Sequence[str], *, default: int = 0) -> int:
         """The index of one of `options`, listed as 1) 2) 3)."""
         for i, option in enumerate(options, start=1):
-            self.say(f"  {i}) {option}")
+            self.say(f"  {i}) {printable(option)}")
         while True:
             answer = self.ask(f"{question} 1-{len(options)}", str(default + 1))
             if answer.isdigit() and 1 <= int(answer) <= len(options):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx2
 
+from agent.commands.printable import printable
 from agent.commands.setup.choices import (
     CLOUD_ROLES,
     CLOUDS,
@@ -23,12 +24,14 @@ from agent.commands.setup.choices import (
     default_model,
     default_voice,
     from_server,
+    key_kept,
+    key_source,
     local_presets,
     provider_for,
 )
 from agent.commands.setup.console import Console
 from agent.commands.setup.save import save_choices
-from agent.config.settings import Settings, file_and_environ
+from agent.config.settings import Settings, env_file_values, file_and_environ
 from providers.discovery import KIND_ROLES, Role, Server, candidates, discover, inspect, root_url
 
 ROLES: tuple[Role, ...] = ("llm", "stt", "tts")
@@ -62,7 +65,8 @@ def scan_line(server: Server) -> str:
         state = f"needs a key ({server.detail})"
     else:
         state = f"{server.status} ({server.detail})"
-    return f"{server.kind:<17} {server.url:<28} {state}"
+    # model ids and details are the server's words: never control characters
+    return printable(f"{server.kind:<17} {server.url:<28} {state}")
 
 
 class Wizard:
@@ -126,7 +130,15 @@ class Wizard:
             model = model or (listed[0] if listed else default_model(role, provider) or "")
             if not model:
                 raise SetupError(f"--{role} {spec}: name a model, e.g. {kind}:MODEL")
-            choice = from_server(server, role, model, provider=provider)
+            choice = key_kept(from_server(server, role, model, provider=provider), self._env)
+            if (
+                choice.keep
+                and env_file_values(self._opts.env_file).get(choice.keep[0]) != choice.api_key
+            ):
+                self._io.say(
+                    f"Using {choice.keep[0]} from the environment; it is not written to "
+                    f"{self._opts.env_file} (set it there yourself if the agent needs it)."
+                )
         result = await self._test(choice)
         if not result:
             raise SetupError(f"--{role} {spec}: the test failed; nothing written")
@@ -153,15 +165,17 @@ class Wizard:
 
     def _cloud(self, role: Role, cloud: CloudName, model: str | None, key: str = "") -> Choice:
         variable = cloud_key_variable(role, cloud)
-        existing = self._env.get(variable) or self._env.get(f"{role.upper()}_API_KEY")
-        if not key and not existing:
+        source = key_source(self._env, role, cloud)
+        if not key and not source:
             raise SetupError(f"--{role} {cloud}: needs a key: set {variable} (environment or .env)")
         return Choice(
             role=role,
             provider=cloud,
             model=model or default_model(role, cloud) or "",
-            api_key=key or existing,
+            api_key=key or self._env[source],
             key_variable=variable if key else None,
+            # the key tested is the one already set: it must stay set
+            keep=() if key else (source,),
             voice=default_voice(cloud) if role == "tts" else None,
         )
 
@@ -222,7 +236,7 @@ class Wizard:
         models = server.models_for(role)
         if len(models) == 1:
             model = models[0]
-            self._io.say(f"Model: {model}")
+            self._io.say(f"Model: {printable(model)}")
         elif models:
             self._io.say("Models:")
             current = self._env.get(f"{role.upper()}_MODEL")
@@ -236,9 +250,9 @@ class Wizard:
         return from_server(server, role, model, voice=voice)
 
     def _ask_cloud(self, role: Role, cloud: CloudName) -> Choice | None:
-        variable = cloud_key_variable(role, cloud)
-        has_one = bool(self._env.get(variable))
-        hint = f" (empty: use {variable} already set)" if has_one else ""
+        source = key_source(self._env, role, cloud)
+        has_one = bool(source)
+        hint = f" (empty: use {source} already set)" if has_one else ""
         key = self._io.secret(f"{CLOUDS[cloud]} API key{hint}")
         if not key and not has_one:
             self._io.say("  no key given")
@@ -249,13 +263,13 @@ class Wizard:
     # --- both --------------------------------------------------------------------------
 
     async def _test(self, choice: Choice) -> bool:
-        self._io.say(f"Testing {choice.role.upper()}: {choice.describe()} ...")
+        self._io.say(f"Testing {choice.role.upper()}: {printable(choice.describe())} ...")
         result = await choice.test(request_timeout=self._opts.probe_timeout)
-        self._io.say(f"  {'ok  ' if result.ok else 'FAIL'} {result.detail}")
+        self._io.say(f"  {'ok  ' if result.ok else 'FAIL'} {printable(result.detail)}")
         return result.ok
 
 
 def _menu_line(server: Server, role: Role) -> str:
     models = server.models_for(role)
     what = "needs a key" if server.status == "needs-key" else ", ".join(models[:4]) or "ok"
-    return f"{server.kind:<17} {server.url:<28} {what}"
+    return printable(f"{server.kind:<17} {server.url:<28} {what}")

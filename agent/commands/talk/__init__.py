@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "https:// pages or localhost)",
     )
     parser.add_argument("--keyfile", type=Path, help="the certificate's private key")
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also serve the page to this host name (repeatable; see TALK_ALLOWED_HOSTS)",
+    )
 
 
 def run_talk(args: argparse.Namespace, settings: Settings) -> int:
@@ -39,6 +46,8 @@ def run_talk(args: argparse.Namespace, settings: Settings) -> int:
         api_key=settings.livekit_api_key,
         api_secret=settings.livekit_api_secret.get_secret_value(),
         agent_name=settings.livekit_agent_name,
+        bind_host=args.host,
+        allowed_hosts=(*filter(None, settings.talk_allowed_hosts.split(",")), *args.allow_host),
     )
     context = None
     if args.certfile is not None:
