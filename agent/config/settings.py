@@ -135,8 +135,8 @@ class Settings(BaseSettings):
     history_max_turns: Annotated[int, Field(ge=1, le=1000)] = 20
     history_tool_result_max_chars: Annotated[int, Field(ge=0, le=1_000_000)] = 500
 
-    # --- speech backends (OpenAI audio API) ---
-    stt_provider: Annotated[STTProviderName, Lowercase] = "speaches"
+    # --- speech backends (in the worker, or a server's OpenAI audio API) ---
+    stt_provider: Annotated[STTProviderName, Lowercase] = "moonshine"
     stt_base_url: HttpUrl = None
     stt_api_key: OptionalSecret = None
     stt_model: OptionalText = None
