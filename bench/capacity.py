@@ -141,6 +141,7 @@ def _worker_env(
         LLM_BASE_URL=llm_url,
         LLM_MODEL="bench-model",
         LLM_MAX_RETRIES="0",
+        STT_PROVIDER="speaches",
         STT_BASE_URL=speech_url,
         # the scripted STT answers the same sentence for any clip, so stitching a question
         # from the clips cut at its pauses cannot work with it; what is measured here is the

@@ -24,6 +24,7 @@ def test_check_says_ok_for_every_reachable_backend_and_exits_0(
     with FakeLiveKitServer() as livekit:
         env = chat_env(
             llm_server,
+            STT_PROVIDER="speaches",
             STT_BASE_URL=whisper_server.base_url,
             STT_MODEL="tiny.en",
             TTS_BASE_URL=tts_server.base_url,
@@ -59,6 +60,7 @@ def test_check_names_each_failing_backend_with_its_url_without_keys_and_exits_1(
             None,
             LLM_BASE_URL=closed,
             LLM_MODEL="test-model",
+            STT_PROVIDER="speaches",
             STT_BASE_URL=closed,
             TTS_BASE_URL=tts_server.base_url,
             LIVEKIT_URL=livekit.url,

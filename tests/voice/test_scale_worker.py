@@ -186,6 +186,7 @@ def test_a_spoken_session_in_a_job_process_reaches_metrics_and_traces(
     llm_server.script(text_reply(ANSWER))
     with OtlpReceiver() as collector:
         worker = start_worker(
+            STT_PROVIDER="speaches",
             STT_BASE_URL=whisper_server.base_url,
             STT_MODEL="tiny.en",
             TTS_BASE_URL=tts_server.base_url,
