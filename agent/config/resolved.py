@@ -18,6 +18,7 @@ from agent.config.tool_files import (
     load_mcp_config,
     load_webhook_tools,
 )
+from providers.smart_turn import SMART_TURN_FILE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +42,12 @@ class Config:
 def resolve(settings: Settings) -> Config:
     """Resolve `settings` into a `Config`; `ConfigError` names the first problem."""
     backends = resolve_backends(settings)
+    model = settings.model_cache_dir / SMART_TURN_FILE
+    if settings.turn_detection == "smart-turn" and not model.is_file():
+        raise ConfigError(
+            f"TURN_DETECTION: smart-turn needs its model, not found at {model}; "
+            "run `voice-agent download-files` (with the same MODEL_CACHE_DIR)"
+        )
     # `${VAR}` references in the tool files come from the environment (and .env)
     env = settings.environ()
     mcp_servers: list[McpServerSpec] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -157,12 +158,18 @@ class Settings(BaseSettings):
     endpointing_min_delay: Annotated[float, Field(ge=0, le=10)] = 0.5
     endpointing_max_delay: Annotated[float, Field(gt=0, le=30)] = 3.0
     # --- fast spoken turns (agent/turn_detection.py, pause_stt.py, tts_chunks.py) ---
-    turn_detection: Annotated[Literal["vad", "model", "transcript"], Lowercase] = "transcript"
+    turn_detection: Annotated[Literal["vad", "model", "transcript", "smart-turn"], Lowercase] = (
+        "transcript"
+    )
     vad_min_silence: Annotated[float, Field(ge=0.05, le=5)] | None = None
-    """None: silero's 0.55 s with `vad`, 0.25 s with `model`, 0.2 s with `transcript`."""
+    """None: silero's 0.55 s with `vad`, 0.25 s with `model`, 0.2 s with `transcript` and
+    `smart-turn`."""
     stt_on_pause: bool = True
     tts_first_chunk_words: Annotated[int, Field(ge=0, le=50)] = 4
     preemptive_generation: bool = True
+
+    model_cache_dir: Path = Field(default_factory=lambda: default_model_cache_dir(os.environ))
+    """Where `voice-agent download-files` keeps model files (Smart Turn's)."""
 
     # --- LiveKit worker ---
     livekit_url: LiveKitUrl = "ws://localhost:7880"
@@ -228,6 +235,13 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_smart_turn(self) -> Settings:
+        if self.turn_detection == "smart-turn" and not self.stt_on_pause:
+            # the model hears the turn's audio through the STT that runs at each pause
+            raise _FieldError("STT_ON_PAUSE", "must be true with TURN_DETECTION=smart-turn")
+        return self
+
+    @model_validator(mode="after")
     def _check_turn_detection(self) -> Settings:
         if self.turn_detection == "model" and (self.vad_min_silence or 1.0) < MODEL_MIN_SILENCE:
             # livekit's end-of-turn model predicts after 0.2 s of silence; it refuses less
@@ -262,6 +276,12 @@ def _dotenv(env_file: object) -> dict[str, str]:
     from dotenv import dotenv_values
 
     return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+
+
+def default_model_cache_dir(environ: Mapping[str, str]) -> Path:
+    """`$XDG_CACHE_HOME/voice-agent`, else `~/.cache/voice-agent`."""
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "voice-agent"
 
 
 def file_and_environ(env_file: Path) -> dict[str, str]:
