@@ -75,7 +75,10 @@ BAD_VALUES = [
     ({"TOOL_TIMEOUT": "x"}, "TOOL_TIMEOUT: expected a number"),
     ({"BUILTIN_TOOLS": "perhaps"}, "BUILTIN_TOOLS: expected a boolean"),
     ({"AGENT_INSTRUCTIONS_FILE": "/no/such/file"}, "AGENT_INSTRUCTIONS_FILE: expected the path"),
-    ({"TURN_DETECTION": "smart"}, "TURN_DETECTION: expected 'vad', 'model' or 'transcript'"),
+    (
+        {"TURN_DETECTION": "smart"},
+        "TURN_DETECTION: expected 'vad', 'model', 'transcript' or 'smart-turn'",
+    ),
     (
         {"TURN_DETECTION": "model", "VAD_MIN_SILENCE": "0.1"},
         "VAD_MIN_SILENCE: must be at least 0.25 with TURN_DETECTION=model",
