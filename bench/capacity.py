@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,9 @@ class CapacityPlan:
     token_delay: float = 0.01
     tts_delay: float = 0.1
     budget_ms: float = 100.0
+    embedded_stt: bool = False
+    """Moonshine in each job process (at each pause, as the worker runs it by default)
+    instead of the scripted STT server: what embedded speech costs the worker."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +144,6 @@ def _worker_env(
         LLM_BASE_URL=llm_url,
         LLM_MODEL="bench-model",
         LLM_MAX_RETRIES="0",
-        STT_BASE_URL=speech_url,
-        # the scripted STT answers the same sentence for any clip, so stitching a question
-        # from the clips cut at its pauses cannot work with it; what is measured here is the
-        # worker's load, and the pause path is measured in `bench.voice_latency`
-        STT_ON_PAUSE="false",
         TTS_BASE_URL=speech_url,
         AGENT_GREETING="",
         BUILTIN_TOOLS="false",
@@ -160,6 +158,13 @@ def _worker_env(
         CAPACITY_STAGGER=str(plan.stagger if n > 1 else 0),
         CAPACITY_PAUSE=str(plan.pause),
     )
+    if plan.embedded_stt:
+        env.update(STT_PROVIDER="moonshine", STT_ON_PAUSE="true")
+    else:
+        # the scripted STT answers the same sentence for any clip, so stitching a question
+        # from the clips cut at its pauses cannot work with it; what is measured here is
+        # the worker's load, and the pause path is measured in `bench.voice_latency`
+        env.update(STT_PROVIDER="speaches", STT_BASE_URL=speech_url, STT_ON_PAUSE="false")
     return env
 
 
@@ -338,10 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="1,5,10,20,40", help="session counts, e.g. 1,5")
     parser.add_argument("--turns", type=int, help="measured turns per session (N > 1)")
     parser.add_argument("--json", type=Path, help="write the results.json entry here")
+    parser.add_argument(
+        "--embedded-stt", action="store_true", help="Moonshine in each job process, at pauses"
+    )
     args = parser.parse_args(argv)
-    plan = CapacityPlan(levels=[int(x) for x in args.levels.split(",")])
+    plan = CapacityPlan(
+        levels=[int(x) for x in args.levels.split(",")], embedded_stt=args.embedded_stt
+    )
     if args.turns:
-        plan = CapacityPlan(levels=plan.levels, measured_turns=args.turns, lone_turns=args.turns)
+        plan = replace(plan, measured_turns=args.turns, lone_turns=args.turns)
     result = measure(plan)
     print(render(result))
     if args.json:

@@ -15,7 +15,13 @@ rather than from livekit's estimates, so that both pipelines are judged alike:
   agent took the pause for the end), or split the utterance into several turns.
 Where the time goes comes from livekit's own metrics (EOU, STT, the reply's message metrics).
 
-Run alone: `python -m bench.voice_latency [--turns N]` (N utterances per pipeline).
+Word error rate: what each pipeline committed as the user's turn(s) for an utterance,
+joined, against the words said (lowercase, punctuation dropped), over all utterances.
+
+Run alone: `python -m bench.voice_latency [--turns N] [--stt moonshine|whisper]` (N
+utterances per pipeline; `--stt moonshine`: both pipelines with Moonshine in the worker
+instead of the Whisper server). The environment reaches `ours` as it reaches the worker
+(`TURN_DETECTION=smart-turn python -m bench.voice_latency --stt moonshine`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.voice.pause_stt import word_distance
 from testing.audio_io import PAUSED_QUESTIONS, espeak_to_wav, plain_text
+from testing.engine import IN_PROCESS
 from testing.servers.openai_server import text_reply
 from testing.servers.tts_server import EspeakTTSServer
 from testing.servers.whisper_server import WhisperServer
@@ -64,6 +73,12 @@ class LatencyPlan:
     ttft: float = 0.15
     token_delay: float = 0.02
     pause: float = 0.5
+    stt: str = "whisper"
+    """`whisper` (the tiny.en server) or `moonshine` (in the worker), for both pipelines."""
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
 @dataclass
@@ -73,6 +88,13 @@ class Variant:
     missing: int = 0
     stages: dict[str, list[float]] = field(default_factory=dict)
     heard: list[str] = field(default_factory=list)
+    errors: int = 0
+    """Word edits from what was said to what was committed, over all utterances."""
+    said_words: int = 0
+
+    @property
+    def wer(self) -> float:
+        return self.errors / self.said_words if self.said_words else float("nan")
 
     @property
     def premature_rate(self) -> float:
@@ -105,18 +127,21 @@ def measure(server: RemoteLLMServer, plan: LatencyPlan) -> LatencyResult:
         ]
         said = [wavs[k % len(wavs)] for k in range(plan.turns)]
         tails = [speech_tail_seconds(w) for w in said]
-        whisper = WhisperServer().start()
+        texts = [plain_text(PAUSED_QUESTIONS[k % len(wavs)]) for k in range(plan.turns)]
+        whisper = WhisperServer().start() if plan.stt == "whisper" else None
         try:
             with EspeakTTSServer() as tts:
-                data = _run(server, whisper.base_url, tts.base_url, said, Path(tmp), plan)
+                stt_url = whisper.base_url if whisper else IN_PROCESS
+                data = _run(server, stt_url, tts.base_url, said, Path(tmp), plan)
         finally:
-            whisper.stop()
+            if whisper:
+                whisper.stop()
     result.load_note = (
         f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, "
         f"on {os.cpu_count()} CPUs"
     )
     for name in VARIANTS:
-        result.variants[name] = _variant(data[name], tails)
+        result.variants[name] = _variant(data[name], tails, texts)
     for name, _k in data["missing"]:
         result.variants[name].missing += 1
     result.wall_s = time.perf_counter() - started
@@ -158,7 +183,7 @@ def _run(
     return data
 
 
-def _variant(data: dict[str, Any], tails: list[float]) -> Variant:
+def _variant(data: dict[str, Any], tails: list[float], texts: list[str]) -> Variant:
     v = Variant()
     items: list[dict[str, Any]] = data["items"]
     audio_starts = sorted(a for a in data["audio_starts"] if a is not None)
@@ -167,6 +192,9 @@ def _variant(data: dict[str, Any], tails: list[float]) -> Variant:
         eos = mic_end - tails[k]
         users = [i for i in items if i["turn"] == k and i["role"] == "user"]
         v.heard += [u["text"] for u in users]
+        said = words(texts[k])
+        v.errors += word_distance(said, words(" ".join(u["text"] for u in users)))
+        v.said_words += len(said)
         v.premature.append(len(users) > 1 or any(u["at"] < eos for u in users))
         first = next((a for a in audio_starts if a > eos), None)
         if first is not None:
@@ -217,6 +245,12 @@ STAGES = (
 )
 
 
+_STT_NAMES = {
+    "whisper": "the Whisper server (faster-whisper tiny.en)",
+    "moonshine": "Moonshine tiny-en in the worker process",
+}
+
+
 def render(result: LatencyResult) -> str:
     if result.skipped:
         return f"Skipped: {result.skipped}\n"
@@ -225,18 +259,20 @@ def render(result: LatencyResult) -> str:
         f"{p.turns} utterances per pipeline, interleaved (one to each in turn), each with a "
         "300-900 ms pause in the middle; scripted LLM with "
         f"{p.ttft * 1000:.0f} ms to first token and {p.token_delay * 1000:.0f} ms between "
-        f'words, reply "{REPLY}". Machine load: {result.load_note}.',
+        f'words, reply "{REPLY}". STT: {_STT_NAMES[p.stt]}, for both. '
+        f"Machine load: {result.load_note}.",
         "",
         "| pipeline | end of speech -> first audio p50 ms | p95 ms | premature end of turn "
-        "| no answer |",
-        "|---|---|---|---|---|",
+        "| word error rate | no answer |",
+        "|---|---|---|---|---|---|",
     ]
     for name in VARIANTS:
         v = result.variants[name]
         s = result.summary(name)
         lines.append(
             f"| {LABELS[name]} | {s.p50:.0f} | {s.p95:.0f} | "
-            f"{sum(v.premature)}/{len(v.premature)} ({v.premature_rate:.0%}) | {v.missing} |"
+            f"{sum(v.premature)}/{len(v.premature)} ({v.premature_rate:.0%}) | {v.wer:.3f} | "
+            f"{v.missing} |"
         )
     ours, base = result.summary("ours").p50, result.summary("livekit_default").p50
     ratio = ours / base if base else float("nan")
@@ -312,6 +348,9 @@ def nested_numbers(result: LatencyResult) -> dict[str, object]:
         "premature_end_of_turn_rate": {
             name: round(result.variants[name].premature_rate, 4) for name in VARIANTS
         },
+        "wer": {name: round(result.variants[name].wer, 4) for name in VARIANTS},
+        "utterances": result.plan.turns,
+        "stt": result.plan.stt,
     }
 
 
@@ -350,10 +389,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.voice_latency")
     parser.add_argument("--turns", type=int, default=DEFAULT_TURNS)
     parser.add_argument(
+        "--stt", choices=("whisper", "moonshine"), default="whisper", help="for both pipelines"
+    )
+    parser.add_argument(
         "--no-write", action="store_true", help="touch neither results.json nor BENCHMARKS.md"
     )
     args = parser.parse_args()
-    result = run(LatencyPlan(turns=args.turns))
+    result = run(LatencyPlan(turns=args.turns, stt=args.stt))
     text = section(result)
     print(text)
     if not args.no_write and not result.skipped:

@@ -11,7 +11,7 @@ alternates), and everything each reports is written out with wall-clock times (`
 one clock across processes).
 
 Run alone: `python -m bench.voice_latency_session --llm-url URL --stt-url URL --tts-url URL
---out result.json WAV...`.
+--out result.json WAV...` (`--stt-url in-process`: Moonshine in this process, for both).
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from livekit.agents.voice import (
     UserStateChangedEvent,
 )
 
-from agent.config.resolved import Config, load_config
+from agent.config.resolved import Config
 from agent.voice.pause_stt import PauseTranscriber
 from agent.voice.turn_detection import load_vad
 from agent.wiring import build_agent, build_llm, build_session
 from providers import build_stt_chain, build_tts_chain
 from testing.audio_io import PacedMicrophone, RecordingSpeaker
+from testing.engine import voice_config
 
 from .common import quiet_logging
 from .voice_session import session_main
@@ -143,15 +144,7 @@ async def run(
     wavs: list[Path], *, llm_url: str, stt_url: str, tts_url: str, pause: float
 ) -> dict[str, Any]:
     quiet_logging()
-    config = load_config(
-        llm_base_url=llm_url,
-        llm_model="test-model",
-        llm_max_retries=0,
-        stt_base_url=stt_url,
-        stt_model="tiny.en",
-        tts_base_url=tts_url,
-        agent_greeting="",
-    )
+    config = voice_config(llm_url, stt_url=stt_url, tts_url=tts_url, agent_greeting="")
     sessions = {name: await _start(name, config) for name in VARIANTS}
     missing: list[tuple[str, int]] = []
     try:

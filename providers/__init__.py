@@ -9,6 +9,7 @@ from .base import (
     ToolCall,
 )
 from .cooldown import BackendCoolingDown, Cooldown
+from .moonshine import EmbeddedSTTOptions
 from .openai_compatible import (
     NOT_STREAMED,
     OpenAICompatibleProvider,
@@ -19,6 +20,7 @@ from .presets import PLACEHOLDER_API_KEY, PRESETS, ProviderName, ProviderPreset,
 from .speech import (
     STT_PRESETS,
     TTS_PRESETS,
+    AnySTTOptions,
     SpeechPreset,
     STTOptions,
     STTProviderName,
@@ -28,6 +30,7 @@ from .speech import (
     build_stt_chain,
     build_tts,
     build_tts_chain,
+    prewarm_stt,
 )
 
 __all__ = [
@@ -40,8 +43,10 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AnySTTOptions",
     "BackendCoolingDown",
     "Cooldown",
+    "EmbeddedSTTOptions",
     "OpenAICompatibleProvider",
     "ProviderName",
     "ProviderOptions",
@@ -59,4 +64,5 @@ __all__ = [
     "build_tts",
     "build_tts_chain",
     "normalize_base_url",
+    "prewarm_stt",
 ]

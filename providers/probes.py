@@ -8,6 +8,7 @@ passed on whole, for the caller to redact and then shorten.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import httpx2
@@ -15,8 +16,9 @@ import openai
 from livekit import rtc
 from livekit.agents import APIConnectOptions, APIError, APIStatusError, APITimeoutError
 
+from .moonshine import EmbeddedSTTOptions
 from .openai_compatible import OpenAICompatibleProvider
-from .speech import STTOptions, TTSOptions, build_stt, build_tts
+from .speech import AnySTTOptions, TTSOptions, build_stt, build_tts
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +83,13 @@ def silence_frame(seconds: float = 1.0, sample_rate: int = 16000) -> rtc.AudioFr
     )
 
 
-async def probe_stt(options: STTOptions, *, request_timeout: float) -> ProbeResult:
+async def probe_stt(options: AnySTTOptions, *, request_timeout: float) -> ProbeResult:
+    """A second of silence transcribed: by the server, or by the model in this process
+    (which proves the wheel's model loads and runs; nothing else needs to be running)."""
     engine = build_stt(options)
+    if isinstance(options, EmbeddedSTTOptions):
+        # loading is not the request: the timeout is for the transcription
+        await asyncio.to_thread(engine.prewarm)
     try:
         await engine.recognize(
             silence_frame(), conn_options=APIConnectOptions(max_retry=0, timeout=request_timeout)

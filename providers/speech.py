@@ -1,9 +1,11 @@
 """Speech backends (STT and TTS) as data, and the livekit-plugins-openai objects built from them.
 
-Every backend here speaks OpenAI's audio API (`/audio/transcriptions`, `/audio/speech`), so
-one plugin class serves them all; a preset only says where the server usually is, which
-model and voice it ships with, and where its key lives. Like the LLM presets, this module
-never reads the environment: `agent.config.settings` hands it typed options.
+Every server backend here speaks OpenAI's audio API (`/audio/transcriptions`,
+`/audio/speech`), so one plugin class serves them all; a preset only says where the server
+usually is, which model and voice it ships with, and where its key lives. An embedded
+preset (`moonshine`) has no server: it runs in the worker (`providers.moonshine`). Like
+the LLM presets, this module never reads the environment: `agent.config.settings` hands
+it typed options.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from livekit.agents import stt, tts
 from livekit.agents.vad import VAD
 from livekit.plugins import openai as lk_openai
 
+from .moonshine import MOONSHINE_LANGUAGES, EmbeddedSTTOptions, MoonshineSTT
 from .presets import PLACEHOLDER_API_KEY, by_name
 
-STTProviderName = Literal["speaches", "openai", "groq", "openai-compatible"]
+STTProviderName = Literal["moonshine", "speaches", "openai", "groq", "openai-compatible"]
 TTSProviderName = Literal["kokoro", "speaches", "openai", "openai-compatible"]
 
 
@@ -34,9 +37,26 @@ class SpeechPreset:
     api_key_env: str | None = None
     """The vendor's conventional variable, read when `STT_API_KEY`/`TTS_API_KEY` is unset."""
     requires_api_key: bool = False
+    embedded: bool = False
+    """Runs inside the worker: no URL, no key, nothing to start beside it."""
+    languages: tuple[str, ...] | None = None
+    """The languages it hears (None: whatever the server's model does)."""
+
+    def hears(self, language: str) -> bool:
+        """Whether its model hears `language` (`en`, `en-US` and `en_GB` are English)."""
+        base = language.strip().lower().replace("_", "-").split("-")[0]
+        return self.languages is None or base in self.languages
 
 
 STT_PRESETS: MappingProxyType[str, SpeechPreset] = by_name(
+    # Moonshine tiny (English), inside the worker: the default where it serves
+    SpeechPreset(
+        name="moonshine",
+        default_base_url=None,
+        default_model="tiny-en",
+        embedded=True,
+        languages=MOONSHINE_LANGUAGES,
+    ),
     # Speaches (formerly faster-whisper-server): the usual self-hosted Whisper server
     SpeechPreset(
         name="speaches",
@@ -98,6 +118,14 @@ class STTOptions:
     def __repr__(self) -> str:  # the key stays out of logs and tracebacks
         return f"STTOptions(base_url={self.base_url!r}, model={self.model!r})"
 
+    @property
+    def location(self) -> str:
+        return self.base_url
+
+
+AnySTTOptions = STTOptions | EmbeddedSTTOptions
+"""A server's STT or one in the worker."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TTSOptions:
@@ -112,8 +140,11 @@ class TTSOptions:
         return f"TTSOptions(base_url={self.base_url!r}, model={self.model!r}, voice={self.voice!r})"
 
 
-def build_stt(options: STTOptions) -> stt.STT[Any]:
-    """A batch (non-streaming) OpenAI-API STT; the session wraps it with the VAD."""
+def build_stt(options: AnySTTOptions) -> stt.STT[Any]:
+    """A batch (non-streaming) STT: a server's OpenAI audio API, or Moonshine in this
+    process. The session streams it at each pause of the VAD."""
+    if isinstance(options, EmbeddedSTTOptions):
+        return MoonshineSTT(options=options)
     return lk_openai.STT(
         base_url=options.base_url,
         api_key=options.api_key,
@@ -135,7 +166,7 @@ def build_tts(options: TTSOptions) -> tts.TTS[Any]:
     )
 
 
-def build_stt_chain(options: Sequence[STTOptions], *, vad: VAD) -> stt.STT[Any]:
+def build_stt_chain(options: Sequence[AnySTTOptions], *, vad: VAD) -> stt.STT[Any]:
     """One STT, or livekit's `stt.FallbackAdapter` over several, in order. The adapter
     streams our batch STTs through `vad`, and moves on when one fails; livekit does not
     replay audio, so the utterance that was in flight at the failure is lost."""
@@ -150,3 +181,11 @@ def build_tts_chain(options: Sequence[TTSOptions]) -> tts.TTS[Any]:
     """One TTS, or livekit's `tts.FallbackAdapter` over several, in order."""
     engines = [build_tts(o) for o in options]
     return engines[0] if len(engines) == 1 else tts.FallbackAdapter(engines, max_retry_per_tts=0)
+
+
+def prewarm_stt(options: Sequence[AnySTTOptions]) -> None:
+    """Load the models of the STTs that run in this process (a job process calls this once,
+    before its first session, so that no one's first words wait for a model to load)."""
+    for o in options:
+        if isinstance(o, EmbeddedSTTOptions):
+            MoonshineSTT(options=o).prewarm()

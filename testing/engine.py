@@ -52,16 +52,23 @@ def settings_for(server: ScriptedLLMServer | str, **fields: Any) -> Config:
     return load_config(llm_base_url=base_url, llm_model="test-model", **fields)
 
 
+IN_PROCESS = "in-process"
+"""`stt_url` for the STT in the worker (Moonshine, the default) instead of a server."""
+
+
+def stt_fields(stt_url: str) -> dict[str, str]:
+    """The STT settings for `stt_url`: the Whisper server's tiny.en there (Speaches), or
+    Moonshine in this process for `IN_PROCESS`."""
+    if stt_url == IN_PROCESS:
+        return {"stt_provider": "moonshine"}
+    return {"stt_provider": "speaches", "stt_base_url": stt_url, "stt_model": "tiny.en"}
+
+
 def voice_config(
     server: ScriptedLLMServer | str, *, stt_url: str, tts_url: str, **fields: Any
 ) -> Config:
-    """`settings_for` a voice session: the Whisper server's tiny.en and the espeak-ng TTS
-    server (`testing.servers`), no LLM retries."""
+    """`settings_for` a voice session: the STT of `stt_fields(stt_url)` and the espeak-ng
+    TTS server (`testing.servers`), no LLM retries."""
     return settings_for(
-        server,
-        llm_max_retries=0,
-        stt_base_url=stt_url,
-        stt_model="tiny.en",
-        tts_base_url=tts_url,
-        **fields,
+        server, llm_max_retries=0, tts_base_url=tts_url, **{**stt_fields(stt_url), **fields}
     )

@@ -9,6 +9,7 @@ import pytest
 
 from agent.config.resolved import load_config
 from agent.config.settings import ConfigError
+from providers import STTOptions
 from testing.cli import chat_env, run_cli
 
 _OUR_PREFIXES = (
@@ -42,6 +43,19 @@ BAD_VALUES = [
     ({"LLM_COOLDOWN": "-5"}, "LLM_COOLDOWN: expected greater than or equal to 0"),
     ({"STT_FALLBACKS": '[{"provider": "kokoro"}]'}, "STT_FALLBACKS[0].provider: expected one of"),
     ({"STT_FALLBACKS": "{"}, "STT_FALLBACKS: expected a JSON list like"),
+    # the default STT runs in the worker with an English model: nothing to point it at
+    ({"STT_LANGUAGE": "de"}, "STT_LANGUAGE: 'de' needs a Whisper server: STT_PROVIDER=moonshine"),
+    (
+        {
+            "STT_FALLBACKS": '[{"provider": "moonshine"}]',
+            "STT_PROVIDER": "groq",
+            "GROQ_API_KEY": "k",
+            "STT_LANGUAGE": "fr",
+        },
+        "STT_LANGUAGE: 'fr' needs a Whisper server: provider moonshine hears English only",
+    ),
+    ({"STT_BASE_URL": "http://x:1/v1"}, "STT_BASE_URL: not used by STT_PROVIDER=moonshine"),
+    ({"STT_MODEL": "base-en"}, "STT_MODEL: STT_PROVIDER=moonshine has one model, tiny-en"),
     (
         {"TTS_FALLBACKS": '[{"provider": "openai"}]'},
         "TTS_FALLBACKS[0].api_key: required for provider openai (set TTS_FALLBACKS[0].api_key or",
@@ -61,7 +75,10 @@ BAD_VALUES = [
     ({"TOOL_TIMEOUT": "x"}, "TOOL_TIMEOUT: expected a number"),
     ({"BUILTIN_TOOLS": "perhaps"}, "BUILTIN_TOOLS: expected a boolean"),
     ({"AGENT_INSTRUCTIONS_FILE": "/no/such/file"}, "AGENT_INSTRUCTIONS_FILE: expected the path"),
-    ({"TURN_DETECTION": "smart"}, "TURN_DETECTION: expected 'vad', 'model' or 'transcript'"),
+    (
+        {"TURN_DETECTION": "smart"},
+        "TURN_DETECTION: expected 'vad', 'model', 'transcript' or 'smart-turn'",
+    ),
     (
         {"TURN_DETECTION": "model", "VAD_MIN_SILENCE": "0.1"},
         "VAD_MIN_SILENCE: must be at least 0.25 with TURN_DETECTION=model",
@@ -186,10 +203,12 @@ def test_speech_fallbacks_come_after_the_primary_with_vendor_keys(
     config = load_config()
     stt = [b.options for b in config.backends.stt_backends]
     tts = [b.options for b in config.backends.tts_backends]
-    assert [o.base_url for o in stt] == [
-        "http://localhost:8000/v1",
+    # the default STT runs in the worker; the fallback is a server
+    assert [o.location for o in stt] == [
+        "in-process (moonshine tiny-en)",
         "https://api.groq.com/openai/v1",
     ]
+    assert isinstance(stt[1], STTOptions)
     assert stt[1].api_key == "gsk-123" and stt[1].model == "whisper-large-v3-turbo"
     assert [o.base_url for o in tts] == ["http://localhost:8880/v1", "https://api.openai.com/v1"]
     assert (tts[1].voice, tts[1].api_key) == ("ash", "sk-456")

@@ -60,7 +60,7 @@ async def run_check(
     ttss = [b.options for b in config.backends.tts_backends]
     names_urls = [
         *((_numbered("llm", i), llm.base_url) for i, llm in enumerate(llms)),
-        *((_numbered("stt", i), o.base_url) for i, o in enumerate(stts)),
+        *((_numbered("stt", i), o.location) for i, o in enumerate(stts)),
         *((_numbered("tts", i), o.base_url) for i, o in enumerate(ttss)),
         ("livekit", settings.livekit_url),
     ]

@@ -177,7 +177,9 @@ def _exit_code(code: int | str | None) -> int:
 
 
 def _download_files() -> int:
-    """Fetch every plugin's files (the silero VAD ships in its wheel, so this is quick).
+    """Fetch every plugin's files (the silero VAD ships in its wheel, so this is quick) and
+    Smart Turn's model (from the pipecat-ai wheel on the package index, into
+    MODEL_CACHE_DIR). Moonshine's model ships in its own wheel: nothing to fetch.
 
     Needs no configuration: it runs at image build time, before any env exists.
     """
@@ -186,11 +188,21 @@ def _download_files() -> int:
     from livekit.agents import Plugin
     from livekit.plugins import openai, silero  # noqa: F401  (registers the plugins)
 
+    from agent.config.settings import load_settings
+    from providers.smart_turn import SmartTurnUnavailable, fetch_smart_turn
+
     configure_logging(level="info", fmt="console")
     log = logging.getLogger("voice-agent")
     for plugin in Plugin.registered_plugins:
         log.info("downloading files for %s", plugin.package)
         plugin.download_files()
+    try:
+        cache_dir = load_settings().model_cache_dir
+        log.info("fetching Smart Turn's model into %s", cache_dir)
+        log.info("Smart Turn's model is at %s", fetch_smart_turn(cache_dir))
+    except (ConfigError, SmartTurnUnavailable, OSError) as e:
+        print(f"voice-agent: download-files: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -22,6 +22,8 @@ from providers import (
     PRESETS,
     STT_PRESETS,
     TTS_PRESETS,
+    AnySTTOptions,
+    EmbeddedSTTOptions,
     ProviderOptions,
     ProviderPreset,
     SpeechPreset,
@@ -42,7 +44,7 @@ class LLMBackend:
 class STTBackend:
     setting: str
     """`STT` or `STT_FALLBACKS[1]`."""
-    options: STTOptions
+    options: AnySTTOptions
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,7 +65,7 @@ class Backends:
     def api_keys(self) -> list[str]:
         """Every real key that will be sent (placeholders left out)."""
         keys = [b.options.api_key for b in self.llm_backends]
-        keys += [b.options.api_key for b in self.stt_backends]
+        keys += [b.options.api_key for b in self.stt_backends if isinstance(b.options, STTOptions)]
         keys += [b.options.api_key for b in self.tts_backends]
         return [k for k in keys if k and k != PLACEHOLDER_API_KEY]
 
@@ -164,13 +166,37 @@ def _llm(entry: _Entry, settings: Settings, env: Mapping[str, str], *, chained: 
 
 
 def _stt(entry: _Entry, settings: Settings, env: Mapping[str, str]) -> STTBackend:
-    r = _with_defaults(entry, _speech_preset(entry, STT_PRESETS), env)
+    preset = _speech_preset(entry, STT_PRESETS)
+    if preset.embedded:
+        return STTBackend(setting=entry.setting, options=_embedded_stt(entry, preset, settings))
+    r = _with_defaults(entry, preset, env)
     return STTBackend(
         setting=entry.setting,
         options=STTOptions(
             base_url=r.base_url, model=r.model, api_key=r.api_key, language=settings.stt_language
         ),
     )
+
+
+def _embedded_stt(entry: _Entry, preset: SpeechPreset, settings: Settings) -> EmbeddedSTTOptions:
+    """An STT in the worker: nothing to point at, and only the languages its model hears."""
+    if entry.base_url is not None:
+        raise ConfigError(
+            f"{entry.var('base_url')}: not used by {entry.needed_by}, which runs in the worker; "
+            f"set {entry.var('provider')}=speaches (or openai-compatible) to use that server"
+        )
+    model = entry.model or preset.default_model or ""
+    if model != preset.default_model:
+        raise ConfigError(
+            f"{entry.var('model')}: {entry.needed_by} has one model, {preset.default_model}"
+        )
+    language = settings.stt_language
+    if not preset.hears(language):
+        raise ConfigError(
+            f"STT_LANGUAGE: {language!r} needs a Whisper server: {entry.needed_by} "
+            f"hears English only; set {entry.var('provider')}=speaches (or groq, openai)"
+        )
+    return EmbeddedSTTOptions(engine=preset.name, model=model, language=language)
 
 
 def _tts(entry: _Entry, env: Mapping[str, str]) -> TTSBackend:

@@ -21,6 +21,8 @@ from agent.config.tool_files import (
     load_mcp_config,
     load_webhook_tools,
 )
+from providers import STTOptions
+from providers.smart_turn import SMART_TURN_FILE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,7 +43,9 @@ class Config:
         secrets += env_secrets(settings.environ())
         urls = [settings.livekit_url, settings.otel_exporter_otlp_endpoint]
         urls += [b.options.base_url for b in self.backends.llm_backends]
-        urls += [b.options.base_url for b in self.backends.stt_backends]
+        urls += [
+            o.base_url for b in self.backends.stt_backends if isinstance(o := b.options, STTOptions)
+        ]
         urls += [b.options.base_url for b in self.backends.tts_backends]
         urls += [w.url for w in self.webhooks] + [m.url for m in self.mcp_servers]
         secrets += url_secrets(u for u in urls if u)
@@ -53,6 +57,12 @@ class Config:
 def resolve(settings: Settings) -> Config:
     """Resolve `settings` into a `Config`; `ConfigError` names the first problem."""
     backends = resolve_backends(settings)
+    model = settings.model_cache_dir / SMART_TURN_FILE
+    if settings.turn_detection == "smart-turn" and not model.is_file():
+        raise ConfigError(
+            f"TURN_DETECTION: smart-turn needs its model, not found at {model}; "
+            "run `voice-agent download-files` (with the same MODEL_CACHE_DIR)"
+        )
     # `${VAR}` references in the tool files come from the environment (and .env)
     env = settings.environ()
     mcp_servers: list[McpServerSpec] = []

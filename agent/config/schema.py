@@ -8,7 +8,9 @@ docs/configuration.md). A new setting goes into its group here, with a docstring
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +28,12 @@ from providers import ProviderName, STTProviderName, TTSProviderName
 
 LIVEKIT_DEV_SECRET = "secret"
 """`livekit-server --dev`'s well-known secret: a default, not a secret worth redacting."""
+
+
+def default_model_cache_dir(environ: Mapping[str, str]) -> Path:
+    """`$XDG_CACHE_HOME/voice-agent`, else `~/.cache/voice-agent`."""
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "voice-agent"
 
 
 def _not_blank(value: str) -> str:
@@ -229,9 +237,10 @@ class SpeechSettings(_Group):
     Servers of the OpenAI audio API (`/audio/transcriptions`, `/audio/speech`).
     """
 
-    stt_provider: Annotated[STTProviderName, Lowercase] = "speaches"
-    """Speech to text: `speaches` (a local Speaches server), `openai`, `groq`, or
-    `openai-compatible` (needs `STT_BASE_URL`)."""
+    stt_provider: Annotated[STTProviderName, Lowercase] = "moonshine"
+    """Speech to text: `moonshine` (in the worker: Moonshine tiny-en, English only, no
+    server), `speaches` (a local Speaches server), `openai`, `groq`, or `openai-compatible`
+    (needs `STT_BASE_URL`)."""
     stt_base_url: HttpUrl = None
     """STT server URL (unset: the provider's default)."""
     stt_api_key: OptionalSecret = None
@@ -282,14 +291,18 @@ class FastTurnSettings(_Group):
     (docs/turns.md, "Fast turns").
     """
 
-    turn_detection: Annotated[Literal["vad", "model", "transcript"], Lowercase] = "transcript"
+    turn_detection: Annotated[Literal["vad", "model", "transcript", "smart-turn"], Lowercase] = (
+        "transcript"
+    )
     """How the end of the user's turn is decided. `transcript`: a transcript that ends on a
     word no sentence ends on ("what is the capital of") is only a pause, and the turn waits up
-    to `ENDPOINTING_MAX_DELAY`; `model`: livekit's end-of-turn audio model
-    (turn-detector-v1-mini, CPU, offline); `vad`: silence alone."""
+    to `ENDPOINTING_MAX_DELAY`; `smart-turn`: the same, and also Smart Turn v3.2's audio model
+    must hear a finished turn (needs `voice-agent download-files`); `model`: livekit's
+    end-of-turn text model (turn-detector-v1-mini, CPU, offline); `vad`: silence alone."""
     vad_min_silence: Annotated[float, Field(ge=0.05, le=5)] | None = None
     """Seconds of silence after which the VAD reports the end of speech (unset: 0.2 with
-    `TURN_DETECTION=transcript`, 0.25 with `model`, the least it accepts, 0.55 with `vad`)."""
+    `TURN_DETECTION=transcript` or `smart-turn`, 0.25 with `model`, the least it accepts,
+    0.55 with `vad`)."""
     stt_on_pause: bool = True
     """Transcribe each stretch of speech as soon as the user pauses, instead of once the turn
     has ended."""
@@ -299,6 +312,9 @@ class FastTurnSettings(_Group):
     preemptive_generation: bool = True
     """Start answering on the transcript before the end of the turn is confirmed; the answer
     is only spoken once it is, and only read-only tools run before then."""
+    model_cache_dir: Path = Field(default_factory=lambda: default_model_cache_dir(os.environ))
+    """Where `voice-agent download-files` keeps model files (Smart Turn's; unset:
+    `$XDG_CACHE_HOME/voice-agent`, else `~/.cache/voice-agent`)."""
 
 
 class WorkerSettings(_Group):

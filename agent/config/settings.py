@@ -98,6 +98,13 @@ class Settings(
         return self
 
     @model_validator(mode="after")
+    def _check_smart_turn(self) -> Settings:
+        if self.turn_detection == "smart-turn" and not self.stt_on_pause:
+            # the model hears the turn's audio through the STT that runs at each pause
+            raise _FieldError("STT_ON_PAUSE", "must be true with TURN_DETECTION=smart-turn")
+        return self
+
+    @model_validator(mode="after")
     def _check_turn_detection(self) -> Settings:
         if self.turn_detection == "model" and (self.vad_min_silence or 1.0) < MODEL_MIN_SILENCE:
             # livekit's end-of-turn model predicts after 0.2 s of silence; it refuses less

@@ -29,6 +29,8 @@ from livekit.agents.stt.stream_adapter import DEFAULT_STREAM_ADAPTER_API_CONNECT
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 from livekit.agents.vad import VAD, VADEvent, VADEventType
 
+from agent.voice.turn_audio import TurnAudio
+
 LEAD_IN_SECONDS = 0.2
 """Silence kept before a segment's speech: Whisper transcribes a clip that starts mid-word
 poorly. Never more than the VAD's silence window, so that it is silence for certain."""
@@ -40,7 +42,9 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
     Emits `segment_sent(speech_ended_at, sent_at)` (wall clock) as each segment goes out.
     """
 
-    def __init__(self, *, stt_engine: stt.STT[Any], vad: VAD) -> None:
+    def __init__(
+        self, *, stt_engine: stt.STT[Any], vad: VAD, turn_audio: TurnAudio | None = None
+    ) -> None:
         caps = stt_engine.capabilities
         super().__init__(
             capabilities=stt.STTCapabilities(
@@ -52,6 +56,8 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         )
         self._stt = stt_engine
         self._vad = vad
+        self.turn_audio = turn_audio
+        """Given every VAD event, for an end-of-turn model that listens (Smart Turn)."""
         self._stt.on("metrics_collected", self._forward_metrics)
         self._unsettled = 0
         """Streams in speech + segments whose transcript has not come out yet."""
@@ -269,6 +275,8 @@ class _PauseStream(stt.RecognizeStream):
         async def cut_segments() -> None:
             try:
                 async for ev in vad_stream:
+                    if self._owner.turn_audio is not None:
+                        self._owner.turn_audio.feed(ev)
                     if ev.type == VADEventType.START_OF_SPEECH and not segmenter.in_speech:
                         self._owner._hold()  # released once its transcript is out
                         self._event_ch.send_nowait(
@@ -335,11 +343,14 @@ class _PauseStream(stt.RecognizeStream):
             await vad_stream.aclose()
 
 
-def listen_on_pauses(stt_engine: stt.STT[Any], vad: VAD, *, enabled: bool) -> stt.STT[Any]:
-    """`stt_engine` transcribed at each pause, when it is a batch STT and `enabled`."""
+def listen_on_pauses(
+    stt_engine: stt.STT[Any], vad: VAD, *, enabled: bool, turn_audio: TurnAudio | None = None
+) -> stt.STT[Any]:
+    """`stt_engine` transcribed at each pause, when it is a batch STT and `enabled`
+    (`turn_audio`: also given the audio the VAD hears)."""
     if not enabled or stt_engine.capabilities.streaming:
         return stt_engine
-    return PauseTranscriber(stt_engine=stt_engine, vad=vad)
+    return PauseTranscriber(stt_engine=stt_engine, vad=vad, turn_audio=turn_audio)
 
 
 class PauseTimings:

@@ -1,6 +1,6 @@
 """How a spoken turn ends: the VAD, end-of-turn detection, endpointing, preemptive generation.
 
-`TURN_DETECTION` picks one of three:
+`TURN_DETECTION` picks one of four:
 - `transcript` (default): the STT runs at each pause (agent/pause_stt.py, VAD window 0.2 s),
   so the words before a pause are known while the user is still pausing. A transcript that
   cannot be a whole turn ("what is the capital of", or Whisper's "capital on-") makes
@@ -14,6 +14,12 @@
   tell a pause from an end at that point (both score 0.1-0.3 against its 0.36 threshold for
   English; they only part after 0.5 s of silence), so on the bench every turn waits for
   the maximum delay; with natural speech it hears the intonation it was trained on.
+- `smart-turn`: `transcript`, and Smart Turn v3.2 (`providers.smart_turn`) on the turn's
+  audio (agent/voice/turn_audio.py): a pause ends the turn when the audio model hears the
+  end of a turn and the transcript can be a whole one. Each rule catches what the other
+  cannot: "book a table" (a pause before "for two people") reads as whole but sounds
+  unfinished; "what is the capital of" can sound finished in a flat voice, but no
+  sentence ends so. The model runs on a thread of its own, ~35-50 ms per call.
 - `vad`: silence alone (silero's 0.55 s window, then the endpointing delay).
 
 Preemptive generation is livekit's: the reply starts on the transcript before the end of
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from livekit.agents import llm
@@ -32,6 +39,8 @@ from livekit.agents.voice.turn import TurnDetectionMode, TurnHandlingOptions
 
 from agent.config.settings import MODEL_MIN_SILENCE, Settings
 from agent.voice.pause_stt import PauseTranscriber
+from agent.voice.turn_audio import TurnAudio
+from providers.smart_turn import FINISHED, SMART_TURN_FILE, shared_smart_turn
 
 if TYPE_CHECKING:
     from livekit.agents.vad import VAD
@@ -54,6 +63,7 @@ def vad_min_silence(settings: Settings) -> float:
         "vad": SILERO_DEFAULT_SILENCE,
         "model": MODEL_MIN_SILENCE,
         "transcript": TRANSCRIPT_SILENCE,
+        "smart-turn": TRANSCRIPT_SILENCE,
     }[settings.turn_detection]
 
 
@@ -65,12 +75,18 @@ def load_vad(settings: Settings) -> VAD:
     return silero.VAD.load(min_silence_duration=vad_min_silence(settings))
 
 
+def smart_turn_path(settings: Settings) -> Path:
+    return settings.model_cache_dir / SMART_TURN_FILE
+
+
 def prewarm_turn_detection(settings: Settings) -> None:
     """Load the end-of-turn model once per job process, before the first session."""
     if settings.turn_detection == "model":
         from livekit.local_inference import init_eot
 
         init_eot()
+    elif settings.turn_detection == "smart-turn":
+        shared_smart_turn(smart_turn_path(settings))
 
 
 # words an English sentence does not end on: articles, prepositions, conjunctions,
@@ -155,12 +171,58 @@ class TranscriptTurnDetector:
         return 0.0 if transcript_is_open((user and user.text_content) or "") else 1.0
 
 
+class SmartTurnDetector(TranscriptTurnDetector):
+    """The transcript rule, then Smart Turn on the turn's audio: the turn ends only when
+    the transcript can be whole and the audio model hears its end (probability > 0.5)."""
+
+    def __init__(
+        self,
+        settled: Callable[[], Awaitable[bool]] | None,
+        *,
+        audio: TurnAudio,
+        model_path: Path,
+    ) -> None:
+        super().__init__(settled)
+        self._audio = audio
+        self._model_path = model_path
+        self.last_probability: float | None = None
+        """The audio model's last answer (for logs and tests)."""
+
+    @property
+    def model(self) -> str:
+        return "smart-turn-v3.2+transcript"
+
+    async def predict_end_of_turn(
+        self,
+        chat_ctx: llm.ChatContext,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - livekit's signature
+    ) -> float:
+        if await super().predict_end_of_turn(chat_ctx, timeout=timeout) < 0.5:
+            return 0.0  # more words are on their way, or these cannot end a turn
+        samples = self._audio.samples()
+        loop = asyncio.get_running_loop()
+        model = await loop.run_in_executor(None, shared_smart_turn, self._model_path)
+        p = await loop.run_in_executor(model.executor, model.probability, samples)
+        self.last_probability = p
+        if p > FINISHED:
+            self._audio.close_turn()
+        return p
+
+
 def turn_detector(settings: Settings, stt_engine: object = None) -> TurnDetectionMode:
     if settings.turn_detection == "vad":
         return "vad"
+    pauses = stt_engine if isinstance(stt_engine, PauseTranscriber) else None
+    settled = pauses.settled if pauses is not None else None
     if settings.turn_detection == "transcript":
-        settled = stt_engine.settled if isinstance(stt_engine, PauseTranscriber) else None
         return TranscriptTurnDetector(settled)
+    if settings.turn_detection == "smart-turn":
+        if pauses is None or pauses.turn_audio is None:
+            raise ValueError("smart-turn hears the turn through the STT at pauses: none given")
+        return SmartTurnDetector(
+            settled, audio=pauses.turn_audio, model_path=smart_turn_path(settings)
+        )
     from livekit.agents.inference import TurnDetector
 
     # "v1-mini" is the local model; "v1" would be LiveKit Cloud's

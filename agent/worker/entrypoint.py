@@ -38,6 +38,7 @@ from agent.worker.observability import (
     prepare_process,
 )
 from agent.worker.server import VoiceAgentServer
+from providers import prewarm_stt
 
 log = get_logger("agent.worker")
 
@@ -60,6 +61,8 @@ def prewarm(proc: JobProcess) -> None:
     # the VAD's ONNX model ships inside the plugin wheel: nothing is downloaded here
     proc.userdata["vad"] = load_vad(config.settings)
     prewarm_turn_detection(config.settings)
+    # an STT in the worker (Moonshine) loads its model here, once per job process
+    prewarm_stt([b.options for b in config.backends.stt_backends])
     proc.userdata["config"] = config
     prepare_process(config.settings)
 
@@ -75,7 +78,7 @@ async def entrypoint(ctx: JobContext) -> None:
         SessionObserver(session, stt_error_reply=settings.agent_stt_error_reply)
         log.info(
             "session starting",
-            stt=config.backends.stt_backends[0].options.base_url,
+            stt=config.backends.stt_backends[0].options.location,
             tts=config.backends.tts_backends[0].options.base_url,
         )
         # livekit closes the session's speech clients; the LLM client is ours to close
@@ -135,7 +138,7 @@ def _config_for_process() -> Config:
     configure_job_process_logging(level=config.settings.log_level)
     log.info(
         "job process ready",
-        stt=config.backends.stt_backends[0].options.base_url,
+        stt=config.backends.stt_backends[0].options.location,
         tts=config.backends.tts_backends[0].options.base_url,
     )
     return config

@@ -132,7 +132,21 @@ def test_ollama_serves_as_pid_1_and_the_pull_is_a_step_of_its_own(project: Path)
     assert pull["environment"]["LLM_MODEL"] == "llama3.2"
     agent_deps = services["agent"]["depends_on"]
     assert agent_deps["ollama-pull"]["condition"] == "service_completed_successfully"
+    # the Whisper server is an option (profile `whisper`): the agent waits for its model
+    # only when it is there
     assert agent_deps["speaches-models"]["condition"] == "service_completed_successfully"
+    assert agent_deps["speaches-models"]["required"] is False
+
+
+def test_english_needs_no_speech_recognition_server_and_whisper_is_a_profile(
+    project: Path,
+) -> None:
+    services = config(project)["services"]
+    # the agent hears English itself (Moonshine); Kokoro speaks
+    assert set(services) == {"livekit", "ollama", "ollama-pull", "kokoro", "agent"}
+    with_whisper = config(project, COMPOSE_PROFILES="whisper")["services"]
+    assert {"speaches", "speaches-models"} <= set(with_whisper)
+    assert with_whisper["speaches"]["ports"][0]["published"] == "8000"
 
 
 def _step_script(step: dict[str, Any]) -> str:
@@ -190,7 +204,7 @@ def test_the_stt_model_step_installs_stt_model_through_speaches_api(
     project: Path, speaches: FakeSpeaches
 ) -> None:
     (project / ".env").write_text("STT_MODEL=Systran/faster-distil-whisper-small.en\n")
-    step = config(project)["services"]["speaches-models"]
+    step = config(project, COMPOSE_PROFILES="whisper")["services"]["speaches-models"]
     assert step["entrypoint"][:2] == ["python", "-c"]
     env = {**step["environment"], "SPEACHES_URL": f"http://127.0.0.1:{speaches.port}"}
     result = subprocess.run(
@@ -207,7 +221,7 @@ def test_the_stt_model_step_installs_stt_model_through_speaches_api(
 def test_a_model_that_cannot_be_installed_is_reported_and_does_not_block_the_agent(
     project: Path,
 ) -> None:
-    step = config(project)["services"]["speaches-models"]
+    step = config(project, COMPOSE_PROFILES="whisper")["services"]["speaches-models"]
     closed = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, **step["environment"], "SPEACHES_URL": closed, "TRIES": "1"}
     result = subprocess.run(

@@ -24,6 +24,7 @@ def test_check_says_ok_for_every_reachable_backend_and_exits_0(
     with FakeLiveKitServer() as livekit:
         env = chat_env(
             llm_server,
+            STT_PROVIDER="speaches",
             STT_BASE_URL=whisper_server.base_url,
             STT_MODEL="tiny.en",
             TTS_BASE_URL=tts_server.base_url,
@@ -43,6 +44,20 @@ def test_check_says_ok_for_every_reachable_backend_and_exits_0(
     assert tts_server.texts == ["Hello."]
 
 
+def test_check_says_ok_for_the_stt_in_the_worker_with_no_stt_server_running(
+    llm_server: ScriptedLLMServer, tts_server: EspeakTTSServer
+) -> None:
+    with FakeLiveKitServer() as livekit:
+        # the default STT: nothing set, nothing listening on the Whisper server's port
+        env = chat_env(llm_server, TTS_BASE_URL=tts_server.base_url, LIVEKIT_URL=livekit.url)
+        env = {k: v for k, v in env.items() if not k.startswith("STT_")}
+        result = run_cli(["check"], env=env, cwd=ROOT)
+    lines = lines_by_backend(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines["stt"].split()[1:5] == ["ok", "in-process", "(moonshine", "tiny-en)"]
+    assert lines["stt"].endswith("model tiny-en transcribed a second of silence")
+
+
 def test_check_names_each_failing_backend_with_its_url_without_keys_and_exits_1(
     tts_server: EspeakTTSServer,
 ) -> None:
@@ -59,6 +74,7 @@ def test_check_names_each_failing_backend_with_its_url_without_keys_and_exits_1(
             None,
             LLM_BASE_URL=closed,
             LLM_MODEL="test-model",
+            STT_PROVIDER="speaches",
             STT_BASE_URL=closed,
             TTS_BASE_URL=tts_server.base_url,
             LIVEKIT_URL=livekit.url,

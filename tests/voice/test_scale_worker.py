@@ -186,6 +186,7 @@ def test_a_spoken_session_in_a_job_process_reaches_metrics_and_traces(
     llm_server.script(text_reply(ANSWER))
     with OtlpReceiver() as collector:
         worker = start_worker(
+            STT_PROVIDER="speaches",
             STT_BASE_URL=whisper_server.base_url,
             STT_MODEL="tiny.en",
             TTS_BASE_URL=tts_server.base_url,
@@ -241,3 +242,20 @@ def test_the_deployment_probes_answer_200_on_a_registered_worker(
 def _ended(worker: Worker) -> bool:
     statuses = worker.dispatch.statuses()
     return bool(statuses) and statuses[-1].job_count == 0
+
+
+def test_a_job_process_hears_with_the_stt_in_the_worker_and_no_stt_server(
+    start_worker: Callable[..., Worker],
+    llm_server: ScriptedLLMServer,
+    tts_server: EspeakTTSServer,
+    question_wav: Path,
+) -> None:
+    """The default STT (Moonshine) is loaded by each job process as it starts (livekit forks
+    them from its own process) and answers the held session's spoken question."""
+    llm_server.script(text_reply(ANSWER))
+    worker = start_worker(TTS_BASE_URL=tts_server.base_url, HELD_JOB_WAV=str(question_wav))
+    _spoken_session_metrics(worker)
+    users = [m for m in llm_server.requests[-1].messages if m["role"] == "user"]
+    heard = str(users[-1]["content"]).lower()
+    # what tiny-en makes of espeak-ng's "Tokyo" varies ("to? you know"): the question is heard
+    assert "what time is it" in heard, heard

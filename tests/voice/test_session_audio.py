@@ -9,6 +9,7 @@ a paced microphone and a recording speaker.
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,11 +21,13 @@ from livekit.agents import AgentSession, APIConnectOptions
 from livekit.agents.voice import CloseEvent, UserStateChangedEvent
 
 from agent.config.resolved import Config
+from agent.config.schema import default_model_cache_dir
 from agent.voice.observer import SessionObserver
+from agent.voice.turn_detection import SmartTurnDetector
 from agent.wiring import build_agent, build_llm, build_session
 from agent.worker.entrypoint import greet
-from testing.audio_io import PacedMicrophone, RecordingSpeaker
-from testing.engine import voice_config
+from testing.audio_io import PacedMicrophone, RecordingSpeaker, espeak_to_wav
+from testing.engine import IN_PROCESS, voice_config
 from testing.polling import free_port, until
 from testing.servers.openai_server import ScriptedLLMServer, text_reply
 from testing.servers.switch_proxy import SwitchProxy
@@ -261,3 +264,78 @@ async def test_an_stt_outage_is_reported_again_after_a_recovery_and_a_second_out
             run.session.generate_reply(user_input="Are you there?")
             await until(lambda: len(peers.llm.requests) >= 2, within=30, what="a typed turn")
             assert STT_DOWN_REPLY not in str(peers.llm.requests[-1].messages)
+
+
+async def test_with_only_an_llm_running_the_session_holds_a_spoken_conversation(
+    llm_server: ScriptedLLMServer,
+    tts_server: EspeakTTSServer,
+    silero_vad: Any,
+    tmp_path: Path,
+) -> None:
+    """The default STT runs in the worker (Moonshine): no STT server is started here. (The
+    TTS is still a server, Kokoro by default: the espeak-ng one stands in for it.)"""
+    questions = ["What time is it in Tokyo right now?", "How far away is the moon from the earth?"]
+    answers = [ANSWER, "About three hundred and eighty thousand kilometres."]
+    llm_server.script(*(text_reply(a) for a in answers))
+    config = voice_config(
+        llm_server,
+        stt_url=IN_PROCESS,
+        tts_url=tts_server.base_url,
+        agent_greeting=GREETING,
+        builtin_tools=False,
+    )
+    assert config.backends.stt_backends[0].options.location == "in-process (moonshine tiny-en)"
+    async with running_session(config, silero_vad) as run:
+        greet(run.session, GREETING)
+        await until(lambda: len(run.speaker.completed) >= 1, within=20, what="the greeting")
+        for i, question in enumerate(questions):
+            await run.mic.say(espeak_to_wav(question, tmp_path / f"q{i}.wav"))
+            await until(
+                lambda i=i: len(run.speaker.completed) >= i + 2,  # type: ignore[misc]
+                within=60,
+                what=f"the spoken answer {i + 1}",
+            )
+        # each question, heard in the worker, reached the LLM as the user's turn
+        users = [m for m in llm_server.requests[-1].messages if m["role"] == "user"]
+        heard = [str(m["content"]).lower() for m in users]
+        assert len(heard) == 2, heard
+        assert "tokyo" in heard[0] and "moon" in heard[1], heard
+        # both answers were spoken, after the greeting
+        said = " ".join(tts_server.texts)
+        assert said.startswith(GREETING)
+        assert answers[0] in said and answers[1] in said
+        assert all(s.duration > 0.5 for s in run.speaker.completed[:3])
+        assert not run.closed
+
+
+async def test_a_session_with_smart_turn_hears_the_turn_end_and_answers(
+    llm_server: ScriptedLLMServer,
+    tts_server: EspeakTTSServer,
+    silero_vad: Any,
+    tmp_path: Path,
+) -> None:
+    """TURN_DETECTION=smart-turn in the worker's session: the audio model is asked, on the
+    audio the STT at pauses heard, and the turn ends on the question."""
+    from providers.smart_turn import fetch_smart_turn
+
+    cache = fetch_smart_turn(default_model_cache_dir(os.environ)).parent
+    llm_server.script(text_reply(ANSWER))
+    config = voice_config(
+        llm_server,
+        stt_url=IN_PROCESS,
+        tts_url=tts_server.base_url,
+        agent_greeting="",
+        builtin_tools=False,
+        turn_detection="smart-turn",
+        model_cache_dir=cache,
+    )
+    async with running_session(config, silero_vad) as run:
+        detector = run.session.options.turn_handling["turn_detection"]
+        assert isinstance(detector, SmartTurnDetector)
+        wav = espeak_to_wav("What time is it in Tokyo right now?", tmp_path / "q.wav")
+        await run.mic.say(wav)
+        await until(lambda: len(run.speaker.completed) >= 1, within=60, what="the answer")
+        users = [m for m in llm_server.requests[-1].messages if m["role"] == "user"]
+        assert "tokyo" in str(users[-1]["content"]).lower()
+        assert detector.last_probability is not None  # the audio model was asked
+        assert ANSWER in " ".join(tts_server.texts)

@@ -52,6 +52,7 @@ def test_a_refused_worker_logs_no_token_and_job_processes_log_through_livekit(
             LIVEKIT_API_SECRET=secret,
             WORKER_CONNECT_RETRIES="50",
             WORKER_PORT="0",
+            STT_PROVIDER="speaches",
             STT_BASE_URL="http://agent:stt-pass-canary@127.0.0.1:9/v1",
         )
         proc = spawn_cli(
