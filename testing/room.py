@@ -9,6 +9,8 @@ file (read it with `log()`), its readiness is `GET /ready` on its own port.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from testing.cli import ROOT, chat_env, spawn_cli
 from testing.participant import Participant
@@ -96,10 +99,19 @@ class VoiceWorker:
         except OSError:
             return None
 
+    def report(self) -> dict[str, Any]:
+        """`GET /worker`: its connection, active sessions, draining."""
+        url = f"http://127.0.0.1:{self.port}/worker"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return dict(json.load(resp))
+
     def terminate(self) -> None:
-        """SIGTERM, as a supervisor stops it: the worker drains its sessions first."""
+        """SIGTERM to the worker's own process, as `docker stop` (through compose's init)
+        and Kubernetes send it: the worker drains its sessions first. (Not to its whole
+        process group: livekit's forkserver does not survive that, and the worker then
+        takes every job process for dead; docs/notes-livekit-room.md.)"""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGTERM)
+        os.kill(self.proc.pid, signal.SIGTERM)
 
     def wait(self, timeout: float) -> int:
         assert self.proc is not None
@@ -110,14 +122,13 @@ class VoiceWorker:
         return text if tail is None else text[-tail:]
 
     def stop(self) -> None:
-        if self.running:
-            assert self.proc is not None
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+        """Ends the worker and its job processes at once (a graceful stop is what
+        `terminate()` is for: livekit's takes 10 s or more to close idle processes)."""
+        if self.proc is not None:
+            # the group: job processes left behind by a worker that already exited too
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+            self.proc.wait(timeout=30)
         self._log.close()
 
     def close(self) -> None:

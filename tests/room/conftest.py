@@ -1,14 +1,10 @@
 """One voice stack for the room tests: a real LiveKit server, the real worker
 (`voice-agent start`), the real Whisper STT and espeak-ng TTS servers and the scripted
 LLM, all on 127.0.0.1 and shared by every test that leaves them as it found them.
-
-Every credential is a canary (`CANARIES`): no log line may show one.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,34 +12,11 @@ import pytest
 
 from testing.audio_io import espeak_to_wav
 from testing.room import Backends, Stack, VoiceWorker
-from testing.servers.livekit_real import LiveKitServer, LiveKitServerMissing
 from testing.servers.openai_server import ScriptedLLMServer
 from testing.servers.tts_server import EspeakTTSServer
 from testing.servers.whisper_server import WhisperServer
 from tests.room import script
-
-API_KEY = "room-test-key"
-API_SECRET = "room-api-secret-canary-4f9d2c7e1b8a6035"
-LLM_API_KEY = "sk-room-llm-key-canary-77aa11bb"
-STT_API_KEY = "stt-room-key-canary-5c3e"
-CANARIES = (API_SECRET, LLM_API_KEY, STT_API_KEY)
-CANARY_ENV = {"LLM_API_KEY": LLM_API_KEY, "STT_API_KEY": STT_API_KEY}
-
-
-def livekit_server() -> LiveKitServer:
-    """A started LiveKit server with the canary key; without the pinned binary the test
-    is skipped, except in CI, where `.ci/run` has installed it and it must be there."""
-    try:
-        server = LiveKitServer(api_key=API_KEY, api_secret=API_SECRET)
-    except LiveKitServerMissing as e:
-        if os.environ.get("CI"):
-            pytest.fail(str(e))
-        pytest.skip(str(e))
-    return server.start()
-
-
-def room_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+from tests.room.helpers import CANARY_ENV, livekit_server
 
 
 @pytest.fixture(scope="session")

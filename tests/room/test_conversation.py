@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from testing.participant import Participant, transcribe
+from testing.participant import Participant
 from testing.polling import until
 from testing.room import GREETING, Stack
 from tests.room import script
-from tests.room.conftest import CANARIES, room_name
+from tests.room.helpers import CANARIES, ask, greeted, room_name
 
 pytestmark = [pytest.mark.livekit_server, pytest.mark.timeout(150)]
 
@@ -27,19 +27,6 @@ INTERRUPTION_BOUND_S = 4.0
 sound. livekit needs `MIN_INTERRUPTION_DURATION` (0.5 s) of speech first; what a run
 measured is printed (`-s`). The story is ~20 s of speech: an agent that goes on talking
 fails this by far."""
-
-
-async def greeted(p: Participant, stack: Stack) -> str:
-    """Wait for the agent's greeting to be heard, in full; what Whisper hears in it."""
-    heard = await p.utterance_after(0, within=60, what="the greeting")
-    return await transcribe(heard.pcm, base_url=stack.backends.stt.base_url)
-
-
-async def ask(p: Participant, stack: Stack, wav: Path, *, within: float = 60) -> str:
-    """Say the question; what Whisper hears in the answer that comes back."""
-    spoken = await p.say(wav)
-    heard = await p.utterance_after(spoken.ended_at, within=within, what="the answer")
-    return (await transcribe(heard.pcm, base_url=stack.backends.stt.base_url)).lower()
 
 
 async def test_the_greeting_is_heard(stack: Stack) -> None:
