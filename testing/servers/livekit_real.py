@@ -159,9 +159,17 @@ class LiveKitServer:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
+        # a second signal skips the graceful shutdown (which waits out every open
+        # connection, the workers' included, for seconds)
+        for _ in range(2):
+            proc.terminate()
+            try:
+                proc.wait(timeout=1)
+                return
+            except subprocess.TimeoutExpired:
+                pass
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)

@@ -84,7 +84,9 @@ def talk_url(stack: Stack, tmp_path: Path) -> Iterator[str]:
     )
     out = tmp_path / "talk.log"
     with out.open("w") as log:
-        proc = spawn_cli(["talk", "--port", "0"], env=env, cwd=tmp_path, stdout=log, stderr=log)
+        proc = spawn_cli(
+            ["talk", "--port", "0"], env=env, cwd=tmp_path, stdout=log.fileno(), stderr=log.fileno()
+        )
     try:
         deadline = time.monotonic() + 60
         while "voice-agent talk: open " not in out.read_text():
