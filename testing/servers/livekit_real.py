@@ -45,9 +45,13 @@ def find_binary() -> Path:
     """`livekit-server` on PATH, else the `server` that `go install` put in Go's bin folder;
     LiveKitServerMissing unless it is the pinned version."""
     gopath = os.environ.get("GOPATH") or str(Path.home() / "go")
-    gobin = Path(os.environ.get("GOBIN") or Path(gopath.split(os.pathsep)[0]) / "bin")
-    candidates = [shutil.which("livekit-server"), str(gobin / "server")]
-    found = [Path(c) for c in candidates if c and Path(c).is_file()]
+    gobin = Path(gopath.split(os.pathsep)[0]) / "bin"  # where .ci/run installs it
+    candidates = [
+        shutil.which("livekit-server"),
+        str(Path(os.environ["GOBIN"]) / "server") if os.environ.get("GOBIN") else None,
+        str(gobin / "server"),
+    ]
+    found = list(dict.fromkeys(Path(c) for c in candidates if c and Path(c).is_file()))
     wanted = pinned_version()
     install = (
         f"install it with `.ci/run`, or `GOBIN={gobin} go install "

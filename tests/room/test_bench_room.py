@@ -16,13 +16,13 @@ pytestmark = [pytest.mark.livekit_server, pytest.mark.timeout(150)]
 async def test_room_bench_measures_heard_latency_beside_the_agents_own(
     stack: Stack, wavs: dict[str, Path]
 ) -> None:
-    turns = await room.measure(stack, turns=2, question=wavs["tokyo"])
+    turns = await room.measure(stack, turns=1, question=wavs["tokyo"])
     result = room.RoomResult(turns=turns)
     numbers = room.numbers(result)
-    print(f"\nroom bench, 2 turns: {numbers}")
-    assert len(turns) == 2
-    # every turn was heard after its question ended, and the agent reported each one
+    print(f"\nroom bench, 1 turn: {numbers}")
+    assert len(turns) == 1
+    # the turn was heard after its question ended, and the agent reported it
     assert all(t.heard_ms > 0 for t in turns), turns
     assert all(t.agent_ms is not None and t.agent_ms > 0 for t in turns), turns
     assert set(numbers) == {"eos_to_first_audio_heard_ms", "agent_reported_ms"}
-    assert numbers["eos_to_first_audio_heard_ms"]["n"] == 2  # type: ignore[index]
+    assert numbers["eos_to_first_audio_heard_ms"]["n"] == 1  # type: ignore[index]

@@ -113,12 +113,14 @@ async def test_two_participants_in_two_rooms_at_once_get_their_own_answers(
 
 
 async def test_no_credential_in_any_log_line(stack: Stack, wavs: dict[str, Path]) -> None:
-    """The worker logs at debug level through a whole session (with a tool turn); not one
-    line shows the LiveKit secret, an API key, or a token (a JWT starts `eyJ`)."""
-    async with stack.participant(room_name("secrets")) as p:
-        await greeted(p, stack)
-        await ask(p, stack, wavs["clock"])
+    """The worker logs at debug level; through whole sessions with a tool turn (this
+    module's, or one made here when this test runs alone) not one line shows the LiveKit
+    secret, an API key, or a token (a JWT starts `eyJ`)."""
     assert stack.worker is not None
+    if "get_current_time" not in stack.worker.log(tail=None):
+        async with stack.participant(room_name("secrets")) as p:
+            await greeted(p, stack)
+            await ask(p, stack, wavs["clock"])
     log = stack.worker.log(tail=None)
     assert "session starting" in log and "get_current_time" in log  # the session was logged
     for secret in (*CANARIES, "eyJ"):
