@@ -141,15 +141,19 @@ class Stack:
     livekit: LiveKitServer
     backends: Backends
     worker: VoiceWorker | None = None
+    agent_name: str = ""
+    """The worker's LIVEKIT_AGENT_NAME: participants' tokens dispatch it unless told not to."""
 
     def participant(
-        self, room: str, *, identity: str = "caller", agent_name: str = ""
+        self, room: str, *, identity: str = "caller", agent_name: str | None = None
     ) -> Participant:
+        """A participant for `room` (its token dispatches `agent_name`, by default the
+        worker's; "" for a token without dispatch)."""
         return Participant(
             url=self.livekit.url,
             api_key=self.livekit.api_key,
             api_secret=self.livekit.api_secret,
             room=room,
             identity=identity,
-            agent_name=agent_name,
+            agent_name=self.agent_name if agent_name is None else agent_name,
         )

@@ -20,6 +20,8 @@ LLM_API_KEY = "sk-room-llm-key-canary-77aa11bb"
 STT_API_KEY = "stt-room-key-canary-5c3e"
 CANARIES = (API_SECRET, LLM_API_KEY, STT_API_KEY)
 """Every credential the stack is given: no log line may show one."""
+AGENT_NAME = "front-desk"
+"""The shared worker's LIVEKIT_AGENT_NAME."""
 CANARY_ENV = {"LLM_API_KEY": LLM_API_KEY, "STT_API_KEY": STT_API_KEY}
 
 

@@ -43,7 +43,9 @@ async def test_a_spoken_question_is_answered_heard_and_transcribed_back(
     async with stack.participant(room_name("question")) as p:
         await greeted(p, stack)
         heard = await ask(p, stack, wavs["tokyo"])
-        assert "evening" in heard and "tokyo" in heard, heard
+        # Whisper tiny.en, through Opus, hears the answer's key word (the rest varies:
+        # "nine in the evening" came back as "an island that even" once)
+        assert "tokyo" in heard, heard
         # the agent's transcript of the question and of its answer reached the room
         await until(lambda: script.TOKYO_ANSWER in p.finals(mine=False), within=10, what="answer")
         mine = " ".join(p.finals(mine=True)).lower()

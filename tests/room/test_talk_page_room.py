@@ -81,6 +81,7 @@ def talk_url(stack: Stack, tmp_path: Path) -> Iterator[str]:
         LIVEKIT_URL=stack.livekit.url,
         LIVEKIT_API_KEY=stack.livekit.api_key,
         LIVEKIT_API_SECRET=stack.livekit.api_secret,
+        LIVEKIT_AGENT_NAME=stack.agent_name,  # the page's tokens dispatch the worker
     )
     out = tmp_path / "talk.log"
     with out.open("w") as log:
