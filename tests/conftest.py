@@ -9,12 +9,23 @@ import pytest
 import structlog
 
 from testing.servers.openai_server import ScriptedLLMServer
+from testing.servers.whisper_server import WhisperServer
 
 
 @pytest.fixture
 def llm_server() -> Iterator[ScriptedLLMServer]:
     with ScriptedLLMServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def whisper_server() -> Iterator[WhisperServer]:
+    """One real Whisper server for the whole run (the voice and the room tests)."""
+    server = WhisperServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

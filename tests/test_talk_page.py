@@ -1,9 +1,10 @@
 """`voice-agent talk`: the token endpoint's grants, and the page in Debian's headless
 Chromium with a fake microphone (driven by Playwright over the DevTools protocol).
 
-No LiveKit server runs on these machines, so the browser tests point the page at a port
-where nothing listens: what they prove is the page up to and including its attempt to
-connect, and the message it shows when that fails.
+These browser tests point the page at a port where nothing listens: what they prove is
+the page up to and including its attempt to connect, and the message it shows when that
+fails. The page in a real room, against a real LiveKit server and worker, is
+tests/room/test_talk_page_room.py.
 """
 
 from __future__ import annotations

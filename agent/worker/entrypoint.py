@@ -96,6 +96,12 @@ async def entrypoint(ctx: JobContext) -> None:
             settings=settings,
             add_shutdown_callback=ctx.add_shutdown_callback,
         )
+        # A closed session (its participant left, or it failed) ends the job. livekit
+        # would keep the job, and its place in the worker's load, until LiveKit deletes
+        # the room (20 s after its last participant left), and for good if LiveKit
+        # restarts meanwhile: the job rejoins the new room alone, and a SIGTERM then
+        # drains for WORKER_DRAIN_TIMEOUT (tests/room/test_worker_lifecycle.py)
+        session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason}"))
         await session.start(agent=agent, room=ctx.room)
         greet(session, settings.agent_greeting)
 

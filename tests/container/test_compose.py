@@ -96,7 +96,7 @@ def test_images_are_pinned(project: Path) -> None:
     for name, service in config(project)["services"].items():
         image = service.get("image")
         if image is None:
-            assert name == "agent"
+            assert name in ("agent", "talk")  # built from this repository
             continue
         tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
         assert tag and tag != "latest" and not tag.startswith("latest"), image
@@ -112,6 +112,22 @@ def test_ports_are_on_localhost_unless_the_user_opts_in(project: Path) -> None:
     opened = config(project, BIND_ADDRESS="0.0.0.0")["services"]
     assert host_ips(opened) == {"0.0.0.0"}
     assert opened["agent"]["environment"]["WORKER_HOST"] == "0.0.0.0"
+
+
+def test_the_talk_page_is_served_beside_the_agent_with_its_configuration(project: Path) -> None:
+    """`docker compose up`, then open http://localhost:8090: the page's token endpoint
+    signs with the agent's .env and the browser is sent to the same LiveKit."""
+    (project / ".env").write_text("LIVEKIT_API_KEY=prod-key\nLIVEKIT_API_SECRET=prod-secret\n")
+    services = config(project)["services"]
+    talk, agent = services["talk"], services["agent"]
+    assert talk["command"] == ["talk", "--host", "127.0.0.1", "--port", "8090"]
+    assert talk["build"] == agent["build"]  # the agent's image
+    assert talk["network_mode"] == "host"  # LIVEKIT_URL's localhost is the host's
+    assert talk["environment"]["LIVEKIT_API_SECRET"] == "prod-secret"
+    assert talk["depends_on"]["livekit"]["condition"] == "service_started"
+    assert "8090" in " ".join(talk["healthcheck"]["test"])  # not the worker's /ready
+    opened = config(project, BIND_ADDRESS="0.0.0.0")["services"]["talk"]
+    assert opened["command"][2] == "0.0.0.0"
 
 
 def test_the_grace_period_covers_the_default_drain(project: Path) -> None:

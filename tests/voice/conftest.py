@@ -7,16 +7,6 @@ import pytest
 
 from testing.audio_io import espeak_to_wav
 from testing.servers.tts_server import EspeakTTSServer
-from testing.servers.whisper_server import WhisperServer
-
-
-@pytest.fixture(scope="session")
-def whisper_server() -> Iterator[WhisperServer]:
-    server = WhisperServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

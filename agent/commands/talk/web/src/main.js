@@ -131,7 +131,8 @@ async function showTranscript(reader, you) {
     li.querySelector(".text").textContent = text;
     ui.transcript.scrollTop = ui.transcript.scrollHeight;
   }
-  if (final) {
+  // the agent's segments say they are final in the stream's trailer, read by now
+  if (final || reader.info.attributes?.["lk.transcription_final"] === "true") {
     li.classList.remove("interim");
     if (you) lastUserFinalAt = performance.now();
   }

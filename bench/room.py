@@ -1,0 +1,159 @@
+"""Section: latency as a participant hears it, in a real LiveKit room.
+
+A participant (`testing.participant`) joins a room on the real LiveKit server
+(`livekit-server --dev`, the pinned version) that the real worker (`voice-agent start`)
+serves, with the Whisper STT server, the espeak-ng TTS server and the scripted LLM. Each
+turn it speaks a question in real time and waits for the answer. Heard: from the end of
+its speech (its last loud frame, as it left for the server) to the first loud frame of
+the agent's answer that reaches it over WebRTC. Beside it, for the same turns, what the
+agent reports (`eos_to_first_audio_ms` in its latency message on the room's data topic:
+livekit's end-of-speech estimate to the first audio frame it published).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testing.audio_io import espeak_to_wav
+from testing.room import Backends, Stack, VoiceWorker
+from testing.servers.livekit_real import LiveKitServer, LiveKitServerMissing, pinned_version
+from testing.servers.openai_server import ScriptedLLMServer, text_reply
+from testing.servers.tts_server import EspeakTTSServer
+from testing.servers.whisper_server import WhisperServer
+
+from .common import Summary
+from .markdown import f1, table
+from .sections import Context, Section, summary
+
+TITLE = "Latency as heard: a participant in a real LiveKit room"
+QUESTION = "What time is it in Tokyo?"
+ANSWER = "It is nine in the evening in Tokyo. The sun set a few hours ago."
+TURNS, QUICK_TURNS = 10, 2
+
+
+@dataclass(frozen=True, slots=True)
+class RoomTurn:
+    heard_ms: float
+    """End of the participant's speech -> the first agent audio it heard."""
+    agent_ms: float | None
+    """The agent's own eos_to_first_audio_ms for the turn (None: no message came)."""
+
+
+@dataclass
+class RoomResult:
+    turns: list[RoomTurn] = field(default_factory=list)
+    skipped: str | None = None
+    ttft_ms: float = 0.0
+
+    @property
+    def heard_ms(self) -> list[float]:
+        return [t.heard_ms for t in self.turns]
+
+    @property
+    def agent_ms(self) -> list[float]:
+        return [t.agent_ms for t in self.turns if t.agent_ms is not None]
+
+
+async def measure(stack: Stack, *, turns: int, question: Path) -> list[RoomTurn]:
+    """`turns` spoken turns in one room on `stack`, one after the other."""
+    out: list[RoomTurn] = []
+    async with stack.participant("bench-room") as p:
+        await p.utterance_after(0, within=60, what="the greeting")
+        for _ in range(turns):
+            reported = _reported(p.events)
+            spoken = await p.say(question)
+            answer = await p.utterance_after(spoken.ended_at, within=60, what="the answer")
+            for _ in range(100):  # the message follows the reply's end by a moment
+                if len(_reported(p.events)) > len(reported):
+                    break
+                await asyncio.sleep(0.1)
+            now = _reported(p.events)
+            out.append(
+                RoomTurn(
+                    heard_ms=(answer.start - spoken.ended_at) * 1000,
+                    agent_ms=now[-1] if len(now) > len(reported) else None,
+                )
+            )
+    return out
+
+
+def _reported(events: list[dict[str, object]]) -> list[float]:
+    return [
+        float(e["eos_to_first_audio_ms"])  # type: ignore[arg-type]
+        for e in events
+        if e.get("type") == "latency" and "eos_to_first_audio_ms" in e
+    ]
+
+
+def run(ctx: Context) -> RoomResult:
+    voice = ctx.plan.voice
+    reply = text_reply(ANSWER, ttft=voice.ttft, token_delay=voice.token_delay)
+    result = RoomResult(ttft_ms=voice.ttft * 1000)
+    try:
+        livekit = LiveKitServer()
+    except LiveKitServerMissing as e:
+        result.skipped = str(e)
+        return result
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        livekit,
+        ScriptedLLMServer(default=reply) as llm,
+        EspeakTTSServer() as tts,
+    ):
+        question = espeak_to_wav(QUESTION, Path(tmp) / "question.wav")
+        whisper = WhisperServer().start()
+        backends = Backends(llm=llm, stt=whisper, tts=tts)
+        worker = VoiceWorker(livekit, backends)
+        try:
+            worker.start()
+            stack = Stack(livekit=livekit, backends=backends, worker=worker)
+            turns = QUICK_TURNS if ctx.plan.quick else TURNS
+            result.turns = asyncio.run(measure(stack, turns=turns, question=question))
+        finally:
+            worker.close()
+            whisper.stop()
+    return result
+
+
+def render(r: RoomResult, ctx: Context) -> list[str]:
+    if r.skipped is not None:
+        return [f"Skipped: {r.skipped}.", ""]
+    heard, agent = Summary.of(r.heard_ms), Summary.of(r.agent_ms)
+    rows: list[tuple[str, Summary]] = [
+        ("end of speech -> first agent audio heard", heard),
+        ("agent's own eos_to_first_audio_ms", agent),
+    ]
+    return [
+        f"{len(r.turns)} spoken turns in one room on livekit-server {pinned_version()} "
+        "(`--dev`, 127.0.0.1, WebRTC over UDP), the worker as `voice-agent start` with its "
+        "defaults, the Whisper server (tiny.en), the espeak-ng TTS server and the scripted "
+        f"LLM (time to first token {r.ttft_ms:.0f} ms). Everything, the participant "
+        "included, shares the machine's 2 cores.",
+        "",
+        table(
+            ["measure", "p50 ms", "p95 ms", "turns"],
+            [[name, f1(s.p50), f1(s.p95), str(s.n)] for name, s in rows],
+        ),
+        "",
+        "The two start at different moments: heard from the last loud sample the participant "
+        "sent; the agent from livekit's estimate of the end of speech (the VAD's end minus "
+        "the silence it waited for). Heard adds the way back: the agent's audio queue, "
+        "WebRTC (Opus, the jitter buffer) and the server in between.",
+        "",
+    ]
+
+
+def numbers(r: RoomResult) -> Mapping[str, object]:
+    if r.skipped is not None:
+        return {"skipped": r.skipped}
+    return {
+        "eos_to_first_audio_heard_ms": summary(r.heard_ms),
+        "agent_reported_ms": summary(r.agent_ms),
+    }
+
+
+SECTION = Section(name="room", title=TITLE, run=run, render=render, numbers=numbers)
