@@ -53,8 +53,8 @@ class VoiceWorker:
             LIVEKIT_URL=livekit.url,
             LIVEKIT_API_KEY=livekit.api_key,
             LIVEKIT_API_SECRET=livekit.api_secret,
-            STT_BASE_URL=backends.stt.base_url,
-            STT_MODEL="tiny.en",
+            # the worker hears with its default, Moonshine in-process: no STT server (the
+            # Whisper server transcribes what the participant hears)
             TTS_BASE_URL=backends.tts.base_url,
             WORKER_HOST="127.0.0.1",
             WORKER_PORT=str(self.port),
