@@ -159,7 +159,7 @@ def test_english_needs_no_speech_recognition_server_and_whisper_is_a_profile(
 ) -> None:
     services = config(project)["services"]
     # the agent hears English itself (Moonshine); Kokoro speaks
-    assert set(services) == {"livekit", "ollama", "ollama-pull", "kokoro", "agent"}
+    assert set(services) == {"livekit", "ollama", "ollama-pull", "kokoro", "agent", "talk"}
     with_whisper = config(project, COMPOSE_PROFILES="whisper")["services"]
     assert {"speaches", "speaches-models"} <= set(with_whisper)
     assert with_whisper["speaches"]["ports"][0]["published"] == "8000"
