@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from agent.config.resolved import load_config
 from agent.config.settings import Settings
 from agent.ops import metrics
 
@@ -72,10 +73,21 @@ def test_probes_and_scrape_use_the_worker_port_and_its_paths() -> None:
     assert annotations["prometheus.io/path"] == "/metrics"
 
 
-def test_config_map_is_a_valid_worker_configuration() -> None:
+def test_config_map_is_a_valid_worker_configuration(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The ConfigMap passes the same checks as start-up, backends resolved included: a
+    default that changes (the STT moved into the worker) cannot leave the manifests naming a
+    combination the worker refuses. The secretRef (LiveKit's key and secret) is the user's."""
+    monkeypatch.chdir(tmp_path)  # no .env of this checkout
     config = by_kind("ConfigMap")["data"]
-    settings = Settings.model_validate({k.lower(): v for k, v in config.items()})
-    assert settings.max_sessions == int(config["MAX_SESSIONS"])
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    resolved = load_config()
+    assert resolved.settings.max_sessions == int(config["MAX_SESSIONS"])
+    # a fleet shares one STT server: Moonshine in every job process costs ~260 MB a session
+    (stt,) = resolved.backends.stt_backends
+    assert stt.options.location == config["STT_BASE_URL"]
 
 
 def test_autoscaler_targets_the_session_gauge_below_max_sessions() -> None:
@@ -113,3 +125,4 @@ def test_the_image_and_the_manifests_listen_on_every_interface() -> None:
     # .env.example used as a container's --env-file must not override the image's (an
     # empty WORKER_HOST= would: it reads as unset, which is 127.0.0.1)
     assert not re.search(r"^WORKER_HOST=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+
