@@ -8,7 +8,6 @@ window the end-of-turn model runs with, the real Whisper server (tiny.en).
 from __future__ import annotations
 
 import re
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +18,12 @@ from livekit.agents import APIConnectOptions, stt, utils
 from agent.config.settings import MODEL_MIN_SILENCE
 from agent.voice.pause_stt import PauseTranscriber, word_distance
 from providers import STTOptions, build_stt
-from testing.audio_io import FRAME_MS, PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav
+from testing.audio_io import PAUSED_QUESTIONS, espeak_to_wav, wav_frames
 from testing.servers.whisper_server import WhisperServer
 
 pytestmark = pytest.mark.timeout(300)
 # Whisper on a busy CPU can take seconds per request: wait rather than retry
 PATIENT = APIConnectOptions(max_retry=0, timeout=60)
-
-
-def _frames(wav: Path, trailing_silence: float = 1.0) -> list[rtc.AudioFrame]:
-    with wave.open(str(wav), "rb") as w:
-        pcm = w.readframes(w.getnframes())
-    pcm += b"\x00\x00" * int(SAMPLE_RATE * trailing_silence)
-    step = SAMPLE_RATE * FRAME_MS // 1000 * 2
-    return [
-        rtc.AudioFrame(
-            pcm[i : i + step].ljust(step, b"\x00"),
-            sample_rate=SAMPLE_RATE,
-            num_channels=1,
-            samples_per_channel=step // 2,
-        )
-        for i in range(0, len(pcm), step)
-    ]
 
 
 def _words(text: str) -> list[str]:
@@ -69,7 +52,7 @@ async def test_stitched_transcript_matches_one_shot(
     errors = words = split = 0
     report = []
     for i, question in enumerate(PAUSED_QUESTIONS):
-        frames = _frames(espeak_to_wav(question, tmp_path / f"q{i}.wav"))
+        frames = wav_frames(espeak_to_wav(question, tmp_path / f"q{i}.wav"))
         whole = utils.merge_frames(frames)
         one_shot = (await engine.recognize(buffer=whole, conn_options=PATIENT)).alternatives[0]
         segments = await _stitched(engine, vad, frames)
