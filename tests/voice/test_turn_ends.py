@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from livekit.agents import APIConnectOptions, llm, utils
 
-from agent.voice.turn_detection import TranscriptTurnDetector, transcript_is_open
+from agent.voice.transcript_ends import transcript_is_open
+from agent.voice.turn_detection import TranscriptTurnDetector
 from providers import STTOptions, build_stt
 from testing.audio_io import espeak_to_wav, wav_frames
 from testing.servers.whisper_server import WhisperServer
