@@ -22,8 +22,9 @@ from agent.tools import get_current_time
 from agent.tools.read_only import mark_read_only
 from agent.voice.pause_stt import Segmenter, words_after
 from agent.voice.preemptive import SpeechConfirmationGate
+from agent.voice.transcript_ends import transcript_is_open
 from agent.voice.tts_chunks import ClauseFirstTokenizer, first_chunk_end
-from agent.voice.turn_detection import TranscriptTurnDetector, transcript_is_open
+from agent.voice.turn_detection import TranscriptTurnDetector
 from testing.engine import make_engine
 from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
