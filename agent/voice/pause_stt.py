@@ -30,8 +30,13 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGive
 from livekit.agents.vad import VAD, VADEvent, VADEventType
 
 LEAD_IN_SECONDS = 0.2
-"""Silence kept before a segment's speech: Whisper transcribes a clip that starts mid-word
-poorly. Never more than the VAD's silence window, so that it is silence for certain."""
+"""Silence a segment shares with the one before it (the end of the pause that cut them
+apart): Whisper transcribes a clip that starts mid-word poorly. Never more than the VAD's
+silence window, so that it is silence for certain."""
+PRE_SPEECH_SECONDS = 0.5
+"""Audio kept while no one speaks. Silero reports speech 120-230 ms after it starts (more
+on a soft onset: "Thursday", "Sure"), whatever its silence window; all of it, and some
+silence before it, must reach the STT."""
 
 
 class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
@@ -134,11 +139,13 @@ class Segmenter:
     """Cuts the audio the VAD has seen into segments, each frame in exactly one.
 
     Fed each VAD event in order; `feed` returns a `Cut` when the VAD reports the end of a
-    stretch of speech. Before speech starts only `lead_in` seconds are kept (silence, or
-    speech too short for the VAD to have started yet).
+    stretch of speech. Before speech starts only the last `pre_speech` seconds are kept
+    (silence, and speech the VAD has not reported yet); after a cut, the next segment starts
+    with the last `lead_in` seconds of the one before.
     """
 
     lead_in: float
+    pre_speech: float = PRE_SPEECH_SECONDS
     frames: list[rtc.AudioFrame] = field(default_factory=list)
     in_speech: bool = False
     previous: list[rtc.AudioFrame] | None = None
@@ -152,7 +159,7 @@ class Segmenter:
             self.frames.extend(fed)
             self.since_cut += sum(f.duration for f in fed)
             if not self.in_speech:
-                self.frames = _last_seconds(self.frames, self.lead_in)
+                self.frames = _last_seconds(self.frames, max(self.lead_in, self.pre_speech))
         elif ev.type == VADEventType.START_OF_SPEECH:
             self.in_speech = True
             self.gap_at_start = self.since_cut
@@ -168,6 +175,12 @@ class Segmenter:
             self.since_cut = 0.0
             return cut
         return None
+
+
+def segmenter_for(vad: VAD) -> Segmenter:
+    """A `Segmenter` for what `vad` reports: its lead-in stays inside the silence window."""
+    silence = getattr(vad, "min_silence_duration", None) or LEAD_IN_SECONDS
+    return Segmenter(lead_in=min(LEAD_IN_SECONDS, 0.8 * silence))
 
 
 def words_after(context_words: str, transcript: str) -> str:
@@ -254,8 +267,7 @@ class _PauseStream(stt.RecognizeStream):
     async def _run(self) -> None:
         vad = self._owner._vad
         vad_stream = vad.stream()
-        silence = getattr(vad, "min_silence_duration", None) or LEAD_IN_SECONDS
-        segmenter = Segmenter(lead_in=min(LEAD_IN_SECONDS, 0.8 * silence))
+        segmenter = segmenter_for(vad)
         pending: asyncio.Queue[_Request | None] = asyncio.Queue()
 
         async def forward_input() -> None:

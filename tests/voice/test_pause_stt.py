@@ -11,14 +11,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
 
 from agent.config.settings import MODEL_MIN_SILENCE
-from agent.voice.pause_stt import PauseTranscriber, word_distance
+from agent.voice.pause_stt import PauseTranscriber, segmenter_for, word_distance
 from providers import STTOptions, build_stt
-from testing.audio_io import PAUSED_QUESTIONS, espeak_to_wav, wav_frames
+from testing.audio_io import PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav, wav_frames
 from testing.servers.whisper_server import WhisperServer
 
 pytestmark = pytest.mark.timeout(300)
@@ -74,3 +75,62 @@ def test_word_distance_counts_substitutions_insertions_and_deletions() -> None:
     assert word_distance(["a", "b", "c"], ["a", "b", "b", "c"]) == 1  # a doubled word
     assert word_distance(["a", "b", "c"], ["a", "c"]) == 1  # a lost word
     assert word_distance(["a", "b"], ["x", "y"]) == 2
+
+
+# --- no onset lost, whatever the silence window -----------------------------------------
+
+ONSETS = (
+    "Sure.",
+    "Thursday.",
+    "Five.",
+    'Sure. <break time="700ms"/> Thursday works for me. <break time="600ms"/> Fine, thanks.',
+    'Hello. <break time="400ms"/> Seven, please.',
+)
+"""Soft onsets (fricatives) that silero reports late, alone and after pauses."""
+
+
+async def _cuts(frames: list[rtc.AudioFrame], silence: float) -> list[bytes]:
+    """The audio of each segment the real silero VAD with this silence window cuts."""
+    from livekit.plugins import silero
+
+    vad = silero.VAD.load(min_silence_duration=silence)
+    segmenter = segmenter_for(vad)
+    stream = vad.stream()
+    for frame in frames:
+        stream.push_frame(frame)
+    stream.end_input()
+    cuts = [
+        b"".join(bytes(f.data) for f in cut.frames)
+        async for ev in stream
+        if (cut := segmenter.feed(ev)) is not None
+    ]
+    await stream.aclose()
+    return cuts
+
+
+def _uncovered_speech(pcm: bytes, cuts: list[bytes]) -> list[int]:
+    """Samples of speech (above 1% of the peak) that are in no segment."""
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.int32)
+    covered = np.zeros(len(samples), dtype=bool)
+    for cut in cuts:
+        at = pcm.find(cut)
+        assert at >= 0 and at % 2 == 0, "a segment is not a stretch of the input"
+        covered[at // 2 : (at + len(cut)) // 2] = True
+    speech = np.abs(samples) > 0.01 * np.abs(samples).max()
+    return np.flatnonzero(speech & ~covered).tolist()
+
+
+@pytest.mark.parametrize("silence", [0.05, 0.1, 0.15, 0.2])
+async def test_no_onset_is_cut_off_before_the_stt_at_any_silence_window(
+    silence: float, tmp_path: Path
+) -> None:
+    lost = []
+    for i, text in enumerate(ONSETS):
+        frames = wav_frames(espeak_to_wav(text, tmp_path / f"{i}.wav"))
+        pcm = b"".join(bytes(f.data) for f in frames)
+        cuts = await _cuts(frames, silence)
+        assert cuts, f"the VAD heard no speech in {text!r}"
+        if missing := _uncovered_speech(pcm, cuts):
+            first_ms = missing[0] * 1000 // SAMPLE_RATE
+            lost.append(f"{text!r}: {len(missing)} samples of speech lost, from {first_ms} ms")
+    assert not lost, "\n".join(lost)
