@@ -249,6 +249,42 @@ def test_segments_partition_the_speech_and_start_with_silence() -> None:
     assert min(segments[1]) > 20
 
 
+def test_endless_speech_is_cut_into_bounded_segments_each_frame_in_one() -> None:
+    """Ten minutes of speech without a pause (a TV), 48 kHz: the segmenter never holds
+    more than `max_segment` seconds, cuts at the quietest frame of the last second, and
+    every frame lands in exactly one segment, in order."""
+    rate, n = 48000, 1536  # 32 ms frames, as silero hands them on at 48 kHz
+    count = int(600 * rate / n)
+    seg = Segmenter(lead_in=0.16, max_segment=15.0)
+    seg.feed(_ev(VADEventType.START_OF_SPEECH))
+    cuts: list[list[int]] = []
+    most_held = 0.0
+    for i in range(1, count + 1):
+        samples = np.full(n, 1000 + i % 997, dtype=np.int16)
+        if i % 25 == 0:
+            samples[:] = 3  # a gap between words every 0.8 s
+        samples[0] = i  # which frame this is
+        frame = rtc.AudioFrame(
+            samples.tobytes(), sample_rate=rate, num_channels=1, samples_per_channel=n
+        )
+        cut = seg.feed(_ev(VADEventType.INFERENCE_DONE, [frame]))
+        most_held = max(most_held, seg.held)
+        if cut is not None:
+            assert cut.forced and cut.context is None
+            cuts.append([_frame_id(f) for f in cut.frames])
+            assert cuts[-1][-1] % 25 == 0  # cut at the quiet frame
+    assert most_held <= 15.0 + n / rate
+    assert len(cuts) >= 600 // 15 - 1
+    assert all(len(frames) * n / rate <= 15.0 + n / rate for frames in cuts)
+    # with what is still held, the cuts are every frame once, in order
+    everything = [i for frames in cuts for i in frames] + [_frame_id(f) for f in seg.frames]
+    assert everything == list(range(1, count + 1))
+
+
+def _frame_id(frame: rtc.AudioFrame) -> int:
+    return int(np.frombuffer(frame.data, dtype=np.int16)[0])
+
+
 # --- the end of the turn from the transcript --------------------------------------------
 
 

@@ -39,13 +39,25 @@ on a soft onset: "Thursday", "Sure"), whatever its silence window; all of it, an
 silence before it, must reach the STT."""
 
 
+MAX_SEGMENT_SECONDS = 15.0
+"""The longest stretch of speech sent as one request. Without a pause (a TV talking in the
+background) a segment would grow without end, 5.8 MB a minute at 48 kHz, and go to the
+STT whole."""
+QUIET_SEARCH_SECONDS = 1.0
+"""A stretch that long is cut at the quietest frame of its last second: most likely a gap
+between two words."""
+
+
 class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
     """A streaming STT over a batch `stt` (one backend or livekit's `FallbackAdapter`).
 
     Emits `segment_sent(speech_ended_at, sent_at)` (wall clock) as each segment goes out.
     """
 
-    def __init__(self, *, stt_engine: stt.STT[Any], vad: VAD) -> None:
+    def __init__(
+        self, *, stt_engine: stt.STT[Any], vad: VAD, max_segment: float = MAX_SEGMENT_SECONDS
+    ) -> None:
+        """`max_segment`: the longest stretch of speech sent as one request (seconds)."""
         caps = stt_engine.capabilities
         super().__init__(
             capabilities=stt.STTCapabilities(
@@ -57,6 +69,7 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         )
         self._stt = stt_engine
         self._vad = vad
+        self._max_segment = max_segment
         self._stt.on("metrics_collected", self._forward_metrics)
         self._unsettled = 0
         """Streams in speech + segments whose transcript has not come out yet."""
@@ -132,6 +145,8 @@ class Cut:
     frames: list[rtc.AudioFrame]
     context: list[rtc.AudioFrame] | None
     """The previous segment, when the user only paused between the two."""
+    forced: bool = False
+    """Cut because it was `max_segment` long: the speech goes on."""
 
 
 @dataclass(slots=True)
@@ -139,14 +154,18 @@ class Segmenter:
     """Cuts the audio the VAD has seen into segments, each frame in exactly one.
 
     Fed each VAD event in order; `feed` returns a `Cut` when the VAD reports the end of a
-    stretch of speech. Before speech starts only the last `pre_speech` seconds are kept
-    (silence, and speech the VAD has not reported yet); after a cut, the next segment starts
-    with the last `lead_in` seconds of the one before.
+    stretch of speech, or when the stretch reaches `max_segment` seconds. Before speech
+    starts only the last `pre_speech` seconds are kept (silence, and speech the VAD has not
+    reported yet); after a pause, the next segment starts with the last `lead_in` seconds of
+    the one before.
     """
 
     lead_in: float
     pre_speech: float = PRE_SPEECH_SECONDS
+    max_segment: float = MAX_SEGMENT_SECONDS
     frames: list[rtc.AudioFrame] = field(default_factory=list)
+    held: float = 0.0
+    """Seconds of audio in `frames`."""
     in_speech: bool = False
     previous: list[rtc.AudioFrame] | None = None
     since_cut: float = 0.0
@@ -157,9 +176,13 @@ class Segmenter:
         if ev.type == VADEventType.INFERENCE_DONE:
             fed = [f for f in ev.frames if f.samples_per_channel]
             self.frames.extend(fed)
-            self.since_cut += sum(f.duration for f in fed)
+            added = sum(f.duration for f in fed)
+            self.since_cut += added
+            self.held += added
             if not self.in_speech:
-                self.frames = _last_seconds(self.frames, max(self.lead_in, self.pre_speech))
+                self._keep(_last_seconds(self.frames, max(self.lead_in, self.pre_speech)))
+            elif self.held >= self.max_segment:
+                return self._cut_long()
         elif ev.type == VADEventType.START_OF_SPEECH:
             self.in_speech = True
             self.gap_at_start = self.since_cut
@@ -170,17 +193,44 @@ class Segmenter:
             cut = Cut(segment, self.previous if close else None)
             # the end of the pause that closed this segment (silence for certain) opens the
             # next one; the segment keeps it too: it is shared silence, not speech
-            self.frames = _last_seconds(segment, self.lead_in)
+            self._keep(_last_seconds(segment, self.lead_in))
             self.previous = segment
             self.since_cut = 0.0
             return cut
         return None
 
+    def _cut_long(self) -> Cut:
+        """The speech so far, up to its quietest recent frame; the rest stays for the next
+        segment, which goes without context (the two share no pause)."""
+        frames = self.frames
+        tail, at = 0.0, len(frames)
+        while at > 1 and tail < QUIET_SEARCH_SECONDS:
+            at -= 1
+            tail += frames[at].duration
+        quietest = min(range(at, len(frames)), key=lambda i: _loudness(frames[i]))
+        segment = frames[: quietest + 1]
+        close = self.previous is not None and self.gap_at_start <= CONTEXT_GAP_SECONDS
+        cut = Cut(segment, self.previous if close else None, forced=True)
+        self._keep(frames[quietest + 1 :])
+        self.previous = None
+        self.since_cut = self.held
+        return cut
 
-def segmenter_for(vad: VAD) -> Segmenter:
+    def _keep(self, frames: list[rtc.AudioFrame]) -> None:
+        self.frames = frames
+        self.held = sum(f.duration for f in frames)
+
+
+def _loudness(frame: rtc.AudioFrame) -> float:
+    """Mean square of the frame's samples (only asked of a second of frames, rarely)."""
+    samples = memoryview(bytes(frame.data)).cast("h")
+    return sum(x * x for x in samples) / len(samples) if len(samples) else 0.0
+
+
+def segmenter_for(vad: VAD, *, max_segment: float = MAX_SEGMENT_SECONDS) -> Segmenter:
     """A `Segmenter` for what `vad` reports: its lead-in stays inside the silence window."""
     silence = getattr(vad, "min_silence_duration", None) or LEAD_IN_SECONDS
-    return Segmenter(lead_in=min(LEAD_IN_SECONDS, 0.8 * silence))
+    return Segmenter(lead_in=min(LEAD_IN_SECONDS, 0.8 * silence), max_segment=max_segment)
 
 
 def words_after(context_words: str, transcript: str) -> str:
@@ -267,7 +317,7 @@ class _PauseStream(stt.RecognizeStream):
     async def _run(self) -> None:
         vad = self._owner._vad
         vad_stream = vad.stream()
-        segmenter = segmenter_for(vad)
+        segmenter = segmenter_for(vad, max_segment=self._owner._max_segment)
         pending: asyncio.Queue[_Request | None] = asyncio.Queue()
 
         async def forward_input() -> None:
@@ -289,12 +339,18 @@ class _PauseStream(stt.RecognizeStream):
                     cut = segmenter.feed(ev)
                     if cut is None:
                         continue
-                    ended_at = time.time() - ev.silence_duration - ev.inference_duration
-                    self._event_ch.send_nowait(
-                        stt.SpeechEvent(stt.SpeechEventType.END_OF_SPEECH, speech_end_time=ended_at)
-                    )
-                    # sent now, while the user may still go on; requests overlap
-                    self._owner.emit("segment_sent", ended_at, time.time())
+                    if cut.forced:  # a long stretch, cut while the speech goes on
+                        self._owner._hold()  # for this request; the speech keeps its own
+                        ended_at = time.time()
+                    else:
+                        ended_at = time.time() - ev.silence_duration - ev.inference_duration
+                        self._event_ch.send_nowait(
+                            stt.SpeechEvent(
+                                stt.SpeechEventType.END_OF_SPEECH, speech_end_time=ended_at
+                            )
+                        )
+                        # sent now, while the user may still go on; requests overlap
+                        self._owner.emit("segment_sent", ended_at, time.time())
                     audio = [*(cut.context or []), *cut.frames]
                     request = asyncio.create_task(
                         self._owner._stt.recognize(

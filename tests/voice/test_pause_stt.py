@@ -7,14 +7,16 @@ window the end-of-turn model runs with, the real Whisper server (tiny.en).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
 from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
+from livekit.agents.language import LanguageCode
 
 from agent.config.settings import MODEL_MIN_SILENCE
 from agent.voice.pause_stt import PauseTranscriber, segmenter_for, word_distance
@@ -134,3 +136,55 @@ async def test_no_onset_is_cut_off_before_the_stt_at_any_silence_window(
             first_ms = missing[0] * 1000 // SAMPLE_RATE
             lost.append(f"{text!r}: {len(missing)} samples of speech lost, from {first_ms} ms")
     assert not lost, "\n".join(lost)
+
+
+# --- long stretches of speech are sent in bounded pieces --------------------------------
+
+
+class RecordingSTT(stt.STT[Literal["never"]]):
+    """Answers every request with its number, and remembers how long each one's audio was."""
+
+    def __init__(self) -> None:
+        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
+        self.seconds: list[float] = []
+
+    async def _recognize_impl(
+        self,
+        buffer: utils.AudioBuffer,
+        *,
+        language: Any = None,
+        conn_options: APIConnectOptions = PATIENT,
+    ) -> stt.SpeechEvent:
+        self.seconds.append(utils.merge_frames(buffer).duration)
+        text = f"part {len(self.seconds)}"
+        return stt.SpeechEvent(
+            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+            alternatives=[stt.SpeechData(language=LanguageCode("en"), text=text)],
+        )
+
+
+async def test_speech_without_a_pause_goes_to_the_stt_in_bounded_pieces(tmp_path: Path) -> None:
+    from livekit.plugins import silero
+
+    # no punctuation: espeak-ng reads it without a pause the VAD would cut at
+    text = " ".join(["the quick brown fox jumps over the lazy dog and runs away"] * 3)
+    frames = wav_frames(espeak_to_wav(text, tmp_path / "long.wav"))
+    recorder = RecordingSTT()
+    owner = PauseTranscriber(
+        stt_engine=recorder, vad=silero.VAD.load(min_silence_duration=0.2), max_segment=3.0
+    )
+    stream = owner.stream()
+    for frame in frames:
+        stream.push_frame(frame)
+    stream.end_input()
+    events = [ev async for ev in stream]
+    finals = [
+        e.alternatives[0].text for e in events if e.type == stt.SpeechEventType.FINAL_TRANSCRIPT
+    ]
+    ends = [e for e in events if e.type == stt.SpeechEventType.END_OF_SPEECH]
+    assert len(recorder.seconds) >= 3, recorder.seconds  # about 9 s of speech
+    assert max(recorder.seconds) <= 3.0 + 0.032
+    # cut while the speech went on: no end of speech for those, every transcript out in order
+    assert len(ends) < len(recorder.seconds)
+    assert finals == [f"part {i}" for i in range(1, len(recorder.seconds) + 1)]
+    assert not await asyncio.wait_for(owner.settled(), 5)
