@@ -20,8 +20,9 @@ from livekit.agents.voice.agent_activity import _SpeechHandleContextVar
 from agent.engine.turns import TurnEngine
 from agent.tools import get_current_time
 from agent.tools.read_only import mark_read_only
-from agent.voice.pause_stt import Segmenter, words_after
+from agent.voice.pause_stt import Segmenter
 from agent.voice.preemptive import SpeechConfirmationGate
+from agent.voice.stitching import words_after
 from agent.voice.transcript_ends import transcript_is_open
 from agent.voice.tts_chunks import ClauseFirstTokenizer, first_chunk_end
 from agent.voice.turn_detection import TranscriptTurnDetector

@@ -18,7 +18,6 @@ sends them).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -28,6 +27,8 @@ from livekit.agents import APIConnectOptions, stt, utils
 from livekit.agents.stt.stream_adapter import DEFAULT_STREAM_ADAPTER_API_CONNECT_OPTIONS
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 from livekit.agents.vad import VAD, VADEvent, VADEventType
+
+from agent.voice.stitching import words_after
 
 LEAD_IN_SECONDS = 0.2
 """Silence a segment shares with the one before it (the end of the pause that cut them
@@ -231,39 +232,6 @@ def segmenter_for(vad: VAD, *, max_segment: float = MAX_SEGMENT_SECONDS) -> Segm
     """A `Segmenter` for what `vad` reports: its lead-in stays inside the silence window."""
     silence = getattr(vad, "min_silence_duration", None) or LEAD_IN_SECONDS
     return Segmenter(lead_in=min(LEAD_IN_SECONDS, 0.8 * silence), max_segment=max_segment)
-
-
-def words_after(context_words: str, transcript: str) -> str:
-    """`transcript` (of the previous segment's audio followed by this one's) without the
-    words the previous segment already gave (`context_words`): the split is where the
-    transcript's start is closest (word edit distance) to those words."""
-    said, words = _norm(context_words), transcript.split()
-    if not said:
-        return transcript.strip()
-    normed = [" ".join(_norm(w)) for w in words]
-    best, best_cost = 0, None
-    for i in range(len(words) + 1):
-        cost = word_distance(said, [w for w in normed[:i] if w])
-        # ties: the split whose prefix is as long as what was said
-        key = (cost, abs(sum(1 for w in normed[:i] if w) - len(said)))
-        if best_cost is None or key < best_cost:
-            best, best_cost = i, key
-    return " ".join(words[best:])
-
-
-def _norm(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split() if text else []
-
-
-def word_distance(a: list[str], b: list[str]) -> int:
-    """Levenshtein distance over words: the substitutions, insertions and deletions that
-    make `a` into `b`."""
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, start=1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, start=1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
 
 
 def _last_seconds(frames: list[rtc.AudioFrame], seconds: float) -> list[rtc.AudioFrame]:

@@ -19,7 +19,8 @@ from livekit.agents import APIConnectOptions, stt, utils
 from livekit.agents.language import LanguageCode
 
 from agent.config.settings import MODEL_MIN_SILENCE
-from agent.voice.pause_stt import PauseTranscriber, segmenter_for, word_distance
+from agent.voice.pause_stt import PauseTranscriber, segmenter_for
+from agent.voice.stitching import word_distance
 from providers import STTOptions, build_stt
 from testing.audio_io import PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav, wav_frames
 from testing.servers.whisper_server import WhisperServer
