@@ -22,7 +22,6 @@ from agent.tools import get_current_time
 from agent.tools.read_only import mark_read_only
 from agent.voice.pause_stt import Segmenter
 from agent.voice.preemptive import SpeechConfirmationGate
-from agent.voice.stitching import words_after
 from agent.voice.transcript_ends import transcript_is_open
 from agent.voice.tts_chunks import ClauseFirstTokenizer, first_chunk_end
 from agent.voice.turn_detection import TranscriptTurnDetector
@@ -319,20 +318,6 @@ async def test_transcript_turn_detector_reads_the_users_words() -> None:
     assert await detector.predict_end_of_turn(ctx) < threshold  # wait for more
     ctx.add_message(role="user", content="Australia?")
     assert await detector.predict_end_of_turn(ctx) >= threshold  # done
-
-
-@pytest.mark.parametrize(
-    ("before", "transcript", "new"),
-    [
-        ("What is the capital on-", "What is the capital of Australia?", "Australia?"),
-        ("How is the weather in?", "How is the weather in Paris today?", "Paris today?"),
-        ("Please set a timer for...", "Please set a timer for 10 minutes.", "10 minutes."),
-        ("", "Hello there.", "Hello there."),
-        ("Who wrote the", "Who wrote the", ""),
-    ],
-)
-def test_words_after_the_context(before: str, transcript: str, new: str) -> None:
-    assert words_after(before, transcript) == new
 
 
 async def test_transcript_turn_detector_waits_for_the_words_still_being_transcribed() -> None:

@@ -76,14 +76,18 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         """Streams in speech + segments whose transcript has not come out yet."""
         self._settled = asyncio.Event()
         self._settled.set()
+        self._transcripts = 0
+        """Final transcripts sent so far."""
 
     async def settled(self) -> bool:
-        """Waits until no speech is being heard or transcribed; True if it had to wait
-        (so a transcript newer than the caller's may be on its way)."""
+        """Waits until no speech is being heard or transcribed; True if a transcript came
+        out meanwhile (newer than the caller's). A segment whose transcript is empty (a
+        cough, a breath) adds no words: waiting for it alone gives False."""
         if self._settled.is_set():
             return False
+        before = self._transcripts
         await self._settled.wait()
-        return True
+        return self._transcripts != before
 
     def _hold(self) -> None:
         self._unsettled += 1
@@ -350,6 +354,7 @@ class _PauseStream(stt.RecognizeStream):
                                 speech_end_time=ev.speech_end_time or ended_at,
                             )
                         )
+                        self._owner._transcripts += 1
                 finally:
                     self._owner._release()  # after the transcript is on its way
 

@@ -82,9 +82,10 @@ class TranscriptTurnDetector:
     maximum endpointing delay for more speech instead of the minimum.
 
     livekit asks when the VAD reports the end of speech, with the transcript it has; the
-    last segment's may still be on its way (a slow STT). `settled` waits for it: then the
-    answer is "not yet", and livekit asks again when that transcript arrives, so a turn
-    never ends on the words before the pause while the words after it are being heard.
+    last segment's may still be on its way (a slow STT). `settled` waits for it: if it
+    brought words, the answer is "not yet", and livekit asks again with them, so a turn
+    never ends on the words before the pause while the words after it are being heard; if
+    it brought none (a cough), the words there are decide at once.
     """
 
     def __init__(self, settled: Callable[[], Awaitable[bool]] | None = None) -> None:

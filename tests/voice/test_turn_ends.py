@@ -4,11 +4,16 @@ on what the real Whisper (tiny.en) makes of espeak-ng speech."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
-from livekit.agents import APIConnectOptions, llm, utils
+from livekit.agents import APIConnectOptions, llm, stt, utils
+from livekit.agents.language import LanguageCode
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
+from agent.voice.pause_stt import PauseTranscriber
 from agent.voice.transcript_ends import transcript_is_open
 from agent.voice.turn_detection import TranscriptTurnDetector
 from providers import STTOptions, build_stt
@@ -133,3 +138,62 @@ async def test_whisper_transcripts_of_short_replies_end_and_cut_off_speech_waits
         if transcript_is_open(text) is (spoken in SHORT_REPLIES)
     ]
     assert not wrong, "\n".join(wrong)
+
+
+class ScriptedSTT(stt.STT[Literal["never"]]):
+    """Answers each request with the next of `answers` (text, seconds it takes)."""
+
+    def __init__(self, answers: list[tuple[str, float]]) -> None:
+        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
+        self._answers = answers
+
+    async def _recognize_impl(
+        self,
+        buffer: utils.AudioBuffer,
+        *,
+        language: Any = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> stt.SpeechEvent:
+        text, seconds = self._answers.pop(0)
+        await asyncio.sleep(seconds)
+        return stt.SpeechEvent(
+            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+            alternatives=[stt.SpeechData(language=LanguageCode("en"), text=text)],
+        )
+
+
+@pytest.mark.timeout(60)
+async def test_a_cough_after_a_whole_sentence_does_not_hold_the_turn_open(
+    tmp_path: Path,
+) -> None:
+    """The cough is a segment of its own whose transcript is empty: no newer words are
+    coming, so the end of the turn is judged on the sentence, at once."""
+    from livekit.plugins import silero
+
+    question = "What time is it in Tokyo?"
+    frames = [
+        *wav_frames(espeak_to_wav(question, tmp_path / "q.wav"), trailing_silence=0.8),
+        *wav_frames(espeak_to_wav("hm", tmp_path / "cough.wav"), trailing_silence=0.8),
+    ]
+    owner = PauseTranscriber(
+        stt_engine=ScriptedSTT([(question, 0.0), ("", 1.0)]),
+        vad=silero.VAD.load(min_silence_duration=0.2),
+    )
+    stream = owner.stream()
+    for frame in frames:
+        stream.push_frame(frame)
+    stream.end_input()
+    ends, finals = 0, []
+    async for ev in stream:
+        ends += ev.type == stt.SpeechEventType.END_OF_SPEECH
+        if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+            finals.append(ev.alternatives[0].text)
+        if ends == 2:  # the cough ended; its transcript is being made
+            break
+    assert ends == 2, "the VAD did not hear the cough as speech"
+    assert finals == [question]  # the sentence's words are in; the cough's are not yet
+    detector = TranscriptTurnDetector(owner.settled)
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content=question)
+    assert await detector.predict_end_of_turn(ctx) >= 0.5
+    await stream.aclose()
