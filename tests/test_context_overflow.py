@@ -23,7 +23,7 @@ from testing.servers.openai_server import (
     tool_reply,
 )
 
-OVERFLOWS = {
+OVERFLOWS: dict[str, dict[str, Any]] = {
     "vllm": {
         "object": "error",
         "message": "This model's maximum context length is 4096 tokens. However, you "
@@ -52,7 +52,7 @@ OVERFLOWS = {
         "<= 4096. Given: 4000 `inputs` tokens and 512 `max_new_tokens`"
     },
 }
-TOOL_REFUSALS = {
+TOOL_REFUSALS: dict[str, dict[str, Any]] = {
     "vllm": {
         "object": "error",
         "message": '"auto" tool choice requires --enable-auto-tool-choice and '
