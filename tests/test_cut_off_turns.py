@@ -5,6 +5,7 @@ answered, and the history keeps what its tools did once the reply was confirmed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from livekit.agents import ModelSettings, llm
@@ -78,10 +79,10 @@ async def test_a_tool_cut_off_by_an_interruption_is_reported_finished(
     llm_server.script(tool_reply(ToolCall("book_table", {"day": "Friday"})))
     engine = make_engine(llm_server, filler=FILLER, filler_delay=0.1, tool_timeout=60)
     engine.tool_listener = listener
-    words = aiter(engine.run(_ctx(), [booking.book]))
-    assert await anext(words) == FILLER
-    await words.aclose()  # the user interrupted
-    await until(lambda: listener.finished, within=5, what="tool_finished")
+    turn = engine.run(_ctx(), [booking.book])
+    assert await anext(aiter(turn)) == FILLER
+    await turn.aclose()  # the user interrupted
+    await until(lambda: bool(listener.finished), within=5, what="tool_finished")
     ((call_id, _),) = listener.started
     assert listener.finished == [(call_id, "book_table", "cancelled")]
     await engine.llm.aclose()
@@ -101,7 +102,7 @@ async def test_a_discarded_turn_is_counted_cancelled_not_answered(
         return "".join([t async for t in engine.run(_ctx("What is on the menu?"), [])])
 
     attempt = asyncio.create_task(consume())
-    await until(lambda: llm_server.requests, within=5, what="the request")
+    await until(lambda: bool(llm_server.requests), within=5, what="the request")
     attempt.cancel()  # livekit throws the preemptive attempt away
     await asyncio.gather(attempt, return_exceptions=True)
     assert finished == ["cancelled"]
@@ -122,7 +123,8 @@ async def test_an_interrupted_reply_keeps_what_its_tools_did_in_the_history(
     )
     engine = make_engine(llm_server, filler=FILLER, filler_delay=0.3, tool_timeout=60)
     agent = Assistant(engine=engine, instructions="Test.", tools=[booking.book, booking.menu])
-    reply = aiter(agent.llm_node(_ctx(), [booking.book, booking.menu], ModelSettings()))
+    reply = agent.llm_node(_ctx(), [booking.book, booking.menu], ModelSettings())
+    assert isinstance(reply, AsyncGenerator)
     assert await anext(reply) == FILLER
     assert booking.booked == ["Friday"]  # it has had its effect
     await reply.aclose()  # the user interrupted while the filler played
