@@ -35,7 +35,12 @@ from agent.voice.preemptive import SpeechConfirmationGate
 from agent.voice.tts_chunks import with_first_clause
 from agent.voice.turn_audio import TurnAudio
 from agent.voice.turn_detection import turn_handling
-from providers import OpenAICompatibleProvider, build_stt_chain, build_tts_chain
+from providers import (
+    OpenAICompatibleProvider,
+    STTOptions,
+    build_stt_chain,
+    build_tts_chain,
+)
 
 # livekit closes a session after this many consecutive unrecoverable STT/LLM/TTS errors
 # (default 3). A voice agent whose speech server restarts should outlive the restart, so
@@ -179,8 +184,11 @@ def build_session(
         if settings.turn_detection == "smart-turn"
         else None
     )
+    # a server's Whisper hears a segment better behind the one before it; Moonshine in the
+    # worker hears that context differently each time, and would repeat it
+    server_first = isinstance(backends.stt_backends[0].options, STTOptions)
     stt_in_pauses = listen_on_pauses(
-        stt_chain, vad, enabled=settings.stt_on_pause, turn_audio=turn_audio
+        stt_chain, vad, enabled=settings.stt_on_pause, turn_audio=turn_audio, stitch=server_first
     )
     return AgentSession(
         vad=vad,

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.voice.pause_stt import word_distance
+from agent.voice.stitching import word_distance
 from testing.audio_io import PAUSED_QUESTIONS, espeak_to_wav, plain_text
 from testing.engine import IN_PROCESS
 from testing.servers.openai_server import text_reply

@@ -58,6 +58,7 @@ __all__ = [
 logger = logging.getLogger("providers")
 
 _SCHEMA_CACHE_SIZE = 16
+_REASONING_FIELDS = frozenset(("reasoning_content", "reasoning"))
 
 NOT_STREAMED: dict[str, Any] = {"stream": False}
 """`chat(extra_kwargs=NOT_STREAMED)`: one non-streamed request, delivered as a single chunk.
@@ -332,6 +333,12 @@ class ChatStream(llm.LLMStream):
                         for tc in delta.get("tool_calls") or []:
                             calls.add_delta(tc)
                             first_output.reschedule(None)
+                        # a reasoning parser: content is the reply, held no more (a long
+                        # one would otherwise be silent to its end, and time out)
+                        thought_apart = any(delta.get(f) for f in _REASONING_FIELDS)
+                        if thought_apart and (text := reasoning.thoughts_apart()):
+                            first_output.reschedule(None)
+                            self._send(chunk_id, text=text)
                         if text := reasoning.push(_content_text(delta.get("content"))):
                             first_output.reschedule(None)
                             self._send(chunk_id, text=text)

@@ -6,7 +6,8 @@ Servers carry reasoning four ways, and a thought must never reach speech or hist
 - a closing `</think>` alone: templates that open the thought in the prompt (DeepSeek-R1,
   QwQ through vLLM and llama.cpp without a reasoning parser) stream the thought as plain
   text. Only a backend expected to think (`hold_for_closing_tag`) can be read safely: its
-  text is held until the closing tag or the end of the response;
+  text is held until the closing tag or the end of the response (or until thoughts come in
+  their own field: then the content is the reply, released as it streams);
 - gpt-oss's harmony channels served without harmony parsing:
   `<|channel|>analysis<|message|>…<|end|><|start|>assistant<|channel|>final<|message|>…`.
   Only the `final` channel is the reply; a `commentary to=functions.NAME` message is a
@@ -92,6 +93,17 @@ class ReasoningFilter:
         while self._buffer and self._step(out):
             pass
         return "".join(out)
+
+    def thoughts_apart(self) -> str:
+        """The server sends thoughts in a field of their own (it has a reasoning parser):
+        its content is the reply, not a thought waiting for its closing tag. Returns what
+        was held and can now be said."""
+        if not self._hold:
+            return ""
+        self._hold = False
+        if self._mode == "held":
+            self._mode = "reply"
+        return self.push("")
 
     def finish(self) -> str:
         """The response ended: release what was held unless it was a thought."""

@@ -5,16 +5,20 @@ vLLM without its tool flags and some llama.cpp builds answer `tools` or
 (`chat_template_kwargs`, `think`). Asking again without the refused part answers the
 user; doing it in the provider (not the engine) keeps a `FallbackAdapter` from taking
 a refused request for a dead backend. What was refused is remembered, so the next
-request leaves it out at once.
+request leaves it out at once: tools only when the server's message says so, since a
+context overflow (also a 400) is answered too once the schemas are gone. An overflow is
+asked again with a shorter history instead, tools kept (`context_overflow`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from .base import APIStatusError
+from .context_overflow import is_context_overflow, server_message, shorter
 
 __all__ = ["Refusals"]
 
@@ -22,6 +26,11 @@ logger = logging.getLogger("providers")
 
 Part = Literal["thinking", "tools"]
 _REFUSED = (400, 422)
+_MAX_TRIMS = 6
+_TOOLS = re.compile(r"tool|function", re.I)
+"""What a server that refuses tools says: vLLM's `"auto" tool choice requires
+--enable-auto-tool-choice`, llama.cpp's `tools param requires --jinja flag`, Ollama's
+`does not support tools`."""
 
 
 class Refusals:
@@ -49,17 +58,28 @@ class Refusals:
         may_retry: Callable[[], bool],
         backend: str,
     ) -> None:
-        """`send_once(request)`, asked again without each refusable part in turn while
-        the server answers 400/422 and nothing was streamed yet."""
+        """`send_once(request)`, asked again while the server answers 400/422 and nothing
+        was streamed yet: with a shorter history when the request overflowed the context
+        (tools kept), else without each refusable part in turn."""
         request = self.adapt(request)
         parts: list[Part] = ["tools", "thinking"]
+        trims = 0
+        dropped: tuple[Part, dict[str, Any], APIStatusError] | None = None
         while True:
             try:
                 await send_once(request)
-                return
             except APIStatusError as e:
                 if e.status_code not in _REFUSED or not may_retry():
                     raise
+                short = shorter(request) if is_context_overflow(e) else None
+                if short is not None and trims < _MAX_TRIMS:
+                    trims += 1
+                    logger.warning(
+                        "LLM context overflowed; sending a shorter history",
+                        extra={"backend": backend, "status_code": e.status_code},
+                    )
+                    request = short
+                    continue
                 while parts and self._without(parts[0], request) is None:
                     parts.pop(0)
                 if not parts:
@@ -71,21 +91,25 @@ class Refusals:
                     f"LLM server refused the request with {part}; sending it without",
                     extra={"backend": backend, "status_code": e.status_code},
                 )
-                try:
-                    await send_once(plain)
-                except APIStatusError as again:
-                    if again.status_code not in _REFUSED or not may_retry():
-                        raise
-                    request = plain  # not (only) that part: try the next one too
-                    continue
-                self._learn(request, part)
-                return
+                dropped, request = (part, request, e), plain
+                continue
+            if dropped is not None:
+                self._learn(*dropped, backend=backend)
+            return
 
-    def _learn(self, request: dict[str, Any], part: Part) -> None:
-        # the same request without `part` was answered: it really was that part the
-        # server refused, and it will refuse it again
+    def _learn(
+        self, part: Part, request: dict[str, Any], error: APIStatusError, *, backend: str
+    ) -> None:
+        # the same request without `part` was answered. Thinking fields are a few bytes:
+        # it was them. Tool schemas are large: a request that overflowed the context fits
+        # without them too, so tools are only remembered as refused when the server said so
         if part == "thinking":
             self._thinking = True
+        elif not _TOOLS.search(server_message(error)):
+            logger.info(
+                "LLM server answered without tools; not remembered (it did not say why)",
+                extra={"backend": backend},
+            )
         elif request.get("tool_choice") == "none":
             self._tool_choice_none = True
         else:

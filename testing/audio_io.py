@@ -62,6 +62,24 @@ def espeak_to_wav(text: str, path: Path, *, pad_seconds: float = 0.3) -> Path:
     return path
 
 
+def wav_frames(wav: Path, *, trailing_silence: float = 1.0) -> list[rtc.AudioFrame]:
+    """The WAV as 20 ms frames, then `trailing_silence` seconds of silence (what lets the
+    VAD see the end of the speech)."""
+    with wave.open(str(wav), "rb") as w:
+        pcm = w.readframes(w.getnframes())
+    pcm += b"\x00\x00" * int(SAMPLE_RATE * trailing_silence)
+    step = SAMPLE_RATE * FRAME_MS // 1000 * 2
+    return [
+        rtc.AudioFrame(
+            pcm[i : i + step].ljust(step, b"\x00"),
+            sample_rate=SAMPLE_RATE,
+            num_channels=1,
+            samples_per_channel=step // 2,
+        )
+        for i in range(0, len(pcm), step)
+    ]
+
+
 def _silence() -> rtc.AudioFrame:
     n = SAMPLE_RATE * FRAME_MS // 1000
     return rtc.AudioFrame(

@@ -125,4 +125,3 @@ def test_the_image_and_the_manifests_listen_on_every_interface() -> None:
     # .env.example used as a container's --env-file must not override the image's (an
     # empty WORKER_HOST= would: it reads as unset, which is 127.0.0.1)
     assert not re.search(r"^WORKER_HOST=", (ROOT / ".env.example").read_text(), re.MULTILINE)
-

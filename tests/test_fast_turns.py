@@ -20,10 +20,11 @@ from livekit.agents.voice.agent_activity import _SpeechHandleContextVar
 from agent.engine.turns import TurnEngine
 from agent.tools import get_current_time
 from agent.tools.read_only import mark_read_only
-from agent.voice.pause_stt import Segmenter, words_after
+from agent.voice.pause_stt import Segmenter
 from agent.voice.preemptive import SpeechConfirmationGate
+from agent.voice.transcript_ends import transcript_is_open
 from agent.voice.tts_chunks import ClauseFirstTokenizer, first_chunk_end
-from agent.voice.turn_detection import TranscriptTurnDetector, transcript_is_open
+from agent.voice.turn_detection import TranscriptTurnDetector
 from testing.engine import make_engine
 from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
@@ -215,10 +216,12 @@ def _ev(kind: VADEventType, frames: list[rtc.AudioFrame] | None = None) -> VADEv
     )
 
 
-def test_segments_partition_the_speech_and_start_with_silence() -> None:
+@pytest.mark.parametrize("with_context", [True, False], ids=["stitched", "each alone"])
+def test_segments_partition_the_speech_and_start_with_silence(with_context: bool) -> None:
     """Speech 1..20, a pause 21..29, speech 30..50, silence: each speech frame lands in
-    exactly one segment, and a segment's lead-in is only the pause that cut it."""
-    seg = Segmenter(lead_in=0.1)  # 0.1 s: three and a bit 32 ms windows
+    exactly one segment, and a segment's lead-in is only the pause that cut it. Stitched
+    (a Whisper server), the second goes behind the first; each alone (Moonshine), never."""
+    seg = Segmenter(lead_in=0.1, with_context=with_context)  # 0.1 s: 32 ms windows and a bit
     speech = {*range(1, 21), *range(30, 51)}
     timeline: list[tuple[int, VADEventType | None]] = []
     timeline += [(i, None) for i in range(-10, 1)]  # silence before
@@ -238,14 +241,50 @@ def test_segments_partition_the_speech_and_start_with_silence() -> None:
             segments.append(sorted(set(samples.tolist())))
             contexts.append(cut.context)
     assert len(segments) == 2
-    # the second, after a short pause, is sent behind the first one's audio
+    # the second, after a short pause, is sent behind the first one's audio (if stitched)
     assert contexts[0] is None
-    assert contexts[1] is not None
+    assert (contexts[1] is not None) is with_context
     said = [set(s) & speech for s in segments]
     assert said[0] == set(range(1, 21))
     assert said[1] == set(range(30, 51))
     # the second segment opens with the end of the pause, never with the first's words
     assert min(segments[1]) > 20
+
+
+def test_endless_speech_is_cut_into_bounded_segments_each_frame_in_one() -> None:
+    """Ten minutes of speech without a pause (a TV), 48 kHz: the segmenter never holds
+    more than `max_segment` seconds, cuts at the quietest frame of the last second, and
+    every frame lands in exactly one segment, in order."""
+    rate, n = 48000, 1536  # 32 ms frames, as silero hands them on at 48 kHz
+    count = int(600 * rate / n)
+    seg = Segmenter(lead_in=0.16, max_segment=15.0)
+    seg.feed(_ev(VADEventType.START_OF_SPEECH))
+    cuts: list[list[int]] = []
+    most_held = 0.0
+    for i in range(1, count + 1):
+        samples = np.full(n, 1000 + i % 997, dtype=np.int16)
+        if i % 25 == 0:
+            samples[:] = 3  # a gap between words every 0.8 s
+        samples[0] = i  # which frame this is
+        frame = rtc.AudioFrame(
+            samples.tobytes(), sample_rate=rate, num_channels=1, samples_per_channel=n
+        )
+        cut = seg.feed(_ev(VADEventType.INFERENCE_DONE, [frame]))
+        most_held = max(most_held, seg.held)
+        if cut is not None:
+            assert cut.forced and cut.context is None
+            cuts.append([_frame_id(f) for f in cut.frames])
+            assert cuts[-1][-1] % 25 == 0  # cut at the quiet frame
+    assert most_held <= 15.0 + n / rate
+    assert len(cuts) >= 600 // 15 - 1
+    assert all(len(frames) * n / rate <= 15.0 + n / rate for frames in cuts)
+    # with what is still held, the cuts are every frame once, in order
+    everything = [i for frames in cuts for i in frames] + [_frame_id(f) for f in seg.frames]
+    assert everything == list(range(1, count + 1))
+
+
+def _frame_id(frame: rtc.AudioFrame) -> int:
+    return int(np.frombuffer(frame.data, dtype=np.int16)[0])
 
 
 # --- the end of the turn from the transcript --------------------------------------------
@@ -281,20 +320,6 @@ async def test_transcript_turn_detector_reads_the_users_words() -> None:
     assert await detector.predict_end_of_turn(ctx) < threshold  # wait for more
     ctx.add_message(role="user", content="Australia?")
     assert await detector.predict_end_of_turn(ctx) >= threshold  # done
-
-
-@pytest.mark.parametrize(
-    ("before", "transcript", "new"),
-    [
-        ("What is the capital on-", "What is the capital of Australia?", "Australia?"),
-        ("How is the weather in?", "How is the weather in Paris today?", "Paris today?"),
-        ("Please set a timer for...", "Please set a timer for 10 minutes.", "10 minutes."),
-        ("", "Hello there.", "Hello there."),
-        ("Who wrote the", "Who wrote the", ""),
-    ],
-)
-def test_words_after_the_context(before: str, transcript: str, new: str) -> None:
-    assert words_after(before, transcript) == new
 
 
 async def test_transcript_turn_detector_waits_for_the_words_still_being_transcribed() -> None:

@@ -38,6 +38,9 @@ WRITTEN_CALLS = {
     "llama python_tag": '<|python_tag|>{"name": "get_current_time", '
     '"parameters": {"timezone": "Asia/Tokyo"}}',
     "llama function tag": '<function=get_current_time>{"timezone": "Asia/Tokyo"}</function>',
+    "bare JSON": json.dumps(TOKYO),
+    "json fence": f"```json\n{json.dumps(TOKYO)}\n```",
+    "bare fence": f"```\n{json.dumps(TOKYO)}\n```",
     "harmony commentary": "<|channel|>commentary to=functions.get_current_time "
     '<|constrain|>json<|message|>{"timezone": "Asia/Tokyo"}<|call|>',
 }
@@ -126,3 +129,65 @@ def test_ids_a_server_reuses_across_turns_stay_unique_in_the_history(
     # each result answers its own call: Tokyo's result (JST) on Tokyo's call
     assert [o["tool_call_id"] for o in outputs] == [c["id"] for c in calls]
     assert "JST" in outputs[0]["content"] and "JST" not in outputs[1]["content"]
+
+
+# what Qwen2.5-Coder-1.5B-Instruct streams through llama.cpp with its own chat template
+QWEN_FENCE = f"```json\n{json.dumps(TOKYO)}\n```"
+PARIS = {"name": "get_current_time", "arguments": {"timezone": "Europe/Paris"}}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [QWEN_FENCE, f"{QWEN_FENCE}\nIt is 9 pm in Tokyo.", f"```json {json.dumps(TOKYO)} ```"],
+    ids=["alone", "words after", "one line"],
+)
+def test_a_fenced_call_is_run_and_answered_and_never_said(
+    content: str, llm_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    llm_server.script(Reply.of(Text(content), Finish()), text_reply(ANSWER), text_reply("Ok."))
+    result = chat(llm_server, tmp_path, ["Time in Tokyo?", FOLLOW_UP])
+    assert result.stdout == f"{ANSWER}\nOk.\n"
+    tool = next(m for m in llm_server.requests[1].messages if m["role"] == "tool")
+    assert "JST" in tool["content"]
+
+
+@pytest.mark.parametrize(
+    "fenced",
+    [
+        f"{json.dumps(TOKYO)}\n{json.dumps(PARIS)}",
+        json.dumps([TOKYO, PARIS]),
+    ],
+    ids=["one per line", "array"],
+)
+def test_two_calls_in_one_fence_both_run(
+    fenced: str, llm_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    llm_server.script(
+        Reply.of(Text(f"{PREFACE}\n```json\n{fenced}\n```"), Finish()),
+        text_reply(ANSWER),
+        text_reply("Ok."),
+    )
+    result = chat(llm_server, tmp_path, ["Time in Tokyo and Paris?", FOLLOW_UP])
+    assert result.stdout == f"{PREFACE} {ANSWER}\nOk.\n"
+    speaking = llm_server.requests[1].messages
+    calls = [c for m in speaking if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    zones = [json.loads(c["function"]["arguments"])["timezone"] for c in calls]
+    assert zones == ["Asia/Tokyo", "Europe/Paris"]
+    assert len([m for m in speaking if m["role"] == "tool"]) == 2
+
+
+def test_a_fenced_call_to_a_tool_not_offered_is_neither_run_nor_said(
+    llm_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    weather = {"name": "get_current_weather", "arguments": {"location": "Tokyo"}}
+    llm_server.script(
+        Reply.of(Text(f"```json\n{json.dumps(weather)}\n```"), Finish()),
+        text_reply("I cannot check the weather."),
+        text_reply("Nothing more."),
+    )
+    result = chat(llm_server, tmp_path, ["Weather in Tokyo?", FOLLOW_UP])
+    assert result.stdout == "I cannot check the weather.\nNothing more.\n"
+    assert "get_current_weather" not in result.stdout
+    assert llm_server.requests[1].body.get("tool_choice") == "none"
+    last = llm_server.requests[-1].messages
+    assert all(m["role"] != "tool" and "get_current_weather" not in str(m) for m in last)

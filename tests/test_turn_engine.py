@@ -413,7 +413,10 @@ async def test_server_refusing_tools_is_answered_without_them(
     llm_server: ScriptedLLMServer,
 ) -> None:
     engine = make_engine(llm_server)
-    llm_server.script(Reply.of(Status(400)), text_reply("Hello without tools."))
+    # vLLM started without its tool flags says why (a 400 that does not is not remembered:
+    # tests/test_context_overflow.py)
+    refusal = {"message": '"auto" tool choice requires --enable-auto-tool-choice'}
+    llm_server.script(Reply.of(Status(400, refusal)), text_reply("Hello without tools."))
     said, turn = await speak(engine, TOOLS)
     assert said == "Hello without tools."
     assert [p.kind for p in turn.stats.passes] == ["tools"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 __all__ = ["Deadlines", "TurnTimedOut", "paced"]
@@ -37,7 +37,7 @@ async def paced(
     spoke: Callable[[], bool],
     filler: Callable[[], str | None],
     clock: Callable[[], float] = time.monotonic,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """`words`, with `filler()` yielded once if `spoke()` is still false at the
     first-word deadline, and `TurnTimedOut` raised when the turn's cap passes."""
     started = clock()

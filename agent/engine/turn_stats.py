@@ -13,8 +13,12 @@ from typing import Literal
 PassKind = Literal["tools", "speak", "speak-plain"]
 """`tools`: tools offered; `speak`: tools offered with tool_choice="none"; `speak-plain`:
 no tools at all (a server that still answers with calls is asked this way)."""
-ToolOutcome = Literal["ok", "error", "timeout"]
-TurnOutcome = Literal["answered", "fallback", "apology"]
+ToolOutcome = Literal["ok", "error", "timeout", "cancelled"]
+"""`cancelled`: cut off by the turn's end (an interruption, the turn's cap, a discarded
+preemptive attempt) while it ran."""
+TurnOutcome = Literal["answered", "fallback", "apology", "cancelled"]
+"""`cancelled`: the turn was stopped before its end (the user interrupted, or livekit
+discarded a preemptive attempt): whatever it said, it did not finish answering."""
 
 
 @dataclass(slots=True)

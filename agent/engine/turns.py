@@ -16,6 +16,7 @@ session has.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -29,7 +30,7 @@ from structlog.stdlib import BoundLogger
 
 from agent.engine.pacing import Deadlines, TurnTimedOut, paced
 from agent.engine.speech_filter import ToolCallTextFilter
-from agent.engine.tool_runner import ToolGate, ToolListener, run_tool_calls
+from agent.engine.tool_runner import ToolBatch, ToolGate, ToolListener, ToolResult
 from agent.engine.transcript import Transcript
 from agent.engine.turn_stats import PassKind, PassStats, TurnStats, ms
 from agent.ops.logging import get_logger
@@ -125,7 +126,7 @@ class Turn:
         """Wall clock when the turn began (livekit stamps chat items on this clock)."""
         self._transcript = Transcript()
         self._log = log.bind(turn_id=turn_id, provider=self._llm.provider, model=self._llm.model)
-        self._gen: AsyncIterator[str] | None = None
+        self._gen: AsyncGenerator[str, None] | None = None
 
     @property
     def text(self) -> str:
@@ -147,18 +148,31 @@ class Turn:
             self._gen = self._generate()
         return self._gen
 
-    async def _generate(self) -> AsyncIterator[str]:
+    async def aclose(self) -> None:
+        """Stop the turn where it is (its tools are cancelled; what they did is kept in
+        `new_items`). Nothing happens to a turn that ended or never started."""
+        if self._gen is not None:
+            await self._gen.aclose()
+
+    async def _generate(self) -> AsyncGenerator[str, None]:
         deadlines = Deadlines(
             first_word=self._opts.first_word_deadline, turn=self._opts.turn_timeout
         )
+        words = paced(
+            self._resolve_and_speak(),
+            deadlines,
+            spoke=lambda: self.stats.first_text_at is not None,
+            filler=self._say_filler,
+        )
         try:
-            async for text in paced(
-                self._resolve_and_speak(),
-                deadlines,
-                spoke=lambda: self.stats.first_text_at is not None,
-                filler=self._say_filler,
-            ):
-                yield text
+            # closed with the turn, not when collected: its tools stop (and are recorded)
+            # before whoever stopped the turn reads `new_items`
+            async with contextlib.aclosing(words):
+                async for text in words:
+                    yield text
+        except (asyncio.CancelledError, GeneratorExit):
+            self.stats.outcome = "cancelled"  # stopped before its end: not an answer
+            raise
         except Exception as e:  # the one place a failed turn becomes words
             self._log_failure(e)
             self.stats.outcome = "apology"
@@ -196,8 +210,9 @@ class Turn:
                     if said := self._transcript.take_unrecorded():
                         self._ctx.add_message(role="assistant", content=said)
                     break
-                async for filler in self._run_tools(tool_pass.tool_calls):
-                    yield filler
+                async with contextlib.aclosing(self._run_tools(tool_pass.tool_calls)) as run:
+                    async for filler in run:  # closed with the turn: its tools stop too
+                        yield filler
 
         # the speaking pass: tool_choice="none" (a server that refuses it is asked without
         # tools by the provider), then, if still no words, once more without tools
@@ -211,7 +226,7 @@ class Turn:
         self._log.warning("model produced no words; saying the fallback reply")
         yield self._say(self._opts.fallback_reply, new_sentence=True)
 
-    async def _run_tools(self, calls: list[ToolCall]) -> AsyncIterator[str]:
+    async def _run_tools(self, calls: list[ToolCall]) -> AsyncGenerator[str, None]:
         """Run `calls` at once; yields the filler (once per turn) if they are slow."""
         # ids unique in the whole session: servers that number every call `call_0` would
         # otherwise glue calls together in the history, or move a result onto another call
@@ -220,16 +235,15 @@ class Turn:
         # text said before the tool calls belongs before them in the context
         if said := self._transcript.take_unrecorded():
             self._ctx.add_message(role="assistant", content=said)
-        runs = asyncio.ensure_future(
-            run_tool_calls(
-                calls,
-                self._tool_ctx,
-                per_call_timeout=self._opts.tool_timeout,
-                log=self._log,
-                gate=self._gate,
-                listener=self._tool_listener,
-            )
+        batch = ToolBatch(
+            calls,
+            self._tool_ctx,
+            per_call_timeout=self._opts.tool_timeout,
+            log=self._log,
+            gate=self._gate,
+            listener=self._tool_listener,
         )
+        runs = asyncio.ensure_future(batch.run())
         try:
             if self._opts.filler and self.filler is None:
                 done, _ = await asyncio.wait({runs}, timeout=self._opts.filler_delay)
@@ -241,6 +255,11 @@ class Turn:
         finally:
             if not runs.done():  # the turn was abandoned (e.g. the user interrupted)
                 runs.cancel()
+                # what already ran stays on record: the caller keeps it in the history
+                self._keep(batch.so_far())
+        self._keep(results)
+
+    def _keep(self, results: list[ToolResult]) -> None:
         for result in results:
             self.stats.tools.append(result.run)
             self._ctx.items.extend((result.call, result.output))

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterable, Sequence
 from livekit.agents import Agent, ModelSettings, llm
 
 from agent.engine.history import HistoryLimits, bound_history, remove_filler
-from agent.engine.turns import TurnEngine
+from agent.engine.turns import Turn, TurnEngine
+from agent.voice.preemptive import current_speech
 
 
 class Assistant(Agent):
@@ -42,12 +43,22 @@ class Assistant(Agent):
         if filler:
             remove_filler(chat_ctx, filler)
         turn = self._engine.run(bound_history(chat_ctx, self._limits), tools)
+        finished = False
         try:
             async for text in turn:
                 yield text
+            finished = True
         finally:
+            await turn.aclose()  # interrupted: its tools stop now, and say what they did
             # also when interrupted: a filler that was said must not stay the model's words
             self._filler_to_remove = turn.filler
+            # an interrupted reply keeps what its tools did (a table booked while the filler
+            # played); a discarded preemptive attempt was never the reply: it keeps nothing
+            speech = current_speech()
+            if finished or speech is None or speech.scheduled:
+                await self._keep(turn, chat_ctx, filler)
+
+    async def _keep(self, turn: Turn, chat_ctx: llm.ChatContext, filler: str | None) -> None:
         # the framework records what was said; tool calls and results are ours to keep.
         # Its message is stamped with the reply's start; ours go right after the user's
         # message, so the next request reads: user, tool call, tool result, answer
@@ -61,6 +72,8 @@ class Assistant(Agent):
         if filler:
             remove_filler(history, filler)
         history.insert(turn.new_items)
+        # no realtime session here: this does not suspend, so it also completes while the
+        # reply is being cancelled
         await self.update_chat_ctx(bound_history(history, self._limits))
 
 

@@ -18,7 +18,6 @@ sends them).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -29,11 +28,26 @@ from livekit.agents.stt.stream_adapter import DEFAULT_STREAM_ADAPTER_API_CONNECT
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 from livekit.agents.vad import VAD, VADEvent, VADEventType
 
+from agent.voice.stitching import words_after
 from agent.voice.turn_audio import TurnAudio
 
 LEAD_IN_SECONDS = 0.2
-"""Silence kept before a segment's speech: Whisper transcribes a clip that starts mid-word
-poorly. Never more than the VAD's silence window, so that it is silence for certain."""
+"""Silence a segment shares with the one before it (the end of the pause that cut them
+apart): Whisper transcribes a clip that starts mid-word poorly. Never more than the VAD's
+silence window, so that it is silence for certain."""
+PRE_SPEECH_SECONDS = 0.5
+"""Audio kept while no one speaks. Silero reports speech 120-230 ms after it starts (more
+on a soft onset: "Thursday", "Sure"), whatever its silence window; all of it, and some
+silence before it, must reach the STT."""
+
+
+MAX_SEGMENT_SECONDS = 15.0
+"""The longest stretch of speech sent as one request. Without a pause (a TV talking in the
+background) a segment would grow without end, 5.8 MB a minute at 48 kHz, and go to the
+STT whole."""
+QUIET_SEARCH_SECONDS = 1.0
+"""A stretch that long is cut at the quietest frame of its last second: most likely a gap
+between two words."""
 
 
 class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
@@ -43,8 +57,18 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
     """
 
     def __init__(
-        self, *, stt_engine: stt.STT[Any], vad: VAD, turn_audio: TurnAudio | None = None
+        self,
+        *,
+        stt_engine: stt.STT[Any],
+        vad: VAD,
+        turn_audio: TurnAudio | None = None,
+        max_segment: float = MAX_SEGMENT_SECONDS,
+        stitch: bool = True,
     ) -> None:
+        """`max_segment`: the longest stretch of speech sent as one request (seconds).
+        `stitch`: send a segment behind the one before it, after a short pause, and keep only
+        the new words (for Whisper, which hears a clip that starts mid-sentence poorly; an
+        STT that hears the context differently each time, as Moonshine does, repeats it)."""
         caps = stt_engine.capabilities
         super().__init__(
             capabilities=stt.STTCapabilities(
@@ -58,19 +82,25 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         self._vad = vad
         self.turn_audio = turn_audio
         """Given every VAD event, for an end-of-turn model that listens (Smart Turn)."""
+        self._max_segment = max_segment
+        self._stitch = stitch
         self._stt.on("metrics_collected", self._forward_metrics)
         self._unsettled = 0
         """Streams in speech + segments whose transcript has not come out yet."""
         self._settled = asyncio.Event()
         self._settled.set()
+        self._transcripts = 0
+        """Final transcripts sent so far."""
 
     async def settled(self) -> bool:
-        """Waits until no speech is being heard or transcribed; True if it had to wait
-        (so a transcript newer than the caller's may be on its way)."""
+        """Waits until no speech is being heard or transcribed; True if a transcript came
+        out meanwhile (newer than the caller's). A segment whose transcript is empty (a
+        cough, a breath) adds no words: waiting for it alone gives False."""
         if self._settled.is_set():
             return False
+        before = self._transcripts
         await self._settled.wait()
-        return True
+        return self._transcripts != before
 
     def _hold(self) -> None:
         self._unsettled += 1
@@ -133,6 +163,8 @@ class Cut:
     frames: list[rtc.AudioFrame]
     context: list[rtc.AudioFrame] | None
     """The previous segment, when the user only paused between the two."""
+    forced: bool = False
+    """Cut because it was `max_segment` long: the speech goes on."""
 
 
 @dataclass(slots=True)
@@ -140,73 +172,92 @@ class Segmenter:
     """Cuts the audio the VAD has seen into segments, each frame in exactly one.
 
     Fed each VAD event in order; `feed` returns a `Cut` when the VAD reports the end of a
-    stretch of speech. Before speech starts only `lead_in` seconds are kept (silence, or
-    speech too short for the VAD to have started yet).
+    stretch of speech, or when the stretch reaches `max_segment` seconds. Before speech
+    starts only the last `pre_speech` seconds are kept (silence, and speech the VAD has not
+    reported yet); after a pause, the next segment starts with the last `lead_in` seconds of
+    the one before.
     """
 
     lead_in: float
+    pre_speech: float = PRE_SPEECH_SECONDS
+    max_segment: float = MAX_SEGMENT_SECONDS
     frames: list[rtc.AudioFrame] = field(default_factory=list)
+    held: float = 0.0
+    """Seconds of audio in `frames`."""
     in_speech: bool = False
     previous: list[rtc.AudioFrame] | None = None
     since_cut: float = 0.0
     """Seconds of audio since the last cut (or since the start)."""
     gap_at_start: float = 0.0
+    with_context: bool = True
+    """Whether a segment after a short pause carries the one before it as `context`."""
 
     def feed(self, ev: VADEvent) -> Cut | None:
         if ev.type == VADEventType.INFERENCE_DONE:
             fed = [f for f in ev.frames if f.samples_per_channel]
             self.frames.extend(fed)
-            self.since_cut += sum(f.duration for f in fed)
+            added = sum(f.duration for f in fed)
+            self.since_cut += added
+            self.held += added
             if not self.in_speech:
-                self.frames = _last_seconds(self.frames, self.lead_in)
+                self._keep(_last_seconds(self.frames, max(self.lead_in, self.pre_speech)))
+            elif self.held >= self.max_segment:
+                return self._cut_long()
         elif ev.type == VADEventType.START_OF_SPEECH:
             self.in_speech = True
             self.gap_at_start = self.since_cut
         elif ev.type == VADEventType.END_OF_SPEECH and self.in_speech:
             self.in_speech = False
             segment = self.frames
-            close = self.previous is not None and self.gap_at_start <= CONTEXT_GAP_SECONDS
+            close = self._follows_closely()
             cut = Cut(segment, self.previous if close else None)
             # the end of the pause that closed this segment (silence for certain) opens the
             # next one; the segment keeps it too: it is shared silence, not speech
-            self.frames = _last_seconds(segment, self.lead_in)
+            self._keep(_last_seconds(segment, self.lead_in))
             self.previous = segment
             self.since_cut = 0.0
             return cut
         return None
 
+    def _cut_long(self) -> Cut:
+        """The speech so far, up to its quietest recent frame; the rest stays for the next
+        segment, which goes without context (the two share no pause)."""
+        frames = self.frames
+        tail, at = 0.0, len(frames)
+        while at > 1 and tail < QUIET_SEARCH_SECONDS:
+            at -= 1
+            tail += frames[at].duration
+        quietest = min(range(at, len(frames)), key=lambda i: _loudness(frames[i]))
+        segment = frames[: quietest + 1]
+        close = self._follows_closely()
+        cut = Cut(segment, self.previous if close else None, forced=True)
+        self._keep(frames[quietest + 1 :])
+        self.previous = None
+        self.since_cut = self.held
+        return cut
 
-def words_after(context_words: str, transcript: str) -> str:
-    """`transcript` (of the previous segment's audio followed by this one's) without the
-    words the previous segment already gave (`context_words`): the split is where the
-    transcript's start is closest (word edit distance) to those words."""
-    said, words = _norm(context_words), transcript.split()
-    if not said:
-        return transcript.strip()
-    normed = [" ".join(_norm(w)) for w in words]
-    best, best_cost = 0, None
-    for i in range(len(words) + 1):
-        cost = word_distance(said, [w for w in normed[:i] if w])
-        # ties: the split whose prefix is as long as what was said
-        key = (cost, abs(sum(1 for w in normed[:i] if w) - len(said)))
-        if best_cost is None or key < best_cost:
-            best, best_cost = i, key
-    return " ".join(words[best:])
+    def _follows_closely(self) -> bool:
+        return (
+            self.with_context
+            and self.previous is not None
+            and self.gap_at_start <= CONTEXT_GAP_SECONDS
+        )
+
+    def _keep(self, frames: list[rtc.AudioFrame]) -> None:
+        self.frames = frames
+        self.held = sum(f.duration for f in frames)
 
 
-def _norm(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split() if text else []
+def _loudness(frame: rtc.AudioFrame) -> float:
+    """Mean square of the frame's samples (only asked of a second of frames, rarely)."""
+    samples = memoryview(bytes(frame.data)).cast("h")
+    return sum(x * x for x in samples) / len(samples) if len(samples) else 0.0
 
 
-def word_distance(a: list[str], b: list[str]) -> int:
-    """Levenshtein distance over words: the substitutions, insertions and deletions that
-    make `a` into `b`."""
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, start=1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, start=1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
+def segmenter_for(vad: VAD, *, max_segment: float = MAX_SEGMENT_SECONDS) -> Segmenter:
+    """A `Segmenter` for what `vad` reports: its lead-in stays inside the silence window."""
+    silence = getattr(vad, "min_silence_duration", None) or LEAD_IN_SECONDS
+    return Segmenter(lead_in=min(LEAD_IN_SECONDS, 0.8 * silence), max_segment=max_segment)
 
 
 def _last_seconds(frames: list[rtc.AudioFrame], seconds: float) -> list[rtc.AudioFrame]:
@@ -260,8 +311,8 @@ class _PauseStream(stt.RecognizeStream):
     async def _run(self) -> None:
         vad = self._owner._vad
         vad_stream = vad.stream()
-        silence = getattr(vad, "min_silence_duration", None) or LEAD_IN_SECONDS
-        segmenter = Segmenter(lead_in=min(LEAD_IN_SECONDS, 0.8 * silence))
+        segmenter = segmenter_for(vad, max_segment=self._owner._max_segment)
+        segmenter.with_context = self._owner._stitch
         pending: asyncio.Queue[_Request | None] = asyncio.Queue()
 
         async def forward_input() -> None:
@@ -285,12 +336,18 @@ class _PauseStream(stt.RecognizeStream):
                     cut = segmenter.feed(ev)
                     if cut is None:
                         continue
-                    ended_at = time.time() - ev.silence_duration - ev.inference_duration
-                    self._event_ch.send_nowait(
-                        stt.SpeechEvent(stt.SpeechEventType.END_OF_SPEECH, speech_end_time=ended_at)
-                    )
-                    # sent now, while the user may still go on; requests overlap
-                    self._owner.emit("segment_sent", ended_at, time.time())
+                    if cut.forced:  # a long stretch, cut while the speech goes on
+                        self._owner._hold()  # for this request; the speech keeps its own
+                        ended_at = time.time()
+                    else:
+                        ended_at = time.time() - ev.silence_duration - ev.inference_duration
+                        self._event_ch.send_nowait(
+                            stt.SpeechEvent(
+                                stt.SpeechEventType.END_OF_SPEECH, speech_end_time=ended_at
+                            )
+                        )
+                        # sent now, while the user may still go on; requests overlap
+                        self._owner.emit("segment_sent", ended_at, time.time())
                     audio = [*(cut.context or []), *cut.frames]
                     request = asyncio.create_task(
                         self._owner._stt.recognize(
@@ -322,6 +379,7 @@ class _PauseStream(stt.RecognizeStream):
                                 speech_end_time=ev.speech_end_time or ended_at,
                             )
                         )
+                        self._owner._transcripts += 1
                 finally:
                     self._owner._release()  # after the transcript is on its way
 
@@ -344,13 +402,18 @@ class _PauseStream(stt.RecognizeStream):
 
 
 def listen_on_pauses(
-    stt_engine: stt.STT[Any], vad: VAD, *, enabled: bool, turn_audio: TurnAudio | None = None
+    stt_engine: stt.STT[Any],
+    vad: VAD,
+    *,
+    enabled: bool,
+    turn_audio: TurnAudio | None = None,
+    stitch: bool = True,
 ) -> stt.STT[Any]:
     """`stt_engine` transcribed at each pause, when it is a batch STT and `enabled`
-    (`turn_audio`: also given the audio the VAD hears)."""
+    (`turn_audio`: also given the audio the VAD hears; `stitch`: see `PauseTranscriber`)."""
     if not enabled or stt_engine.capabilities.streaming:
         return stt_engine
-    return PauseTranscriber(stt_engine=stt_engine, vad=vad, turn_audio=turn_audio)
+    return PauseTranscriber(stt_engine=stt_engine, vad=vad, turn_audio=turn_audio, stitch=stitch)
 
 
 class PauseTimings:

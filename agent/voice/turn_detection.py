@@ -1,11 +1,12 @@
 """How a spoken turn ends: the VAD, end-of-turn detection, endpointing, preemptive generation.
 
 `TURN_DETECTION` picks one of four:
-- `transcript` (default): the STT runs at each pause (agent/pause_stt.py, VAD window 0.2 s),
+- `transcript` (default): the STT runs at each pause (agent/voice/pause_stt.py, VAD window 0.2 s),
   so the words before a pause are known while the user is still pausing. A transcript that
   cannot be a whole turn ("what is the capital of", or Whisper's "capital on-") makes
   livekit wait up to the maximum endpointing delay for more speech; otherwise the turn ends
-  after the minimum delay. This uses livekit's text end-of-turn hook (`_TurnDetector`).
+  after the minimum delay ("Thank you.", "No": agent/voice/transcript_ends.py). This uses
+  livekit's text end-of-turn hook (`_TurnDetector`).
 - `model`: livekit's own end-of-turn audio model (`turn-detector-v1-mini`,
   `livekit.agents.inference.TurnDetector`). Its weights ship inside the
   `livekit-local-inference` wheel livekit-agents depends on; it runs in-process on the CPU
@@ -39,6 +40,7 @@ from livekit.agents.voice.turn import TurnDetectionMode, TurnHandlingOptions
 
 from agent.config.settings import MODEL_MIN_SILENCE, Settings
 from agent.voice.pause_stt import PauseTranscriber
+from agent.voice.transcript_ends import transcript_is_open
 from agent.voice.turn_audio import TurnAudio
 from providers.smart_turn import FINISHED, SMART_TURN_FILE, shared_smart_turn
 
@@ -89,31 +91,6 @@ def prewarm_turn_detection(settings: Settings) -> None:
         shared_smart_turn(smart_turn_path(settings))
 
 
-# words an English sentence does not end on: articles, prepositions, conjunctions,
-# possessives, auxiliaries ("Who wrote the", "What is the capital of", "Can you tell me a")
-_OPEN_ENDED_WORDS = (
-    "a an the of in on at to for from with by about into onto over under than as "
-    "and or but nor so because if when while although that which who whose where "
-    "my your his her its our their this these those some any every no "
-    "is are was were be been am do does did have has had can could would should "
-    "will shall may might must i we you they he she it's let's please just very more most"
-)
-_OPEN_ENDED = frozenset(_OPEN_ENDED_WORDS.split())
-_TRAILING_PUNCT = ".,!?;:\"'”’)"
-
-
-def transcript_is_open(text: str) -> bool:
-    """True when the transcript so far cannot be a whole turn: it ends on a word no
-    sentence ends on, or Whisper marked it cut off ("...", "on-", a trailing comma)."""
-    text = text.strip()
-    if not text:
-        return True
-    if text.endswith(("...", "…", "-", "—", ",", ":", ";")):
-        return True
-    last = text.split()[-1].strip(_TRAILING_PUNCT).lower()
-    return last in _OPEN_ENDED
-
-
 class TranscriptTurnDetector:
     """livekit's text end-of-turn hook (`_TurnDetector`): asked once the transcript of the
     speech before a pause is in (the STT runs at each pause), it says the user is only
@@ -121,9 +98,10 @@ class TranscriptTurnDetector:
     maximum endpointing delay for more speech instead of the minimum.
 
     livekit asks when the VAD reports the end of speech, with the transcript it has; the
-    last segment's may still be on its way (a slow STT). `settled` waits for it: then the
-    answer is "not yet", and livekit asks again when that transcript arrives, so a turn
-    never ends on the words before the pause while the words after it are being heard.
+    last segment's may still be on its way (a slow STT). `settled` waits for it: if it
+    brought words, the answer is "not yet", and livekit asks again with them, so a turn
+    never ends on the words before the pause while the words after it are being heard; if
+    it brought none (a cough), the words there are decide at once.
     """
 
     def __init__(self, settled: Callable[[], Awaitable[bool]] | None = None) -> None:

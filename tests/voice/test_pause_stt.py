@@ -7,40 +7,27 @@ window the end-of-turn model runs with, the real Whisper server (tiny.en).
 
 from __future__ import annotations
 
+import asyncio
 import re
-import wave
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import pytest
 from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
+from livekit.agents.language import LanguageCode
 
 from agent.config.settings import MODEL_MIN_SILENCE
-from agent.voice.pause_stt import PauseTranscriber, word_distance
+from agent.voice.pause_stt import PauseTranscriber, segmenter_for
+from agent.voice.stitching import word_distance
 from providers import STTOptions, build_stt
-from testing.audio_io import FRAME_MS, PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav
+from testing.audio_io import PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav, wav_frames
 from testing.servers.whisper_server import WhisperServer
 
 pytestmark = pytest.mark.timeout(300)
 # Whisper on a busy CPU can take seconds per request: wait rather than retry
 PATIENT = APIConnectOptions(max_retry=0, timeout=60)
-
-
-def _frames(wav: Path, trailing_silence: float = 1.0) -> list[rtc.AudioFrame]:
-    with wave.open(str(wav), "rb") as w:
-        pcm = w.readframes(w.getnframes())
-    pcm += b"\x00\x00" * int(SAMPLE_RATE * trailing_silence)
-    step = SAMPLE_RATE * FRAME_MS // 1000 * 2
-    return [
-        rtc.AudioFrame(
-            pcm[i : i + step].ljust(step, b"\x00"),
-            sample_rate=SAMPLE_RATE,
-            num_channels=1,
-            samples_per_channel=step // 2,
-        )
-        for i in range(0, len(pcm), step)
-    ]
 
 
 def _words(text: str) -> list[str]:
@@ -69,7 +56,7 @@ async def test_stitched_transcript_matches_one_shot(
     errors = words = split = 0
     report = []
     for i, question in enumerate(PAUSED_QUESTIONS):
-        frames = _frames(espeak_to_wav(question, tmp_path / f"q{i}.wav"))
+        frames = wav_frames(espeak_to_wav(question, tmp_path / f"q{i}.wav"))
         whole = utils.merge_frames(frames)
         one_shot = (await engine.recognize(buffer=whole, conn_options=PATIENT)).alternatives[0]
         segments = await _stitched(engine, vad, frames)
@@ -91,3 +78,114 @@ def test_word_distance_counts_substitutions_insertions_and_deletions() -> None:
     assert word_distance(["a", "b", "c"], ["a", "b", "b", "c"]) == 1  # a doubled word
     assert word_distance(["a", "b", "c"], ["a", "c"]) == 1  # a lost word
     assert word_distance(["a", "b"], ["x", "y"]) == 2
+
+
+# --- no onset lost, whatever the silence window -----------------------------------------
+
+ONSETS = (
+    "Sure.",
+    "Thursday.",
+    "Five.",
+    'Sure. <break time="700ms"/> Thursday works for me. <break time="600ms"/> Fine, thanks.',
+    'Hello. <break time="400ms"/> Seven, please.',
+)
+"""Soft onsets (fricatives) that silero reports late, alone and after pauses."""
+
+
+async def _cuts(frames: list[rtc.AudioFrame], silence: float) -> list[bytes]:
+    """The audio of each segment the real silero VAD with this silence window cuts."""
+    from livekit.plugins import silero
+
+    vad = silero.VAD.load(min_silence_duration=silence)
+    segmenter = segmenter_for(vad)
+    stream = vad.stream()
+    for frame in frames:
+        stream.push_frame(frame)
+    stream.end_input()
+    cuts = [
+        b"".join(bytes(f.data) for f in cut.frames)
+        async for ev in stream
+        if (cut := segmenter.feed(ev)) is not None
+    ]
+    await stream.aclose()
+    return cuts
+
+
+def _uncovered_speech(pcm: bytes, cuts: list[bytes]) -> list[int]:
+    """Samples of speech (above 1% of the peak) that are in no segment."""
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.int32)
+    covered = np.zeros(len(samples), dtype=bool)
+    for cut in cuts:
+        at = pcm.find(cut)
+        assert at >= 0 and at % 2 == 0, "a segment is not a stretch of the input"
+        covered[at // 2 : (at + len(cut)) // 2] = True
+    speech = np.abs(samples) > 0.01 * np.abs(samples).max()
+    return np.flatnonzero(speech & ~covered).tolist()
+
+
+@pytest.mark.parametrize("silence", [0.05, 0.1, 0.15, 0.2])
+async def test_no_onset_is_cut_off_before_the_stt_at_any_silence_window(
+    silence: float, tmp_path: Path
+) -> None:
+    lost = []
+    for i, text in enumerate(ONSETS):
+        frames = wav_frames(espeak_to_wav(text, tmp_path / f"{i}.wav"))
+        pcm = b"".join(bytes(f.data) for f in frames)
+        cuts = await _cuts(frames, silence)
+        assert cuts, f"the VAD heard no speech in {text!r}"
+        if missing := _uncovered_speech(pcm, cuts):
+            first_ms = missing[0] * 1000 // SAMPLE_RATE
+            lost.append(f"{text!r}: {len(missing)} samples of speech lost, from {first_ms} ms")
+    assert not lost, "\n".join(lost)
+
+
+# --- long stretches of speech are sent in bounded pieces --------------------------------
+
+
+class RecordingSTT(stt.STT[Literal["never"]]):
+    """Answers every request with its number, and remembers how long each one's audio was."""
+
+    def __init__(self) -> None:
+        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
+        self.seconds: list[float] = []
+
+    async def _recognize_impl(
+        self,
+        buffer: utils.AudioBuffer,
+        *,
+        language: Any = None,
+        conn_options: APIConnectOptions = PATIENT,
+    ) -> stt.SpeechEvent:
+        self.seconds.append(utils.merge_frames(buffer).duration)
+        text = f"part {len(self.seconds)}"
+        return stt.SpeechEvent(
+            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+            alternatives=[stt.SpeechData(language=LanguageCode("en"), text=text)],
+        )
+
+
+async def test_speech_without_a_pause_goes_to_the_stt_in_bounded_pieces(tmp_path: Path) -> None:
+    from livekit.plugins import silero
+
+    # no punctuation: espeak-ng reads it without a pause the VAD would cut at
+    text = " ".join(["the quick brown fox jumps over the lazy dog and runs away"] * 3)
+    frames = wav_frames(espeak_to_wav(text, tmp_path / "long.wav"))
+    recorder = RecordingSTT()
+    owner = PauseTranscriber(
+        stt_engine=recorder, vad=silero.VAD.load(min_silence_duration=0.2), max_segment=3.0
+    )
+    stream = owner.stream()
+    for frame in frames:
+        stream.push_frame(frame)
+    stream.end_input()
+    events = [ev async for ev in stream]
+    finals = [
+        e.alternatives[0].text for e in events if e.type == stt.SpeechEventType.FINAL_TRANSCRIPT
+    ]
+    ends = [e for e in events if e.type == stt.SpeechEventType.END_OF_SPEECH]
+    assert len(recorder.seconds) >= 3, recorder.seconds  # about 9 s of speech
+    assert max(recorder.seconds) <= 3.0 + 0.032
+    # cut while the speech went on: no end of speech for those, every transcript out in order
+    assert len(ends) < len(recorder.seconds)
+    assert finals == [f"part {i}" for i in range(1, len(recorder.seconds) + 1)]
+    assert not await asyncio.wait_for(owner.settled(), 5)

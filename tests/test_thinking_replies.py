@@ -1,0 +1,66 @@
+"""With thinking on, a server that sends its thoughts in a field of their own (a reasoning
+parser) has its reply spoken as it streams: a long answer is neither held to its end nor
+cut off by the wait for the first output."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from livekit.agents import llm
+
+from agent.engine.turns import TurnEngine, TurnOptions
+from providers import OpenAICompatibleProvider, ProviderOptions
+from testing.engine import APOLOGY, FALLBACK
+from testing.servers.openai_server import Finish, Reasoning, Reply, ScriptedLLMServer, Text
+
+ANSWER = " ".join(f"word{i}" for i in range(30)) + "."
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+async def test_a_long_answer_after_parsed_thoughts_streams_and_does_not_time_out(
+    field: str, llm_server: ScriptedLLMServer
+) -> None:
+    # the answer takes 2.4 s to stream; the wait for the first output is 1 s
+    llm_server.script(
+        Reply.of(Reasoning("the user wants words", field=field), Text(ANSWER), token_delay=0.08)
+    )
+    provider = OpenAICompatibleProvider(
+        options=ProviderOptions(
+            model="test-model",
+            base_url=llm_server.base_url,
+            timeout=1.0,
+            max_retries=0,
+            thinking=True,
+        )
+    )
+    engine = TurnEngine(provider, TurnOptions(apology=APOLOGY, fallback_reply=FALLBACK))
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Say thirty words.")
+    said, first_at = "", None
+    async for text in engine.run(ctx):
+        first_at = first_at or time.perf_counter()
+        said += text
+    assert said == ANSWER
+    finished_at = llm_server.requests[0].finished_at
+    assert first_at is not None and finished_at is not None
+    assert first_at < finished_at - 1.0  # spoken while it streamed, not held to its end
+    await provider.aclose()
+
+
+async def test_without_parsed_thoughts_a_thinking_backend_still_holds_its_reply(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    """The thought as plain text, closed by a bare tag: never said."""
+    llm_server.script(Reply.of(Text("SECRET-THOUGHT here </think> It is four."), Finish()))
+    provider = OpenAICompatibleProvider(
+        options=ProviderOptions(
+            model="test-model", base_url=llm_server.base_url, max_retries=0, thinking=True
+        )
+    )
+    engine = TurnEngine(provider, TurnOptions(apology=APOLOGY, fallback_reply=FALLBACK))
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Two plus two?")
+    said = "".join([t async for t in engine.run(ctx)])
+    assert said.strip() == "It is four."
+    await provider.aclose()
