@@ -35,6 +35,8 @@ class Config:
         livekit_secret = self.settings.livekit_api_secret.get_secret_value()
         if livekit_secret != LIVEKIT_DEV_SECRET:
             secrets.append(livekit_secret)
+        if self.settings.settings_token is not None:
+            secrets.append(self.settings.settings_token.get_secret_value())
         return secrets
 
 
