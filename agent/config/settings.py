@@ -43,6 +43,7 @@ __all__ = [
     "SpeechFallback",
     "environment_names",
     "file_and_environ",
+    "file_values",
     "load_settings",
     "overridden_by_environment",
 ]
@@ -137,6 +138,11 @@ def _dotenv(env_file: object) -> dict[str, str]:
     from dotenv import dotenv_values
 
     return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+
+
+def file_values(env_file: Path) -> dict[str, str]:
+    """What `env_file` alone sets (no environment), as `Settings` reads it."""
+    return _dotenv(env_file)
 
 
 def file_and_environ(env_file: Path) -> dict[str, str]:

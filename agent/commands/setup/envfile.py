@@ -16,16 +16,23 @@ from pathlib import Path
 
 _ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:@+,=-]*")
+# python-dotenv expands `${NAME}` and `${NAME:-default}` in every kind of quotes and has
+# no escape for `$`. `${:-$}` is a reference to the empty name, which no environment
+# holds, with "$" as its default: it always reads back as a literal "$".
+_LITERAL_DOLLAR = "${:-$}"
 WIZARD_HEADER = "# --- written by voice-agent setup ---"
 
 
 def quote(value: str) -> str:
-    """A value python-dotenv (and so pydantic-settings) reads back unchanged."""
+    """`value` as python-dotenv (with interpolation, as the app reads `.env`) and so
+    pydantic-settings read it back unchanged."""
+    value = value.replace("${", _LITERAL_DOLLAR + "{")
     if _PLAIN_VALUE.fullmatch(value):
         return value
     if "\n" not in value and "\r" not in value:
-        # single quotes: no ${VAR} expansion inside; python-dotenv reads \\ and \' there
+        # python-dotenv reads \\ and \' in single quotes, and nothing else
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    # line breaks only as escapes: reading a file turns a bare \r into \n
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     escaped = escaped.replace("\n", "\\n").replace("\r", "\\r")
     return f'"{escaped}"'
