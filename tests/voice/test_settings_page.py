@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 
 from agent.config.live import revision_of
 from testing.cli import chat_env, spawn_cli
+from testing.polling import free_port
 from testing.servers.livekit_dispatch import FakeLiveKitDispatch
 from testing.servers.openai_server import ScriptedLLMServer
 from testing.servers.scripted_speech import ScriptedSpeechServer
@@ -41,6 +43,8 @@ class Talk:
     page_url: str
     settings_url: str
     token: str
+    printed: list[str]
+    """What it printed up to the settings link."""
 
 
 @pytest.fixture
@@ -65,22 +69,23 @@ def livekit() -> Iterator[FakeLiveKitDispatch]:
         server.stop()
 
 
-def start_talk(directory: Path) -> tuple[subprocess.Popen[str], Talk]:
+def start_talk(directory: Path, *args: str, **env: str) -> tuple[subprocess.Popen[str], Talk]:
     """`voice-agent talk` in `directory`; its printed lines read until the settings link."""
-    proc = spawn_cli(
-        ["talk", "--port", "0", "--no-port-scan"],
-        env=chat_env(None),
-        cwd=directory,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    with (directory / "talk.err").open("w") as errors:
+        proc = spawn_cli(
+            ["talk", "--port", "0", "--no-port-scan", *args],
+            env=chat_env(None, **env),
+            cwd=directory,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
     assert proc.stdout is not None
     printed: queue.Queue[str] = queue.Queue()
     stdout = proc.stdout
 
     def read() -> None:
         for line in stdout:
-            printed.put(line)
+            printed.put(line.rstrip("\n"))
 
     threading.Thread(target=read, daemon=True).start()
     lines: list[str] = []
@@ -90,14 +95,30 @@ def start_talk(directory: Path) -> tuple[subprocess.Popen[str], Talk]:
             lines.append(printed.get(timeout=max(0.1, deadline - time.monotonic())))
         except queue.Empty:
             proc.kill()
-            raise AssertionError(f"voice-agent talk did not start: {lines}") from None
+            errors_text = (directory / "talk.err").read_text()[-2000:]
+            raise AssertionError(f"voice-agent talk did not start: {lines} {errors_text}") from None
+    time.sleep(0.5)  # the warning, if any, follows the link at once
+    while not printed.empty():
+        lines.append(printed.get())
     opened = next(line for line in lines if line.startswith("voice-agent talk: open "))
-    settings_url = lines[-1].removeprefix("voice-agent talk: settings at ").strip()
+    link = next(line for line in lines if line.startswith("voice-agent talk: settings at "))
+    settings_url = link.removeprefix("voice-agent talk: settings at ")
     return proc, Talk(
-        page_url=opened.removeprefix("voice-agent talk: open ").strip(),
+        page_url=opened.removeprefix("voice-agent talk: open "),
         settings_url=settings_url,
         token=settings_url.split("#token=", 1)[1],
+        printed=lines,
     )
+
+
+@contextmanager
+def talk_running(directory: Path, *args: str, **env: str) -> Iterator[Talk]:
+    proc, talk = start_talk(directory, *args, **env)
+    try:
+        yield talk
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def role_card(page: Any, role: str) -> dict[str, str]:
@@ -133,12 +154,8 @@ def test_pick_test_and_save_a_model_in_the_browser_and_the_next_session_uses_it(
         (asked,) = worker.ask(old)
         assert asked.body["model"] == "model-a"
 
-        proc, talk = start_talk(tmp_path)
-        try:
+        with talk_running(tmp_path) as talk:
             responses = _settings_flow(browser, talk, env_file)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
         # .env: the LLM's model and key changed, every other line as it was
         after = env_file.read_text()
@@ -215,3 +232,69 @@ def _settings_flow(chromium: Any, talk: Talk, env_file: Path) -> list[tuple[str,
         out.append((response.url, str(response.all_headers()), body))
     page.close()
     return out
+
+
+@pytest.mark.timeout(180)
+def test_talk_prints_the_settings_link_with_a_token_fresh_at_each_start_or_settings_token(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".env").write_text("LLM_BASE_URL=http://127.0.0.1:9/v1\nLLM_MODEL=m\n")
+    with talk_running(tmp_path) as first:
+        assert first.settings_url == f"{first.page_url}settings#token={first.token}"
+        assert len(first.token) >= 32
+        assert not [line for line in first.printed if "warning" in line]
+    # every interface, plain HTTP: the token would cross the network in the clear
+    with talk_running(tmp_path, "--host", "0.0.0.0") as second:
+        assert second.token != first.token
+        (warning,) = [line for line in second.printed if "warning" in line]
+        assert warning == (
+            "voice-agent talk: warning: --host 0.0.0.0 without --certfile: the settings token "
+            "travels in the clear to other machines (use HTTPS or an SSH tunnel)"
+        )
+    chosen = "a-token-chosen-by-the-user-0042"
+    with talk_running(tmp_path, SETTINGS_TOKEN=chosen) as third:
+        assert third.token == chosen
+        assert sum(chosen in line for line in third.printed) == 1  # printed once
+
+
+@pytest.mark.timeout(180)
+def test_the_page_asks_for_the_token_refuses_a_wrong_one_and_shows_a_server_that_is_down(
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+    llm: ScriptedLLMServer,
+    livekit: FakeLiveKitDispatch,
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    (tmp_path / ".env").write_text(
+        f"LLM_BASE_URL={llm.base_url}\nLLM_MODEL=model-a\nLIVEKIT_URL={livekit.url}\n"
+        f"STT_PROVIDER=openai-compatible\nSTT_BASE_URL={closed}\nSTT_MODEL=whisper-1\n"
+        f"TTS_PROVIDER=openai-compatible\nTTS_BASE_URL={closed}\nTTS_MODEL=tts-1\n"
+        "TTS_VOICE=alloy\n"
+    )
+    with talk_running(tmp_path) as talk:
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        uncaught: list[str] = []
+        page.on("pageerror", lambda e: uncaught.append(str(e)))
+        page.goto(talk.page_url + "settings")
+        page.wait_for_selector("body[data-phase=token]", timeout=30000)
+        assert page.is_visible("#token-form")
+        page.fill("#token-input", "not-the-token")
+        page.click("#token-form button")
+        page.wait_for_selector("#error:has-text('wrong access token')", timeout=30000)
+        assert page.is_visible("#token-form")
+        screenshot(page, "settings-wrong-token.png")
+
+        page.fill("#token-input", talk.token)
+        page.click("#token-form button")
+        page.wait_for_selector("body[data-phase=ready]", timeout=30000)
+        assert page.is_hidden("#token-form") and page.is_hidden("#error")
+        for role in ("stt", "tts"):
+            card = role_card(page, role)
+            assert (card["state"], card["detail"]) == (
+                "fail",
+                "connection refused or host unreachable",
+            )
+        assert role_card(page, "llm")["state"] == "ok"
+        assert page.inner_text("article.role[data-role=stt] .badge") == "failed"
+        screenshot(page, "settings-down.png")
+        assert uncaught == []

@@ -70,7 +70,12 @@ async function api(method, path, body) {
 
 function askForToken(reason) {
   sessionStorage.removeItem(TOKEN_KEY);
+  $("#roles").replaceChildren();
+  $("#file").textContent = "";
+  $("#saved").hidden = true;
+  $("#servers-section").hidden = true;
   $("#token-form").hidden = false;
+  $("#token-input").focus();
   showError(reason || "");
   setPhase("token");
 }
