@@ -7,6 +7,7 @@ on 127.0.0.1 (the scripted LLM server, a scripted speech server, a LiveKit doubl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 from collections.abc import AsyncIterator, Iterator
@@ -105,6 +106,11 @@ def assert_no_secret(text: str) -> None:
         assert secret[-6:] not in text  # not even its end, as vendors quote keys
 
 
+async def read(path: Path) -> str:
+    """The file's text, read off the event loop."""
+    return await asyncio.to_thread(path.read_text)
+
+
 async def call(client: TestClient[Any, Any], method: str, path: str, **kw: Any) -> Any:
     resp = await client.request(method, path, **kw)
     text = await resp.text()
@@ -125,7 +131,7 @@ ENDPOINTS = [
 async def test_every_endpoint_wants_the_token_401_without_403_with_another(
     client: TestClient[Any, Any], env_file: Path, method: str, path: str, body: Any
 ) -> None:
-    before = env_file.read_bytes()
+    before = await read(env_file)
     resp = await client.request(method, path, json=body)
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"] == "Bearer"
@@ -133,8 +139,8 @@ async def test_every_endpoint_wants_the_token_401_without_403_with_another(
     for wrong in ("Bearer not-the-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"):
         resp = await client.request(method, path, json=body, headers={"Authorization": wrong})
         assert resp.status == (401 if wrong.startswith("Basic") else 403), wrong
-    assert env_file.read_bytes() == before
-    assert not env_file.with_name(".env.bak").exists()
+    assert await read(env_file) == before
+    assert not await asyncio.to_thread(env_file.with_name(".env.bak").exists)
 
 
 @pytest.mark.parametrize(
@@ -142,6 +148,7 @@ async def test_every_endpoint_wants_the_token_401_without_403_with_another(
     [
         {"Origin": "http://evil.example"},
         {"Origin": "null"},
+        {"Origin": "http://127.0.0.1:1"},  # this host, another port
         {"Sec-Fetch-Site": "cross-site"},
         {"Sec-Fetch-Site": "same-site"},  # another port of this host is another origin
     ],
@@ -149,11 +156,11 @@ async def test_every_endpoint_wants_the_token_401_without_403_with_another(
 async def test_a_request_from_another_origin_is_refused_even_with_the_token(
     client: TestClient[Any, Any], env_file: Path, headers: dict[str, str]
 ) -> None:
-    before = env_file.read_bytes()
+    before = await read(env_file)
     for method, path, body in ENDPOINTS:
         status, answer = await call(client, method, path, json=body, headers={**AUTH, **headers})
         assert (status, answer) == (403, {"error": "requests from another origin are refused"})
-    assert env_file.read_bytes() == before
+    assert await read(env_file) == before
 
 
 async def test_the_pages_own_origin_is_served(client: TestClient[Any, Any]) -> None:
@@ -191,7 +198,7 @@ async def test_a_server_that_is_down_shows_its_one_line_reason(
     client: TestClient[Any, Any], backends: Backends, env_file: Path
 ) -> None:
     closed = f"http://127.0.0.1:{free_port()}/v1"
-    env_file.write_text(env_text(backends, STT_BASE_URL=closed))
+    await asyncio.to_thread(env_file.write_text, env_text(backends, STT_BASE_URL=closed))
     status, view = await call(client, "GET", "/api/settings", headers=AUTH)
     stt = next(r for r in view["roles"] if r["role"] == "stt")
     assert stt["state"] == {"ok": False, "detail": "connection refused or host unreachable"}
@@ -210,13 +217,13 @@ async def test_a_server_that_is_down_shows_its_one_line_reason(
     ("body", "error"),
     [
         ({"llm": {"base_url": "ftp://x"}}, "LLM_BASE_URL: expected an http(s) URL such as http://localhost:8000/v1"),
-        ({"llm": {"provider": "nope"}}, "LLM_PROVIDER: expected 'openai-compatible', 'ollama', 'groq', 'openrouter' or 'openai'"),
-        ({"llm": {"base_url": "http://127.0.0.1:9/v1"}}, "LLM_MODEL: required for LLM_PROVIDER=openai-compatible (the model name the server serves)"),
-        ({"tts": {"provider": "openai"}}, "TTS_API_KEY: required for TTS_PROVIDER=openai (set TTS_API_KEY or OPENAI_API_KEY)"),
-        ({"llm": {"api_key": "sk-two\nlines"}}, "LLM_API_KEY: expected one line without control characters (no line breaks)"),
+        ({"llm": {"provider": "nope"}}, "LLM_PROVIDER: expected 'openai-compatible', 'ollama', 'groq', 'openrouter' or 'openai'"),  # noqa: E501
+        ({"llm": {"base_url": "http://127.0.0.1:9/v1"}}, "LLM_MODEL: required for LLM_PROVIDER=openai-compatible (the model name the server serves)"),  # noqa: E501
+        ({"tts": {"provider": "openai"}}, "TTS_API_KEY: required for TTS_PROVIDER=openai (set TTS_API_KEY or OPENAI_API_KEY)"),  # noqa: E501
+        ({"llm": {"api_key": "sk-two\nlines"}}, "LLM_API_KEY: expected one line without control characters (no line breaks)"),  # noqa: E501
         ({"llm": {"timeout": "3"}}, "llm.timeout: unknown field"),
         ({"llm": {"model": 3}}, "llm.model: expected a string or null"),
-        ({"livekit": {"url": "ws://x"}}, "livekit: not changed here (the worker reads it at start: set LIVEKIT_* in .env and restart it)"),
+        ({"livekit": {"url": "ws://x"}}, "livekit: not changed here (the worker reads it at start: set LIVEKIT_* in .env and restart it)"),  # noqa: E501
         ({"asr": {}}, "asr: unknown role (expected llm, stt or tts)"),
         ([1], "expected a JSON object naming the roles to change: llm, stt or tts"),
     ],
@@ -224,12 +231,12 @@ async def test_a_server_that_is_down_shows_its_one_line_reason(
 async def test_an_invalid_change_is_a_400_with_one_line_and_writes_nothing(
     client: TestClient[Any, Any], env_file: Path, body: Any, error: str
 ) -> None:
-    before = env_file.read_bytes()
+    before = await read(env_file)
     for method, path in (("PUT", "/api/settings"), ("POST", "/api/settings/test")):
         status, answer = await call(client, method, path, json=body, headers=AUTH)
         assert (status, answer) == (400, {"error": error})
-    assert env_file.read_bytes() == before
-    assert not env_file.with_name(".env.bak").exists()
+    assert await read(env_file) == before
+    assert not await asyncio.to_thread(env_file.with_name(".env.bak").exists)
 
 
 async def test_a_body_that_is_not_json_is_a_400(client: TestClient[Any, Any]) -> None:
@@ -240,14 +247,14 @@ async def test_a_body_that_is_not_json_is_a_400(client: TestClient[Any, Any]) ->
 async def test_saving_another_model_writes_env_keeps_its_lines_backs_it_up_private(
     client: TestClient[Any, Any], backends: Backends, env_file: Path
 ) -> None:
-    before = env_file.read_text()
+    before = await read(env_file)
     change = {"llm": {"model": "model-b"}}
     status, view = await call(client, "PUT", "/api/settings", json=change, headers=AUTH)
     assert status == 200
-    after = env_file.read_text()
+    after = await read(env_file)
     assert after == before.replace("LLM_MODEL=model-a", "LLM_MODEL=model-b")
-    assert env_file.with_name(".env.bak").read_text() == before
-    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert await read(env_file.with_name(".env.bak")) == before
+    assert stat.S_IMODE((await asyncio.to_thread(env_file.stat)).st_mode) == 0o600
     assert view["saved"] == {
         "env_file": str(env_file),
         "backup": ".env.bak",
@@ -269,7 +276,7 @@ async def test_another_server_for_a_role_starts_clean_without_the_old_key(
     assert status == 200
     options = load_file(env_file).backends.llm_backends[0].options
     assert (options.base_url, options.model, options.api_key) == (other, "theirs", "not-needed")
-    assert f"GROQ_API_KEY={GROQ_KEY}" in env_file.read_text()  # other lines untouched
+    assert f"GROQ_API_KEY={GROQ_KEY}" in await read(env_file)  # other lines untouched
 
 
 async def test_a_key_with_shell_and_env_metacharacters_round_trips_through_save(
@@ -294,7 +301,7 @@ async def test_a_role_the_environment_sets_is_flagged_as_overridden(
     assert llm["overridden"] == ["LLM_MODEL"]
     change = {"llm": {"model": "model-b"}}
     status, view = await call(client, "PUT", "/api/settings", json=change, headers=AUTH)
-    assert view["saved"]["overridden"] == ["LLM_MODEL"]
+    assert status == 200 and view["saved"]["overridden"] == ["LLM_MODEL"]
     llm = next(r for r in view["roles"] if r["role"] == "llm")
     assert llm["model"] == "model-a"  # the environment still wins
 
@@ -324,14 +331,11 @@ async def test_a_server_quoting_the_key_in_its_error_never_gets_it_into_a_respon
     client: TestClient[Any, Any], backends: Backends
 ) -> None:
     key = "sk-proj-candidate-key-7f3e9a"
-    backends.llm.script(
-        Reply.of(
-            Status(401, {"error": {"message": f"Incorrect API key: {key[:3]}****{key[-4:]} / {key}"}})
-        )
-    )
+    quoted = f"Incorrect API key: {key[:3]}****{key[-4:]} / {key}"
+    backends.llm.script(Reply.of(Status(401, {"error": {"message": quoted}})))
     change = {"llm": {"model": "unlisted", "api_key": key}}
     status, answer = await call(client, "POST", "/api/settings/test", json=change, headers=AUTH)
     detail = answer["results"]["llm"]["detail"]
-    assert answer["results"]["llm"]["ok"] is False
+    assert status == 200 and answer["results"]["llm"]["ok"] is False
     assert detail.startswith("HTTP 401: Incorrect API key:")
     assert key not in detail and key[-4:] not in detail

@@ -77,7 +77,7 @@ def start_talk(directory: Path, *args: str, **env: str) -> tuple[subprocess.Pope
             env=chat_env(None, **env),
             cwd=directory,
             stdout=subprocess.PIPE,
-            stderr=errors,
+            stderr=errors.fileno(),
         )
     assert proc.stdout is not None
     printed: queue.Queue[str] = queue.Queue()

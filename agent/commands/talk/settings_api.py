@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
@@ -91,15 +92,21 @@ def _refuse(status: int, message: str, **headers: str) -> web.Response:
 def same_origin() -> Middleware:
     """Middleware: an `/api/settings*` request sent from a page of another origin is
     refused (403), whatever it carries: a browser names that page in `Origin` and
-    `Sec-Fetch-Site`. Scripts, which send neither, pass on to the token check."""
+    `Sec-Fetch-Site`. Scripts, which send neither, pass on to the token check.
+
+    The origin's host and port are compared with the Host the request was sent to, not
+    its scheme: behind a reverse proxy that ends TLS, the page is https and this server
+    hears http."""
 
     @web.middleware
     async def check_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(API_PREFIX):
-            own = f"{request.scheme}://{request.host}"
             origin = request.headers.get(hdrs.ORIGIN)
             site = request.headers.get("Sec-Fetch-Site")
-            if (origin is not None and origin != own) or site not in (None, "same-origin", "none"):
+            foreign = origin is not None and urlsplit(origin).netloc.lower() != (
+                request.host.lower()
+            )
+            if foreign or site not in (None, "same-origin", "none"):
                 return _refuse(403, "requests from another origin are refused")
         return await handler(request)
 
