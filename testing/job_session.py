@@ -16,8 +16,6 @@ from typing import Any
 from livekit.agents import JobContext, llm
 from livekit.agents.voice import AgentSession, ConversationItemAddedEvent
 
-from agent.config.resolved import Config
-
 from .audio_io import PacedMicrophone, RecordingSpeaker
 from .polling import until
 
@@ -39,15 +37,28 @@ class JobSession:
             what="spoken answer",
         )
 
+    async def ask_in_text(self, text: str, *, within: float) -> None:
+        """`text` as the user's turn (no speech recognition), and wait for the answer to be
+        spoken to its end."""
+        answered = len(self.answers)
+        self.session.generate_reply(user_input=text)
+        await until(
+            lambda: len(self.answers) > answered and self.session.agent_state == "listening",
+            within=within,
+            what="spoken answer",
+        )
+
 
 async def start_job_session(ctx: JobContext) -> JobSession:
     """The session of the job `ctx`, started; the caller closes it."""
     # imported in the job process: the worker process that forks it has no need of them
     from agent.wiring import build_agent, build_llm, build_session
     from agent.worker.observability import observe_session
+    from agent.worker.reload import session_config
 
-    config: Config = ctx.proc.userdata["config"]
-    session = build_session(config, vad=ctx.proc.userdata["vad"])
+    # as the worker's entrypoint: `.env` as saved now, if it changed and passes
+    config, vad = session_config(ctx.proc)
+    session = build_session(config, vad=vad)
     turn_llm = build_llm(config)
     ctx.add_shutdown_callback(turn_llm.aclose)
     agent = build_agent(config, turn_llm=turn_llm)

@@ -51,6 +51,8 @@ class Config:
         secrets += url_secrets(u for u in urls if u)
         livekit_secret = settings.livekit_api_secret.get_secret_value()
         secrets.append(livekit_secret)
+        if settings.settings_token is not None:
+            secrets.append(settings.settings_token.get_secret_value())
         return [s for s in dict.fromkeys(secrets) if s and s != LIVEKIT_DEV_SECRET]
 
 

@@ -83,7 +83,18 @@ LiveKitUrl = Annotated[
     _accepts("ws(s) or http(s) URL"),
 ]
 OptionalText = Annotated[str | None, BeforeValidator(blank_is_none)]
-OptionalSecret = Annotated[SecretStr | None, BeforeValidator(blank_is_none)]
+
+
+def _one_line_secret(value: SecretStr | None) -> SecretStr | None:
+    # a pasted key with a line break in it would be cut or refused in an HTTP header
+    if value is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value.get_secret_value()):
+        raise ValueError("expected one line without control characters (no line breaks)")
+    return value
+
+
+OptionalSecret = Annotated[
+    SecretStr | None, BeforeValidator(blank_is_none), AfterValidator(_one_line_secret)
+]
 OptionalPath = Annotated[Path | None, BeforeValidator(blank_is_none)]
 ReadableFile = Annotated[
     OptionalPath, AfterValidator(_readable_file), _accepts("path of a readable text file")
@@ -361,12 +372,24 @@ def _host_names(value: str) -> str:
 _HOST_NAME = re.compile(r"[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?")
 
 
+def _long_token(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and len(value.get_secret_value()) < 16:
+        raise ValueError("expected at least 16 characters")
+    return value
+
+
 class TalkSettings(_Group):
-    """voice-agent talk."""
+    """Talk page.
+
+    `voice-agent talk`: the page to speak to the agent, and its settings view.
+    """
 
     talk_allowed_hosts: Annotated[str, AfterValidator(_host_names)] = ""
     """Host names, comma-separated, the talk page may be loaded by besides localhost and the
     address it listens on (a LAN name, a reverse proxy's)."""
+    settings_token: Annotated[OptionalSecret, AfterValidator(_long_token)] = None
+    """Access token of the settings view and `/api/settings` (at least 16 characters; unset:
+    a random one each time `voice-agent talk` starts, printed in the settings URL)."""
 
 
 class ObservabilitySettings(_Group):

@@ -41,8 +41,10 @@ __all__ = [
     "LLMFallback",
     "Settings",
     "SpeechFallback",
+    "environment_names",
     "file_and_environ",
     "load_settings",
+    "overridden_by_environment",
 ]
 
 DEFAULT_INSTRUCTIONS = (
@@ -88,6 +90,8 @@ class Settings(
     )
 
     _environ: dict[str, str] | None = PrivateAttr(default=None)
+    _env_file: object = PrivateAttr(default=None)
+    """The `.env` read, when given at load (`load_settings(_env_file=...)`)."""
 
     @model_validator(mode="after")
     def _check_endpointing(self) -> Settings:
@@ -117,7 +121,8 @@ class Settings(
         """The process environment over `.env`: where vendor keys (`GROQ_API_KEY`) and
         `${VAR}` references in tool files are looked up, as users expect of `.env`."""
         if self._environ is None:
-            self._environ = {**_dotenv(self.model_config.get("env_file")), **os.environ}
+            env_file = self._env_file or self.model_config.get("env_file")
+            self._environ = {**_dotenv(env_file), **os.environ}
         return self._environ
 
     def in_container(self) -> bool:
@@ -157,10 +162,22 @@ def file_and_environ(env_file: Path) -> dict[str, str]:
     return {**_dotenv(env_file), **os.environ}
 
 
+def overridden_by_environment(env_file: Path) -> list[str]:
+    """The variables `env_file` sets that the process environment sets too: the
+    environment wins, so the file's values for them are not used."""
+    return sorted({k.upper() for k in _dotenv(env_file)} & environment_names())
+
+
+def environment_names() -> set[str]:
+    """The variables the process environment sets (upper-cased; empty ones count as unset,
+    as they do for `Settings`)."""
+    return {k.upper() for k, v in os.environ.items() if v}
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read and validate the environment (and `.env`); raise `ConfigError` on the first problem."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:
         raise ConfigError(_one_line(e)) from None
     except SettingsError as e:
@@ -168,6 +185,9 @@ def load_settings(**overrides: object) -> Settings:
         field = re.search(r'field "(\w+)"', str(e))
         name = field.group(1).upper() if field else "configuration"
         raise ConfigError(f"{name}: {_JSON_HINTS.get(name, 'expected valid JSON')}") from None
+    # vendor keys and `${VAR}` in tool files come from the same file as the settings
+    settings._env_file = overrides.get("_env_file")
+    return settings
 
 
 _JSON_HINTS = {

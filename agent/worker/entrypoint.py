@@ -17,18 +17,16 @@ from typing import Any
 
 from livekit.agents import AgentSession, JobContext, JobProcess
 
-from agent.config.resolved import Config, load_config
+from agent.config.live import LiveConfig
 from agent.config.settings import Settings
 from agent.ops.logging import (
     bind_context,
     configure_job_process_logging,
     configure_logging,
     get_logger,
-    register_secrets,
 )
 from agent.voice.observer import SessionObserver
 from agent.voice.room_events import RoomEvents, room_sender
-from agent.voice.turn_detection import load_vad, prewarm_turn_detection
 from agent.wiring import build_agent, build_llm, build_session
 from agent.worker.observability import (
     SessionLoad,
@@ -36,6 +34,12 @@ from agent.worker.observability import (
     metrics_handler,
     observe_session,
     prepare_process,
+)
+from agent.worker.reload import (
+    job_live_config,
+    report_rejection,
+    session_config,
+    worker_live_config,
 )
 from agent.worker.server import VoiceAgentServer
 from providers import prewarm_stt
@@ -57,29 +61,27 @@ def greet(session: AgentSession[Any], greeting: str) -> None:
 
 def prewarm(proc: JobProcess) -> None:
     """Runs once per job process, before it takes sessions."""
-    config = _config_for_process()
+    proc.userdata["live_config"] = _live_config_for_process()
     # the VAD's ONNX model ships inside the plugin wheel: nothing is downloaded here
-    proc.userdata["vad"] = load_vad(config.settings)
-    prewarm_turn_detection(config.settings)
+    config, _vad = session_config(proc)
     # an STT in the worker (Moonshine) loads its model here, once per job process
     prewarm_stt([b.options for b in config.backends.stt_backends])
-    proc.userdata["config"] = config
     prepare_process(config.settings)
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    config: Config = ctx.proc.userdata.get("config") or _config_for_process()
+    # `.env` as saved now (if it changed and passes): sessions in progress keep theirs
+    config, vad_model = session_config(ctx.proc)
     settings = config.settings
-    vad_model = ctx.proc.userdata.get("vad")
-    if vad_model is None:  # prewarm skipped (e.g. a thread executor): load it now
-        vad_model = load_vad(settings)
     with bind_context(session_id=uuid.uuid4().hex[:12], room=ctx.room.name):
         session = build_session(config, vad=vad_model)
         SessionObserver(session, stt_error_reply=settings.agent_stt_error_reply)
         log.info(
             "session starting",
+            llm_model=config.backends.llm_backends[0].options.model,
             stt=config.backends.stt_backends[0].options.location,
             tts=config.backends.tts_backends[0].options.base_url,
+            config_revision=ctx.proc.userdata["live_config"].status().revision,
         )
         # livekit closes the session's speech clients; the LLM client is ours to close
         turn_llm = build_llm(config)
@@ -112,8 +114,12 @@ def build_server(
     health_socket: socket.socket | None = None,
     session_entrypoint: Callable[[JobContext], Awaitable[None]] | None = None,
 ) -> VoiceAgentServer:
+    # `/worker` says which configuration revision new sessions get (and why a saved
+    # change was not taken)
+    live = worker_live_config()
     server = VoiceAgentServer(
         health_socket=health_socket,
+        config_status=live.look,
         configure_logs=lambda: configure_logging(level=settings.log_level, fmt=settings.log_format),
         agent_name=settings.livekit_agent_name,
         ws_url=settings.livekit_url,
@@ -135,16 +141,19 @@ def build_server(
     return server
 
 
-def _config_for_process() -> Config:
+def _live_config_for_process() -> LiveConfig:
     # job processes are forked from livekit's forkserver, not from our CLI: they read the
-    # (already validated) environment again and set up their own logging and redaction
-    config = load_config()
-    register_secrets(config.secrets())
+    # environment and `.env` again (or the last good file, `agent.worker.reload`) and set
+    # up their own logging and redaction
+    live = job_live_config()
+    config = live.current()
     # livekit's handler ships this process's records to the worker's (ours): keep it
     configure_job_process_logging(level=config.settings.log_level)
+    report_rejection(live)
     log.info(
         "job process ready",
         stt=config.backends.stt_backends[0].options.location,
         tts=config.backends.tts_backends[0].options.base_url,
+        config_revision=live.status().revision,
     )
-    return config
+    return live

@@ -10,7 +10,8 @@ at once, naming WORKER_PORT), and livekit's server moves to a random loopback po
 - `GET /ready` (and `GET /`): 200 only while registered with LiveKit and not draining;
   503 with the reason otherwise, for as long as that lasts.
 - `GET /worker`: JSON with the connection state, the LiveKit URL, the attempt, the
-  worker id and the active sessions.
+  worker id, the active sessions and `configuration`: the revision of `.env` new sessions
+  get, and why a saved change was not taken (`agent.config.live.ConfigStatus`).
 
 More routes (`/metrics`) are added with `add_get()` before `start()`.
 """
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 from aiohttp import web
 
+from agent.config.live import ConfigStatus
 from agent.ops.logging import get_logger
 from agent.worker.connection import ConnectionState
 
@@ -47,6 +49,7 @@ class WorkerReport:
     active_sessions: int
     draining: bool
     last_error: str | None
+    configuration: ConfigStatus | None = None
 
     @property
     def ready(self) -> bool:

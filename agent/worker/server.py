@@ -19,6 +19,7 @@ from typing import Any
 from livekit.agents import AgentServer
 from livekit.agents.utils import is_given
 
+from agent.config.live import ConfigStatus
 from agent.worker.connection import LiveKitConnection
 from agent.worker.health import Handler, HealthServer, WorkerReport
 
@@ -36,6 +37,7 @@ class VoiceAgentServer(AgentServer):
         health_socket: socket.socket | None,
         configure_logs: Callable[[], None],
         agent_name: str = "",
+        config_status: Callable[[], ConfigStatus] | None = None,
         **options: Any,
     ) -> None:
         # livekit's own HTTP server (its `/` says 200 while LiveKit is unreachable) goes
@@ -45,6 +47,7 @@ class VoiceAgentServer(AgentServer):
         self._health_socket = health_socket
         self._configure_logs = configure_logs
         self._agent_name_for_report = agent_name
+        self._config_status = config_status
         self.health_routes: dict[str, Handler] = {}
         """More `GET` routes for WORKER_PORT (e.g. `/metrics`), added before `run()`."""
         self.on("worker_registered", self._on_registered)
@@ -71,6 +74,7 @@ class VoiceAgentServer(AgentServer):
             active_sessions=self._active_sessions(),
             draining=self.draining,
             last_error=conn.last_error,
+            configuration=self._config_status() if self._config_status else None,
         )
 
     def _active_sessions(self) -> int:

@@ -20,7 +20,7 @@ from typing import TypeVar
 from aiohttp import web
 from livekit.protocol import agent, models
 
-from .livekit_server import LiveKitPeer, registered, worker_messages
+from .livekit_server import LIST_ROOMS, LiveKitPeer, registered, worker_messages
 
 T = TypeVar("T")
 
@@ -34,6 +34,8 @@ class FakeLiveKitDispatch(LiveKitPeer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/agent", self._agent)
+        # what `voice-agent check` and the settings view ask a LiveKit server
+        app.router.add_post(LIST_ROOMS, self.list_rooms)
 
     async def _agent(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()

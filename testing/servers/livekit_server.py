@@ -40,6 +40,16 @@ class LiveKitPeer(ThreadedServer):
             return False
         return True
 
+    async def list_rooms(self, request: web.Request) -> web.Response:
+        """RoomService.ListRooms over Twirp: no rooms, for a request with a valid token."""
+        if not self.authorized(request):
+            return web.json_response(
+                {"code": "unauthenticated", "msg": "invalid token"}, status=401
+            )
+        return web.Response(
+            body=api.ListRoomsResponse().SerializeToString(), content_type="application/protobuf"
+        )
+
 
 async def worker_messages(ws: web.WebSocketResponse) -> AsyncIterator[agent.WorkerMessage]:
     """What a worker sends on `/agent`: one protobuf `WorkerMessage` a binary frame."""
@@ -56,18 +66,12 @@ def registered(worker_id: str) -> bytes:
     return reply.SerializeToString()
 
 
+LIST_ROOMS = "/twirp/livekit.RoomService/ListRooms"
+
+
 class FakeLiveKitServer(LiveKitPeer):
     def routes(self, app: web.Application) -> None:
-        app.router.add_post("/twirp/livekit.RoomService/ListRooms", self._list_rooms)
-
-    async def _list_rooms(self, request: web.Request) -> web.Response:
-        if not self.authorized(request):
-            return web.json_response(
-                {"code": "unauthenticated", "msg": "invalid token"}, status=401
-            )
-        return web.Response(
-            body=api.ListRoomsResponse().SerializeToString(), content_type="application/protobuf"
-        )
+        app.router.add_post(LIST_ROOMS, self.list_rooms)
 
 
 class FakeLiveKitAgentServer(LiveKitPeer):

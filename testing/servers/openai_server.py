@@ -184,10 +184,13 @@ class ScriptedLLMServer(ThreadedServer):
         *,
         default: Reply | Callable[[dict[str, Any]], Reply] | None = None,
         model: str = "test-model",
+        listed: tuple[str, ...] = (),
         record: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
+        self.listed = listed or (model,)
+        """What `GET /v1/models` lists (default: `model`)."""
         self.record = record
         """Keep every request in `requests` (off for soaks: they would be the leak)."""
         self.default = default or text_reply("Default reply.")
@@ -232,7 +235,7 @@ class ScriptedLLMServer(ThreadedServer):
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"object": "list", "data": [{"id": self.model, "object": "model"}]}
+            {"object": "list", "data": [{"id": m, "object": "model"} for m in self.listed]}
         )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
