@@ -24,8 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,30 +35,17 @@ from testing.servers.livekit_dispatch import FakeLiveKitDispatch
 from testing.servers.openai_server import text_reply
 from testing.servers.scripted_speech import ScriptedSpeechServer
 
-from .common import pct
-from .memory import pss_bytes
-from .sections import Context, Section
+from .common import ROOT, pct
+from .memory import pss_mb
+from .plan import CapacityPlan
+from .sections import Context, table
 from .server_proc import RemoteLLMServer
 
-ROOT = Path(__file__).resolve().parents[1]
+NAME = "capacity"
+TITLE = "Capacity: spoken sessions per worker"
+
 UTTERANCE = "What time is it in Tokyo right now?"
 REPLY = "It is nine in the evening there."
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CapacityPlan:
-    levels: Sequence[int] = (1, 5, 10, 20, 40)
-    measured_turns: int = 4
-    """Turns per session after its first (warm-up); a lone session says `lone_turns`."""
-    lone_turns: int = 12
-    stagger: float = 3.0
-    """Sessions start spread over this many seconds, as independent calls do."""
-    pause: float = 1.0
-    stt_delay: float = 0.15
-    llm_ttft: float = 0.2
-    token_delay: float = 0.01
-    tts_delay: float = 0.1
-    budget_ms: float = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +187,7 @@ def _run_level(
     cpu_start = {pid: _cpu(p) for pid, p in procs.items()}
     machine_start = _machine_busy()
     cpu_last = dict(cpu_start)
-    pss_peak: dict[int, int] = {}
+    pss_peak: dict[int, float] = {}
     started = time.perf_counter()
     (work / "go").touch()
     deadline = time.monotonic() + 120 + turns * 20
@@ -214,7 +200,7 @@ def _run_level(
             try:
                 cpu_last[pid] = _cpu(proc)
                 if pid != worker_pid and (sample_pss or pid not in pss_peak):
-                    pss_peak[pid] = max(pss_peak.get(pid, 0), pss_bytes(pid))
+                    pss_peak[pid] = max(pss_peak.get(pid, 0.0), pss_mb(pid))
             except (psutil.Error, OSError):
                 pass  # the session ended and its process with it
         time.sleep(1.0)
@@ -237,7 +223,7 @@ def _run_level(
         p95_ms=pct(e2e, 95) * 1000,
         cpu_per_session=job_cpu / wall / n,
         worker_cpu=(cpu_last[worker_pid] - cpu_start[worker_pid]) / wall,
-        pss_per_session_mb=sum(pss_peak.values()) / max(len(pss_peak), 1) / 2**20,
+        pss_per_session_mb=sum(pss_peak.values()) / max(len(pss_peak), 1),
         silent_turns=silent,
         other_cpu=max(machine_busy - worker_cpu, 0.0) / wall,
     )
@@ -266,20 +252,9 @@ def _cpu(proc: psutil.Process) -> float:
     return float(t.user + t.system)
 
 
-# --- the report -----------------------------------------------------------------------
-
-
-TITLE = "Capacity: spoken sessions per worker"
-
-
-def render(result: CapacityResult) -> str:
-    """The BENCHMARKS.md section, with its heading (`python -m bench.capacity`)."""
-    return "\n".join([f"## {TITLE}", "", *section_lines(result)])
-
-
-def section_lines(result: CapacityResult) -> list[str]:
+def render(result: CapacityResult) -> list[str]:
     plan = result.plan
-    lines = [
+    return [
         f"One worker, N sessions each in its own livekit job process; real-time speech "
         f"through the real silero VAD; scripted STT ({plan.stt_delay * 1000:.0f} ms), "
         f"LLM (first token {plan.llm_ttft * 1000:.0f} ms) and TTS (first byte "
@@ -289,29 +264,33 @@ def section_lines(result: CapacityResult) -> list[str]:
         f"(the scripted servers, and anything else on the machine). Machine: {result.cores} "
         "cores.",
         "",
-        "| sessions | turns | silent | p50 ms | p95 ms | within +"
-        f"{plan.budget_ms:.0f} ms | CPU per session (cores) | worker main CPU | "
-        "PSS per session MB | other CPU (cores) |",
-        "|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|",
-    ]
-    for lv in result.levels:
-        ok = "yes" if result.within_budget(lv) else "no"
-        lines.append(
-            f"| {lv.sessions} | {lv.turns} | {lv.silent_turns} | {lv.p50_ms:.0f} | "
-            f"{lv.p95_ms:.0f} | {ok} | {lv.cpu_per_session:.3f} | {lv.worker_cpu:.3f} | "
-            f"{lv.pss_per_session_mb:.0f} | {lv.other_cpu:.2f} |"
-        )
-    lines += [
+        table(
+            f"sessions | turns | silent | p50 ms | p95 ms | within +{plan.budget_ms:.0f} ms | "
+            "CPU per session (cores) | worker main CPU | PSS per session MB | other CPU (cores)",
+            [
+                [
+                    lv.sessions,
+                    lv.turns,
+                    lv.silent_turns,
+                    f"{lv.p50_ms:.0f}",
+                    f"{lv.p95_ms:.0f}",
+                    "yes" if result.within_budget(lv) else "no",
+                    f"{lv.cpu_per_session:.3f}",
+                    f"{lv.worker_cpu:.3f}",
+                    f"{lv.pss_per_session_mb:.0f}",
+                    f"{lv.other_cpu:.2f}",
+                ]
+                for lv in result.levels
+            ],
+        ),
         "",
         f"**`capacity.voice_sessions_per_worker` = {result.sessions_per_worker}** (the "
         f"largest N whose p95 stays within +{plan.budget_ms:.0f} ms of one session's).",
         "",
     ]
-    return lines
 
 
-def results(result: CapacityResult) -> dict[str, Any]:
-    """The `capacity` entry of bench/results.json."""
+def numbers(result: CapacityResult) -> dict[str, Any]:
     return {
         "voice_sessions_per_worker": result.sessions_per_worker,
         "budget_ms": result.plan.budget_ms,
@@ -320,17 +299,8 @@ def results(result: CapacityResult) -> dict[str, Any]:
     }
 
 
-def _run(ctx: Context) -> CapacityResult:
+def run(ctx: Context) -> CapacityResult:
     return measure(ctx.plan.capacity)
-
-
-SECTION = Section(
-    name="capacity",
-    title=TITLE,
-    run=_run,
-    render=lambda result, _ctx: section_lines(result),
-    numbers=results,
-)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,11 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = CapacityPlan(levels=[int(x) for x in args.levels.split(",")])
     if args.turns:
-        plan = CapacityPlan(levels=plan.levels, measured_turns=args.turns, lone_turns=args.turns)
+        plan = replace(plan, measured_turns=args.turns, lone_turns=args.turns)
     result = measure(plan)
-    print(render(result))
+    print("\n".join([f"## {TITLE}", "", *render(result)]))
     if args.json:
-        args.json.write_text(json.dumps({"capacity": results(result)}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"capacity": numbers(result)}, indent=2) + "\n")
     return 0
 
 

@@ -1,11 +1,13 @@
-"""What every benchmark shares: statistics, the backend under test, a quiet logger."""
+"""What every benchmark shares: statistics, the backend under test, memory, a quiet logger."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from livekit.agents import llm
 from livekit.agents.voice import io
 
@@ -21,12 +24,35 @@ from agent.ops.logging import configure_logging
 from testing.engine import make_engine, make_llm
 
 ROOT = Path(__file__).resolve().parents[1]
+MB = 2**20
 REPLY = "Sure, it is a quarter past ten in the morning here, and the sun is out."
 
 # the tests' engine and client with room for a loaded machine: a slow answer is measured,
 # not failed
 bench_engine = functools.partial(make_engine, timeout=30.0, tool_timeout=10.0)
 bench_llm = functools.partial(make_llm, timeout=30.0)
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation; nan when there are none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    lo = math.floor(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    n: int
+    p50: float
+    p95: float
+
+    @staticmethod
+    def of(values: Sequence[float]) -> Summary:
+        return Summary(len(values), pct(values, 50), pct(values, 95))
 
 
 def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -40,6 +66,22 @@ def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedP
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """A process's resident memory (this one's by default), in MiB."""
+    return float(psutil.Process(pid).memory_info().rss) / MB
+
+
+def machine() -> str:
+    """Cores, CPU model, OS and Python: where the numbers were measured."""
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        model = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), model)
+    return (
+        f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, "
+        f"Python {sys.version.split()[0]}"
     )
 
 
@@ -70,41 +112,13 @@ class FirstTextOutput(io.TextOutput):
     def __init__(self) -> None:
         super().__init__(label="bench", next_in_chain=None)
         self.first_at: float | None = None
-        self.text = ""
-
-    def arm(self) -> None:
-        self.first_at = None
-        self.text = ""
 
     async def capture_text(self, text: str) -> None:
         if self.first_at is None and text.strip():
             self.first_at = time.perf_counter()
-        self.text += text
 
     def flush(self) -> None:
         pass
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation; nan when there are none."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo = math.floor(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    n: int
-    p50: float
-    p95: float
-
-    @staticmethod
-    def of(values: Sequence[float]) -> Summary:
-        return Summary(len(values), pct(values, 50), pct(values, 95))
 
 
 async def settle() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,15 +29,6 @@ from agent.voice.assistant import Assistant
 
 from .common import FirstTextOutput, bench_engine, bench_llm, chat_ctx, settle
 from .server_proc import RemoteLLMServer, ServedRequest
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """What the scripted model does: its time to first token and token rate."""
-
-    ttft: float
-    token_delay: float
-    tool_seconds: float
 
 
 @dataclass(slots=True)
@@ -79,8 +70,7 @@ class Sample:
 
 
 OURS_DEFAULT = "ours, streamed tool pass (default)"
-
-TurnRunner = Callable[[str], Awaitable[tuple[float, float]]]
+BLOCKING = "ours, blocking tool pass (CAAL-style)"
 
 
 class SessionVariant:
@@ -98,7 +88,7 @@ class SessionVariant:
         await self._session.start(self._agent)
 
     async def turn(self, user_text: str) -> tuple[float, float]:
-        self._out.arm()
+        self._out.first_at = None
         started = time.perf_counter()
         await self._session.run(user_input=user_text)
         if self._out.first_at is None:
@@ -157,40 +147,26 @@ def _history() -> llm.ChatContext:
 
 
 def session_variants(base_url: str) -> list[Variant]:
-    streamed, blocking = bench_engine(base_url), bench_engine(base_url, tool_pass="blocking")
-    plain = bench_llm(base_url)
-    return [
-        SessionVariant(
-            "livekit Agent (default llm_node)",
-            Agent(instructions=DEFAULT_INSTRUCTIONS, tools=AGENT_TOOLS),
-            plain,
-        ),
-        SessionVariant(
-            OURS_DEFAULT,
-            Assistant(engine=streamed, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS),
-            streamed.llm,
-        ),
-        SessionVariant(
-            "ours, blocking tool pass (CAAL-style)",
-            Assistant(engine=blocking, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS),
-            blocking.llm,
-        ),
+    """livekit's plain `Agent` against our `Assistant`, tool pass streamed and blocking."""
+    plain = Agent(instructions=DEFAULT_INSTRUCTIONS, tools=AGENT_TOOLS)
+    variants: list[Variant] = [
+        SessionVariant("livekit Agent (default llm_node)", plain, bench_llm(base_url))
     ]
+    for name, tool_pass in ((OURS_DEFAULT, "streamed"), (BLOCKING, "blocking")):
+        engine = bench_engine(base_url, tool_pass=tool_pass)
+        agent = Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS)
+        variants.append(SessionVariant(name, agent, engine.llm))
+    return variants
 
 
 def node_variants(base_url: str) -> list[Variant]:
+    """livekit's default `llm_node` (iterating `provider.chat`) against a `Turn`."""
     return [
         NodeVariant(
-            "livekit default llm_node (provider.chat)",
-            bench_engine(base_url),
-            livekit_default=True,
+            "livekit default llm_node (provider.chat)", bench_engine(base_url), livekit_default=True
         ),
         NodeVariant(OURS_DEFAULT, bench_engine(base_url), livekit_default=False),
-        NodeVariant(
-            "ours, blocking tool pass (CAAL-style)",
-            bench_engine(base_url, tool_pass="blocking"),
-            livekit_default=False,
-        ),
+        NodeVariant(BLOCKING, bench_engine(base_url, tool_pass="blocking"), livekit_default=False),
     ]
 
 

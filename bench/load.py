@@ -22,12 +22,12 @@ from testing.engine import make_engine
 from testing.servers.faults import FaultyBackend
 from testing.servers.openai_server import ScriptedLLMServer
 
-from .common import pct
-from .markdown import key_values
-from .memory import MB, rss_bytes
-from .sections import Context, Section, summary
+from .common import pct, rss_mb
+from .sections import Context, key_values, summary
 
+NAME = "faults"
 TITLE = "Concurrent sessions against a faulty backend"
+
 FAULT_RATE = 0.1
 
 
@@ -110,7 +110,7 @@ async def run_load(
             timeout=timeout,
             faults_injected=backend.injected,
             sockets_before=open_sockets(),
-            rss_before_mb=rss_bytes() / MB,
+            rss_before_mb=rss_mb(),
         )
         engine = make_engine(server, timeout=timeout)
         tasks_before = asyncio.all_tasks()
@@ -123,7 +123,7 @@ async def run_load(
         result.leaked_tasks = len(asyncio.all_tasks() - tasks_before)
         gc.collect()
         result.sockets_after = open_sockets()
-        result.rss_after_mb = rss_bytes() / MB
+        result.rss_after_mb = rss_mb()
     return result
 
 
@@ -152,7 +152,7 @@ def run(ctx: Context) -> LoadResult:
     return asyncio.run(run_load(sessions=sessions, turns=turns))
 
 
-def render(result: LoadResult, ctx: Context) -> list[str]:
+def render(result: LoadResult) -> list[str]:
     intro = (
         f"{result.sessions} engines' sessions at once in this process, each saying its turns "
         "back to back, against a scripted server that injects a fault (HTTP errors, hangs, "
@@ -172,6 +172,3 @@ def numbers(result: LoadResult) -> Mapping[str, object]:
         "leaked_tasks": result.leaked_tasks,
         "rss_growth_mb": round(result.rss_after_mb - result.rss_before_mb, 1),
     }
-
-
-SECTION = Section(name="faults", title=TITLE, run=run, render=render, numbers=numbers)

@@ -1,4 +1,4 @@
-"""Process memory from /proc: RSS, PSS, and the idle `voice-agent start` worker's tree.
+"""The idle `voice-agent start` worker's memory, process by process: RSS and PSS.
 
 RSS counts every page a process maps, shared or not. livekit's job processes are forked
 from its forkserver after the plugins were imported, so most of their pages are shared
@@ -18,41 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-MB = 2**20
+import psutil
+
+from .common import MB
 
 
-def rss_bytes(pid: int | str = "self") -> int:
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * PAGE
-
-
-def pss_bytes(pid: int | str = "self") -> int:
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def children(pid: int) -> list[int]:
-    # per thread: livekit starts its forkserver from a worker thread, not the main one
-    found: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                found += [int(c) for c in f.read().split()]
-    except OSError:  # gone
-        pass
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
+def pss_mb(pid: int) -> float:
+    return float(psutil.Process(pid).memory_full_info().pss) / MB
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,42 +34,25 @@ class ProcessMemory:
     pss_mb: float
 
 
-def _role(pid: int, root: int) -> str:
-    if pid == root:
+def _role(proc: psutil.Process, root: int) -> str:
+    if proc.pid == root:
         return "main (voice-agent start)"
-    cmd = cmdline(pid)
+    cmd = " ".join(proc.cmdline())
     if "resource_tracker" in cmd:
         return "multiprocessing resource tracker"
     if "forkserver" in cmd:
         # the forkserver itself is the main process's child; job processes are its children
-        return "forkserver" if root in _parents(pid) else "idle job process (prewarmed)"
+        return "forkserver" if proc.ppid() == root else "idle job process (prewarmed)"
     return cmd[:60]
-
-
-def _parents(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return [int(f.read().rsplit(")", 1)[1].split()[1])]
-    except OSError:
-        return []
-
-
-def tree(root: int) -> list[int]:
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children(pid))
-    return out
 
 
 def tree_memory(root: int) -> list[ProcessMemory]:
     rows = []
-    for pid in tree(root):
-        try:
-            rows.append(ProcessMemory(_role(pid, root), rss_bytes(pid) / MB, pss_bytes(pid) / MB))
-        except OSError:  # exited while we looked
-            continue
+    main = psutil.Process(root)
+    for proc in [main, *sorted(main.children(recursive=True), key=lambda p: p.pid)]:
+        with contextlib.suppress(psutil.Error):  # exited while we looked
+            rss = proc.memory_info().rss / MB
+            rows.append(ProcessMemory(_role(proc, root), rss, pss_mb(proc.pid)))
     return rows
 
 

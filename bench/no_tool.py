@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from testing.servers.openai_server import text_reply
 
-from .common import REPLY, Summary
+from .common import REPLY
 from .first_text import OURS_DEFAULT, collect, node_variants, session_variants
-from .markdown import f1, f3, p50_p95, table, verdict
-from .sections import Context, Section, summary
+from .sections import Context, p50, p50_p95, summary, table, verdict
 
+NAME = "no-tool"
 TITLE = "No-tool turn: time to first text out / server's time to first token"
 
 
@@ -44,16 +44,15 @@ async def _measure(ctx: Context) -> list[NoToolRow]:
             server, variants, script, reps=ctx.plan.reps, warmup=ctx.plan.warmup
         )
         for name, samples in collected.items():
-            ratios, added, ttfts = [], [], []
+            row = NoToolRow(level, name, [], [], [])
             for s in samples:
-                served = s.served[0]
-                assert served.first_token_at is not None
-                srv_ttft = served.first_token_at - served.received_at
+                server_ttft = s.served[0].ttft
+                assert server_ttft is not None
                 out = s.first_text_at - s.started_at
-                ratios.append(out / srv_ttft)
-                added.append((out - srv_ttft) * 1000)
-                ttfts.append(srv_ttft * 1000)
-            rows.append(NoToolRow(level, name, ratios, added, ttfts))
+                row.ratios.append(out / server_ttft)
+                row.added_ms.append((out - server_ttft) * 1000)
+                row.server_ttft_ms.append(server_ttft * 1000)
+            rows.append(row)
     return rows
 
 
@@ -61,7 +60,7 @@ def ours(rows: list[NoToolRow], level: str) -> NoToolRow | None:
     return next((r for r in rows if r.level == level and r.variant == OURS_DEFAULT), None)
 
 
-def render(rows: list[NoToolRow], ctx: Context) -> list[str]:
+def render(rows: list[NoToolRow]) -> list[str]:
     out = [
         "Tools are offered; the model answers without them. Time to first text out runs "
         "from the start of the turn (`session.run(user_input=...)`, or the `llm_node` "
@@ -72,34 +71,26 @@ def render(rows: list[NoToolRow], ctx: Context) -> list[str]:
         "node alone.",
         "",
         table(
-            [
-                "level",
-                "variant",
-                "ratio p50",
-                "ratio p95",
-                "added ms p50",
-                "added ms p95",
-                "server TTFT ms p50",
-            ],
+            "level | variant | ratio p50 | ratio p95 | added ms p50 | added ms p95 | "
+            "server TTFT ms p50",
             [
                 [
                     r.level,
                     r.variant,
-                    *p50_p95(r.ratios, f3),
+                    *p50_p95(r.ratios, ".3f"),
                     *p50_p95(r.added_ms),
-                    f1(Summary.of(r.server_ttft_ms).p50),
+                    f"{p50(r.server_ttft_ms):.1f}",
                 ]
                 for r in rows
             ],
         ),
         "",
     ]
-    default = ours(rows, "session")
-    if default is not None:
-        p50 = Summary.of(default.ratios).p50
+    if (default := ours(rows, "session")) is not None:
+        ratio = p50(default.ratios)
         out += [
-            f"Goal: ratio <= 1.05 for our default in a session: p50 {p50:.3f}, "
-            f"{verdict(p50 <= 1.05)}. The added milliseconds do not depend on the "
+            f"Goal: ratio <= 1.05 for our default in a session: p50 {ratio:.3f}, "
+            f"{verdict(ratio <= 1.05)}. The added milliseconds do not depend on the "
             "server's TTFT; the ratio does (a slower model makes it smaller).",
             "",
         ]
@@ -115,6 +106,3 @@ def numbers(rows: list[NoToolRow]) -> Mapping[str, object]:
         }
         for r in rows
     }
-
-
-SECTION = Section(name="no-tool", title=TITLE, run=run, render=render, numbers=numbers)

@@ -30,11 +30,11 @@ from testing.servers.openai_server import text_reply
 
 from .common import REPLY, ROOT, Summary, bench_engine, chat_ctx, settle
 from .first_text import TOOLS
-from .markdown import f2, f3, table, verdict
 from .plan import Plan
-from .sections import Context, Section, summary
+from .sections import Context, summary, table, verdict
 from .server_proc import RemoteLLMServer
 
+NAME = "overhead"
 TITLE = "Engine overhead per turn (client CPU time)"
 
 
@@ -163,33 +163,34 @@ def breakdown(ctx: llm.ChatContext, *, iterations: int) -> list[BreakdownRow]:
         for _ in range(2):
             log.info("bench", turn_id="abc", ttft_ms=1.0, duration_ms=2.0, outcome="ok")
 
-    return [
-        BreakdownRow(
+    steps: list[tuple[str, str, Callable[[], object]]] = [
+        (
             "tool schemas built for the request",
             "providers/openai_compatible.py _request -> ToolContext.parse_function_tools",
-            _cpu_ms(lambda: llm.ToolContext(TOOLS).parse_function_tools("openai"), iterations),
+            lambda: llm.ToolContext(TOOLS).parse_function_tools("openai"),
         ),
-        BreakdownRow(
+        (
             "messages converted to OpenAI format",
             "providers/openai_compatible.py _request -> ChatContext.to_provider_format",
-            _cpu_ms(lambda: ctx.to_provider_format("openai"), iterations),
+            lambda: ctx.to_provider_format("openai"),
         ),
-        BreakdownRow(
+        (
             "turn set-up (context copy, ToolContext, flatten)",
             "agent/turns.py Turn.__init__",
-            _cpu_ms(lambda: llm.ToolContext(list(TOOLS)).flatten() and ctx.copy(), iterations),
+            lambda: llm.ToolContext(list(TOOLS)).flatten() and ctx.copy(),
         ),
-        BreakdownRow(
+        (
             f"speech filter over {len(words)} deltas",
             "agent/speech_filter.py ToolCallTextFilter.push",
-            _cpu_ms(text_filter, iterations),
+            text_filter,
         ),
-        BreakdownRow(
+        (
             "two structured log lines (JSON, to /dev/null)",
             "agent/turns.py _record, _generate",
-            _cpu_ms(log_lines, iterations),
+            log_lines,
         ),
     ]
+    return [BreakdownRow(step, where, _cpu_ms(fn, iterations)) for step, where, fn in steps]
 
 
 async def _profile(
@@ -244,10 +245,9 @@ def _where(filename: str, line: int, name: str) -> str:
     return f"{filename}:{line} {name}"
 
 
-def render(result: OverheadResult, ctx: Context) -> list[str]:
+def render(result: OverheadResult) -> list[str]:
     rows = {r.variant: Summary.of(r.cpu_ms) for r in result.rows}
-    floor = next(iter(rows.values()))
-    engine = list(rows.values())[-1]
+    floor, engine = rows[result.rows[0].variant], rows[result.rows[-1].variant]
     return [
         "Method: the server is in another process, so `time.process_time()` of this "
         "process is the client's CPU alone. The same request and streamed reply "
@@ -258,9 +258,12 @@ def render(result: OverheadResult, ctx: Context) -> list[str]:
         "of the floor.",
         "",
         table(
-            ["variant", "CPU ms p50", "CPU ms p95", "over floor p50", "over floor p95"],
+            "variant | CPU ms p50 | CPU ms p95 | over floor p50 | over floor p95",
             [
-                [name, f2(s.p50), f2(s.p95), f2(s.p50 - floor.p50), f2(s.p95 - floor.p95)]
+                [
+                    name,
+                    *(f"{ms:.2f}" for ms in (s.p50, s.p95, s.p50 - floor.p50, s.p95 - floor.p95)),
+                ]
                 for name, s in rows.items()
             ],
         ),
@@ -271,8 +274,8 @@ def render(result: OverheadResult, ctx: Context) -> list[str]:
         "Where it goes, each piece of per-turn work timed alone (CPU ms, no profiler):",
         "",
         table(
-            ["step", "where", "CPU ms"],
-            [[r.step, f"`{r.where}`", f3(r.cpu_ms)] for r in result.breakdown],
+            "step | where | CPU ms",
+            [[r.step, f"`{r.where}`", f"{r.cpu_ms:.3f}"] for r in result.breakdown],
         ),
         "",
         f"cProfile (CPU timer) over {result.profiled_turns} turns: functions with the "
@@ -280,9 +283,9 @@ def render(result: OverheadResult, ctx: Context) -> list[str]:
         "read as proportions):",
         "",
         table(
-            ["function", "self ms/turn", "cumulative ms/turn"],
+            "function | self ms/turn | cumulative ms/turn",
             [
-                [f"`{h.function}`", f3(h.self_ms_per_turn), f2(h.cum_ms_per_turn)]
+                [f"`{h.function}`", f"{h.self_ms_per_turn:.3f}", f"{h.cum_ms_per_turn:.2f}"]
                 for h in result.hot_spots
             ],
         ),
@@ -295,6 +298,3 @@ def numbers(result: OverheadResult) -> Mapping[str, object]:
         "cpu_ms": {r.variant: summary(r.cpu_ms) for r in result.rows},
         "breakdown_cpu_ms": {r.step: round(r.cpu_ms, 4) for r in result.breakdown},
     }
-
-
-SECTION = Section(name="overhead", title=TITLE, run=run, render=render, numbers=numbers)

@@ -1,22 +1,21 @@
-"""What a report section is, and what every section gets to run with.
+"""What a section is, what it runs with, and the Markdown it writes.
 
-A section is a module with a `run` function (measures, returns its result) and a
-`render` function (that result as Markdown lines), registered once in `SECTIONS` in
-`bench/__main__.py`. `numbers` is what the section adds to `bench/results.json`:
-summaries, not raw samples, under the section's name.
+A section is a module with `NAME` (what `python -m bench NAME` selects it by, and its key
+in bench/results.json), `TITLE` (its heading in BENCHMARKS.md) and three functions:
+`run(ctx)` measures and returns a result, `render(result)` is that result as Markdown
+lines, `numbers(result)` its entry in results.json (summaries, not raw samples). A result
+carries whatever its render needs, so the three can be called apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .common import Summary
-
-if TYPE_CHECKING:  # not at run time: `python -m bench.sessions` children import this
-    from .plan import Plan
-    from .server_proc import RemoteLLMServer
+from .plan import Plan
+from .server_proc import RemoteLLMServer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,18 +28,41 @@ class Context:
     """Results of the sections that ran before this one, by section name."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Section:
-    name: str
-    """What `python -m bench NAME` selects it by, and its key in results.json."""
-    title: str
-    """The report heading, without its number."""
-    run: Callable[[Context], Any]
-    render: Callable[[Any, Context], list[str]]
-    numbers: Callable[[Any], Mapping[str, object]]
+class Section(Protocol):
+    NAME: str
+    TITLE: str
+
+    def run(self, ctx: Context) -> Any: ...
+    def render(self, result: Any) -> list[str]: ...
+    def numbers(self, result: Any) -> Mapping[str, object]: ...
 
 
 def summary(values: Sequence[float]) -> dict[str, float | int]:
     """A sample's size and p50 / p95, rounded for results.json."""
     s = Summary.of(values)
     return {"n": s.n, "p50": round(s.p50, 3), "p95": round(s.p95, 3)}
+
+
+def p50(values: Sequence[float]) -> float:
+    return Summary.of(values).p50
+
+
+def p50_p95(values: Sequence[float], spec: str = ".1f") -> list[str]:
+    """Two table cells: the sample's p50 and p95, formatted by `spec`."""
+    s = Summary.of(values)
+    return [format(s.p50, spec), format(s.p95, spec)]
+
+
+def table(header: str, rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table; `header` is its column names joined by " | "."""
+    lines = ["| " + header + " |", "|" + "---|" * len(header.split(" | "))]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+
+
+def key_values(intro: str, rows: Sequence[tuple[str, str]]) -> list[str]:
+    """A paragraph, then a two-column table of named values."""
+    return [intro, "", table("what | value", rows), ""]
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"

@@ -26,13 +26,12 @@ from livekit.agents import AgentSession
 from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.voice.assistant import Assistant
 
-from .common import FirstTextOutput, Summary, bench_engine, quiet_logging, run_module
+from .common import FirstTextOutput, bench_engine, quiet_logging, rss_mb, run_module
 from .first_text import TOOLS
-from .markdown import f1, f2, table
-from .memory import MB, rss_bytes
-from .sections import Context, Section, summary
+from .sections import Context, p50_p95, summary, table
 from .server_proc import RemoteLLMServer
 
+NAME = "sessions"
 TITLE = "Concurrent text sessions in one process"
 
 
@@ -63,7 +62,7 @@ async def _session(
     for k in range(turns):
         await asyncio.sleep(rng.uniform(0, 2 * think))
         tag = f"session {sid} turn {k}"
-        out.arm()
+        out.first_at = None
         started = time.perf_counter()
         await session.run(user_input=tag)
         if out.first_at is not None:
@@ -78,7 +77,7 @@ async def run_level(sessions: int, base_url: str, turns: int, think: float) -> d
     warm, _ = await _session(-1, base_url, 1, 0.0, random.Random(0))
     await warm.aclose()
     gc.collect()
-    baseline = rss_bytes()
+    baseline = rss_mb()
     barrier = asyncio.Barrier(sessions)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     results = await asyncio.gather(
@@ -86,13 +85,13 @@ async def run_level(sessions: int, base_url: str, turns: int, think: float) -> d
     )
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     gc.collect()
-    peak = rss_bytes()  # every session still open, its history held
+    peak = rss_mb()  # every session still open, its history held
     for session, _ in results:
         await session.aclose()
     return {
         "sessions": sessions,
-        "rss_baseline": baseline,
-        "rss_with_sessions": peak,
+        "rss_baseline_mb": baseline,
+        "rss_with_sessions_mb": peak,
         "cpu_seconds": cpu,
         "wall_seconds": wall,
         "turns": [
@@ -155,8 +154,8 @@ def measure(
                 turns=len(added),
                 added_ms=added,
                 first_text_ms=first,
-                rss_per_session_mb=(data["rss_with_sessions"] - data["rss_baseline"]) / n / MB,
-                rss_baseline_mb=data["rss_baseline"] / MB,
+                rss_per_session_mb=(data["rss_with_sessions_mb"] - data["rss_baseline_mb"]) / n,
+                rss_baseline_mb=data["rss_baseline_mb"],
                 turns_per_second=len(data["turns"]) / data["wall_seconds"],
                 cpu_busy=data["cpu_seconds"] / data["wall_seconds"],
             )
@@ -164,7 +163,7 @@ def measure(
     return results
 
 
-def render(levels: list[LevelResult], ctx: Context) -> list[str]:
+def render(levels: list[LevelResult]) -> list[str]:
     return [
         "Each level runs in a fresh process: livekit `AgentSession`s in text mode with our "
         "`Assistant`, all started before the first turn, each saying its turns after a "
@@ -175,28 +174,18 @@ def render(levels: list[LevelResult], ctx: Context) -> list[str]:
         "(1.0 = one core); the server process shares the same 2 cores.",
         "",
         table(
-            [
-                "sessions",
-                "turns",
-                "turns/s",
-                "worker CPU busy",
-                "added ms p50",
-                "added ms p95",
-                "first text ms p95",
-                "RSS MB per session",
-                "RSS MB baseline",
-            ],
+            "sessions | turns | turns/s | worker CPU busy | added ms p50 | added ms p95 | "
+            "first text ms p95 | RSS MB per session | RSS MB baseline",
             [
                 [
-                    str(r.sessions),
-                    str(r.turns),
-                    f1(r.turns_per_second),
-                    f2(r.cpu_busy),
-                    f1(Summary.of(r.added_ms).p50),
-                    f1(Summary.of(r.added_ms).p95),
-                    f1(Summary.of(r.first_text_ms).p95),
-                    f2(r.rss_per_session_mb),
-                    f1(r.rss_baseline_mb),
+                    r.sessions,
+                    r.turns,
+                    f"{r.turns_per_second:.1f}",
+                    f"{r.cpu_busy:.2f}",
+                    *p50_p95(r.added_ms),
+                    p50_p95(r.first_text_ms)[1],
+                    f"{r.rss_per_session_mb:.2f}",
+                    f"{r.rss_baseline_mb:.1f}",
                 ]
                 for r in levels
             ],
@@ -218,9 +207,6 @@ def numbers(levels: list[LevelResult]) -> Mapping[str, object]:
         }
         for r in levels
     }
-
-
-SECTION = Section(name="sessions", title=TITLE, run=run, render=render, numbers=numbers)
 
 
 def main() -> None:

@@ -22,10 +22,10 @@ from agent.tools import get_current_time
 from testing.engine import make_engine
 from testing.servers.openai_server import Reply, ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
-from .markdown import key_values
-from .memory import MB, rss_bytes
-from .sections import Context, Section
+from .common import rss_mb
+from .sections import Context, key_values
 
+NAME = "soak"
 TITLE = "Soak: one long session, first turns vs last"
 
 
@@ -38,25 +38,28 @@ class SoakResult:
     silent_turns: int = 0
     history_items: int = 0
 
-    def window(self, values: list[float], first: bool, n: int = 100) -> float:
-        part = values[:n] if first else values[-n:]
-        return statistics.median(part)
+    def first_last_ms(self, values: list[float], n: int = 100) -> tuple[float, float]:
+        """Medians of the first and the last `n` turns, in milliseconds."""
+        return statistics.median(values[:n]) * 1e3, statistics.median(values[-n:]) * 1e3
 
-    def compare(self, values: list[float]) -> str:
-        first, last = self.window(values, True), self.window(values, False)
-        return f"{first * 1e3:.2f} / {last * 1e3:.2f} ms"
+    @property
+    def rss_first_last(self) -> tuple[float, float]:
+        """RSS after turn 100 (or the last, in a shorter run) and after the last."""
+        return self.rss_mb[min(99, len(self.rss_mb) - 1)], self.rss_mb[-1]
 
     def rows(self) -> list[tuple[str, str]]:
+        wall, cpu, rss = (
+            self.first_last_ms(self.wall),
+            self.first_last_ms(self.cpu),
+            self.rss_first_last,
+        )
         return [
             ("turns", str(len(self.wall))),
             ("silent turns", str(self.silent_turns)),
             ("history items at the end", str(self.history_items)),
-            ("turn wall time, median first / last 100", self.compare(self.wall)),
-            ("turn CPU, median first / last 100", self.compare(self.cpu)),
-            (
-                "RSS after turn 100 / last",
-                f"{self.rss_mb[min(99, len(self.rss_mb) - 1)]:.1f} / {self.rss_mb[-1]:.1f} MB",
-            ),
+            ("turn wall time, median first / last 100", f"{wall[0]:.2f} / {wall[1]:.2f} ms"),
+            ("turn CPU, median first / last 100", f"{cpu[0]:.2f} / {cpu[1]:.2f} ms"),
+            ("RSS after turn 100 / last", f"{rss[0]:.1f} / {rss[1]:.1f} MB"),
         ]
 
 
@@ -90,7 +93,7 @@ async def run_soak(*, turns: int = 1000, limits: HistoryLimits | None = None) ->
             history.add_message(role="assistant", content=turn.text)
             if i % 100 == 99:
                 gc.collect()
-            result.rss_mb.append(rss_bytes() / MB)
+            result.rss_mb.append(rss_mb())
         result.history_items = len(history.items)
         await engine.llm.aclose()
     return result
@@ -100,7 +103,7 @@ def run(ctx: Context) -> SoakResult:
     return asyncio.run(run_soak(turns=ctx.plan.soak_turns))
 
 
-def render(result: SoakResult, ctx: Context) -> list[str]:
+def render(result: SoakResult) -> list[str]:
     n = min(100, len(result.wall))
     intro = (
         f"One text session of {len(result.wall)} turns against a zero-latency scripted "
@@ -115,17 +118,7 @@ def numbers(result: SoakResult) -> Mapping[str, object]:
         "turns": len(result.wall),
         "silent_turns": result.silent_turns,
         "history_items": result.history_items,
-        "wall_ms_median_first_last": [
-            round(result.window(result.wall, first) * 1e3, 3) for first in (True, False)
-        ],
-        "cpu_ms_median_first_last": [
-            round(result.window(result.cpu, first) * 1e3, 3) for first in (True, False)
-        ],
-        "rss_mb_first_last": [
-            round(result.rss_mb[min(99, len(result.rss_mb) - 1)], 1),
-            round(result.rss_mb[-1], 1),
-        ],
+        "wall_ms_median_first_last": [round(ms, 3) for ms in result.first_last_ms(result.wall)],
+        "cpu_ms_median_first_last": [round(ms, 3) for ms in result.first_last_ms(result.cpu)],
+        "rss_mb_first_last": [round(mb, 1) for mb in result.rss_first_last],
     }
-
-
-SECTION = Section(name="soak", title=TITLE, run=run, render=render, numbers=numbers)

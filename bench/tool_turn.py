@@ -16,7 +16,7 @@ from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.voice.assistant import Assistant
 from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 
-from .common import REPLY, Summary, bench_engine
+from .common import REPLY, bench_engine
 from .first_text import (
     OURS_DEFAULT,
     TOOL_CLOCK,
@@ -27,9 +27,9 @@ from .first_text import (
     collect,
     session_variants,
 )
-from .markdown import f1, p50_p95, table, verdict
-from .sections import Context, Section, summary
+from .sections import Context, p50, p50_p95, summary, table, verdict
 
+NAME = "tool"
 TITLE = "Tool turn: first text out vs tool-call complete + tool time + speaking-pass TTFT"
 
 FILLER = "One moment."
@@ -108,7 +108,7 @@ def _row(name: str, samples: list[Sample]) -> ToolRow:
     return ToolRow(name, overhead, before, after, delivery)
 
 
-def render(result: ToolResult, ctx: Context) -> list[str]:
+def render(result: ToolResult) -> list[str]:
     out = [
         "One tool call (the server streams it, or sends it whole in blocking mode), the "
         "tool runs, then the speaking pass. Ideal first words = tool-call response "
@@ -120,21 +120,16 @@ def render(result: ToolResult, ctx: Context) -> list[str]:
         "(tool-call response complete + the delay).",
         "",
         table(
-            [
-                "variant",
-                "overhead ms p50",
-                "overhead ms p95",
-                "-> tool start p50",
-                "tool -> next request p50",
-                "first token -> out p50",
-            ],
+            "variant | overhead ms p50 | overhead ms p95 | -> tool start p50 | "
+            "tool -> next request p50 | first token -> out p50",
             [
                 [
                     r.variant,
                     *p50_p95(r.overhead_ms),
-                    f1(Summary.of(r.before_tool_ms).p50),
-                    f1(Summary.of(r.after_tool_ms).p50),
-                    f1(Summary.of(r.delivery_ms).p50),
+                    *(
+                        f"{p50(ms):.1f}"
+                        for ms in (r.before_tool_ms, r.after_tool_ms, r.delivery_ms)
+                    ),
                 ]
                 for r in result.rows
             ]
@@ -144,8 +139,8 @@ def render(result: ToolResult, ctx: Context) -> list[str]:
     ]
     ours = next((r for r in result.rows if r.variant == OURS_DEFAULT), None)
     if ours is not None:
-        p50 = Summary.of(ours.overhead_ms).p50
-        out += [f"Goal: <= +10 ms for our default: p50 {p50:.1f} ms, {verdict(p50 <= 10)}.", ""]
+        ms = p50(ours.overhead_ms)
+        out += [f"Goal: <= +10 ms for our default: p50 {ms:.1f} ms, {verdict(ms <= 10)}.", ""]
     return out
 
 
@@ -163,6 +158,3 @@ def numbers(result: ToolResult) -> Mapping[str, object]:
         "filler_late_ms": summary(result.filler_late_ms),
         "filler_delay_s": result.filler_delay,
     }
-
-
-SECTION = Section(name="tool", title=TITLE, run=run, render=render, numbers=numbers)

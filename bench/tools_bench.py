@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from livekit.agents import llm
 
@@ -26,9 +27,9 @@ from testing.servers.mcp_server import SCRIPT, McpHttpServer
 from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 
 from .common import bench_engine
-from .markdown import f2, table
-from .sections import Context, Section
+from .sections import Context, table
 
+NAME = "tools"
 TITLE = "MCP tools: start-up and per-turn cost"
 
 
@@ -47,11 +48,17 @@ async def startup(spec: McpServerSpec) -> None:
     await aclose_tools(tools)
 
 
-def run(ctx: Context) -> dict[str, float]:
+@dataclass(frozen=True, slots=True)
+class ToolsResult:
+    medians_ms: dict[str, float]
+    runs: int
+
+
+def run(ctx: Context) -> ToolsResult:
     # an unreachable MCP server logs errors by design; they are not the bench's
     logging.disable(logging.CRITICAL)
     try:
-        return asyncio.run(_measure(ctx, ctx.plan.tool_runs))
+        return ToolsResult(asyncio.run(_measure(ctx, ctx.plan.tool_runs)), ctx.plan.tool_runs)
     finally:
         logging.disable(logging.NOTSET)
 
@@ -75,10 +82,9 @@ async def _measure(ctx: Context, runs: int) -> dict[str, float]:
             ),
         }
         for name, spec in specs.items():
-            results[f"startup {name}, first in process"] = await median_ms(
-                functools.partial(startup, spec), 1
-            )
-            results[f"startup {name}"] = await median_ms(functools.partial(startup, spec), runs)
+            start = functools.partial(startup, spec)
+            results[f"startup {name}, first in process"] = await median_ms(start, 1)
+            results[f"startup {name}"] = await median_ms(start, runs)
 
         mcp = McpTools([specs["streamable_http"]])
         await mcp.setup()
@@ -95,20 +101,19 @@ async def _measure(ctx: Context, runs: int) -> dict[str, float]:
             async for _ in engine.run(chat, tools):
                 pass
 
-        results["turn, no tools"] = await median_ms(lambda: turn([], text_reply("Hi.")), runs)
-        results["turn, 5 tools offered"] = await median_ms(
-            lambda: turn(toolset, text_reply("Hi.")), runs
-        )
-        results["turn, in-process tool call"] = await median_ms(
-            lambda: turn(toolset, tool_reply(ToolCall("get_current_time")), text_reply("Ok.")),
-            runs,
-        )
-        results["turn, MCP tool call (http)"] = await median_ms(
-            lambda: turn(
-                toolset, tool_reply(ToolCall("get_forecast", {"city": "Oslo"})), text_reply("Ok.")
+        said, called = text_reply("Hi."), text_reply("Ok.")
+        forecast = ToolCall("get_forecast", {"city": "Oslo"})
+        turns: dict[str, tuple[list[llm.Tool | llm.Toolset], list[object]]] = {
+            "turn, no tools": ([], [said]),
+            "turn, 5 tools offered": (toolset, [said]),
+            "turn, in-process tool call": (
+                toolset,
+                [tool_reply(ToolCall("get_current_time")), called],
             ),
-            runs,
-        )
+            "turn, MCP tool call (http)": (toolset, [tool_reply(forecast), called]),
+        }
+        for name, (tools, replies) in turns.items():
+            results[name] = await median_ms(functools.partial(turn, tools, *replies), runs)
         await mcp.aclose()
         await engine.llm.aclose()
     return results
@@ -118,21 +123,18 @@ async def _flatten(tools: list[llm.Tool | llm.Toolset]) -> None:
     llm.ToolContext(tools).flatten()
 
 
-def render(results: dict[str, float], ctx: Context) -> list[str]:
+def render(result: ToolsResult) -> list[str]:
     return [
         "MCP servers are FastMCP on 127.0.0.1 (`testing/servers/mcp_server.py`); stdio "
         "starts a child process per session. Start-up is `setup_tools()`: connect, "
         "initialize, tools/list; 'first in process' includes the imports and caches the "
-        f"first connection pays. Medians over {ctx.plan.tool_runs} runs (flattening: "
-        f"{ctx.plan.tool_runs * 100}).",
+        f"first connection pays. Medians over {result.runs} runs (flattening: "
+        f"{result.runs * 100}).",
         "",
-        table(["what", "ms p50"], [[name, f2(ms)] for name, ms in results.items()]),
+        table("what | ms p50", [[name, f"{ms:.2f}"] for name, ms in result.medians_ms.items()]),
         "",
     ]
 
 
-def numbers(results: dict[str, float]) -> Mapping[str, object]:
-    return {name: round(ms, 3) for name, ms in results.items()}
-
-
-SECTION = Section(name="tools", title=TITLE, run=run, render=render, numbers=numbers)
+def numbers(result: ToolsResult) -> Mapping[str, object]:
+    return {name: round(ms, 3) for name, ms in result.medians_ms.items()}

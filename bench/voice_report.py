@@ -2,35 +2,44 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from . import no_tool, voice_latency
-from .common import Summary
-from .markdown import f1, table
-from .sections import Context, Section, summary
-from .voice import SPEECH_LEVEL, VoiceResult, measure
+from .sections import Context, p50, p50_p95, summary, table
+from .voice import STAGES, VoiceResult, measure
+from .voice_session import SPEECH_LEVEL, espeak_missing
 
+NAME = "voice"
 TITLE = "Voice path: spoken turns through the worker's session"
 
 
 def run(ctx: Context) -> VoiceResult:
-    result = measure(ctx.server, ctx.plan.voice)
-    if result.skipped is None:
-        p = ctx.plan.voice
-        result.side_by_side = voice_latency.run(
-            voice_latency.LatencyPlan(ttft=p.ttft, token_delay=p.token_delay)
+    started, plan = time.perf_counter(), ctx.plan.voice
+    if plan.turns <= 0:
+        skipped = (
+            "no spoken turns asked for (`--quick` skips this section: one spoken turn adds "
+            "about 25 s; `--quick --voice-turns 1` runs one)"
         )
+        return VoiceResult(plan, skipped=skipped)
+    if (missing := espeak_missing()) is not None:
+        return VoiceResult(plan, skipped=missing)
+    result = measure(ctx.server, plan)
+    result.wall_s = time.perf_counter() - started
+    if rows := ctx.results.get(no_tool.NAME):
+        ours = no_tool.ours(rows, "llm_node")
+        result.no_tool_ratio = None if ours is None else p50(ours.ratios)
+    result.side_by_side = voice_latency.run(plan)
     return result
 
 
-def render(v: VoiceResult, ctx: Context) -> list[str]:
+def render(v: VoiceResult) -> list[str]:
     if v.skipped is not None:
         return [f"Skipped: {v.skipped}.", ""]
     side = []
     if v.side_by_side is not None:
-        side = ["### Side by side: ours vs livekit's default pipeline", ""]
-        side += [*voice_latency.render(v.side_by_side).splitlines(), ""]
-    return [*_stages(v), *_limits(v, ctx), *_memory(v), *side]
+        side = [voice_latency.HEADING, "", *voice_latency.render(v.side_by_side)]
+    return [*_stages(v), *_limits(v), *_memory(v), *side]
 
 
 def _stages(v: VoiceResult) -> list[str]:
@@ -60,16 +69,10 @@ def _stages(v: VoiceResult) -> list[str]:
         "and when the TTS server received the first request of the reply.",
         "",
         table(
-            ["stage", "source", "p50 ms", "p95 ms", "turns"],
+            "stage | source | p50 ms | p95 ms | turns",
             [
-                [
-                    r.stage,
-                    r.source,
-                    f1(Summary.of(r.values_ms).p50) if r.values_ms else "n/a",
-                    f1(Summary.of(r.values_ms).p95) if r.values_ms else "n/a",
-                    str(len(r.values_ms)),
-                ]
-                for r in v.rows
+                [stage, source, *_p50_p95_or_na(v.stages_ms[key]), len(v.stages_ms[key])]
+                for key, stage, source in STAGES
             ],
         ),
         "",
@@ -78,7 +81,7 @@ def _stages(v: VoiceResult) -> list[str]:
         out += [
             "livekit's end of speech vs the real one (the WAV's last sample louder than "
             f"{SPEECH_LEVEL}/32768, as the microphone delivered it): p50 "
-            f"{Summary.of(v.anchor_offset_ms).p50:+.0f} ms (positive: livekit's estimate is "
+            f"{p50(v.anchor_offset_ms):+.0f} ms (positive: livekit's estimate is "
             "later, so every 'end of speech ->' row above is that much shorter than what the "
             "user waits).",
             "",
@@ -86,7 +89,11 @@ def _stages(v: VoiceResult) -> list[str]:
     return out
 
 
-def _limits(v: VoiceResult, ctx: Context) -> list[str]:
+def _p50_p95_or_na(values: list[float]) -> list[str]:
+    return p50_p95(values) if values else ["n/a", "n/a"]
+
+
+def _limits(v: VoiceResult) -> list[str]:
     """Where the time goes, and how our engine compares with the no-tool section."""
     min_delay, _ = v.endpointing_s
     out = [
@@ -108,18 +115,13 @@ def _limits(v: VoiceResult, ctx: Context) -> list[str]:
         "busy on the machine saw single requests take 10 s.",
         "",
     ]
-    node = next((r for r in v.rows if r.key == "node_ttft"), None)
-    served = next((r for r in v.rows if r.key == "server_ttft"), None)
-    if node and served and node.values_ms and served.values_ms:
-        ratio = Summary.of(node.values_ms).p50 / Summary.of(served.values_ms).p50
-        no_tool_rows = ctx.results.get(no_tool.SECTION.name)
-        section1 = no_tool.ours(no_tool_rows, "llm_node") if no_tool_rows else None
+    if v.stages_ms["node_ttft"] and v.stages_ms["server_ttft"]:
         out += [
             f"Our engine in the voice session: first text out of `llm_node` / the server's "
-            f"TTFT, p50 {ratio:.3f}"
+            f"TTFT, p50 {v.p50('node_ttft') / v.p50('server_ttft'):.3f}"
             + (
-                f" (the no-tool section, `llm_node` level: {Summary.of(section1.ratios).p50:.3f})"
-                if section1 is not None
+                f" (the no-tool section, `llm_node` level: {v.no_tool_ratio:.3f})"
+                if v.no_tool_ratio is not None
                 else ""
             )
             + ".",
@@ -136,6 +138,7 @@ def _limits(v: VoiceResult, ctx: Context) -> list[str]:
 
 
 def _memory(v: VoiceResult) -> list[str]:
+    session = [m.rss_mb for m in v.memory if m.what.startswith("session process")]
     return [
         "Memory. The session process: RSS before its session (worker imported, silero "
         "loaded: what `prewarm` leaves) and after its spoken turns. The idle worker: "
@@ -149,37 +152,32 @@ def _memory(v: VoiceResult) -> list[str]:
         "PSS of the tree adds up to what it costs the machine.",
         "",
         table(
-            ["process", "RSS MB", "PSS MB"],
-            [[m.what, f1(m.rss_mb), "" if m.pss_mb is None else f1(m.pss_mb)] for m in v.memory],
+            "process | RSS MB | PSS MB",
+            [
+                [m.what, f"{m.rss_mb:.1f}", "" if m.pss_mb is None else f"{m.pss_mb:.1f}"]
+                for m in v.memory
+            ],
         ),
         "",
         "The session process is a fresh Python process, not forked from the forkserver, "
         "so its RSS holds only what the session imports; a real job process also carries "
         "what the forkserver preloaded (every installed livekit plugin), shared with its "
         "siblings. What a session adds is the growth: about "
-        f"{_growth(v):.0f} MB over its turns, on top of an idle job process.",
+        f"{session[-1] - session[0]:.0f} MB over its turns, on top of an idle job process.",
         "",
         f"Wall time of this section: {v.wall_s:.0f} s.",
         "",
     ]
 
 
-def _growth(v: VoiceResult) -> float:
-    session = [m.rss_mb for m in v.memory if m.what.startswith("session process")]
-    return session[-1] - session[0] if len(session) > 1 else float("nan")
-
-
 def numbers(v: VoiceResult) -> Mapping[str, object]:
     if v.skipped is not None:
         return {"skipped": v.skipped}
     return {
-        "stages_ms": {r.key: summary(r.values_ms) for r in v.rows},
+        "stages_ms": {key: summary(values) for key, values in v.stages_ms.items()},
         "memory_mb": {m.what: {"rss": m.rss_mb, "pss": m.pss_mb} for m in v.memory},
         "wall_s": round(v.wall_s, 1),
         # eos_to_first_audio_ms.{ours,livekit_default}.{p50,p95} and
         # premature_end_of_turn_rate.{ours,livekit_default}
-        **(voice_latency.nested_numbers(v.side_by_side) if v.side_by_side else {}),
+        **(voice_latency.numbers(v.side_by_side) if v.side_by_side else {}),
     }
-
-
-SECTION = Section(name="voice", title=TITLE, run=run, render=render, numbers=numbers)
