@@ -4,6 +4,8 @@ and bench/results.json."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
 import json
 import os
 import sys
@@ -25,7 +27,7 @@ from . import (
     soak,
     tool_turn,
     tools_bench,
-    voice_report,
+    voice,
 )
 from .common import REPLY, machine, quiet_logging
 from .plan import FULL, QUICK, Plan
@@ -38,7 +40,7 @@ SECTIONS: list[Section] = [
     tool_turn,
     overhead,
     sessions,
-    voice_report,
+    voice,
     tools_bench,
     soak,
     load,
@@ -111,7 +113,10 @@ def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
         for k, section in enumerate(sections, start=1):
             print(f"{k}/{len(sections)} {section.NAME} ...", file=sys.stderr, flush=True)
             server.reset()
-            ctx.results[section.NAME] = section.run(ctx)
+            result = section.run(ctx)
+            ctx.results[section.NAME] = (
+                asyncio.run(result) if inspect.iscoroutine(result) else result
+            )
     return ctx.results
 
 

@@ -1,15 +1,12 @@
-"""Capacity: how many spoken sessions one worker holds before latency suffers.
+"""Section: how many spoken sessions one worker holds before latency suffers.
 
 For each N, one worker (`bench.capacity_worker`, run by livekit's CLI like `voice-agent
 start`) registers with the dispatch side of LiveKit's protocol and is handed N jobs;
 livekit runs each in its own job process. Every session hears real-time paced speech
 through the real silero VAD; STT, LLM and TTS are scripted servers with fixed latencies,
-so what grows with N is the worker's own work. Measured per N: livekit's end of speech
--> first audio (`e2e_latency`, p50/p95 over every session's turns after its first), CPU
-per session (job processes' CPU time over the run's wall time) and PSS per session.
-
-A worker holds N sessions while p95 stays within `budget_ms` of a lone session's p95;
-`voice_sessions_per_worker` is the largest N that does, with every smaller N too.
+so what grows with N is the worker's own work. A worker holds N sessions while p95 stays
+within `budget_ms` of a lone session's p95; `voice_sessions_per_worker` is the largest N
+that does, with every smaller N too.
 
 Run alone: `python -m bench.capacity [--levels 1,5,10,20,40]`.
 """
@@ -43,7 +40,6 @@ from .server_proc import RemoteLLMServer
 
 NAME = "capacity"
 TITLE = "Capacity: spoken sessions per worker"
-
 UTTERANCE = "What time is it in Tokyo right now?"
 REPLY = "It is nine in the evening there."
 
@@ -52,17 +48,13 @@ REPLY = "It is nine in the evening there."
 class Level:
     sessions: int
     turns: int
-    p50_ms: float
+    p50_ms: float  # livekit's end of speech -> first audio (`e2e_latency`), turns after the first
     p95_ms: float
-    cpu_per_session: float
-    """Cores (1.0 = one core busy) each session's job process used on average."""
-    worker_cpu: float
-    """Cores the worker's main process used."""
+    cpu_per_session: float  # cores (1.0 = one core busy) each session's job process used
+    worker_cpu: float  # cores the worker's main process used
     pss_per_session_mb: float
-    silent_turns: int
-    """Turns answered without audio (no e2e latency) or not at all: a failure."""
-    other_cpu: float
-    """Cores busy outside the worker meanwhile (the benchmark's servers, other work)."""
+    silent_turns: int  # answered without audio (no e2e latency) or not at all: a failure
+    other_cpu: float  # cores busy outside the worker meanwhile (the servers, other work)
 
 
 @dataclass(slots=True)
@@ -71,17 +63,10 @@ class CapacityResult:
     levels: list[Level] = field(default_factory=list)
     cores: int = field(default_factory=lambda: os.cpu_count() or 0)
 
-    @property
-    def lone_p95_ms(self) -> float | None:
-        lone = [lv for lv in self.levels if lv.sessions == 1]
-        return lone[0].p95_ms if lone else None
-
     def within_budget(self, level: Level) -> bool:
-        lone = self.lone_p95_ms
+        lone = [lv.p95_ms for lv in self.levels if lv.sessions == 1]
         return (
-            lone is not None
-            and level.silent_turns == 0
-            and level.p95_ms <= lone + self.plan.budget_ms
+            bool(lone) and not level.silent_turns and level.p95_ms <= lone[0] + self.plan.budget_ms
         )
 
     @property
@@ -94,35 +79,38 @@ class CapacityResult:
         return held
 
 
+def run(ctx: Context) -> CapacityResult:
+    return measure(ctx.plan.capacity)
+
+
 def measure(plan: CapacityPlan) -> CapacityResult:
     result = CapacityResult(plan=plan)
-    with tempfile.TemporaryDirectory(prefix="capacity-") as tmp:
+    speech = ScriptedSpeechServer(
+        transcript=UTTERANCE, stt_delay=plan.stt_delay, tts_delay=plan.tts_delay
+    )
+    reply = text_reply(REPLY, ttft=plan.llm_ttft, token_delay=plan.token_delay)
+    with tempfile.TemporaryDirectory(prefix="capacity-") as tmp, speech:
         wav = espeak_to_wav(UTTERANCE, Path(tmp) / "utterance.wav")
-        reply = text_reply(REPLY, ttft=plan.llm_ttft, token_delay=plan.token_delay)
-        with (
-            RemoteLLMServer(default=reply) as llm,
-            ScriptedSpeechServer(
-                transcript=UTTERANCE, stt_delay=plan.stt_delay, tts_delay=plan.tts_delay
-            ) as speech,
-        ):
+        with RemoteLLMServer(default=reply) as llm:
             for n in plan.levels:
                 print(f"capacity: {n} sessions ...", file=sys.stderr, flush=True)
                 work = Path(tempfile.mkdtemp(dir=tmp))
                 turns = 1 + (plan.lone_turns if n == 1 else plan.measured_turns)
-                env = _worker_env(plan, llm.base_url, speech.base_url, wav, work, n, turns)
+                env = _worker_env(llm.base_url, speech.base_url, work)
+                env.update(
+                    CAPACITY_SESSIONS=str(n),
+                    CAPACITY_TURNS=str(turns),
+                    CAPACITY_WAV=str(wav),
+                    CAPACITY_STAGGER=str(plan.stagger if n > 1 else 0),
+                    CAPACITY_PAUSE=str(plan.pause),
+                )
                 result.levels.append(_level(n, turns, env, work))
     return result
 
 
-def _worker_env(
-    plan: CapacityPlan, llm_url: str, speech_url: str, wav: Path, work: Path, n: int, turns: int
-) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LLM_", "STT_", "TTS_", "AGENT_", "LIVEKIT_", "OTEL_", "PROMETHEUS"))
-    }
-    env.update(
+def _worker_env(llm_url: str, speech_url: str, work: Path) -> dict[str, str]:
+    skip = ("LLM_", "STT_", "TTS_", "AGENT_", "LIVEKIT_", "OTEL_", "PROMETHEUS")
+    return {k: v for k, v in os.environ.items() if not k.startswith(skip)} | dict(
         PYTHONPATH=str(ROOT),
         LLM_BASE_URL=llm_url,
         LLM_MODEL="bench-model",
@@ -140,19 +128,12 @@ def _worker_env(
         WORKER_PORT="0",
         PROMETHEUS_MULTIPROC_DIR=str(work / "metrics"),
         CAPACITY_DIR=str(work),
-        CAPACITY_SESSIONS=str(n),
-        CAPACITY_TURNS=str(turns),
-        CAPACITY_WAV=str(wav),
-        CAPACITY_STAGGER=str(plan.stagger if n > 1 else 0),
-        CAPACITY_PAUSE=str(plan.pause),
     )
-    return env
 
 
 def _level(n: int, turns: int, env: dict[str, str], work: Path) -> Level:
-    with FakeLiveKitDispatch() as dispatch:
+    with FakeLiveKitDispatch() as dispatch, (work / "worker.log").open("w") as log:
         env["LIVEKIT_URL"] = dispatch.url
-        log = (work / "worker.log").open("w")
         worker = subprocess.Popen(
             [sys.executable, "-m", "bench.capacity_worker"],
             env=env,
@@ -164,12 +145,11 @@ def _level(n: int, turns: int, env: dict[str, str], work: Path) -> Level:
             dispatch.wait_for("registration", dispatch.registered, within=120)
             # calls arrive one after another: livekit counts a job it has accepted but not
             # yet started as a share of the threshold, and turns down a burst of offers
-            jobs: list[str] = []
-            pids: list[int] = []
+            jobs = {}
             for _ in range(n):
-                jobs.append(dispatch.offer_job())
-                pids.append(_started_pid(dispatch, work, jobs[-1]))
-            return _run_level(n, turns, work, jobs, pids, worker.pid)
+                job = dispatch.offer_job()
+                jobs[job] = _started_pid(dispatch, work, job)
+            return _measure_level(n, turns, work, jobs, worker.pid)
         finally:
             worker.send_signal(signal.SIGTERM)
             try:
@@ -177,56 +157,6 @@ def _level(n: int, turns: int, env: dict[str, str], work: Path) -> Level:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
-            log.close()
-
-
-def _run_level(
-    n: int, turns: int, work: Path, jobs: list[str], pids: list[int], worker_pid: int
-) -> Level:
-    procs = {pid: psutil.Process(pid) for pid in [*pids, worker_pid]}
-    cpu_start = {pid: _cpu(p) for pid, p in procs.items()}
-    machine_start = _machine_busy()
-    cpu_last = dict(cpu_start)
-    pss_peak: dict[int, float] = {}
-    started = time.perf_counter()
-    (work / "go").touch()
-    deadline = time.monotonic() + 120 + turns * 20
-    while not all((work / f"{job}.json").exists() for job in jobs):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"sessions did not finish; see {work / 'worker.log'}")
-        # PSS (smaps) is costly to read: every 5 s is enough for a plateau
-        sample_pss = int(time.perf_counter() - started) % 5 == 0
-        for pid, proc in procs.items():
-            try:
-                cpu_last[pid] = _cpu(proc)
-                if pid != worker_pid and (sample_pss or pid not in pss_peak):
-                    pss_peak[pid] = max(pss_peak.get(pid, 0.0), pss_mb(pid))
-            except (psutil.Error, OSError):
-                pass  # the session ended and its process with it
-        time.sleep(1.0)
-    wall = time.perf_counter() - started
-    machine_busy = _machine_busy() - machine_start
-    e2e: list[float] = []
-    silent = 0
-    for job in jobs:
-        per_turn = json.loads((work / f"{job}.json").read_text())["e2e"]
-        # the first turn opens the backends' connections: warm-up
-        e2e.extend(x for x in per_turn[1:] if x is not None)
-        # no audio, or no answer at all before the session gave up waiting
-        silent += sum(1 for x in per_turn[1:] if x is None) + max(turns - len(per_turn), 0)
-    job_cpu = sum(cpu_last[p] - cpu_start[p] for p in pids)
-    worker_cpu = job_cpu + cpu_last[worker_pid] - cpu_start[worker_pid]
-    return Level(
-        sessions=n,
-        turns=len(e2e),
-        p50_ms=pct(e2e, 50) * 1000,
-        p95_ms=pct(e2e, 95) * 1000,
-        cpu_per_session=job_cpu / wall / n,
-        worker_cpu=(cpu_last[worker_pid] - cpu_start[worker_pid]) / wall,
-        pss_per_session_mb=sum(pss_peak.values()) / max(len(pss_peak), 1),
-        silent_turns=silent,
-        other_cpu=max(machine_busy - worker_cpu, 0.0) / wall,
-    )
 
 
 def _started_pid(dispatch: FakeLiveKitDispatch, work: Path, job: str) -> int:
@@ -240,6 +170,51 @@ def _started_pid(dispatch: FakeLiveKitDispatch, work: Path, job: str) -> int:
 
     # forking and prewarming 40 job processes on 2 busy cores takes a while
     return int(dispatch.wait_for(f"{job} started", pid, within=300))
+
+
+def _measure_level(n: int, turns: int, work: Path, jobs: dict[str, int], worker: int) -> Level:
+    """Let the N sessions talk; their CPU, PSS and end of speech -> first audio."""
+    procs = {pid: psutil.Process(pid) for pid in [*jobs.values(), worker]}
+    cpu_start = {pid: _cpu(p) for pid, p in procs.items()}
+    cpu_last, pss_peak = dict(cpu_start), {pid: 0.0 for pid in jobs.values()}
+    machine_start, started = _machine_busy(), time.perf_counter()
+    (work / "go").touch()
+    deadline = time.monotonic() + 120 + turns * 20
+    while not all((work / f"{job}.json").exists() for job in jobs):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sessions did not finish; see {work / 'worker.log'}")
+        # PSS (smaps) is costly to read: every 5 s is enough for a plateau
+        sample_pss = int(time.perf_counter() - started) % 5 == 0
+        for pid, proc in procs.items():
+            try:
+                cpu_last[pid] = _cpu(proc)
+                if pid != worker and (sample_pss or not pss_peak[pid]):
+                    pss_peak[pid] = max(pss_peak[pid], pss_mb(pid))
+            except (psutil.Error, OSError):
+                pass  # the session ended and its process with it
+        time.sleep(1.0)
+    wall = time.perf_counter() - started
+    machine_busy = _machine_busy() - machine_start
+    e2e: list[float] = []
+    silent = 0
+    for job in jobs:
+        per_turn = json.loads((work / f"{job}.json").read_text())["e2e"][1:]  # 1st: warm-up
+        e2e.extend(x for x in per_turn if x is not None)
+        # no audio, or no answer at all before the session gave up waiting
+        silent += per_turn.count(None) + max(turns - 1 - len(per_turn), 0)
+    used = {pid: cpu_last[pid] - cpu_start[pid] for pid in procs}
+    job_cpu = sum(used[pid] for pid in jobs.values())
+    return Level(
+        sessions=n,
+        turns=len(e2e),
+        p50_ms=pct(e2e, 50) * 1000,
+        p95_ms=pct(e2e, 95) * 1000,
+        cpu_per_session=job_cpu / wall / n,
+        worker_cpu=used[worker] / wall,
+        pss_per_session_mb=sum(pss_peak.values()) / max(len(pss_peak), 1),
+        silent_turns=silent,
+        other_cpu=max(machine_busy - job_cpu - used[worker], 0.0) / wall,
+    )
 
 
 def _machine_busy() -> float:
@@ -297,10 +272,6 @@ def numbers(result: CapacityResult) -> dict[str, Any]:
         "cores": result.cores,
         "levels": [asdict(lv) for lv in result.levels],
     }
-
-
-def run(ctx: Context) -> CapacityResult:
-    return measure(ctx.plan.capacity)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,39 +50,6 @@ class LoadResult:
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
 
-    @property
-    def max_turn(self) -> float:
-        return max(self.turn_seconds, default=0.0)
-
-    def p(self, values: list[float], q: int) -> float:
-        return pct(values, q) if values else 0.0
-
-    def rows(self) -> list[tuple[str, str]]:
-        t, f = self.turn_seconds, self.first_text_seconds
-        return [
-            ("sessions x turns", f"{self.sessions} x {self.turns // max(self.sessions, 1)}"),
-            ("turns", f"{len(t)}"),
-            ("faults injected", f"{sum(self.faults_injected.values())} {self.faults_injected}"),
-            ("silent turns", f"{self.silent_turns}"),
-            ("apologies / fallback replies", f"{self.apologies} / {self.fallbacks}"),
-            (
-                "turn p50 / p95 / max",
-                f"{_in_ms(self.p(t, 50))} / {_in_ms(self.p(t, 95))} / {_in_ms(self.max_turn)}",
-            ),
-            ("first text p50 / p95", f"{_in_ms(self.p(f, 50))} / {_in_ms(self.p(f, 95))}"),
-            ("limit (timeout + 1 s)", _in_ms(self.timeout + 1)),
-            # the scripted server runs in a thread of this process: its CPU is included
-            ("process CPU per turn", _in_ms(self.cpu_seconds / max(len(t), 1))),
-            ("leaked asyncio tasks", f"{self.leaked_tasks}"),
-            ("open sockets before / after", f"{self.sockets_before} / {self.sockets_after}"),
-            ("RSS before / after", f"{self.rss_before_mb:.1f} / {self.rss_after_mb:.1f} MB"),
-            ("wall time", f"{self.wall_seconds:.1f} s"),
-        ]
-
-
-def _in_ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
-
 
 def open_sockets() -> int:
     fd_dir = "/proc/self/fd"
@@ -147,19 +114,40 @@ async def _session(engine: TurnEngine, turns: int, result: LoadResult) -> None:
         history.add_message(role="assistant", content=turn.text)
 
 
-def run(ctx: Context) -> LoadResult:
+async def run(ctx: Context) -> LoadResult:
     sessions, turns = ctx.plan.fault_sessions
-    return asyncio.run(run_load(sessions=sessions, turns=turns))
+    return await run_load(sessions=sessions, turns=turns)
 
 
-def render(result: LoadResult) -> list[str]:
+def render(r: LoadResult) -> list[str]:
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000:.0f} ms"
+
+    t, f = r.turn_seconds, r.first_text_seconds
+    p = {q: (pct(t, q) if t else 0.0, pct(f, q) if f else 0.0) for q in (50, 95)}
     intro = (
-        f"{result.sessions} engines' sessions at once in this process, each saying its turns "
+        f"{r.sessions} engines' sessions at once in this process, each saying its turns "
         "back to back, against a scripted server that injects a fault (HTTP errors, hangs, "
         f"cut streams, garbage) into {FAULT_RATE:.0%} of the replies; the client's timeout is "
-        f"{result.timeout:g} s. Every turn must end in words, and nothing may stay behind."
+        f"{r.timeout:g} s. Every turn must end in words, and nothing may stay behind."
     )
-    return key_values(intro, result.rows())
+    rows = [
+        ("sessions x turns", f"{r.sessions} x {r.turns // max(r.sessions, 1)}"),
+        ("turns", f"{len(t)}"),
+        ("faults injected", f"{sum(r.faults_injected.values())} {r.faults_injected}"),
+        ("silent turns", f"{r.silent_turns}"),
+        ("apologies / fallback replies", f"{r.apologies} / {r.fallbacks}"),
+        ("turn p50 / p95 / max", f"{ms(p[50][0])} / {ms(p[95][0])} / {ms(max(t, default=0))}"),
+        ("first text p50 / p95", f"{ms(p[50][1])} / {ms(p[95][1])}"),
+        ("limit (timeout + 1 s)", ms(r.timeout + 1)),
+        # the scripted server runs in a thread of this process: its CPU is included
+        ("process CPU per turn", ms(r.cpu_seconds / max(len(t), 1))),
+        ("leaked asyncio tasks", f"{r.leaked_tasks}"),
+        ("open sockets before / after", f"{r.sockets_before} / {r.sockets_after}"),
+        ("RSS before / after", f"{r.rss_before_mb:.1f} / {r.rss_after_mb:.1f} MB"),
+        ("wall time", f"{r.wall_seconds:.1f} s"),
+    ]
+    return key_values(intro, rows)
 
 
 def numbers(result: LoadResult) -> Mapping[str, object]:

@@ -16,11 +16,10 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
 
-from .common import MB
+from .common import MB, ROOT
 
 
 def pss_mb(pid: int) -> float:
@@ -57,7 +56,7 @@ def tree_memory(root: int) -> list[ProcessMemory]:
 
 
 def idle_worker(
-    env: Mapping[str, str], *, command: list[str], cwd: Path, idle_processes: int, timeout: float
+    env: Mapping[str, str], *, command: list[str], idle_processes: int, timeout: float
 ) -> list[ProcessMemory]:
     """Start the worker against a closed LiveKit port and measure its tree once the
     forkserver has forked `idle_processes` prewarmed job processes and memory settles.
@@ -69,7 +68,7 @@ def idle_worker(
     proc = subprocess.Popen(
         command,
         env=dict(env),
-        cwd=cwd,
+        cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from testing.servers.openai_server import text_reply
 
@@ -20,31 +19,22 @@ TITLE = "No-tool turn: time to first text out / server's time to first token"
 class NoToolRow:
     level: str
     variant: str
-    ratios: list[float]
-    added_ms: list[float]
-    server_ttft_ms: list[float]
+    ratios: list[float] = field(default_factory=list)
+    added_ms: list[float] = field(default_factory=list)
+    server_ttft_ms: list[float] = field(default_factory=list)
 
 
-def run(ctx: Context) -> list[NoToolRow]:
-    return asyncio.run(_measure(ctx))
-
-
-async def _measure(ctx: Context) -> list[NoToolRow]:
-    backend, server = ctx.plan.backend, ctx.server
+async def run(ctx: Context) -> list[NoToolRow]:
+    backend, server, rows = ctx.plan.backend, ctx.server, []
 
     def script() -> list[object]:
         return [text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay)]
 
-    rows: list[NoToolRow] = []
-    for level, variants in (
-        ("session", session_variants(server.base_url)),
-        ("llm_node", node_variants(server.base_url)),
-    ):
-        collected = await collect(
-            server, variants, script, reps=ctx.plan.reps, warmup=ctx.plan.warmup
-        )
+    for level, variants in (("session", session_variants), ("llm_node", node_variants)):
+        turns = variants(server.base_url)
+        collected = await collect(server, turns, script, reps=ctx.plan.reps, warmup=ctx.plan.warmup)
         for name, samples in collected.items():
-            row = NoToolRow(level, name, [], [], [])
+            rows.append(row := NoToolRow(level, name))
             for s in samples:
                 server_ttft = s.served[0].ttft
                 assert server_ttft is not None
@@ -52,7 +42,6 @@ async def _measure(ctx: Context) -> list[NoToolRow]:
                 row.ratios.append(out / server_ttft)
                 row.added_ms.append((out - server_ttft) * 1000)
                 row.server_ttft_ms.append(server_ttft * 1000)
-            rows.append(row)
     return rows
 
 

@@ -2,7 +2,8 @@
 
 A section is a module with `NAME` (what `python -m bench NAME` selects it by, and its key
 in bench/results.json), `TITLE` (its heading in BENCHMARKS.md) and three functions:
-`run(ctx)` measures and returns a result, `render(result)` is that result as Markdown
+`run(ctx)` measures and returns a result (a coroutine function runs in a loop of its
+own), `render(result)` is that result as Markdown
 lines, `numbers(result)` its entry in results.json (summaries, not raw samples). A result
 carries whatever its render needs, so the three can be called apart.
 """

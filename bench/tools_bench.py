@@ -10,7 +10,6 @@ milliseconds.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import statistics
@@ -54,11 +53,11 @@ class ToolsResult:
     runs: int
 
 
-def run(ctx: Context) -> ToolsResult:
+async def run(ctx: Context) -> ToolsResult:
     # an unreachable MCP server logs errors by design; they are not the bench's
     logging.disable(logging.CRITICAL)
     try:
-        return ToolsResult(asyncio.run(_measure(ctx, ctx.plan.tool_runs)), ctx.plan.tool_runs)
+        return ToolsResult(await _measure(ctx, ctx.plan.tool_runs), ctx.plan.tool_runs)
     finally:
         logging.disable(logging.NOTSET)
 

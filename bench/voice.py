@@ -1,25 +1,18 @@
-"""The voice path measured spoken turn by spoken turn, and the worker's memory.
+"""Section: spoken turns through the worker's session, stage by stage, and its memory.
 
-Real parts throughout, as in the audio e2e test (`tests/voice/test_session_audio.py`):
-questions spoken by espeak-ng and played in real time into the worker's own session, the
-real silero VAD, the real Whisper server, the run's scripted LLM server and the espeak-ng
-TTS server (`bench/voice_session.py`). The session runs in a child process that plays the
-job process, so its memory is a job process's alone and the speech servers do not share
-its GIL. Then the idle worker's memory (`bench/memory.py`), and the side by side with
-livekit's default pipeline (`bench/voice_latency.py`).
-
-Every latency is livekit's own number where livekit has one: `metrics_collected`
-(EOUMetrics, STTMetrics, LLMMetrics) and the metrics livekit attaches to each chat
-message (`stopped_speaking_at`, `llm_node_ttft`, `llm_node_ttfs`, `tts_node_ttfb`,
-`e2e_latency`). Two are wall clocks (`time.time()`, one clock across processes): when
-livekit emitted the user's "stopped speaking" state (it back-dates the event itself), and
-when the TTS server received the request.
+Real parts, as in the audio e2e test: espeak-ng questions played in real time into the
+worker's own session in a child process that plays the job process (`voice_session`),
+the real silero VAD and Whisper server, the run's scripted LLM, the espeak-ng TTS server.
+Every latency is livekit's own number where it has one; then the idle worker's memory,
+and the side by side with livekit's default pipeline (`voice_latency`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from livekit.agents.utils.hw import get_cpu_monitor
@@ -28,15 +21,15 @@ from testing.cli import VOICE_AGENT
 from testing.polling import free_port
 from testing.servers.openai_server import text_reply
 
-from . import voice_latency
+from . import no_tool, voice_latency
 from .common import ROOT
 from .memory import idle_worker
 from .plan import VoicePlan
-from .sections import p50
-from .server_proc import RemoteLLMServer
-from .voice_latency import REPLY
-from .voice_session import Spoken, first, speak
+from .sections import Context, p50, p50_p95, summary, table
+from .voice_session import SPEECH_LEVEL, Spoken, espeak_missing, first, speak
 
+NAME = "voice"
+TITLE = "Voice path: spoken turns through the worker's session"
 QUESTIONS = (
     "What time is it in Tokyo?",
     "How is the weather in Paris today?",
@@ -46,125 +39,118 @@ QUESTIONS = (
     "How far away is the moon?",
 )
 GREETING = "Hello, ask me anything."
-
-STAGES = (  # key in results.json, stage, where the number comes from
-    (
-        "eos_vad",
-        "end of speech -> VAD reports it (silero silence window)",
+EOS = "end of speech ->"
+STAGES = {  # key in results.json: (stage, where the number comes from)
+    "eos_vad": (
+        f"{EOS} VAD reports it (silero silence window)",
         "wall clock when livekit emits `user_state_changed` -> listening, minus the end of "
         "speech it back-dates the event to",
     ),
-    (
-        "eos_transcript",
-        "end of speech -> final transcript (VAD end + Whisper request)",
+    "eos_transcript": (
+        f"{EOS} final transcript (VAD end + Whisper request)",
         "EOUMetrics.transcription_delay",
     ),
-    ("stt_request", "of which: the Whisper request", "STTMetrics.duration"),
-    (
-        "eos_turn",
-        "end of speech -> end of turn (VAD + endpointing)",
-        "EOUMetrics.end_of_utterance_delay",
-    ),
-    (
-        "transcript_turn",
+    "stt_request": ("of which: the Whisper request", "STTMetrics.duration"),
+    "eos_turn": (f"{EOS} end of turn (VAD + endpointing)", "EOUMetrics.end_of_utterance_delay"),
+    "transcript_turn": (
         "final transcript -> end of turn",
         "end_of_utterance_delay - transcription_delay",
     ),
-    ("llm_ttft", "LLM request -> first token (client)", "LLMMetrics.ttft"),
-    (
-        "server_ttft",
+    "llm_ttft": ("LLM request -> first token (client)", "LLMMetrics.ttft"),
+    "server_ttft": (
         "LLM request -> first token (server's own record)",
         "scripted server, as in section 1",
     ),
-    ("node_ttft", "llm_node start -> first text (our engine)", "`llm_node_ttft`"),
-    (
-        "text_tts",
+    "node_ttft": ("llm_node start -> first text (our engine)", "`llm_node_ttft`"),
+    "text_tts": (
         "first text -> first TTS request (sentence tokenizer)",
         "`llm_node_ttfs` - `llm_node_ttft`",
     ),
-    ("tts_ttfb", "TTS request -> first audio byte", "`tts_node_ttfb`"),
-    (
-        "eos_tts",
-        "end of speech -> first TTS request (total)",
+    "tts_ttfb": ("TTS request -> first audio byte", "`tts_node_ttfb`"),
+    "eos_tts": (
+        f"{EOS} first TTS request (total)",
         "wall clock: TTS server's arrival time - `stopped_speaking_at`",
     ),
-    ("e2e", "end of speech -> agent starts speaking", "`e2e_latency`"),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryRow:
-    what: str
-    rss_mb: float
-    pss_mb: float | None
+    "e2e": (f"{EOS} agent starts speaking", "`e2e_latency`"),
+}
 
 
 @dataclass
 class VoiceResult:
     plan: VoicePlan
+    skipped: str | None = None
     stages_ms: dict[str, list[float]] = field(default_factory=dict)
-    memory: list[MemoryRow] = field(default_factory=list)
+    memory: list[tuple[str, float, float | None]] = field(default_factory=list)
+    """Per process: what it is, its RSS and PSS (where measured) in MB."""
     heard: list[str] = field(default_factory=list)
     anchor_offset_ms: list[float] = field(default_factory=list)
     """livekit's end-of-speech estimate - the real end of the WAV's speech."""
     vad_silence_s: float = 0.0
     endpointing_s: tuple[float, float] = (0.0, 0.0)
     wall_s: float = 0.0
-    skipped: str | None = None
     no_tool_ratio: float | None = None
     """The no-tool section's `llm_node` ratio for our default, where it ran before."""
     side_by_side: voice_latency.LatencyResult | None = None
 
     def p50(self, key: str) -> float:
-        """The median of one stage by its key (nan when it has no samples)."""
-        return p50(self.stages_ms.get(key, []))
+        return p50(self.stages_ms[key])
 
 
-def measure(server: RemoteLLMServer, plan: VoicePlan) -> VoiceResult:
+def run(ctx: Context) -> VoiceResult:
+    started, plan = time.perf_counter(), ctx.plan.voice
+    if plan.turns <= 0:
+        return VoiceResult(
+            plan,
+            "no spoken turns asked for (`--quick` skips this section: one spoken turn adds "
+            "about 25 s; `--quick --voice-turns 1` runs one)",
+        )
+    if (missing := espeak_missing()) is not None:
+        return VoiceResult(plan, missing)
     from agent.config.settings import Settings
     from agent.voice.turn_detection import vad_min_silence
 
-    result = VoiceResult(plan)
-    # the worker's prewarm loads the VAD with the window its turn detection needs
-    result.vad_silence_s = vad_min_silence(Settings.model_construct())
     defaults = Settings.model_fields
-    result.endpointing_s = (
-        float(defaults["endpointing_min_delay"].default),
-        float(defaults["endpointing_max_delay"].default),
+    result = VoiceResult(
+        plan,
+        # the worker's prewarm loads the VAD with the window its turn detection needs
+        vad_silence_s=vad_min_silence(Settings.model_construct()),
+        endpointing_s=(
+            float(defaults["endpointing_min_delay"].default),
+            float(defaults["endpointing_max_delay"].default),
+        ),
     )
     n = plan.warmup + plan.turns
-    server.reset()
-    reply = text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
-    server.script(*[reply] * n)
+    reply = text_reply(voice_latency.REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
+    ctx.server.script(*[reply] * n)
     spoken = speak(
-        server.base_url, QUESTIONS, n, pipelines=["ours"], pause=plan.pause, greeting=GREETING
+        ctx.server.base_url, QUESTIONS, n, pipelines=["ours"], pause=plan.pause, greeting=GREETING
     )
     if spoken.data["missing"]:
         raise RuntimeError(f"spoken turns went unanswered: {spoken.data['missing']}")
-    server_ttft = [r.ttft * 1000 for r in server.requests() if r.ttft is not None]
-    _fill(result, spoken, server_ttft[plan.warmup :])
+    server_ttft = [r.ttft * 1000 for r in ctx.server.requests() if r.ttft is not None]
+    _stages(result, spoken, server_ttft[plan.warmup :])
     after = spoken.data["ours"]["rss_mb_after_turn"]
+    session = "session process, prewarmed (worker imported, VAD loaded), before the session"
     result.memory = [
-        MemoryRow(
-            "session process, prewarmed (worker imported, VAD loaded), before the session",
-            spoken.data["rss_mb_prewarmed"],
-            None,
-        ),
-        MemoryRow("session process after its first spoken turn", after[plan.warmup], None),
-        MemoryRow(f"session process after {len(after)} spoken turns", after[-1], None),
+        (session, spoken.data["rss_mb_prewarmed"], None),
+        ("session process after its first spoken turn", after[plan.warmup], None),
+        (f"session process after {len(after)} spoken turns", after[-1], None),
     ]
     if plan.idle_worker:
-        # livekit's own default in production (`start`): one idle job process per CPU
-        idle = math.ceil(get_cpu_monitor().cpu_count())
-        result.memory += _idle_worker_memory(server.base_url, idle)
+        result.memory += _idle_worker(ctx.server.base_url)
+    result.wall_s = time.perf_counter() - started
+    if rows := ctx.results.get(no_tool.NAME):
+        ours = no_tool.ours(rows, "llm_node")
+        result.no_tool_ratio = None if ours is None else p50(ours.ratios)
+    result.side_by_side = voice_latency.run(plan)
     return result
 
 
-def _fill(result: VoiceResult, spoken: Spoken, server_ttft_ms: list[float]) -> None:
+def _stages(result: VoiceResult, spoken: Spoken, server_ttft_ms: list[float]) -> None:
     """Each stage's latency per measured turn, from what the session reported."""
-    record = spoken.data["ours"]
-    items, metrics = record["items"], record["metrics"]
-    series = result.stages_ms = {key: [] for key, _, _ in STAGES}
+    log = spoken.data["ours"]
+    items, metrics = log["items"], log["metrics"]
+    series = result.stages_ms = {key: [] for key in STAGES}
     series["server_ttft"] = server_ttft_ms
 
     def add(key: str, value: float | None) -> None:
@@ -173,8 +159,7 @@ def _fill(result: VoiceResult, spoken: Spoken, server_ttft_ms: list[float]) -> N
 
     for k in range(result.plan.warmup, result.plan.warmup + result.plan.turns):
         result.heard += [i["text"] for i in items if i["turn"] == k and i["role"] == "user"]
-        eou = first(metrics, k, type="eou_metrics")
-        if eou is not None:
+        if (eou := first(metrics, k, type="eou_metrics")) is not None:
             add("eos_turn", eou["end_of_utterance_delay"])
             add("eos_transcript", eou["transcription_delay"])
             add("transcript_turn", eou["end_of_utterance_delay"] - eou["transcription_delay"])
@@ -192,16 +177,18 @@ def _fill(result: VoiceResult, spoken: Spoken, server_ttft_ms: list[float]) -> N
         user = first(items, k, role="user")
         if user is None or (eos := user["metrics"].get("stopped_speaking_at")) is None:
             continue
-        if (seen := first(record["user_states"], k, state="listening")) is not None:
+        if (seen := first(log["user_states"], k, state="listening")) is not None:
             add("eos_vad", seen["at"] - eos)
         tts = (at for text, at in spoken.tts_requests if at > eos and text != GREETING)
         add("eos_tts", None if (request_at := next(tts, None)) is None else request_at - eos)
         # the WAV's last speech sample went out `tails[k]` before its last frame did
-        speech_end = record["mic_end"][str(k)] - spoken.tails[k]
+        speech_end = log["mic_end"][str(k)] - spoken.tails[k]
         result.anchor_offset_ms.append((eos - speech_end) * 1000)
 
 
-def _idle_worker_memory(llm_url: str, idle_processes: int) -> list[MemoryRow]:
+def _idle_worker(llm_url: str) -> list[tuple[str, float, float | None]]:
+    """`voice-agent start`'s tree, idle: livekit's default in production is one idle job
+    process per CPU."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -217,10 +204,144 @@ def _idle_worker_memory(llm_url: str, idle_processes: int) -> list[MemoryRow]:
         WORKER_PORT="0",
         LOG_FORMAT="json",
     )
-    procs = idle_worker(
-        env, command=[VOICE_AGENT, "start"], cwd=ROOT, idle_processes=idle_processes, timeout=90
-    )
-    rows = [MemoryRow(f"idle worker: {p.role}", p.rss_mb, p.pss_mb) for p in procs]
+    idle = math.ceil(get_cpu_monitor().cpu_count())
+    procs = idle_worker(env, command=[VOICE_AGENT, "start"], idle_processes=idle, timeout=90)
     # RSS summed counts shared pages once per process; PSS does not
-    tree = sum(p.rss_mb for p in procs), sum(p.pss_mb for p in procs)
-    return [*rows, MemoryRow("idle worker: whole process tree", *tree)]
+    whole = sum(p.rss_mb for p in procs), sum(p.pss_mb for p in procs)
+    rows: list[tuple[str, float, float | None]] = [
+        (f"idle worker: {p.role}", p.rss_mb, p.pss_mb) for p in procs
+    ]
+    return [*rows, ("idle worker: whole process tree", *whole)]
+
+
+def render(v: VoiceResult) -> list[str]:
+    if v.skipped is not None:
+        return [f"Skipped: {v.skipped}.", ""]
+    p, (min_delay, max_delay) = v.plan, v.endpointing_s
+    out = [
+        f"{p.turns} spoken turn{'s' if p.turns != 1 else ''}"
+        + (f" (after {p.warmup} for warm-up)" if p.warmup else "")
+        + " through the worker's own session (`build_session`, `build_agent`, "
+        "`SessionObserver`), run in a process of its own that plays the job process: "
+        "questions spoken by espeak-ng and played in real time in 20 ms frames (the e2e "
+        "test's `PacedMicrophone`), the real silero VAD (end of speech after "
+        f"{v.vad_silence_s * 1000:.0f} ms of silence), turn detection `vad` with the default "
+        f"endpointing delay ({min_delay * 1000:.0f} ms, at most {max_delay * 1000:.0f} ms), "
+        "the real Whisper server (faster-whisper-server, tiny.en, CPU, in its own process, "
+        f"warmed up), the scripted LLM (time to first token {p.ttft * 1000:.0f} ms, "
+        f"{p.token_delay * 1000:.0f} ms between words, a two-sentence reply) and the "
+        "espeak-ng TTS server. Whisper, the LLM server and the session share the 2 cores.",
+        "",
+        "End of speech is livekit's own estimate (`stopped_speaking_at`: the VAD's end of "
+        "speech minus the silence it waited for). Every number is livekit's except two wall "
+        "clocks (`time.time()`, one clock across processes), where livekit has no number: "
+        "when the VAD's silence window closed (livekit back-dates the `user_state_changed` "
+        "event to the end of speech, so the moment it was emitted is taken in the handler), "
+        "and when the TTS server received the first request of the reply.",
+        "",
+        table(
+            "stage | source | p50 ms | p95 ms | turns",
+            [
+                [stage, source, *_p50_p95(v.stages_ms[key]), len(v.stages_ms[key])]
+                for key, (stage, source) in STAGES.items()
+            ],
+        ),
+        "",
+    ]
+    if v.anchor_offset_ms:
+        out += [
+            "livekit's end of speech vs the real one (the WAV's last sample louder than "
+            f"{SPEECH_LEVEL}/32768, as the microphone delivered it): p50 "
+            f"{p50(v.anchor_offset_ms):+.0f} ms (positive: livekit's estimate is later, so "
+            "every 'end of speech ->' row above is that much shorter than what the user "
+            "waits).",
+            "",
+        ]
+    if v.side_by_side is not None:
+        side = [voice_latency.HEADING, "", *voice_latency.render(v.side_by_side)]
+    return out + _limits(v) + _memory(v) + (side if v.side_by_side else [])
+
+
+def _p50_p95(ms: list[float]) -> list[str]:
+    return p50_p95(ms) if ms else ["n/a", "n/a"]
+
+
+def _limits(v: VoiceResult) -> list[str]:
+    """Where the time goes, and how our engine compares with the no-tool section."""
+    out = [
+        "What limits it (p50s): the turn cannot end before the transcript, and the "
+        "transcript cannot start before the VAD has heard "
+        f"{v.vad_silence_s * 1000:.0f} ms of silence: the VAD reports the end of speech "
+        f"after {v.p50('eos_vad'):.0f} ms (the silence rounded up to silero's 32 ms windows), "
+        f"then the Whisper request takes {v.p50('stt_request'):.0f} ms (tiny.en, "
+        "faster-whisper's defaults: beam search 5, on the same 2 CPUs as everything else), "
+        f"so the transcript is there {v.p50('eos_transcript'):.0f} ms after the end of "
+        f"speech. The endpointing delay ({v.endpointing_s[0] * 1000:.0f} ms from the end of "
+        "speech) has run out by then, so it costs nothing: the turn ends "
+        f"{v.p50('transcript_turn'):.1f} ms after the transcript. The LLM adds its time to "
+        f"first token ({v.p50('server_ttft'):.0f} ms, scripted) and the sentence tokenizer "
+        f"waits {v.p50('text_tts'):.0f} ms for the first sentence to be complete (a faster "
+        "model, or a shorter first sentence, shortens it) before the first TTS request; "
+        f"espeak-ng answers in {v.p50('tts_ttfb'):.0f} ms (a neural TTS on CPU takes far "
+        "longer). Whisper on shared CPUs is also the noisy part: a run with other jobs "
+        "busy on the machine saw single requests take 10 s.",
+        "",
+    ]
+    if v.stages_ms["node_ttft"] and v.stages_ms["server_ttft"]:
+        ratio = v.p50("node_ttft") / v.p50("server_ttft")
+        section1 = v.no_tool_ratio
+        out += [
+            "Our engine in the voice session: first text out of `llm_node` / the server's "
+            f"TTFT, p50 {ratio:.3f}"
+            + (f" (the no-tool section, `llm_node` level: {section1:.3f})" if section1 else "")
+            + ".",
+            "",
+        ]
+    if v.heard:
+        more = "; ..." if len(v.heard) > 6 else ""
+        heard = "; ".join(f'"{h}"' for h in v.heard[:6])
+        out += [f"What Whisper heard (the LLM got these as the user's turns): {heard}{more}", ""]
+    return out
+
+
+def _memory(v: VoiceResult) -> list[str]:
+    session = [rss for what, rss, _ in v.memory if what.startswith("session process")]
+    rows = [
+        [what, f"{rss:.1f}", "" if pss is None else f"{pss:.1f}"] for what, rss, pss in v.memory
+    ]
+    return [
+        "Memory. The session process: RSS before its session (worker imported, silero "
+        "loaded: what `prewarm` leaves) and after its spoken turns. The idle worker: "
+        "`voice-agent start` pointed at a closed LiveKit port, measured during its retry "
+        "window once livekit's process pool has prewarmed its idle job processes (one per "
+        "CPU, livekit's default for `start`): livekit starts that pool before it first "
+        "connects, so the tree is what an idle worker holds, without the websocket. Job "
+        "processes are forked from livekit's forkserver, which imported the plugins and "
+        "`agent.worker.entrypoint`, so most of their pages are shared copy-on-write: RSS "
+        "counts those in every process, PSS (from /proc/PID/smaps_rollup) splits them, and "
+        "the PSS of the tree adds up to what it costs the machine.",
+        "",
+        table("process | RSS MB | PSS MB", rows),
+        "",
+        "The session process is a fresh Python process, not forked from the forkserver, "
+        "so its RSS holds only what the session imports; a real job process also carries "
+        "what the forkserver preloaded (every installed livekit plugin), shared with its "
+        "siblings. What a session adds is the growth: about "
+        f"{session[-1] - session[0]:.0f} MB over its turns, on top of an idle job process.",
+        "",
+        f"Wall time of this section: {v.wall_s:.0f} s.",
+        "",
+    ]
+
+
+def numbers(v: VoiceResult) -> Mapping[str, object]:
+    if v.skipped is not None:
+        return {"skipped": v.skipped}
+    return {
+        "stages_ms": {key: summary(values) for key, values in v.stages_ms.items()},
+        "memory_mb": {what: {"rss": rss, "pss": pss} for what, rss, pss in v.memory},
+        "wall_s": round(v.wall_s, 1),
+        # eos_to_first_audio_ms.{ours,livekit_default}.{p50,p95} and
+        # premature_end_of_turn_rate.{ours,livekit_default}
+        **(voice_latency.numbers(v.side_by_side) if v.side_by_side else {}),
+    }

@@ -1,24 +1,19 @@
-"""Spoken turns through real voice sessions, in a process that plays the job process.
+"""Spoken turns through real voice sessions, in a process that plays the job process;
+`speak` runs it against the real Whisper server and the espeak-ng TTS server.
 
-The child, `python -m bench.voice_session`, imports the worker, loads the silero VAD (what
-`prewarm` does) and starts one session per pipeline, with the e2e test's paced microphone
-and recording speaker in place of the room:
-- `ours`: the worker's own session (`build_session` + `build_agent` + `SessionObserver`,
-  `greet`) from the default settings: end-of-turn model, STT at each pause, first clause
-  to the TTS, safe preemptive generation;
+`python -m bench.voice_session` imports the worker, loads the silero VAD (what `prewarm`
+does) and starts one session per pipeline, a paced microphone and a recording speaker in
+place of the room:
+- `ours`: the worker's own session (`build_session`, `build_agent`, `SessionObserver`)
+  from the default settings: end-of-turn model, STT at each pause, first clause to the
+  TTS, safe preemptive generation;
 - `livekit_default`: what livekit does given the same VAD, STT, TTS and our agent and
-  nothing else: `AgentSession(vad=silero.VAD.load(), stt=..., tts=..., turn_handling=
-  {"turn_detection": "vad"})`, so livekit's default endpointing (0.5 s / 3 s), its default
-  sentence tokenizer (blingfire, whole sentences), its own `stt.StreamAdapter` and its
-  default preemptive generation.
-Each WAV is said to every pipeline in turn (the order alternates), each time waiting for
-the spoken answer. What livekit reports (`metrics_collected`, the metrics it attaches to
-each chat message, user state changes) and the segments ours sends to the STT are written
-out tagged with the utterance being said, on one wall clock (`time.time()`, one clock
-across processes), with this process's RSS after each turn.
-
-`speak` is the parent side: it runs the child against the real Whisper server
-(faster-whisper-server, tiny.en, CPU, warmed up) and the espeak-ng TTS server.
+  nothing else (`turn_detection="vad"`): its default endpointing (0.5 s / 3 s), sentence
+  tokenizer (blingfire, whole sentences), `stt.StreamAdapter` and preemptive generation.
+Each WAV is said to every pipeline in turn (the order alternates), waiting for the spoken
+answer. What livekit reports (metrics, chat messages with their metrics, user states) and
+the segments ours sends to the STT are written out tagged with the utterance being said,
+on one wall clock (`time.time()`, one clock across processes), with this process's RSS.
 """
 
 from __future__ import annotations
@@ -33,17 +28,12 @@ import shutil
 import tempfile
 import time
 import wave
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from livekit.agents import AgentSession, llm, vad
-from livekit.agents.voice import (
-    ConversationItemAddedEvent,
-    MetricsCollectedEvent,
-    UserStateChangedEvent,
-)
 
 from agent.config.resolved import Config
 from agent.voice.observer import SessionObserver
@@ -61,51 +51,6 @@ from testing.servers.whisper_server import WhisperServer
 from .common import quiet_logging, rss_mb, run_module
 
 PIPELINES = ("ours", "livekit_default")
-PAD_SECONDS = 0.3
-"""Silence espeak_to_wav puts around each question (Whisper needs a little lead-in)."""
-SPEECH_LEVEL = 300
-"""A sample louder than this (of 32768) is speech; espeak's own trailing silence is zeros."""
-
-
-@dataclass
-class Record:
-    """What one session reported, each entry tagged with the utterance being said."""
-
-    turn: int = -1
-    """Index of the utterance being said; -1 for the greeting."""
-    items: list[dict[str, Any]] = field(default_factory=list)
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    user_states: list[dict[str, Any]] = field(default_factory=list)
-    segments_sent: list[dict[str, Any]] = field(default_factory=list)
-    mic_end: dict[int, float] = field(default_factory=dict)
-    """When the microphone delivered each utterance's last frame."""
-    rss_mb_after_turn: list[float] = field(default_factory=list)
-
-    def _tagged(self, **fields: Any) -> dict[str, Any]:
-        return {"turn": self.turn, "at": time.time(), **fields}
-
-    def on_item(self, ev: ConversationItemAddedEvent) -> None:
-        if isinstance(item := ev.item, llm.ChatMessage):
-            text, metrics = item.text_content or "", dict(item.metrics)
-            self.items.append(self._tagged(role=item.role, text=text, metrics=metrics))
-
-    def on_metrics(self, ev: MetricsCollectedEvent) -> None:
-        self.metrics.append(self._tagged(**ev.metrics.model_dump()))
-
-    def on_user_state(self, ev: UserStateChangedEvent) -> None:
-        # the event is back-dated to the estimated end of speech (`created_at`); when it is
-        # emitted is when the VAD's silence window closed, which livekit reports nowhere
-        self.user_states.append(self._tagged(state=ev.new_state))
-
-    def on_segment_sent(self, speech_ended_at: float, sent_at: float) -> None:
-        self.segments_sent.append(self._tagged(speech_ended_at=speech_ended_at, sent_at=sent_at))
-
-    def answered(self, turn: int) -> bool:
-        """An answer that started after the whole utterance was said has been added."""
-        end = self.mic_end.get(turn)
-        return end is not None and any(
-            i["turn"] == turn and i["role"] == "assistant" and i["at"] > end for i in self.items
-        )
 
 
 def first(entries: Sequence[dict[str, Any]], turn: int, **match: object) -> dict[str, Any] | None:
@@ -117,19 +62,44 @@ def first(entries: Sequence[dict[str, Any]], turn: int, **match: object) -> dict
 
 
 @dataclass
-class _Running:
+class Pipeline:
+    """One session and all it reported, each entry tagged with the utterance being said."""
+
     name: str
     session: AgentSession[Any]
-    mic: PacedMicrophone
-    speaker: RecordingSpeaker
     turn_llm: llm.LLM[Any]
-    record: Record = field(default_factory=Record)
+    mic: PacedMicrophone = field(default_factory=PacedMicrophone)
+    speaker: RecordingSpeaker = field(default_factory=RecordingSpeaker)
+    turn: int = -1
+    """Index of the utterance being said; -1 before the first (the greeting)."""
+    log: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {"items": [], "metrics": [], "user_states": [], "segments_sent": []}
+    )
+    mic_end: dict[int, float] = field(default_factory=dict)
+    """When the microphone delivered each utterance's last frame."""
+    rss_mb_after_turn: list[float] = field(default_factory=list)
+
+    def note(self, kind: str, **fields: Any) -> None:
+        entry = {"turn": self.turn, "at": time.time(), **fields}
+        self.log[kind].append(entry)
+
+    def on_item(self, ev: Any) -> None:
+        if isinstance(m := ev.item, llm.ChatMessage):
+            self.note("items", role=m.role, text=m.text_content or "", metrics=dict(m.metrics))
+
+    def answered(self, turn: int) -> bool:
+        """An answer that started after the whole utterance was said has been added."""
+        end = self.mic_end.get(turn)
+        return end is not None and any(
+            i["turn"] == turn and i["role"] == "assistant" and i["at"] > end
+            for i in self.log["items"]
+        )
 
     def listening(self) -> bool:
         return self.session.agent_state == "listening"
 
 
-async def _start(name: str, config: Config, prewarmed: vad.VAD) -> _Running:
+async def _start(name: str, config: Config, prewarmed: vad.VAD) -> Pipeline:
     if name == "ours":
         session = build_session(config, vad=prewarmed)
         SessionObserver(session, stt_error_reply=config.settings.agent_stt_error_reply)
@@ -143,16 +113,19 @@ async def _start(name: str, config: Config, prewarmed: vad.VAD) -> _Running:
             tts=build_tts_chain([b.options for b in config.backends.tts_backends]),
             turn_handling={"turn_detection": "vad"},
         )
-    s = _Running(name, session, PacedMicrophone(), RecordingSpeaker(), build_llm(config))
-    session.on("conversation_item_added", s.record.on_item)
-    session.on("metrics_collected", s.record.on_metrics)
-    session.on("user_state_changed", s.record.on_user_state)
+    p = Pipeline(name, session, build_llm(config))
+    session.on("conversation_item_added", p.on_item)
+    session.on("metrics_collected", lambda ev: p.note("metrics", **ev.metrics.model_dump()))
+    # the state change is back-dated to the estimated end of speech; when it is emitted is
+    # when the VAD's silence window closed, which livekit reports nowhere
+    session.on("user_state_changed", lambda ev: p.note("user_states", state=ev.new_state))
     if isinstance(session.stt, PauseTranscriber):
-        session.stt.on("segment_sent", s.record.on_segment_sent)
-    session.input.audio = s.mic
-    session.output.audio = s.speaker
-    await session.start(build_agent(config, turn_llm=s.turn_llm), record=False)
-    return s
+        session.stt.on(
+            "segment_sent", lambda _end, sent_at: p.note("segments_sent", sent_at=sent_at)
+        )
+    session.input.audio, session.output.audio = p.mic, p.speaker
+    await session.start(build_agent(config, turn_llm=p.turn_llm), record=False)
+    return p
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -162,35 +135,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     prewarmed = load_vad(config.settings)  # what the worker's prewarm does
     gc.collect()
-    rss_prewarmed = rss_mb()
-    running = [await _start(name, config, prewarmed) for name in args.pipelines.split(",")]
-    missing: list[tuple[str, int]] = []
+    out: dict[str, Any] = {"rss_mb_prewarmed": rss_mb(), "missing": []}
+    pipelines = [await _start(name, config, prewarmed) for name in args.pipelines.split(",")]
     try:
-        for s in running:
+        for p in pipelines:
             if args.greeting:
-                greet(s.session, args.greeting)
-                await until(lambda s=s: bool(s.speaker.completed), within=30, what="greeting")  # type: ignore[misc]
+                greet(p.session, args.greeting)
+                await _waited(lambda p=p: bool(p.speaker.completed), within=30)  # type: ignore[misc]
         for k, wav in enumerate(args.wavs):
-            for s in running if k % 2 == 0 else running[::-1]:
-                s.record.turn = k
-                await s.mic.say(wav)
-                s.record.mic_end[k] = s.mic.speech_ended_at[-1]
-                if not await _waited(functools.partial(s.record.answered, k), within=60):
-                    missing.append((s.name, k))
-                await _waited(s.listening, within=30)
+            for p in pipelines if k % 2 == 0 else pipelines[::-1]:
+                p.turn = k
+                await p.mic.say(wav)
+                p.mic_end[k] = p.mic.speech_ended_at[-1]
+                if not await _waited(functools.partial(p.answered, k), within=60):
+                    out["missing"].append((p.name, k))
+                await _waited(p.listening, within=30)
                 gc.collect()
-                s.record.rss_mb_after_turn.append(rss_mb())
+                p.rss_mb_after_turn.append(rss_mb())
                 await asyncio.sleep(args.pause)  # a user does not talk over the end of the answer
     finally:
-        for s in running:
-            await s.session.aclose()
-            await s.turn_llm.aclose()
-    audio = {s.name: [seg.first_frame_at for seg in s.speaker.segments] for s in running}
-    pipelines = {s.name: {**asdict(s.record), "audio_starts": audio[s.name]} for s in running}
-    return {"rss_mb_prewarmed": rss_prewarmed, "missing": missing, **pipelines}
+        for p in pipelines:
+            await p.session.aclose()
+            await p.turn_llm.aclose()
+    for p in pipelines:
+        audio_starts = [seg.first_frame_at for seg in p.speaker.segments]
+        out[p.name] = {**p.log, "mic_end": p.mic_end, "audio_starts": audio_starts}
+        out[p.name]["rss_mb_after_turn"] = p.rss_mb_after_turn
+    return out
 
 
-async def _waited(check: Any, *, within: float) -> bool:
+async def _waited(check: Callable[[], bool], *, within: float) -> bool:
     """Whether `check()` came to hold within `within` seconds."""
     try:
         await until(check, within=within, what="it")
@@ -217,6 +191,11 @@ def main() -> None:
 
 # --- the parent side ------------------------------------------------------------------
 
+PAD_SECONDS = 0.3
+"""Silence espeak_to_wav puts around each question (Whisper needs a little lead-in)."""
+SPEECH_LEVEL = 300
+"""A sample louder than this (of 32768) is speech; espeak's own trailing silence is zeros."""
+
 
 def espeak_missing() -> str | None:
     """Why nothing can be said here, or None."""
@@ -237,7 +216,7 @@ def speech_tail_seconds(wav: Path) -> float:
 @dataclass(frozen=True, slots=True)
 class Spoken:
     data: dict[str, Any]
-    """What the child wrote: `rss_mb_prewarmed`, `missing`, and a `Record` per pipeline."""
+    """What the child wrote: `rss_mb_prewarmed`, `missing`, and each pipeline's log."""
     tails: list[float]
     """Per utterance: how long its WAV goes on after its last speech sample."""
     tts_requests: list[tuple[str, float]]
@@ -245,15 +224,10 @@ class Spoken:
 
 
 def speak(
-    llm_url: str,
-    questions: Sequence[str],
-    turns: int,
-    *,
-    pipelines: Sequence[str],
-    pause: float,
-    greeting: str = "",
+    llm_url: str, questions: Sequence[str], turns: int, *, pipelines: Sequence[str], **args: Any
 ) -> Spoken:
-    """Say `turns` utterances (`questions` spoken by espeak-ng, cycled) to each pipeline."""
+    """Say `turns` utterances (`questions` by espeak-ng, cycled) to each pipeline; `args`:
+    the child's `pause` and `greeting`."""
     with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
         wavs = [
             espeak_to_wav(q, Path(tmp) / f"q{i}.wav", pad_seconds=PAD_SECONDS)
@@ -270,8 +244,7 @@ def speak(
                     f"--stt-url={whisper.base_url}",
                     f"--tts-url={tts.base_url}",
                     f"--pipelines={','.join(pipelines)}",
-                    f"--greeting={greeting}",
-                    f"--pause={pause}",
+                    *(f"--{name}={value}" for name, value in args.items()),
                     f"--out={out}",
                     *map(str, said),
                     timeout=120 + 60 * turns * len(pipelines),
