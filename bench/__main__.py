@@ -123,31 +123,28 @@ def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
 def report(plan: Plan, results: dict[str, Any], info: RunInfo) -> str:
     """The header (what ran where), then each section's render under its registry number."""
     b = plan.backend
-    out = [
+    blocks = [
         "# Benchmarks",
-        "",
-        f"- Date: {info.date:%Y-%m-%d %H:%M} UTC",
-        f"- Machine: {machine()}",
+        f"- Date: {info.date:%Y-%m-%d %H:%M} UTC\n"
+        f"- Machine: {machine()}\n"
         f"- Command: `{info.command}`"
-        + (" (quick smoke run: numbers are not meaningful)" if plan.quick else ""),
-        f"- Scripted backend: time to first token {b.ttft * 1000:.0f} ms, "
-        f"{b.token_delay * 1000:.0f} ms between tokens (one word per SSE chunk), "
-        f"tool time {b.tool_seconds * 1000:.0f} ms; {plan.reps} turns per variant, "
-        "variants interleaved turn by turn, order rotated each repetition",
+        + (" (quick smoke run: numbers are not meaningful)" if plan.quick else "")
+        + f"\n- Scripted backend: time to first token {b.ttft * 1000:.0f} ms, "
+        f"{b.token_delay * 1000:.0f} ms between tokens (one word per SSE chunk), tool time "
+        f"{b.tool_seconds * 1000:.0f} ms; {plan.reps} turns per variant, variants interleaved "
+        "turn by turn, order rotated each repetition\n"
         f"- Wall time of the run: {info.wall_s:.0f} s; load average (1 min) at its start / "
-        f"end: {info.load[0]:.1f} / {info.load[1]:.1f} (other work on the machine "
-        "slows every variant: compare variants within one run)",
-        "",
+        f"end: {info.load[0]:.1f} / {info.load[1]:.1f} (other work on the machine slows every "
+        "variant: compare variants within one run)",
         "The LLM server (`testing/servers/openai_server.py`) runs in a child process "
         "(`bench/server_proc.py`), so it shares neither the event loop nor the GIL with "
         "the code measured. Its timestamps and ours are `time.perf_counter()`, on Linux "
         "CLOCK_MONOTONIC, one clock across processes.",
-        "",
     ]
     for number, section in enumerate(SECTIONS, start=1):
         if section.NAME in results:
-            out += [f"## {number}. {section.TITLE}", "", *section.render(results[section.NAME])]
-    return "\n".join(out)
+            blocks += [f"## {number}. {section.TITLE}", *section.render(results[section.NAME])]
+    return "\n\n".join(blocks)
 
 
 def numbers(plan: Plan, results: dict[str, Any], info: RunInfo) -> str:

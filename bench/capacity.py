@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,7 @@ from testing.servers.livekit_dispatch import FakeLiveKitDispatch
 from testing.servers.openai_server import text_reply
 from testing.servers.scripted_speech import ScriptedSpeechServer
 
-from .common import ROOT, pct
-from .memory import pss_mb
-from .plan import CapacityPlan
+from .common import ROOT, pct, pss_mb
 from .sections import Context, table
 from .server_proc import RemoteLLMServer
 
@@ -42,6 +41,20 @@ NAME = "capacity"
 TITLE = "Capacity: spoken sessions per worker"
 UTTERANCE = "What time is it in Tokyo right now?"
 REPLY = "It is nine in the evening there."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CapacityPlan:
+    levels: Sequence[int] = (1, 5, 10, 20, 40)
+    measured_turns: int = 4  # per session after its first (warm-up); a lone one: lone_turns
+    lone_turns: int = 12
+    stagger: float = 3.0  # sessions start spread over this many seconds, as calls do
+    pause: float = 1.0
+    stt_delay: float = 0.15
+    llm_ttft: float = 0.2
+    token_delay: float = 0.01
+    tts_delay: float = 0.1
+    budget_ms: float = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +93,9 @@ class CapacityResult:
 
 
 def run(ctx: Context) -> CapacityResult:
-    return measure(ctx.plan.capacity)
+    # one lone session, one measured turn: the section runs end to end (about 25 s)
+    quick = CapacityPlan(levels=(1,), measured_turns=1, lone_turns=1, pause=0.3)
+    return measure(ctx.sized(full=CapacityPlan(), quick=quick))
 
 
 def measure(plan: CapacityPlan) -> CapacityResult:
@@ -238,7 +253,6 @@ def render(result: CapacityResult) -> list[str]:
         f"audio (silent) fails its level. Other CPU: cores busy outside the worker meanwhile "
         f"(the scripted servers, and anything else on the machine). Machine: {result.cores} "
         "cores.",
-        "",
         table(
             f"sessions | turns | silent | p50 ms | p95 ms | within +{plan.budget_ms:.0f} ms | "
             "CPU per session (cores) | worker main CPU | PSS per session MB | other CPU (cores)",
@@ -258,10 +272,8 @@ def render(result: CapacityResult) -> list[str]:
                 for lv in result.levels
             ],
         ),
-        "",
         f"**`capacity.voice_sessions_per_worker` = {result.sessions_per_worker}** (the "
         f"largest N whose p95 stays within +{plan.budget_ms:.0f} ms of one session's).",
-        "",
     ]
 
 
@@ -284,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.turns:
         plan = replace(plan, measured_turns=args.turns, lone_turns=args.turns)
     result = measure(plan)
-    print("\n".join([f"## {TITLE}", "", *render(result)]))
+    print("\n\n".join([f"## {TITLE}", *render(result)]))
     if args.json:
         args.json.write_text(json.dumps({"capacity": numbers(result)}, indent=2) + "\n")
     return 0

@@ -74,6 +74,11 @@ def rss_mb(pid: int | None = None) -> float:
     return float(psutil.Process(pid).memory_info().rss) / MB
 
 
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size: its shared pages split among their sharers."""
+    return float(psutil.Process(pid).memory_full_info().pss) / MB
+
+
 def machine() -> str:
     """Cores, CPU model, OS and Python: where the numbers were measured."""
     model = platform.processor() or "unknown CPU"

@@ -23,7 +23,7 @@ from testing.servers.faults import FaultyBackend
 from testing.servers.openai_server import ScriptedLLMServer
 
 from .common import pct, rss_mb
-from .sections import Context, key_values, summary
+from .sections import Context, summary, table
 
 NAME = "faults"
 TITLE = "Concurrent sessions against a faulty backend"
@@ -115,7 +115,7 @@ async def _session(engine: TurnEngine, turns: int, result: LoadResult) -> None:
 
 
 async def run(ctx: Context) -> LoadResult:
-    sessions, turns = ctx.plan.fault_sessions
+    sessions, turns = ctx.sized(full=(50, 20), quick=(5, 3))
     return await run_load(sessions=sessions, turns=turns)
 
 
@@ -147,7 +147,7 @@ def render(r: LoadResult) -> list[str]:
         ("RSS before / after", f"{r.rss_before_mb:.1f} / {r.rss_after_mb:.1f} MB"),
         ("wall time", f"{r.wall_seconds:.1f} s"),
     ]
-    return key_values(intro, rows)
+    return [intro, table("what | value", rows)]
 
 
 def numbers(result: LoadResult) -> Mapping[str, object]:

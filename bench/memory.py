@@ -1,36 +1,30 @@
 """The idle `voice-agent start` worker's memory, process by process: RSS and PSS.
 
-RSS counts every page a process maps, shared or not. livekit's job processes are forked
+RSS counts every page a process maps, shared or not; livekit's job processes are forked
 from its forkserver after the plugins were imported, so most of their pages are shared
-copy-on-write: summing RSS over the tree counts those pages once per process. PSS divides
-each shared page among the processes sharing it, so the PSS of a tree adds up to what
-the tree really costs the machine.
+copy-on-write. PSS divides each shared page among the processes sharing it, so the PSS of
+the tree adds up to what it really costs the machine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import psutil
+from livekit.agents.utils.hw import get_cpu_monitor
 
-from .common import MB, ROOT
+from testing.cli import VOICE_AGENT
+from testing.polling import free_port
 
+from .common import MB, ROOT, pss_mb
 
-def pss_mb(pid: int) -> float:
-    return float(psutil.Process(pid).memory_full_info().pss) / MB
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessMemory:
-    role: str
-    rss_mb: float
-    pss_mb: float
+Row = tuple[str, float, float | None]
+"""What a process is, its RSS and its PSS (where measured), in MB."""
 
 
 def _role(proc: psutil.Process, root: int) -> str:
@@ -45,29 +39,43 @@ def _role(proc: psutil.Process, root: int) -> str:
     return cmd[:60]
 
 
-def tree_memory(root: int) -> list[ProcessMemory]:
-    rows = []
+def _tree(root: int) -> list[Row]:
+    rows: list[Row] = []
     main = psutil.Process(root)
     for proc in [main, *sorted(main.children(recursive=True), key=lambda p: p.pid)]:
         with contextlib.suppress(psutil.Error):  # exited while we looked
-            rss = proc.memory_info().rss / MB
-            rows.append(ProcessMemory(_role(proc, root), rss, pss_mb(proc.pid)))
+            rows.append((_role(proc, root), proc.memory_info().rss / MB, pss_mb(proc.pid)))
     return rows
 
 
-def idle_worker(
-    env: Mapping[str, str], *, command: list[str], idle_processes: int, timeout: float
-) -> list[ProcessMemory]:
-    """Start the worker against a closed LiveKit port and measure its tree once the
-    forkserver has forked `idle_processes` prewarmed job processes and memory settles.
+def idle_worker(llm_url: str, *, timeout: float = 90) -> list[Row]:
+    """`voice-agent start` against a closed LiveKit port, measured once the forkserver has
+    forked its prewarmed job processes (one per CPU, livekit's default for `start`) and
+    memory settles; then the whole tree.
 
-    livekit starts its process pool (and prewarms the idle job processes) before it first
-    connects to LiveKit, and retries the connection with a growing pause: during that
-    window the tree is exactly what an idle, registered worker holds, minus one websocket.
+    livekit starts its process pool before it first connects to LiveKit, and retries the
+    connection with a growing pause: meanwhile the tree is what an idle worker holds, but
+    the websocket.
     """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LLM_", "LIVEKIT_", "WORKER_", "STT_", "TTS_"))
+    }
+    env.update(
+        PYTHONPATH=str(ROOT),
+        LLM_BASE_URL=llm_url,
+        LLM_MODEL="test-model",
+        # nothing listens there: the worker keeps retrying, idle, for minutes
+        LIVEKIT_URL=f"ws://127.0.0.1:{free_port()}",
+        WORKER_CONNECT_RETRIES="1000",
+        WORKER_PORT="0",
+        LOG_FORMAT="json",
+    )
+    idle = math.ceil(get_cpu_monitor().cpu_count())
     proc = subprocess.Popen(
-        command,
-        env=dict(env),
+        [VOICE_AGENT, "start"],
+        env=env,
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -75,22 +83,24 @@ def idle_worker(
         start_new_session=True,  # its own process group, so everything it forked is ours to end
     )
     try:
-        deadline = time.monotonic() + timeout
-        last: list[ProcessMemory] = []
-        stable_since = time.monotonic()
+        deadline, stable_since, last = time.monotonic() + timeout, time.monotonic(), 0.0
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"the worker exited early with status {proc.returncode}")
-            now = tree_memory(proc.pid)
-            ready = sum(r.role.startswith("idle job") for r in now) >= idle_processes
-            total = sum(r.rss_mb for r in now)
-            if not ready or abs(total - sum(r.rss_mb for r in last)) > 1.0:
+            tree = _tree(proc.pid)
+            ready = sum(role.startswith("idle job") for role, _, _ in tree) >= idle
+            total = sum(rss for _, rss, _ in tree)
+            if not ready or abs(total - last) > 1.0:
                 stable_since = time.monotonic()
             elif time.monotonic() - stable_since >= 2.0:
-                return now
-            last = now
+                pss = sum(pss or 0.0 for _, _, pss in tree)
+                # summed RSS counts shared pages once per process; PSS does not
+                return [(f"idle worker: {role}", rss, pss) for role, rss, pss in tree] + [
+                    ("idle worker: whole process tree", total, pss)
+                ]
+            last = total
             time.sleep(0.25)
-        raise RuntimeError(f"the worker's {idle_processes} idle processes did not settle")
+        raise RuntimeError(f"the worker's {idle} idle processes did not settle")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)  # drains: nothing is running

@@ -50,7 +50,7 @@ def ours(rows: list[NoToolRow], level: str) -> NoToolRow | None:
 
 
 def render(rows: list[NoToolRow]) -> list[str]:
-    out = [
+    blocks = [
         "Tools are offered; the model answers without them. Time to first text out runs "
         "from the start of the turn (`session.run(user_input=...)`, or the `llm_node` "
         "call) to the first words out (the session's text output, or the node's first "
@@ -58,7 +58,6 @@ def render(rows: list[NoToolRow]) -> list[str]:
         "content chunk written (non-streamed: -> first token produced). `session` is a "
         "real livekit `AgentSession` in text mode (no room, no audio); `llm_node` is the "
         "node alone.",
-        "",
         table(
             "level | variant | ratio p50 | ratio p95 | added ms p50 | added ms p95 | "
             "server TTFT ms p50",
@@ -73,17 +72,15 @@ def render(rows: list[NoToolRow]) -> list[str]:
                 for r in rows
             ],
         ),
-        "",
     ]
     if (default := ours(rows, "session")) is not None:
         ratio = p50(default.ratios)
-        out += [
+        blocks.append(
             f"Goal: ratio <= 1.05 for our default in a session: p50 {ratio:.3f}, "
             f"{verdict(ratio <= 1.05)}. The added milliseconds do not depend on the "
-            "server's TTFT; the ratio does (a slower model makes it smaller).",
-            "",
-        ]
-    return out
+            "server's TTFT; the ratio does (a slower model makes it smaller)."
+        )
+    return blocks
 
 
 def numbers(rows: list[NoToolRow]) -> Mapping[str, object]:

@@ -48,7 +48,8 @@ class OverheadResult:
 
 
 async def run(ctx: Context) -> OverheadResult:
-    plan, server = ctx.plan, ctx.server
+    server, warmup = ctx.server, ctx.plan.warmup
+    reps, profile_turns = ctx.sized(full=(150, 40), quick=(3, 2))
     engine = bench_engine(server.base_url)
     chat = chat_ctx("What time is it?")
     messages, _ = chat.to_provider_format("openai")
@@ -82,10 +83,10 @@ async def run(ctx: Context) -> OverheadResult:
         "TurnEngine turn (streamed tool pass, default)": engine_turn,
     }
     # one word per chunk, as a real server streams tokens: per-chunk costs show
-    reply = text_reply(REPLY, token_delay=plan.cpu_token_delay)
+    reply = text_reply(REPLY, token_delay=ctx.sized(full=0.002, quick=0.0))
     cpu: dict[str, list[float]] = {name: [] for name in variants}
     try:
-        for rep in range(-plan.warmup, plan.cpu_reps):
+        for rep in range(-warmup, reps):
             k = rep % len(variants)
             for name in [*variants][k:] + [*variants][:k]:
                 server.script(reply)
@@ -96,11 +97,11 @@ async def run(ctx: Context) -> OverheadResult:
                     cpu[name].append((time.process_time() - started) * 1000)
             if rep % 20 == 0:
                 server.reset()  # keep the server's request log short
-        hot = await _profile(server, engine_turn, plan.profile_turns, reply)
+        hot = await _profile(server, engine_turn, profile_turns, reply)
     finally:
         await sdk.close()
         await engine.llm.aclose()
-    return OverheadResult(cpu, breakdown(chat, max(20, plan.cpu_reps)), hot, plan.profile_turns)
+    return OverheadResult(cpu, breakdown(chat, max(20, reps)), hot, profile_turns)
 
 
 def breakdown(chat: llm.ChatContext, iterations: int) -> list[tuple[str, str, float]]:
@@ -204,7 +205,6 @@ def render(result: OverheadResult) -> list[str]:
         "floor any Python client pays for HTTP, SSE and parsing), our provider's `chat()` "
         "(livekit's `LLMStream` around the SDK), and a whole `Turn`. Overhead = quantile "
         "of the turn - the same quantile of the floor.",
-        "",
         table(
             "variant | CPU ms p50 | CPU ms p95 | over floor p50 | over floor p95",
             [
@@ -215,12 +215,9 @@ def render(result: OverheadResult) -> list[str]:
                 for name, s in rows.items()
             ],
         ),
-        "",
         f"Goal: <= 2 ms p50 of engine overhead: {engine.p50 - floor.p50:.2f} ms, "
         f"{verdict(engine.p50 - floor.p50 <= 2)}.",
-        "",
         "Where it goes, each piece of per-turn work timed alone (CPU ms, no profiler):",
-        "",
         table(
             "step | where | CPU ms", [[s, f"`{w}`", f"{ms:.3f}"] for s, w, ms in result.breakdown]
         ),
@@ -228,12 +225,10 @@ def render(result: OverheadResult) -> list[str]:
         f"cProfile (CPU timer) over {result.profiled_turns} turns: functions with the "
         "most self time outside the SDK, HTTP client and stdlib (profiler-inflated; "
         "read as proportions):",
-        "",
         table(
             "function | self ms/turn | cumulative ms/turn",
             [[f"`{f}`", f"{own:.3f}", f"{cum:.2f}"] for f, own, cum in result.hot_spots],
         ),
-        "",
     ]
 
 

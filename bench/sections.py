@@ -2,21 +2,23 @@
 
 A section is a module with `NAME` (what `python -m bench NAME` selects it by, and its key
 in bench/results.json), `TITLE` (its heading in BENCHMARKS.md) and three functions:
-`run(ctx)` measures and returns a result (a coroutine function runs in a loop of its
-own), `render(result)` is that result as Markdown
-lines, `numbers(result)` its entry in results.json (summaries, not raw samples). A result
-carries whatever its render needs, so the three can be called apart.
+`run(ctx)` measures and returns a result (a coroutine function runs in an event loop of its
+own); `render(result)` is that result as Markdown blocks (paragraphs and tables, printed
+apart); `numbers(result)` is its entry in results.json: summaries, not raw samples. A
+result carries whatever its render needs, so the three can be called apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .common import Summary
 from .plan import Plan
 from .server_proc import RemoteLLMServer
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,6 +29,10 @@ class Context:
     server: RemoteLLMServer
     results: dict[str, Any] = field(default_factory=dict)
     """Results of the sections that ran before this one, by section name."""
+
+    def sized(self, *, full: T, quick: T) -> T:
+        """A section's own size: `quick` in a `--quick` run, else `full`."""
+        return quick if self.plan.quick else full
 
 
 class Section(Protocol):
@@ -58,11 +64,6 @@ def table(header: str, rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table; `header` is its column names joined by " | "."""
     lines = ["| " + header + " |", "|" + "---|" * len(header.split(" | "))]
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
-
-
-def key_values(intro: str, rows: Sequence[tuple[str, str]]) -> list[str]:
-    """A paragraph, then a two-column table of named values."""
-    return [intro, "", table("what | value", rows), ""]
 
 
 def verdict(ok: bool) -> str:

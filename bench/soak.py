@@ -21,7 +21,7 @@ from testing.engine import make_engine
 from testing.servers.openai_server import Reply, ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
 from .common import rss_mb
-from .sections import Context, key_values
+from .sections import Context, table
 
 NAME = "soak"
 TITLE = "Soak: one long session, first turns vs last"
@@ -63,7 +63,7 @@ async def run(ctx: Context) -> SoakResult:
         engine = make_engine(server, timeout=30.0)
         history = llm.ChatContext()
         history.add_message(role="system", content="You are a soak test.")
-        for i in range(ctx.plan.soak_turns):
+        for i in range(ctx.sized(full=1000, quick=20)):
             history.add_message(role="user", content=f"Question {i}, tell me something?")
             bound_history(history, limits)
             wall, cpu = time.perf_counter(), time.process_time()
@@ -98,7 +98,7 @@ def render(result: SoakResult) -> list[str]:
         ("turn CPU, median first / last 100", f"{cpu[0]:.2f} / {cpu[1]:.2f} ms"),
         ("RSS after turn 100 / last", f"{rss[0]:.1f} / {rss[1]:.1f} MB"),
     ]
-    return key_values(intro, rows)
+    return [intro, table("what | value", rows)]
 
 
 def numbers(result: SoakResult) -> Mapping[str, object]:

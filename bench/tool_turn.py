@@ -42,21 +42,22 @@ class ToolResult:
 
 
 async def run(ctx: Context) -> ToolResult:
-    plan, base_url = ctx.plan, ctx.server.base_url
-    ft.TOOL_CLOCK.seconds = plan.backend.tool_seconds
+    # full: the default TOOL_FILLER_DELAY
+    base_url, filler_delay = ctx.server.base_url, ctx.sized(full=0.7, quick=0.05)
+    ft.TOOL_CLOCK.seconds = ctx.plan.backend.tool_seconds
     by_variant = await _turns(ctx, ft.session_variants(base_url))
     rows = [_row(name, samples) for name, samples in by_variant.items()]
     # a tool that outlasts the filler delay: the first words out are the filler
-    ft.TOOL_CLOCK.seconds = 2 * plan.filler_delay + 0.05
-    engine = bench_engine(base_url, filler=FILLER, filler_delay=plan.filler_delay)
+    ft.TOOL_CLOCK.seconds = 2 * filler_delay + 0.05
+    engine = bench_engine(base_url, filler=FILLER, filler_delay=filler_delay)
     agent = Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=ft.TOOLS)
     slow = await _turns(ctx, [ft.SessionVariant(FILLER_VARIANT, agent, engine.llm)])
     late = []
     for s in slow[FILLER_VARIANT]:
         if s.tool_run is None or (tool_call_done := s.served[0].finished_at) is None:
             raise RuntimeError("the slow tool did not run")
-        late.append((s.first_text_at - (tool_call_done + plan.filler_delay)) * 1000)
-    return ToolResult(rows, late, plan.filler_delay)
+        late.append((s.first_text_at - (tool_call_done + filler_delay)) * 1000)
+    return ToolResult(rows, late, filler_delay)
 
 
 async def _turns(ctx: Context, variants: list[ft.Variant]) -> dict[str, list[ft.Sample]]:
@@ -91,7 +92,7 @@ def _row(name: str, samples: list[ft.Sample]) -> ToolRow:
 
 
 def render(result: ToolResult) -> list[str]:
-    out = [
+    blocks = [
         "One tool call (the server streams it, or sends it whole in blocking mode), the "
         "tool runs, then the speaking pass. Ideal first words = tool-call response "
         "complete (server) + the tool's own run time + the speaking pass's server TTFT. "
@@ -100,7 +101,6 @@ def render(result: ToolResult) -> list[str]:
         f"last row: a tool slower than TOOL_FILLER_DELAY ({result.filler_delay * 1000:.0f} "
         "ms here), whose first words out are the filler; its overhead is filler out - "
         "(tool-call response complete + the delay).",
-        "",
         table(
             "variant | overhead ms p50 | overhead ms p95 | -> tool start p50 | "
             "tool -> next request p50 | first token -> out p50",
@@ -111,12 +111,11 @@ def render(result: ToolResult) -> list[str]:
             ]
             + [[FILLER_VARIANT, *p50_p95(result.filler_late_ms), "", "", ""]],
         ),
-        "",
     ]
     if ours := [r for r in result.rows if r.variant == ft.OURS_DEFAULT]:
         ms = p50(ours[0].overhead_ms)
-        out += [f"Goal: <= +10 ms for our default: p50 {ms:.1f} ms, {verdict(ms <= 10)}.", ""]
-    return out
+        blocks.append(f"Goal: <= +10 ms for our default: p50 {ms:.1f} ms, {verdict(ms <= 10)}.")
+    return blocks
 
 
 def numbers(result: ToolResult) -> Mapping[str, object]:

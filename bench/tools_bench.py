@@ -1,11 +1,7 @@
 """Section: how much MCP tool discovery adds to session start-up and to a turn.
 
-Start-up: `setup_tools()` (connect + initialize + tools/list) per transport, against a
-FastMCP server on 127.0.0.1 (stdio: a child process started per session), and for an
-unreachable server. Per turn: the engine's tool flattening with the MCP toolset, a
-whole text-only turn with and without 4 MCP tools offered (the run's scripted LLM
-server, no delays), and one MCP tool call vs. one in-process tool call. Medians in
-milliseconds.
+Start-up per transport, and for an unreachable server; per turn: flattening the tools, a
+turn with and without MCP tools offered, an MCP tool call against an in-process one.
 """
 
 from __future__ import annotations
@@ -30,6 +26,13 @@ from .sections import Context, table
 
 NAME = "tools"
 TITLE = "MCP tools: start-up and per-turn cost"
+Tools = list[llm.Tool | llm.Toolset]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsResult:
+    medians_ms: dict[str, float]
+    runs: int
 
 
 async def median_ms(fn: Callable[[], Awaitable[object]], runs: int) -> float:
@@ -47,24 +50,18 @@ async def startup(spec: McpServerSpec) -> None:
     await aclose_tools(tools)
 
 
-@dataclass(frozen=True, slots=True)
-class ToolsResult:
-    medians_ms: dict[str, float]
-    runs: int
-
-
 async def run(ctx: Context) -> ToolsResult:
     # an unreachable MCP server logs errors by design; they are not the bench's
     logging.disable(logging.CRITICAL)
     try:
-        return ToolsResult(await _measure(ctx, ctx.plan.tool_runs), ctx.plan.tool_runs)
+        runs = ctx.sized(full=10, quick=1)
+        return ToolsResult(await _measure(ctx, runs), runs)
     finally:
         logging.disable(logging.NOTSET)
 
 
 async def _measure(ctx: Context, runs: int) -> dict[str, float]:
-    srv = ctx.server
-    results: dict[str, float] = {}
+    server, medians = ctx.server, {}
     with McpHttpServer("http") as http, McpHttpServer("sse") as sse:
         specs = {
             "streamable_http": McpServerSpec(name="w", transport="streamable_http", url=http.url),
@@ -82,44 +79,42 @@ async def _measure(ctx: Context, runs: int) -> dict[str, float]:
         }
         for name, spec in specs.items():
             start = functools.partial(startup, spec)
-            results[f"startup {name}, first in process"] = await median_ms(start, 1)
-            results[f"startup {name}"] = await median_ms(start, runs)
+            medians[f"startup {name}, first in process"] = await median_ms(start, 1)
+            medians[f"startup {name}"] = await median_ms(start, runs)
 
         mcp = McpTools([specs["streamable_http"]])
         await mcp.setup()
-        toolset: list[llm.Tool | llm.Toolset] = [get_current_time, mcp]
-        results["flatten tools per turn (5 tools)"] = await median_ms(
-            lambda: _flatten(toolset), runs * 100
-        )
-        engine = bench_engine(srv.base_url)
+        toolset: Tools = [get_current_time, mcp]
 
-        async def turn(tools: list[llm.Tool | llm.Toolset], *replies: object) -> None:
-            srv.script(*replies)  # type: ignore[arg-type]
+        async def flatten() -> None:
+            llm.ToolContext(toolset).flatten()
+
+        medians["flatten tools per turn (5 tools)"] = await median_ms(flatten, runs * 100)
+        engine = bench_engine(server.base_url)
+
+        async def turn(tools: Tools, *replies: object) -> None:
+            server.script(*replies)  # type: ignore[arg-type]
             chat = llm.ChatContext()
             chat.add_message(role="user", content="hi")
             async for _ in engine.run(chat, tools):
                 pass
 
         said, called = text_reply("Hi."), text_reply("Ok.")
-        forecast = ToolCall("get_forecast", {"city": "Oslo"})
-        turns: dict[str, tuple[list[llm.Tool | llm.Toolset], list[object]]] = {
+        in_process, forecast = (
+            ToolCall("get_current_time"),
+            ToolCall("get_forecast", {"city": "Oslo"}),
+        )
+        turns: dict[str, tuple[Tools, list[object]]] = {
             "turn, no tools": ([], [said]),
             "turn, 5 tools offered": (toolset, [said]),
-            "turn, in-process tool call": (
-                toolset,
-                [tool_reply(ToolCall("get_current_time")), called],
-            ),
+            "turn, in-process tool call": (toolset, [tool_reply(in_process), called]),
             "turn, MCP tool call (http)": (toolset, [tool_reply(forecast), called]),
         }
         for name, (tools, replies) in turns.items():
-            results[name] = await median_ms(functools.partial(turn, tools, *replies), runs)
+            medians[name] = await median_ms(functools.partial(turn, tools, *replies), runs)
         await mcp.aclose()
         await engine.llm.aclose()
-    return results
-
-
-async def _flatten(tools: list[llm.Tool | llm.Toolset]) -> None:
-    llm.ToolContext(tools).flatten()
+    return medians
 
 
 def render(result: ToolsResult) -> list[str]:
@@ -129,9 +124,7 @@ def render(result: ToolsResult) -> list[str]:
         "initialize, tools/list; 'first in process' includes the imports and caches the "
         f"first connection pays. Medians over {result.runs} runs (flattening: "
         f"{result.runs * 100}).",
-        "",
         table("what | ms p50", [[name, f"{ms:.2f}"] for name, ms in result.medians_ms.items()]),
-        "",
     ]
 
 

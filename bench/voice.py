@@ -9,21 +9,13 @@ and the side by side with livekit's default pipeline (`voice_latency`).
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from livekit.agents.utils.hw import get_cpu_monitor
-
-from testing.cli import VOICE_AGENT
-from testing.polling import free_port
 from testing.servers.openai_server import text_reply
 
-from . import no_tool, voice_latency
-from .common import ROOT
-from .memory import idle_worker
+from . import memory, no_tool, voice_latency
 from .plan import VoicePlan
 from .sections import Context, p50, p50_p95, summary, table
 from .voice_session import SPEECH_LEVEL, Spoken, espeak_missing, first, speak
@@ -80,8 +72,7 @@ class VoiceResult:
     plan: VoicePlan
     skipped: str | None = None
     stages_ms: dict[str, list[float]] = field(default_factory=dict)
-    memory: list[tuple[str, float, float | None]] = field(default_factory=list)
-    """Per process: what it is, its RSS and PSS (where measured) in MB."""
+    memory: list[memory.Row] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
     anchor_offset_ms: list[float] = field(default_factory=list)
     """livekit's end-of-speech estimate - the real end of the WAV's speech."""
@@ -137,7 +128,7 @@ def run(ctx: Context) -> VoiceResult:
         (f"session process after {len(after)} spoken turns", after[-1], None),
     ]
     if plan.idle_worker:
-        result.memory += _idle_worker(ctx.server.base_url)
+        result.memory += memory.idle_worker(ctx.server.base_url)
     result.wall_s = time.perf_counter() - started
     if rows := ctx.results.get(no_tool.NAME):
         ours = no_tool.ours(rows, "llm_node")
@@ -186,59 +177,26 @@ def _stages(result: VoiceResult, spoken: Spoken, server_ttft_ms: list[float]) ->
         result.anchor_offset_ms.append((eos - speech_end) * 1000)
 
 
-def _idle_worker(llm_url: str) -> list[tuple[str, float, float | None]]:
-    """`voice-agent start`'s tree, idle: livekit's default in production is one idle job
-    process per CPU."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LLM_", "LIVEKIT_", "WORKER_", "STT_", "TTS_"))
-    }
-    env.update(
-        PYTHONPATH=str(ROOT),
-        LLM_BASE_URL=llm_url,
-        LLM_MODEL="test-model",
-        # nothing listens there: the worker keeps retrying, idle, for minutes
-        LIVEKIT_URL=f"ws://127.0.0.1:{free_port()}",
-        WORKER_CONNECT_RETRIES="1000",
-        WORKER_PORT="0",
-        LOG_FORMAT="json",
-    )
-    idle = math.ceil(get_cpu_monitor().cpu_count())
-    procs = idle_worker(env, command=[VOICE_AGENT, "start"], idle_processes=idle, timeout=90)
-    # RSS summed counts shared pages once per process; PSS does not
-    whole = sum(p.rss_mb for p in procs), sum(p.pss_mb for p in procs)
-    rows: list[tuple[str, float, float | None]] = [
-        (f"idle worker: {p.role}", p.rss_mb, p.pss_mb) for p in procs
-    ]
-    return [*rows, ("idle worker: whole process tree", *whole)]
-
-
 def render(v: VoiceResult) -> list[str]:
     if v.skipped is not None:
-        return [f"Skipped: {v.skipped}.", ""]
+        return [f"Skipped: {v.skipped}."]
     p, (min_delay, max_delay) = v.plan, v.endpointing_s
-    out = [
+    blocks = [
         f"{p.turns} spoken turn{'s' if p.turns != 1 else ''}"
         + (f" (after {p.warmup} for warm-up)" if p.warmup else "")
         + " through the worker's own session (`build_session`, `build_agent`, "
-        "`SessionObserver`), run in a process of its own that plays the job process: "
-        "questions spoken by espeak-ng and played in real time in 20 ms frames (the e2e "
-        "test's `PacedMicrophone`), the real silero VAD (end of speech after "
+        "`SessionObserver`) in a process that plays the job process: espeak-ng questions "
+        "played in real time in 20 ms frames, the real silero VAD (end of speech after "
         f"{v.vad_silence_s * 1000:.0f} ms of silence), turn detection `vad` with the default "
         f"endpointing delay ({min_delay * 1000:.0f} ms, at most {max_delay * 1000:.0f} ms), "
-        "the real Whisper server (faster-whisper-server, tiny.en, CPU, in its own process, "
-        f"warmed up), the scripted LLM (time to first token {p.ttft * 1000:.0f} ms, "
-        f"{p.token_delay * 1000:.0f} ms between words, a two-sentence reply) and the "
-        "espeak-ng TTS server. Whisper, the LLM server and the session share the 2 cores.",
-        "",
-        "End of speech is livekit's own estimate (`stopped_speaking_at`: the VAD's end of "
-        "speech minus the silence it waited for). Every number is livekit's except two wall "
-        "clocks (`time.time()`, one clock across processes), where livekit has no number: "
-        "when the VAD's silence window closed (livekit back-dates the `user_state_changed` "
-        "event to the end of speech, so the moment it was emitted is taken in the handler), "
-        "and when the TTS server received the first request of the reply.",
-        "",
+        "the real Whisper server (faster-whisper-server, tiny.en, CPU, warmed up), the "
+        f"scripted LLM (first token {p.ttft * 1000:.0f} ms, {p.token_delay * 1000:.0f} ms "
+        "between words, a two-sentence reply) and the espeak-ng TTS server, all on the "
+        "same 2 cores. End of speech is livekit's estimate (`stopped_speaking_at`: the VAD's "
+        "end of speech less the silence it waited for). Every number is livekit's but two "
+        "wall clocks (`time.time()`, one clock across processes): when the VAD's silence "
+        "window closed (the moment livekit emitted `user_state_changed`, which it back-dates "
+        "to the end of speech), and when the TTS server received the reply's first request.",
         table(
             "stage | source | p50 ms | p95 ms | turns",
             [
@@ -246,20 +204,18 @@ def render(v: VoiceResult) -> list[str]:
                 for key, (stage, source) in STAGES.items()
             ],
         ),
-        "",
     ]
     if v.anchor_offset_ms:
-        out += [
+        blocks.append(
             "livekit's end of speech vs the real one (the WAV's last sample louder than "
             f"{SPEECH_LEVEL}/32768, as the microphone delivered it): p50 "
-            f"{p50(v.anchor_offset_ms):+.0f} ms (positive: livekit's estimate is later, so "
-            "every 'end of speech ->' row above is that much shorter than what the user "
-            "waits).",
-            "",
-        ]
+            f"{p50(v.anchor_offset_ms):+.0f} ms (positive: every 'end of speech ->' row "
+            "above is that much shorter than what the user waits)."
+        )
+    blocks += _limits(v) + _memory(v)
     if v.side_by_side is not None:
-        side = [voice_latency.HEADING, "", *voice_latency.render(v.side_by_side)]
-    return out + _limits(v) + _memory(v) + (side if v.side_by_side else [])
+        blocks += [voice_latency.HEADING, *voice_latency.render(v.side_by_side)]
+    return blocks
 
 
 def _p50_p95(ms: list[float]) -> list[str]:
@@ -268,40 +224,33 @@ def _p50_p95(ms: list[float]) -> list[str]:
 
 def _limits(v: VoiceResult) -> list[str]:
     """Where the time goes, and how our engine compares with the no-tool section."""
-    out = [
-        "What limits it (p50s): the turn cannot end before the transcript, and the "
-        "transcript cannot start before the VAD has heard "
-        f"{v.vad_silence_s * 1000:.0f} ms of silence: the VAD reports the end of speech "
-        f"after {v.p50('eos_vad'):.0f} ms (the silence rounded up to silero's 32 ms windows), "
-        f"then the Whisper request takes {v.p50('stt_request'):.0f} ms (tiny.en, "
-        "faster-whisper's defaults: beam search 5, on the same 2 CPUs as everything else), "
-        f"so the transcript is there {v.p50('eos_transcript'):.0f} ms after the end of "
-        f"speech. The endpointing delay ({v.endpointing_s[0] * 1000:.0f} ms from the end of "
-        "speech) has run out by then, so it costs nothing: the turn ends "
-        f"{v.p50('transcript_turn'):.1f} ms after the transcript. The LLM adds its time to "
-        f"first token ({v.p50('server_ttft'):.0f} ms, scripted) and the sentence tokenizer "
-        f"waits {v.p50('text_tts'):.0f} ms for the first sentence to be complete (a faster "
-        "model, or a shorter first sentence, shortens it) before the first TTS request; "
-        f"espeak-ng answers in {v.p50('tts_ttfb'):.0f} ms (a neural TTS on CPU takes far "
-        "longer). Whisper on shared CPUs is also the noisy part: a run with other jobs "
-        "busy on the machine saw single requests take 10 s.",
-        "",
+    blocks = [
+        "What limits it (p50s): the VAD reports the end of speech after "
+        f"{v.p50('eos_vad'):.0f} ms (its {v.vad_silence_s * 1000:.0f} ms of silence rounded "
+        f"up to silero's 32 ms windows), then the Whisper request takes "
+        f"{v.p50('stt_request'):.0f} ms (tiny.en, beam search 5, on the same 2 CPUs as "
+        f"everything else): the transcript is there {v.p50('eos_transcript'):.0f} ms after "
+        f"the end of speech. The endpointing delay ({v.endpointing_s[0] * 1000:.0f} ms) has "
+        f"run out by then, so the turn ends {v.p50('transcript_turn'):.1f} ms after the "
+        f"transcript. The LLM adds its first token ({v.p50('server_ttft'):.0f} ms, "
+        f"scripted), the sentence tokenizer waits {v.p50('text_tts'):.0f} ms for the first "
+        "sentence (a faster model or a shorter sentence shortens it), and espeak-ng answers "
+        f"in {v.p50('tts_ttfb'):.0f} ms (a neural TTS on CPU takes far longer). Whisper on "
+        "shared CPUs is the noisy part: with other jobs busy, single requests took 10 s."
     ]
     if v.stages_ms["node_ttft"] and v.stages_ms["server_ttft"]:
-        ratio = v.p50("node_ttft") / v.p50("server_ttft")
-        section1 = v.no_tool_ratio
-        out += [
+        ratio, section1 = v.p50("node_ttft") / v.p50("server_ttft"), v.no_tool_ratio
+        blocks.append(
             "Our engine in the voice session: first text out of `llm_node` / the server's "
             f"TTFT, p50 {ratio:.3f}"
             + (f" (the no-tool section, `llm_node` level: {section1:.3f})" if section1 else "")
-            + ".",
-            "",
-        ]
+            + "."
+        )
     if v.heard:
         more = "; ..." if len(v.heard) > 6 else ""
         heard = "; ".join(f'"{h}"' for h in v.heard[:6])
-        out += [f"What Whisper heard (the LLM got these as the user's turns): {heard}{more}", ""]
-    return out
+        blocks.append(f"What Whisper heard (the LLM got these as the user's turns): {heard}{more}")
+    return blocks
 
 
 def _memory(v: VoiceResult) -> list[str]:
@@ -311,26 +260,19 @@ def _memory(v: VoiceResult) -> list[str]:
     ]
     return [
         "Memory. The session process: RSS before its session (worker imported, silero "
-        "loaded: what `prewarm` leaves) and after its spoken turns. The idle worker: "
-        "`voice-agent start` pointed at a closed LiveKit port, measured during its retry "
-        "window once livekit's process pool has prewarmed its idle job processes (one per "
-        "CPU, livekit's default for `start`): livekit starts that pool before it first "
-        "connects, so the tree is what an idle worker holds, without the websocket. Job "
-        "processes are forked from livekit's forkserver, which imported the plugins and "
-        "`agent.worker.entrypoint`, so most of their pages are shared copy-on-write: RSS "
-        "counts those in every process, PSS (from /proc/PID/smaps_rollup) splits them, and "
-        "the PSS of the tree adds up to what it costs the machine.",
-        "",
+        "loaded: what `prewarm` leaves) and after its turns. The idle worker: `voice-agent "
+        "start` pointed at a closed LiveKit port, measured while it retries, once livekit's "
+        "process pool has prewarmed its idle job processes (one per CPU, its default), so "
+        "what an idle worker holds but the websocket. Job processes are forked from "
+        "livekit's forkserver, which imported the plugins and `agent.worker.entrypoint`: "
+        "RSS counts their shared copy-on-write pages in every process, PSS "
+        "(/proc/PID/smaps_rollup) splits them, so the tree's PSS is what it costs.",
         table("process | RSS MB | PSS MB", rows),
-        "",
-        "The session process is a fresh Python process, not forked from the forkserver, "
-        "so its RSS holds only what the session imports; a real job process also carries "
-        "what the forkserver preloaded (every installed livekit plugin), shared with its "
-        "siblings. What a session adds is the growth: about "
+        "The session process is a fresh Python process, not forked from the forkserver, so "
+        "it lacks what a job process shares with its siblings (every installed livekit "
+        "plugin, preloaded). What a session adds is the growth: about "
         f"{session[-1] - session[0]:.0f} MB over its turns, on top of an idle job process.",
-        "",
         f"Wall time of this section: {v.wall_s:.0f} s.",
-        "",
     ]
 
 

@@ -1,23 +1,15 @@
-"""The voice path side by side: end of speech -> first audio, ours vs livekit's default.
+"""The voice section's side by side: end of speech -> first audio, ours vs livekit's default.
 
-Both pipelines run in one child process (`bench/voice_session.py`) and take turns: each
-utterance is said to one, then to the other (the order alternates), with the same real-time
-espeak-ng speech (questions with a 300-900 ms pause in the middle, SSML breaks), the same
-Whisper server (faster-whisper-server, tiny.en, CPU), the same scripted LLM (in its own
-process) and the same espeak-ng TTS server.
+Both pipelines take turns in one child process (`bench/voice_session.py`): each utterance,
+a question with a 300-900 ms pause in the middle, is said to one then to the other, with
+the same Whisper server, scripted LLM and TTS server. Both are judged alike, from the audio
+on one wall clock: end of speech is when the microphone delivered the utterance's last
+frame, less the silence after its last sample louder than 300/32768; first audio is the
+first frame of the first reply begun after it; an end of turn is premature when a user
+turn was committed before the end of speech, or the utterance split into several turns.
 
-Measured on one wall clock (`time.time()`, shared by the processes), from the audio itself
-rather than from livekit's estimates, so that both pipelines are judged alike:
-- end of speech: when the microphone delivered the utterance's last frame, minus the silence
-  after its last sample louder than 300/32768 (the WAV's padding and espeak's own tail);
-- first audio: the first frame of the first reply that began after the end of speech;
-- premature end of turn: the session committed a user turn before the end of speech (the
-  agent took the pause for the end), or split the utterance into several turns.
-Where the time goes comes from livekit's own metrics (EOU, STT, the reply's message metrics).
-
-Part of the voice section; `python -m bench.voice_latency [--turns N]` runs it alone (N
-utterances per pipeline) and puts its numbers in bench/results.json (under `voice`) and its
-part of BENCHMARKS.md in place of the one there.
+`python -m bench.voice_latency [--turns N]` runs it alone (N utterances per pipeline) and
+puts it in bench/results.json (under `voice`) and in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -28,7 +20,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from testing.audio_io import PAUSED_QUESTIONS, plain_text
@@ -49,18 +40,16 @@ LABELS = {
     "livekit_default": "livekit default pipeline (VAD turn detection, default endpointing "
     "and tokenizer, our llm_node)",
 }
-GOAL_P50_MS = 800.0
-GOAL_RATIO = 0.6
-GOAL_PREMATURE = 0.05
-STAGES = (
-    ("vad", "end of speech -> VAD reports it (wall clock of `user_state_changed` -> listening)"),
-    ("stt_start", "end of speech -> last segment sent to Whisper (ours: at the pause)"),
-    ("stt_request", "the last Whisper request (STTMetrics.duration)"),
-    ("commit", "end of speech -> turn committed (user message added; end-of-turn decision)"),
-    ("llm_ttft", "llm_node start -> first text (`llm_node_ttft`)"),
-    ("text_tts", "first text -> first TTS request (tokenizer; `llm_node_ttfs` - ttft)"),
-    ("tts_ttfb", "TTS request -> first audio byte (`tts_node_ttfb`)"),
-)
+GOAL_P50_MS, GOAL_RATIO, GOAL_PREMATURE = 800.0, 0.6, 0.05
+STAGES = {
+    "vad": "end of speech -> VAD reports it (wall clock of `user_state_changed` -> listening)",
+    "stt_start": "end of speech -> last segment sent to Whisper (ours: at the pause)",
+    "stt_request": "the last Whisper request (STTMetrics.duration)",
+    "commit": "end of speech -> turn committed (user message added; end-of-turn decision)",
+    "llm_ttft": "llm_node start -> first text (`llm_node_ttft`)",
+    "text_tts": "first text -> first TTS request (tokenizer; `llm_node_ttfs` - ttft)",
+    "tts_ttfb": "TTS request -> first audio byte (`tts_node_ttfb`)",
+}
 
 
 @dataclass
@@ -68,7 +57,7 @@ class Pipeline:
     eos_to_audio_ms: list[float] = field(default_factory=list)
     premature: list[bool] = field(default_factory=list)
     missing: int = 0
-    stages: dict[str, list[float]] = field(default_factory=dict)
+    stages: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in STAGES})
     heard: list[str] = field(default_factory=list)
 
     @property
@@ -76,39 +65,32 @@ class Pipeline:
         return sum(self.premature) / len(self.premature) if self.premature else float("nan")
 
     def p50(self, stage: str) -> float:
-        return p50(self.stages.get(stage, []))
+        return p50(self.stages[stage])
 
 
 @dataclass
 class LatencyResult:
     plan: VoicePlan
+    skipped: str | None = None
     pipelines: dict[str, Pipeline] = field(default_factory=dict)
     wall_s: float = 0.0
     load_note: str = ""
-    skipped: str | None = None
 
     def summary(self, name: str) -> Summary:
         return Summary.of(self.pipelines[name].eos_to_audio_ms)
 
 
 def run(plan: VoicePlan) -> LatencyResult:
-    """With a scripted LLM of its own (every request gets the same reply: preemptive
+    """Against a scripted LLM of its own: every request gets the same reply (preemptive
     generation sends requests that are then thrown away)."""
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    if (skipped := espeak_missing()) is not None:
+        return LatencyResult(plan, skipped)
     reply = text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
     with RemoteLLMServer(default=reply) as server:
-        return measure(server, plan)
-
-
-def measure(server: RemoteLLMServer, plan: VoicePlan) -> LatencyResult:
-    started = time.perf_counter()
-    result = LatencyResult(plan, skipped=espeak_missing())
-    if result.skipped:
-        return result
-    load_before = os.getloadavg()[0]
-    server.reset()
-    spoken = speak(
-        server.base_url, PAUSED_QUESTIONS, plan.side_by_side, pipelines=PIPELINES, pause=plan.pause
-    )
+        turns, pause = plan.side_by_side, plan.pause
+        spoken = speak(server.base_url, PAUSED_QUESTIONS, turns, pipelines=PIPELINES, pause=pause)
+    result = LatencyResult(plan, wall_s=time.perf_counter() - started)
     result.load_note = (
         f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, "
         f"on {os.cpu_count()} CPUs"
@@ -117,106 +99,85 @@ def measure(server: RemoteLLMServer, plan: VoicePlan) -> LatencyResult:
         result.pipelines[name] = _pipeline(spoken.data[name], spoken.tails)
     for name, _k in spoken.data["missing"]:
         result.pipelines[name].missing += 1
-    result.wall_s = time.perf_counter() - started
     return result
 
 
-def _pipeline(data: dict[str, Any], tails: list[float]) -> Pipeline:
+def _pipeline(log: dict[str, Any], tails: list[float]) -> Pipeline:
     p = Pipeline()
-    items: list[dict[str, Any]] = data["items"]
-    audio_starts = sorted(a for a in data["audio_starts"] if a is not None)
-    for key, mic_end in data["mic_end"].items():
-        k = int(key)
+    audio_starts = sorted(a for a in log["audio_starts"] if a is not None)
+
+    def add(stage: str, seconds: float | None) -> None:
+        if seconds is not None and seconds >= 0:
+            p.stages[stage].append(seconds * 1000)
+
+    for k, mic_end in ((int(k), at) for k, at in log["mic_end"].items()):
         eos = mic_end - tails[k]
-        users = [i for i in items if i["turn"] == k and i["role"] == "user"]
+        users = [i for i in log["items"] if i["turn"] == k and i["role"] == "user"]
         p.heard += [u["text"] for u in users]
         p.premature.append(len(users) > 1 or any(u["at"] < eos for u in users))
         if (audio := next((a for a in audio_starts if a > eos), None)) is not None:
             p.eos_to_audio_ms.append((audio - eos) * 1000)
-        _stages(p, data, k, eos, users)
+        listening = first(log["user_states"], k, state="listening")
+        add("vad", None if listening is None else listening["at"] - eos)
+        sent = [s["sent_at"] for s in log["segments_sent"] if s["turn"] == k]
+        add("stt_start", max(sent) - eos if sent else None)
+        stt = [m for m in log["metrics"] if m["turn"] == k and m["type"] == "stt_metrics"]
+        add("stt_request", stt[-1]["duration"] if stt else None)
+        add("commit", users[-1]["at"] - eos if users else None)
+        replies = (i for i in log["items"] if i["turn"] == k and i["role"] == "assistant")
+        if (reply := next((i for i in replies if i["at"] > eos), None)) is not None:
+            m = reply["metrics"]
+            ttft, ttfs = m.get("llm_node_ttft"), m.get("llm_node_ttfs")
+            add("llm_ttft", ttft)
+            add("text_tts", ttfs - ttft if ttft is not None and ttfs is not None else None)
+            add("tts_ttfb", m.get("tts_node_ttfb"))
     return p
-
-
-def _stages(
-    p: Pipeline, data: dict[str, Any], k: int, eos: float, users: list[dict[str, Any]]
-) -> None:
-    def add(stage: str, seconds: float | None) -> None:
-        if seconds is not None and seconds >= 0:
-            p.stages.setdefault(stage, []).append(seconds * 1000)
-
-    listening = first(data["user_states"], k, state="listening")
-    add("vad", None if listening is None else listening["at"] - eos)
-    sent = [s["sent_at"] for s in data["segments_sent"] if s["turn"] == k]
-    add("stt_start", max(sent) - eos if sent else None)
-    stt = [m["duration"] for m in data["metrics"] if m["turn"] == k and m["type"] == "stt_metrics"]
-    add("stt_request", stt[-1] if stt else None)
-    if users:
-        add("commit", users[-1]["at"] - eos)
-    replies = (i for i in data["items"] if i["turn"] == k and i["role"] == "assistant")
-    if (reply := next((i for i in replies if i["at"] > eos), None)) is not None:
-        m = reply["metrics"]
-        ttft, ttfs = m.get("llm_node_ttft"), m.get("llm_node_ttfs")
-        add("llm_ttft", ttft)
-        add("text_tts", ttfs - ttft if ttft is not None and ttfs is not None else None)
-        add("tts_ttfb", m.get("tts_node_ttfb"))
 
 
 def render(result: LatencyResult) -> list[str]:
     if result.skipped:
-        return [f"Skipped: {result.skipped}", ""]
-    p = result.plan
-    rows = []
-    for name in PIPELINES:
-        v, s = result.pipelines[name], result.summary(name)
-        premature = f"{sum(v.premature)}/{len(v.premature)} ({v.premature_rate:.0%})"
-        rows.append([LABELS[name], f"{s.p50:.0f}", f"{s.p95:.0f}", premature, v.missing])
-    ours, base = result.summary("ours").p50, result.summary("livekit_default").p50
-    ratio = ours / base if base else float("nan")
-    rate = result.pipelines["ours"].premature_rate
-    heard = result.pipelines["ours"].heard[: len(PAUSED_QUESTIONS)]
+        return [f"Skipped: {result.skipped}"]
+    p, ours, base = result.plan, result.pipelines["ours"], result.pipelines["livekit_default"]
+    rows = [
+        [LABELS[name], f"{s.p50:.0f}", f"{s.p95:.0f}", _premature(v), v.missing]
+        for name, v in result.pipelines.items()
+        for s in [result.summary(name)]
+    ]
+    ours_ms, base_ms = result.summary("ours").p50, result.summary("livekit_default").p50
+    ratio, rate = ours_ms / base_ms if base_ms else float("nan"), ours.premature_rate
+    stages = [[label, *(_ms(v.stages[k]) for v in (ours, base))] for k, label in STAGES.items()]
     return [
         f"{p.side_by_side} utterances per pipeline, interleaved (one to each in turn), each "
         "with a 300-900 ms pause in the middle; scripted LLM with "
         f"{p.ttft * 1000:.0f} ms to first token and {p.token_delay * 1000:.0f} ms between "
         f'words, reply "{REPLY}". Machine load: {result.load_note}.',
-        "",
         table(
             "pipeline | end of speech -> first audio p50 ms | p95 ms | premature end of turn "
             "| no answer",
             rows,
         ),
-        "",
-        f"Goal: p50 <= {GOAL_P50_MS:.0f} ms: {ours:.0f} ms, {_met(ours <= GOAL_P50_MS)}; "
+        f"Goal: p50 <= {GOAL_P50_MS:.0f} ms: {ours_ms:.0f} ms, {_met(ours_ms <= GOAL_P50_MS)}; "
         f"<= {GOAL_RATIO}x livekit's default: {ratio:.2f}x, {_met(ratio <= GOAL_RATIO)}; "
         f"premature end of turn <= {GOAL_PREMATURE:.0%}: {rate:.0%}, "
         f"{_met(rate <= GOAL_PREMATURE)}.",
-        "",
         "Where the time goes (p50 ms, each stage measured alone; stages overlap in ours):",
-        "",
-        table(
-            "stage | " + " | ".join(PIPELINES),
-            [
-                [label, *(_ms(result.pipelines[name].stages.get(key)) for name in PIPELINES)]
-                for key, label in STAGES
-            ],
-        ),
-        "",
-        _limits(result.pipelines["ours"], result.pipelines["livekit_default"]),
-        "",
-        "What ours heard: " + "; ".join(f'"{h}"' for h in heard),
-        "",
+        table("stage | " + " | ".join(PIPELINES), stages),
+        _limits(ours, base),
+        "What ours heard: " + "; ".join(f'"{h}"' for h in ours.heard[: len(PAUSED_QUESTIONS)]),
         "Said: " + "; ".join(f'"{plain_text(q)}"' for q in PAUSED_QUESTIONS),
-        "",
         f"Wall time of this section: {result.wall_s:.0f} s.",
-        "",
     ]
+
+
+def _premature(v: Pipeline) -> str:
+    return f"{sum(v.premature)}/{len(v.premature)} ({v.premature_rate:.0%})"
 
 
 def _met(ok: bool) -> str:
     return "met" if ok else "not met"
 
 
-def _ms(values: list[float] | None) -> str:
+def _ms(values: list[float]) -> str:
     return f"{p50(values):.0f}" if values else "-"
 
 
@@ -252,14 +213,13 @@ def numbers(result: LatencyResult) -> dict[str, object]:
     """eos_to_first_audio_ms and premature_end_of_turn_rate per pipeline, in `voice`."""
     if result.skipped:
         return {"side_by_side_skipped": result.skipped}
+    summaries = {name: result.summary(name) for name in PIPELINES}
     return {
         "eos_to_first_audio_ms": {
-            name: {"p50": round(s.p50, 1), "p95": round(s.p95, 1)}
-            for name in PIPELINES
-            for s in [result.summary(name)]
+            name: {"p50": round(s.p50, 1), "p95": round(s.p95, 1)} for name, s in summaries.items()
         },
         "premature_end_of_turn_rate": {
-            name: round(result.pipelines[name].premature_rate, 4) for name in PIPELINES
+            name: round(p.premature_rate, 4) for name, p in result.pipelines.items()
         },
     }
 
@@ -272,32 +232,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     result = run(replace(FULL.voice, side_by_side=args.turns))
-    lines = [HEADING, "", *render(result)]
-    print("\n".join(lines))
-    if not args.no_write and not result.skipped:
-        _write_numbers(result, ROOT / "bench" / "results.json")
-        _replace_part(ROOT / "BENCHMARKS.md", lines)
-    return 0
-
-
-def _write_numbers(result: LatencyResult, path: Path) -> None:
-    """This run's numbers into results.json under `voice`, where `python -m bench` puts
-    them, with the date and machine of this run."""
+    text = "\n\n".join([HEADING, *render(result)])
+    print(text)
+    if args.no_write or result.skipped:
+        return 0
+    # the numbers into results.json where `python -m bench` puts them, with this run's date
+    path = ROOT / "bench" / "results.json"
     data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    voice = data.setdefault("voice", {})
-    voice.update(numbers(result))
-    voice["side_by_side_date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    voice["side_by_side_machine"] = machine()
+    data.setdefault("voice", {}).update(
+        numbers(result),
+        side_by_side_date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        side_by_side_machine=machine(),
+    )
     path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def _replace_part(path: Path, lines: list[str]) -> None:
-    """The side by side in BENCHMARKS.md in place of the one there (at its end if none)."""
-    old = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    # the report in BENCHMARKS.md in place of the one there (at its end if none)
+    report = ROOT / "BENCHMARKS.md"
+    old = report.read_text(encoding="utf-8").splitlines() if report.exists() else []
     start = old.index(HEADING) if HEADING in old else len(old)
     after = (i for i in range(start + 1, len(old)) if old[i].startswith(("## ", "### ")))
     end = next(after, len(old))
-    path.write_text("\n".join([*old[:start], *lines, *old[end:]]) + "\n", encoding="utf-8")
+    new = [*old[:start], *text.splitlines(), "", *old[end:]]
+    report.write_text("\n".join(new).rstrip("\n") + "\n", encoding="utf-8")
+    return 0
 
 
 if __name__ == "__main__":

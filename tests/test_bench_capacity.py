@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from bench.capacity import measure, numbers, render
-from bench.plan import CapacityPlan
+from bench.capacity import CapacityPlan, measure, numbers, render
 
 pytestmark = pytest.mark.timeout(400)
 
