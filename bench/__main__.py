@@ -30,8 +30,7 @@ from . import (
     voice,
 )
 from .common import REPLY, machine, quiet_logging
-from .plan import FULL, QUICK, Plan
-from .sections import Context, Section
+from .sections import FULL, QUICK, Context, Plan, Section
 from .server_proc import RemoteLLMServer
 
 # the registry: a section's number in the report is its place here

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.engine.turns import TurnEngine
 from agent.tools import get_current_time
 from agent.voice.assistant import Assistant
+from testing.servers.openai_server import Reply
 
 from .common import FirstTextOutput, bench_engine, bench_llm, chat_ctx, settle
 from .server_proc import RemoteLLMServer, ServedRequest
@@ -153,12 +153,12 @@ def node_variants(base_url: str) -> list[Variant]:
 async def collect(
     server: RemoteLLMServer,
     variants: list[Variant],
-    script: Callable[[], list[object]],
+    replies: list[Reply],
     *,
     reps: int,
     warmup: int,
 ) -> dict[str, list[Sample]]:
-    """`reps` turns of each variant after `warmup`, each answered by `script()`."""
+    """`reps` turns of each variant after `warmup`, each answered by `replies`."""
     samples: dict[str, list[Sample]] = {v.name: [] for v in variants}
     try:
         for v in variants:
@@ -167,7 +167,7 @@ async def collect(
             k = rep % len(variants)
             for v in variants[k:] + variants[:k]:  # rotate who goes first
                 server.reset()
-                server.script(*script())  # type: ignore[arg-type]
+                server.script(*replies)
                 TOOL_CLOCK.runs.clear()
                 started, first = await v.turn(f"Question {rep} for {v.name}?")
                 if first is None:

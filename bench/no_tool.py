@@ -26,13 +26,12 @@ class NoToolRow:
 
 async def run(ctx: Context) -> list[NoToolRow]:
     backend, server, rows = ctx.plan.backend, ctx.server, []
-
-    def script() -> list[object]:
-        return [text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay)]
-
+    reply = text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay)
     for level, variants in (("session", session_variants), ("llm_node", node_variants)):
         turns = variants(server.base_url)
-        collected = await collect(server, turns, script, reps=ctx.plan.reps, warmup=ctx.plan.warmup)
+        collected = await collect(
+            server, turns, [reply], reps=ctx.plan.reps, warmup=ctx.plan.warmup
+        )
         for name, samples in collected.items():
             rows.append(row := NoToolRow(level, name))
             for s in samples:
@@ -51,13 +50,11 @@ def ours(rows: list[NoToolRow], level: str) -> NoToolRow | None:
 
 def render(rows: list[NoToolRow]) -> list[str]:
     blocks = [
-        "Tools are offered; the model answers without them. Time to first text out runs "
-        "from the start of the turn (`session.run(user_input=...)`, or the `llm_node` "
-        "call) to the first words out (the session's text output, or the node's first "
-        "yield). The server's TTFT is its own record: request received -> first "
-        "content chunk written (non-streamed: -> first token produced). `session` is a "
-        "real livekit `AgentSession` in text mode (no room, no audio); `llm_node` is the "
-        "node alone.",
+        "Tools are offered; the model answers without them. Time to first text out: from "
+        "`session.run(user_input=...)` (or the `llm_node` call) to the first words out of "
+        "the session (or the node). The server's TTFT is its own record: request received "
+        "-> first content chunk written. `session`: a real livekit `AgentSession` in text "
+        "mode; `llm_node`: the node alone.",
         table(
             "level | variant | ratio p50 | ratio p95 | added ms p50 | added ms p95 | "
             "server TTFT ms p50",

@@ -61,17 +61,12 @@ async def run(ctx: Context) -> ToolResult:
 
 
 async def _turns(ctx: Context, variants: list[ft.Variant]) -> dict[str, list[ft.Sample]]:
-    backend = ctx.plan.backend
-
-    def script() -> list[object]:
-        return [
-            tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=backend.ttft),
-            text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay),
-        ]
-
-    return await ft.collect(
-        ctx.server, variants, script, reps=ctx.plan.reps, warmup=ctx.plan.warmup
-    )
+    backend, plan = ctx.plan.backend, ctx.plan
+    replies = [
+        tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=backend.ttft),
+        text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay),
+    ]
+    return await ft.collect(ctx.server, variants, replies, reps=plan.reps, warmup=plan.warmup)
 
 
 def _row(name: str, samples: list[ft.Sample]) -> ToolRow:
@@ -93,14 +88,12 @@ def _row(name: str, samples: list[ft.Sample]) -> ToolRow:
 
 def render(result: ToolResult) -> list[str]:
     blocks = [
-        "One tool call (the server streams it, or sends it whole in blocking mode), the "
-        "tool runs, then the speaking pass. Ideal first words = tool-call response "
-        "complete (server) + the tool's own run time + the speaking pass's server TTFT. "
-        "Overhead = actual - ideal, split into: response complete -> tool starts, tool "
-        "ends -> speaking request arrives, first token written -> first text out. The "
-        f"last row: a tool slower than TOOL_FILLER_DELAY ({result.filler_delay * 1000:.0f} "
-        "ms here), whose first words out are the filler; its overhead is filler out - "
-        "(tool-call response complete + the delay).",
+        "One tool call (streamed, or whole in blocking mode), the tool, then the speaking "
+        "pass. Overhead = first words out - (tool-call response complete + the tool's run "
+        "time + the speaking pass's server TTFT), split into: response complete -> tool "
+        "starts, tool ends -> speaking request arrives, first token written -> first text "
+        f"out. Last row: a tool slower than TOOL_FILLER_DELAY ({result.filler_delay * 1000:.0f}"
+        " ms here): filler out - (tool-call response complete + the delay).",
         table(
             "variant | overhead ms p50 | overhead ms p95 | -> tool start p50 | "
             "tool -> next request p50 | first token -> out p50",

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from testing.servers.openai_server import text_reply
 
 from . import memory, no_tool, voice_latency
-from .plan import VoicePlan
-from .sections import Context, p50, p50_p95, summary, table
+from .sections import Context, VoicePlan, p50, p50_p95, summary, table
 from .voice_session import SPEECH_LEVEL, Spoken, espeak_missing, first, speak
 
 NAME = "voice"

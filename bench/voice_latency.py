@@ -26,8 +26,7 @@ from testing.audio_io import PAUSED_QUESTIONS, plain_text
 from testing.servers.openai_server import text_reply
 
 from .common import ROOT, Summary, machine
-from .plan import FULL, VoicePlan
-from .sections import p50, table
+from .sections import FULL, VoicePlan, p50, table
 from .server_proc import RemoteLLMServer
 from .voice_session import PIPELINES, espeak_missing, first, speak
 
