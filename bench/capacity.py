@@ -1,12 +1,9 @@
 """Section: how many spoken sessions one worker holds before latency suffers.
 
 For each N, one worker (`bench.capacity_worker`, run by livekit's CLI like `voice-agent
-start`) registers with the dispatch side of LiveKit's protocol and is handed N jobs;
-livekit runs each in its own job process. Every session hears real-time paced speech
-through the real silero VAD; STT, LLM and TTS are scripted servers with fixed latencies,
-so what grows with N is the worker's own work. A worker holds N sessions while p95 stays
-within `budget_ms` of a lone session's p95; `voice_sessions_per_worker` is the largest N
-that does, with every smaller N too.
+start`) registers with the dispatch side of LiveKit's protocol and is handed N jobs, each
+in its own job process. It holds N while p95 stays within `budget_ms` of a lone session's
+p95; `voice_sessions_per_worker` is the largest N that does, with every smaller N too.
 
 Run alone: `python -m bench.capacity [--levels 1,5,10,20,40]`.
 """

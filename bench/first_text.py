@@ -1,11 +1,7 @@
 """What the no-tool and tool sections share: the variants, and turns that time first words.
 
-Each variant answers the same scripted turns from the same server, interleaved turn by
-turn (the order rotates every repetition) so that a noisy neighbour slows all of them
-alike. Two levels: "session", a real livekit `AgentSession` in text mode (livekit's plain
-`Agent`, its default `llm_node` and tool loop, against our `Assistant`), first words as
-they reach the session's text output; and "llm_node", the node alone (iterating
-`provider.chat()` as livekit's default `llm_node` does, against iterating a `Turn`).
+Each variant answers the same scripted turns, interleaved turn by turn (the order rotates
+every repetition) so that a noisy neighbour slows all of them alike.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The idle `voice-agent start` worker's memory, process by process: RSS and PSS.
 
-RSS counts every page a process maps, shared or not; livekit's job processes are forked
-from its forkserver after the plugins were imported, so most of their pages are shared
-copy-on-write. PSS divides each shared page among the processes sharing it, so the PSS of
-the tree adds up to what it really costs the machine.
+Job processes are forked from livekit's forkserver after the plugins were imported, so most
+of their pages are shared copy-on-write: RSS counts them in every process, PSS splits them,
+so the PSS of the tree adds up to what it really costs the machine.
 """
 
 from __future__ import annotations

@@ -1,10 +1,4 @@
-"""Section: one tool call, then the spoken answer; and the filler for a slow tool.
-
-Ideal first words = tool-call response complete + tool time + the speaking pass's server
-TTFT; the overhead is how much later the words actually came out. For a tool slower than
-TOOL_FILLER_DELAY the first words are the filler, due the delay after the tool call was
-complete (server); its lateness is how much later it came out.
-"""
+"""Section: one tool call, then the spoken answer; and the filler for a slow tool."""
 
 from __future__ import annotations
 

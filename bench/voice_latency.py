@@ -1,13 +1,10 @@
 """The voice section's side by side: end of speech -> first audio, ours vs livekit's default.
 
-Both pipelines take turns in one child process (`bench/voice_session.py`): each utterance,
-a question with a 300-900 ms pause in the middle, is said to one then to the other, with
-the same Whisper server, scripted LLM and TTS server. Both are judged alike, from the audio
-on one wall clock: end of speech is when the microphone delivered the utterance's last
-frame, less the silence after its last sample louder than 300/32768; first audio is the
-first frame of the first reply begun after it; an end of turn is premature when a user
-turn was committed before the end of speech, or the utterance split into several turns.
-
+Both pipelines take turns in one child process (`bench/voice_session.py`), judged alike from
+the audio on one wall clock: end of speech is when the microphone delivered the utterance's
+last frame, less the silence after its last sample louder than 300/32768; first audio, the
+first frame of the first reply begun after it; an end of turn is premature when a user turn
+was committed before the end of speech, or the utterance split into several turns.
 `python -m bench.voice_latency [--turns N]` runs it alone (N utterances per pipeline) and
 puts it in bench/results.json (under `voice`) and in BENCHMARKS.md.
 """

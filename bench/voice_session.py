@@ -1,21 +1,19 @@
 """Spoken turns through real voice sessions, in a process that plays the job process.
 
-`speak` says espeak-ng questions to the sessions of a child, `python -m bench.voice_session
-SPEC OUT`, against the real Whisper server (tiny.en, CPU, warmed up) and the espeak-ng TTS
-server. The child imports the worker, loads the silero VAD (what `prewarm` does) and
-starts one session per pipeline, a paced microphone and a recording speaker in place of
-the room: `ours`, the worker's own session (`build_session`, `build_agent`,
-`SessionObserver`) from the default settings; `livekit_default`, what livekit does given
-the same VAD, STT, TTS and agent and nothing else (`turn_detection="vad"`: its default
-endpointing, sentence tokenizer, `stt.StreamAdapter` and preemptive generation). Each
-utterance goes to every pipeline in turn (the order alternates); what livekit reports is
-written out tagged with the utterance, on one wall clock (`time.time()`), with the RSS.
+`speak` says espeak-ng questions to the sessions of a child (`python -m bench.voice_session
+SPEC OUT`) that imports the worker, loads the silero VAD (as `prewarm` does) and starts a
+session per pipeline, with a paced microphone and a recording speaker for the room: `ours`
+(the worker's own session, default settings) or `livekit_default` (livekit given the same
+VAD, STT, TTS and agent and nothing else: `turn_detection="vad"`, its own endpointing,
+tokenizer, `stt.StreamAdapter`). Utterances go to each pipeline in turn; what livekit
+reports is written out tagged with the utterance, on one wall clock (`time.time()`).
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import functools
 import gc
 import json
@@ -157,11 +155,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 async def _waited(check: Callable[[], bool], *, within: float) -> bool:
     """Whether `check()` came to hold within `within` seconds."""
-    try:
+    with contextlib.suppress(TimeoutError):
         await until(check, within=within, what="it")
-    except TimeoutError:
-        return False
-    return True
+    return check()
 
 
 # --- the parent side ------------------------------------------------------------------
@@ -169,9 +165,8 @@ async def _waited(check: Callable[[], bool], *, within: float) -> bool:
 
 def espeak_missing() -> str | None:
     """Why nothing can be said here, or None."""
-    if shutil.which("espeak-ng") is None:
-        return "espeak-ng is not installed (apt-get install espeak-ng)"
-    return None
+    installed = shutil.which("espeak-ng") is not None
+    return None if installed else "espeak-ng is not installed (apt-get install espeak-ng)"
 
 
 def speech_tail_seconds(wav: Path) -> float:
