@@ -86,10 +86,11 @@ class Level:
 
 def run(ctx: Context) -> list[Level]:
     """`min_turns` turns per level at least (a lone session says them one after another)."""
-    server, levels = ctx.server, []
-    # a quick run: one process of two sessions (a second process costs its imports again)
-    sizes, min_turns, think = ctx.sized(full=([1, 10, 50, 100], 30, 0.5), quick=([2], 3, 0.02))
-    for n in sizes:
+    server, results = ctx.server, []
+    # quick: one process of two sessions (a second process costs its imports again)
+    levels = ctx.sized(full=[1, 10, 50, 100], quick=[2])
+    min_turns, think = ctx.sized(full=30, quick=3), ctx.sized(full=0.5, quick=0.02)
+    for n in levels:
         server.reset()
         turns = max(3, -(-min_turns // n))
         args = (str(n), str(turns), str(think), server.base_url)
@@ -103,7 +104,7 @@ def run(ctx: Context) -> list[Level]:
         first = [out * 1000 for out, ttft in timed if ttft is not None]
         added = [(out - ttft) * 1000 for out, ttft in timed if ttft is not None]
         (baseline, peak), wall = data["rss_mb"], data["wall_s"]
-        levels.append(
+        results.append(
             Level(
                 sessions=n,
                 turns=len(added),
@@ -115,14 +116,14 @@ def run(ctx: Context) -> list[Level]:
                 cpu_busy=data["cpu_s"] / wall,
             )
         )
-    return levels
+    return results
 
 
 def render(levels: list[Level]) -> list[str]:
     return [
         "Each level runs in a fresh process: livekit `AgentSession`s in text mode with our "
         "`Assistant`, all started before the first turn, each saying its turns after a "
-        "random pause (uniform, mean given by `--think`). Added latency = time to first "
+        "random pause (uniform: the user thinking). Added latency = time to first "
         "text out - the server's TTFT for that very request (matched by the user text). "
         "Memory = (RSS with every session open and its history held - RSS after one "
         "warm-up session) / sessions. CPU busy = worker CPU seconds per wall second "
