@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from testing.servers.livekit_dispatch import FakeLiveKitDispatch
 from testing.servers.openai_server import text_reply
 from testing.servers.scripted_speech import ScriptedSpeechServer
 
-from .common import ROOT, pct, pss_mb
+from .common import ROOT, pct, pss_mb, stop
 from .sections import Context, table
 from .server_proc import RemoteLLMServer
 
@@ -163,12 +162,7 @@ def _level(n: int, turns: int, env: dict[str, str], work: Path) -> Level:
                 jobs[job] = _started_pid(dispatch, work, job)
             return _measure_level(n, turns, work, jobs, worker.pid)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            stop(worker, within=120)
 
 
 def _started_pid(dispatch: FakeLiveKitDispatch, work: Path, job: str) -> int:
@@ -187,7 +181,7 @@ def _started_pid(dispatch: FakeLiveKitDispatch, work: Path, job: str) -> int:
 def _measure_level(n: int, turns: int, work: Path, jobs: dict[str, int], worker: int) -> Level:
     """Let the N sessions talk; their CPU, PSS and end of speech -> first audio."""
     procs = {pid: psutil.Process(pid) for pid in [*jobs.values(), worker]}
-    cpu_start = {pid: _cpu(p) for pid, p in procs.items()}
+    cpu_start = {pid: sum(p.cpu_times()[:2]) for pid, p in procs.items()}  # user + system
     cpu_last, pss_peak = dict(cpu_start), {pid: 0.0 for pid in jobs.values()}
     machine_start, started = _machine_busy(), time.perf_counter()
     (work / "go").touch()
@@ -199,7 +193,7 @@ def _measure_level(n: int, turns: int, work: Path, jobs: dict[str, int], worker:
         sample_pss = int(time.perf_counter() - started) % 5 == 0
         for pid, proc in procs.items():
             try:
-                cpu_last[pid] = _cpu(proc)
+                cpu_last[pid] = sum(proc.cpu_times()[:2])
                 if pid != worker and (sample_pss or not pss_peak[pid]):
                     pss_peak[pid] = max(pss_peak[pid], pss_mb(pid))
             except (psutil.Error, OSError):
@@ -232,11 +226,6 @@ def _measure_level(n: int, turns: int, work: Path, jobs: dict[str, int], worker:
 def _machine_busy() -> float:
     t = psutil.cpu_times()
     return float(t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0))
-
-
-def _cpu(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    return float(t.user + t.system)
 
 
 def render(result: CapacityResult) -> list[str]:

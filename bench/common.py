@@ -8,12 +8,14 @@ import functools
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 from livekit.agents import llm
@@ -23,6 +25,7 @@ from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.ops.logging import configure_logging
 from testing.engine import make_engine, make_llm
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 MB = 2**20
 REPLY = "Sure, it is a quarter past ten in the morning here, and the sun is out."
@@ -67,6 +70,16 @@ def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedP
         timeout=timeout,
         check=False,
     )
+
+
+def stop(proc: subprocess.Popen[Any], *, within: float) -> None:
+    """SIGTERM (a worker drains), then SIGKILL if it has not ended within `within` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def rss_mb(pid: int | None = None) -> float:
@@ -124,6 +137,15 @@ class FirstTextOutput(io.TextOutput):
 
     def flush(self) -> None:
         pass
+
+
+def interleaved(variants: Sequence[T], *, reps: int, warmup: int) -> Iterator[tuple[bool, T]]:
+    """Each variant `warmup + reps` times, turn by turn, who goes first rotating each
+    repetition (a noisy neighbour slows all alike); with whether the turn is measured."""
+    for rep in range(-warmup, reps):
+        k = rep % len(variants)
+        for variant in [*variants[k:], *variants[:k]]:
+            yield rep >= 0, variant
 
 
 async def settle() -> None:

@@ -20,7 +20,7 @@ from agent.tools import get_current_time
 from agent.voice.assistant import Assistant
 from testing.servers.openai_server import Reply
 
-from .common import FirstTextOutput, bench_engine, bench_llm, chat_ctx, settle
+from .common import FirstTextOutput, bench_engine, bench_llm, chat_ctx, interleaved, settle
 from .server_proc import RemoteLLMServer, ServedRequest
 
 OURS_DEFAULT = "ours, streamed tool pass (default)"
@@ -159,19 +159,17 @@ async def collect(
     try:
         for v in variants:
             await v.start()
-        for rep in range(-warmup, reps):
-            k = rep % len(variants)
-            for v in variants[k:] + variants[:k]:  # rotate who goes first
-                server.reset()
-                server.script(*replies)
-                TOOL_CLOCK.runs.clear()
-                started, first = await v.turn(f"Question {rep} for {v.name}?")
-                if first is None:
-                    raise RuntimeError(f"{v.name}: said nothing")
-                await settle()
-                if rep >= 0:
-                    run = TOOL_CLOCK.runs[0] if TOOL_CLOCK.runs else None
-                    samples[v.name].append(Sample(started, first, server.requests(), run))
+        for k, (measured, v) in enumerate(interleaved(variants, reps=reps, warmup=warmup)):
+            server.reset()
+            server.script(*replies)
+            TOOL_CLOCK.runs.clear()
+            started, first = await v.turn(f"Question {k} for {v.name}?")
+            if first is None:
+                raise RuntimeError(f"{v.name}: said nothing")
+            await settle()
+            if measured:
+                run = TOOL_CLOCK.runs[0] if TOOL_CLOCK.runs else None
+                samples[v.name].append(Sample(started, first, server.requests(), run))
     finally:
         for v in variants:
             await v.aclose()

@@ -20,7 +20,7 @@ from livekit.agents.utils.hw import get_cpu_monitor
 from testing.cli import VOICE_AGENT
 from testing.polling import free_port
 
-from .common import MB, ROOT, pss_mb
+from .common import MB, ROOT, pss_mb, stop
 
 Row = tuple[str, float, float | None]
 """What a process is, its RSS and its PSS (where measured), in MB."""
@@ -102,12 +102,7 @@ def idle_worker(llm_url: str, *, timeout: float = 90) -> list[Row]:
         raise RuntimeError(f"the worker's {idle} idle processes did not settle")
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # drains: nothing is running
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, within=20)
         # anything it forked that outlived it (the group is the one we created for it)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

@@ -22,7 +22,7 @@ from agent.engine.speech_filter import ToolCallTextFilter
 from agent.ops.logging import get_logger
 from testing.servers.openai_server import text_reply
 
-from .common import REPLY, ROOT, Summary, bench_engine, chat_ctx, settle
+from .common import REPLY, ROOT, Summary, bench_engine, chat_ctx, interleaved, settle
 from .first_text import TOOLS
 from .sections import Context, summary, table, verdict
 from .server_proc import RemoteLLMServer
@@ -86,16 +86,14 @@ async def run(ctx: Context) -> OverheadResult:
     reply = text_reply(REPLY, token_delay=ctx.sized(full=0.002, quick=0.0))
     cpu: dict[str, list[float]] = {name: [] for name in variants}
     try:
-        for rep in range(-warmup, reps):
-            k = rep % len(variants)
-            for name in [*variants][k:] + [*variants][:k]:
-                server.script(reply)
-                started = time.process_time()
-                await variants[name]()
-                await settle()
-                if rep >= 0:
-                    cpu[name].append((time.process_time() - started) * 1000)
-            if rep % 20 == 0:
+        for k, (measured, name) in enumerate(interleaved([*variants], reps=reps, warmup=warmup)):
+            server.script(reply)
+            started = time.process_time()
+            await variants[name]()
+            await settle()
+            if measured:
+                cpu[name].append((time.process_time() - started) * 1000)
+            if k % 60 == 0:
                 server.reset()  # keep the server's request log short
         hot = await _profile(server, engine_turn, profile_turns, reply)
     finally:
