@@ -186,7 +186,7 @@ def _in_floor(filename: str) -> bool:
 
 
 def _where(filename: str, line: int, name: str) -> str:
-    for anchor in (str(ROOT) + "/", "site-packages/"):
+    for anchor in ("site-packages/", str(ROOT) + "/"):
         if anchor in filename:
             filename = filename.split(anchor, 1)[1]
             break
@@ -219,7 +219,6 @@ def render(result: OverheadResult) -> list[str]:
         table(
             "step | where | CPU ms", [[s, f"`{w}`", f"{ms:.3f}"] for s, w, ms in result.breakdown]
         ),
-        "",
         f"cProfile (CPU timer) over {result.profiled_turns} turns: functions with the "
         "most self time outside the SDK, HTTP client and stdlib (profiler-inflated; "
         "read as proportions):",
