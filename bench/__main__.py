@@ -1,19 +1,20 @@
-"""`python -m bench [SECTION ...]`: run the benchmarks, print the report, write
-BENCHMARKS.md and bench/results.json.
-
-A section is a module with `run` and `render` (see `bench/sections.py`); add one by
-appending its `SECTION` to `SECTIONS`. Its number in the report is its place here.
-"""
+"""`python -m bench [SECTION ...]`: run the sections, print the report, write BENCHMARKS.md
+and bench/results.json."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
+import json
 import os
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from testing.servers.openai_server import text_reply
 
@@ -22,30 +23,31 @@ from . import (
     load,
     no_tool,
     overhead,
-    report,
+    room,
     sessions,
     soak,
     tool_turn,
     tools_bench,
-    voice_report,
+    voice,
 )
-from .common import REPLY, quiet_logging
-from .plan import FULL, QUICK, Plan
-from .sections import Context, Section
+from .common import REPLY, machine, quiet_logging
+from .sections import FULL, QUICK, Context, Plan, Section
 from .server_proc import RemoteLLMServer
 
+# the registry: a section's number in the report is its place here
 SECTIONS: list[Section] = [
-    no_tool.SECTION,
-    tool_turn.SECTION,
-    overhead.SECTION,
-    sessions.SECTION,
-    voice_report.SECTION,
-    tools_bench.SECTION,
-    soak.SECTION,
-    load.SECTION,
-    capacity.SECTION,
+    no_tool,
+    tool_turn,
+    overhead,
+    sessions,
+    voice,
+    tools_bench,
+    soak,
+    load,
+    capacity,
+    room,
 ]
-BY_NAME = {s.name: s for s in SECTIONS}
+BY_NAME = {s.NAME: s for s in SECTIONS}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
@@ -66,7 +68,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        default=None,
         help="Markdown report path (default: BENCHMARKS.md; --quick writes none unless given); "
         "results.json goes next to it (default: bench/results.json)",
     )
@@ -76,8 +77,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--voice-turns", type=int, help="spoken turns measured in the voice section (0: skip it)"
     )
     args = parser.parse_args(argv)
-    unknown = [name for name in args.sections if name not in BY_NAME]
-    if unknown:
+    if unknown := [name for name in args.sections if name not in BY_NAME]:
         parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
     return args
 
@@ -96,42 +96,89 @@ def plan_for(args: argparse.Namespace) -> Plan:
     return plan
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    plan = plan_for(args)
-    chosen = [
-        (number, s)
-        for number, s in enumerate(SECTIONS, start=1)
-        if not args.sections or s.name in args.sections
-    ]
-    out = args.out if args.out is not None else (None if args.quick else Path("BENCHMARKS.md"))
-    command = (
-        "python -m bench" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    )
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    command: str
+    date: datetime
+    wall_s: float
+    load: tuple[float, float]
+    """The machine's 1-minute load average when the run started and ended."""
 
+
+def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
+    """Each section in turn against one scripted LLM server; their results by name."""
     quiet_logging()
-    date, started, load_at_start = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
     default = text_reply(REPLY, ttft=plan.backend.ttft, token_delay=plan.backend.token_delay)
     with RemoteLLMServer(default=default) as server:
         ctx = Context(plan=plan, server=server)
-        for k, (_, section) in enumerate(chosen, start=1):
-            print(f"{k}/{len(chosen)} {section.name} ...", file=sys.stderr, flush=True)
+        for k, section in enumerate(sections, start=1):
+            print(f"{k}/{len(sections)} {section.NAME} ...", file=sys.stderr, flush=True)
             server.reset()
-            ctx.results[section.name] = section.run(ctx)
+            result = section.run(ctx)
+            ctx.results[section.NAME] = (
+                asyncio.run(result) if inspect.iscoroutine(result) else result
+            )
+    return ctx.results
 
-    info = report.RunInfo(
-        command=command,
-        date=date,
-        load=(load_at_start, os.getloadavg()[0]),
-        elapsed_s=time.perf_counter() - started,
-    )
-    text = report.render(info, chosen, ctx)
+
+def report(plan: Plan, results: dict[str, Any], info: RunInfo) -> str:
+    """The header (what ran where), then each section's render under its registry number."""
+    b = plan.backend
+    blocks = [
+        "# Benchmarks",
+        f"- Date: {info.date:%Y-%m-%d %H:%M} UTC\n"
+        f"- Machine: {machine()}\n"
+        f"- Command: `{info.command}`"
+        + (" (quick smoke run: numbers are not meaningful)" if plan.quick else "")
+        + f"\n- Scripted backend: time to first token {b.ttft * 1000:.0f} ms, "
+        f"{b.token_delay * 1000:.0f} ms between tokens (one word per SSE chunk), tool time "
+        f"{b.tool_seconds * 1000:.0f} ms; {plan.reps} turns per variant, variants interleaved "
+        "turn by turn, order rotated each repetition\n"
+        f"- Wall time of the run: {info.wall_s:.0f} s; load average (1 min) at its start / "
+        f"end: {info.load[0]:.1f} / {info.load[1]:.1f} (other work on the machine slows every "
+        "variant: compare variants within one run)",
+        "The LLM server (`testing/servers/openai_server.py`) runs in a child process "
+        "(`bench/server_proc.py`), so it shares neither the event loop nor the GIL with "
+        "the code measured. Its timestamps and ours are `time.perf_counter()`, on Linux "
+        "CLOCK_MONOTONIC, one clock across processes.",
+    ]
+    for number, section in enumerate(SECTIONS, start=1):
+        if section.NAME in results:
+            blocks += [f"## {number}. {section.TITLE}", *section.render(results[section.NAME])]
+    return "\n\n".join(blocks)
+
+
+def numbers(plan: Plan, results: dict[str, Any], info: RunInfo) -> str:
+    """results.json: `date`, `machine`, `command`, `quick`, then each section's numbers."""
+    data = {
+        "date": f"{info.date:%Y-%m-%dT%H:%M:%SZ}",
+        "machine": machine(),
+        "command": info.command,
+        "quick": plan.quick,
+        "wall_s": round(info.wall_s, 1),
+        "load_avg_1min": list(info.load),
+        **{s.NAME: s.numbers(results[s.NAME]) for s in SECTIONS if s.NAME in results},
+    }
+    # NaN (a quantile of no samples) as null: JSON has no NaN
+    finite = json.loads(json.dumps(data), parse_constant=lambda _: None)
+    return json.dumps(finite, indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    plan = plan_for(args)
+    command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
+    date, started, load = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
+    results = run(plan, [s for s in SECTIONS if not args.sections or s.NAME in args.sections])
+    info = RunInfo(command, date, time.perf_counter() - started, (load, os.getloadavg()[0]))
+    text = report(plan, results, info)
     print(text)
+    out = args.out if args.out is not None else (None if args.quick else Path("BENCHMARKS.md"))
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
-        results = RESULTS if args.out is None else out.with_name("results.json")
-        report.write_results(results, info, chosen, ctx)
-        print(f"\nwritten to {out} and {results}", file=sys.stderr)
+        json_path = RESULTS if args.out is None else out.with_name("results.json")
+        json_path.write_text(numbers(plan, results, info), encoding="utf-8")
+        print(f"\nwritten to {out} and {json_path}", file=sys.stderr)
     return 0
 
 

@@ -1,15 +1,9 @@
-"""Capacity: how many spoken sessions one worker holds before latency suffers.
+"""Section: how many spoken sessions one worker holds before latency suffers.
 
 For each N, one worker (`bench.capacity_worker`, run by livekit's CLI like `voice-agent
-start`) registers with the dispatch side of LiveKit's protocol and is handed N jobs;
-livekit runs each in its own job process. Every session hears real-time paced speech
-through the real silero VAD; STT, LLM and TTS are scripted servers with fixed latencies,
-so what grows with N is the worker's own work. Measured per N: livekit's end of speech
--> first audio (`e2e_latency`, p50/p95 over every session's turns after its first), CPU
-per session (job processes' CPU time over the run's wall time) and PSS per session.
-
-A worker holds N sessions while p95 stays within `budget_ms` of a lone session's p95;
-`voice_sessions_per_worker` is the largest N that does, with every smaller N too.
+start`) registers with the dispatch side of LiveKit's protocol and is handed N jobs, each
+in its own job process. It holds N while p95 stays within `budget_ms` of a lone session's
+p95; `voice_sessions_per_worker` is the largest N that does, with every smaller N too.
 
 Run alone: `python -m bench.capacity [--levels 1,5,10,20,40]`.
 """
@@ -19,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,12 +29,12 @@ from testing.servers.livekit_dispatch import FakeLiveKitDispatch
 from testing.servers.openai_server import text_reply
 from testing.servers.scripted_speech import ScriptedSpeechServer
 
-from .common import pct
-from .memory import pss_bytes
-from .sections import Context, Section
+from .common import ROOT, pct, pss_mb, stop
+from .sections import Context, table
 from .server_proc import RemoteLLMServer
 
-ROOT = Path(__file__).resolve().parents[1]
+NAME = "capacity"
+TITLE = "Capacity: spoken sessions per worker"
 UTTERANCE = "What time is it in Tokyo right now?"
 REPLY = "It is nine in the evening there."
 
@@ -49,11 +42,9 @@ REPLY = "It is nine in the evening there."
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CapacityPlan:
     levels: Sequence[int] = (1, 5, 10, 20, 40)
-    measured_turns: int = 4
-    """Turns per session after its first (warm-up); a lone session says `lone_turns`."""
+    measured_turns: int = 4  # per session after its first (warm-up); a lone one: lone_turns
     lone_turns: int = 12
-    stagger: float = 3.0
-    """Sessions start spread over this many seconds, as independent calls do."""
+    stagger: float = 3.0  # sessions start spread over this many seconds, as calls do
     pause: float = 1.0
     stt_delay: float = 0.15
     llm_ttft: float = 0.2
@@ -69,17 +60,13 @@ class CapacityPlan:
 class Level:
     sessions: int
     turns: int
-    p50_ms: float
+    p50_ms: float  # livekit's end of speech -> first audio (`e2e_latency`), turns after the first
     p95_ms: float
-    cpu_per_session: float
-    """Cores (1.0 = one core busy) each session's job process used on average."""
-    worker_cpu: float
-    """Cores the worker's main process used."""
+    cpu_per_session: float  # cores (1.0 = one core busy) each session's job process used
+    worker_cpu: float  # cores the worker's main process used
     pss_per_session_mb: float
-    silent_turns: int
-    """Turns answered without audio (no e2e latency) or not at all: a failure."""
-    other_cpu: float
-    """Cores busy outside the worker meanwhile (the benchmark's servers, other work)."""
+    silent_turns: int  # answered without audio (no e2e latency) or not at all: a failure
+    other_cpu: float  # cores busy outside the worker meanwhile (the servers, other work)
 
 
 @dataclass(slots=True)
@@ -88,17 +75,10 @@ class CapacityResult:
     levels: list[Level] = field(default_factory=list)
     cores: int = field(default_factory=lambda: os.cpu_count() or 0)
 
-    @property
-    def lone_p95_ms(self) -> float | None:
-        lone = [lv for lv in self.levels if lv.sessions == 1]
-        return lone[0].p95_ms if lone else None
-
     def within_budget(self, level: Level) -> bool:
-        lone = self.lone_p95_ms
+        lone = [lv.p95_ms for lv in self.levels if lv.sessions == 1]
         return (
-            lone is not None
-            and level.silent_turns == 0
-            and level.p95_ms <= lone + self.plan.budget_ms
+            bool(lone) and not level.silent_turns and level.p95_ms <= lone[0] + self.plan.budget_ms
         )
 
     @property
@@ -111,35 +91,40 @@ class CapacityResult:
         return held
 
 
+def run(ctx: Context) -> CapacityResult:
+    # one lone session, one measured turn: the section runs end to end (about 25 s)
+    quick = CapacityPlan(levels=(1,), measured_turns=1, lone_turns=1, pause=0.3)
+    return measure(ctx.sized(full=CapacityPlan(), quick=quick))
+
+
 def measure(plan: CapacityPlan) -> CapacityResult:
     result = CapacityResult(plan=plan)
-    with tempfile.TemporaryDirectory(prefix="capacity-") as tmp:
+    speech = ScriptedSpeechServer(
+        transcript=UTTERANCE, stt_delay=plan.stt_delay, tts_delay=plan.tts_delay
+    )
+    reply = text_reply(REPLY, ttft=plan.llm_ttft, token_delay=plan.token_delay)
+    with tempfile.TemporaryDirectory(prefix="capacity-") as tmp, speech:
         wav = espeak_to_wav(UTTERANCE, Path(tmp) / "utterance.wav")
-        reply = text_reply(REPLY, ttft=plan.llm_ttft, token_delay=plan.token_delay)
-        with (
-            RemoteLLMServer(default=reply) as llm,
-            ScriptedSpeechServer(
-                transcript=UTTERANCE, stt_delay=plan.stt_delay, tts_delay=plan.tts_delay
-            ) as speech,
-        ):
+        with RemoteLLMServer(default=reply) as llm:
             for n in plan.levels:
                 print(f"capacity: {n} sessions ...", file=sys.stderr, flush=True)
                 work = Path(tempfile.mkdtemp(dir=tmp))
                 turns = 1 + (plan.lone_turns if n == 1 else plan.measured_turns)
-                env = _worker_env(plan, llm.base_url, speech.base_url, wav, work, n, turns)
+                env = _worker_env(plan, llm.base_url, speech.base_url, work)
+                env.update(
+                    CAPACITY_SESSIONS=str(n),
+                    CAPACITY_TURNS=str(turns),
+                    CAPACITY_WAV=str(wav),
+                    CAPACITY_STAGGER=str(plan.stagger if n > 1 else 0),
+                    CAPACITY_PAUSE=str(plan.pause),
+                )
                 result.levels.append(_level(n, turns, env, work))
     return result
 
 
-def _worker_env(
-    plan: CapacityPlan, llm_url: str, speech_url: str, wav: Path, work: Path, n: int, turns: int
-) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LLM_", "STT_", "TTS_", "AGENT_", "LIVEKIT_", "OTEL_", "PROMETHEUS"))
-    }
-    env.update(
+def _worker_env(plan: CapacityPlan, llm_url: str, speech_url: str, work: Path) -> dict[str, str]:
+    skip = ("LLM_", "STT_", "TTS_", "AGENT_", "LIVEKIT_", "OTEL_", "PROMETHEUS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)} | dict(
         PYTHONPATH=str(ROOT),
         LLM_BASE_URL=llm_url,
         LLM_MODEL="bench-model",
@@ -152,11 +137,6 @@ def _worker_env(
         WORKER_PORT="0",
         PROMETHEUS_MULTIPROC_DIR=str(work / "metrics"),
         CAPACITY_DIR=str(work),
-        CAPACITY_SESSIONS=str(n),
-        CAPACITY_TURNS=str(turns),
-        CAPACITY_WAV=str(wav),
-        CAPACITY_STAGGER=str(plan.stagger if n > 1 else 0),
-        CAPACITY_PAUSE=str(plan.pause),
     )
     if plan.embedded_stt:
         env.update(STT_PROVIDER="moonshine", STT_ON_PAUSE="true")
@@ -169,9 +149,8 @@ def _worker_env(
 
 
 def _level(n: int, turns: int, env: dict[str, str], work: Path) -> Level:
-    with FakeLiveKitDispatch() as dispatch:
+    with FakeLiveKitDispatch() as dispatch, (work / "worker.log").open("w") as log:
         env["LIVEKIT_URL"] = dispatch.url
-        log = (work / "worker.log").open("w")
         worker = subprocess.Popen(
             [sys.executable, "-m", "bench.capacity_worker"],
             env=env,
@@ -183,69 +162,13 @@ def _level(n: int, turns: int, env: dict[str, str], work: Path) -> Level:
             dispatch.wait_for("registration", dispatch.registered, within=120)
             # calls arrive one after another: livekit counts a job it has accepted but not
             # yet started as a share of the threshold, and turns down a burst of offers
-            jobs: list[str] = []
-            pids: list[int] = []
+            jobs = {}
             for _ in range(n):
-                jobs.append(dispatch.offer_job())
-                pids.append(_started_pid(dispatch, work, jobs[-1]))
-            return _run_level(n, turns, work, jobs, pids, worker.pid)
+                job = dispatch.offer_job()
+                jobs[job] = _started_pid(dispatch, work, job)
+            return _measure_level(n, turns, work, jobs, worker.pid)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-            log.close()
-
-
-def _run_level(
-    n: int, turns: int, work: Path, jobs: list[str], pids: list[int], worker_pid: int
-) -> Level:
-    procs = {pid: psutil.Process(pid) for pid in [*pids, worker_pid]}
-    cpu_start = {pid: _cpu(p) for pid, p in procs.items()}
-    machine_start = _machine_busy()
-    cpu_last = dict(cpu_start)
-    pss_peak: dict[int, int] = {}
-    started = time.perf_counter()
-    (work / "go").touch()
-    deadline = time.monotonic() + 120 + turns * 20
-    while not all((work / f"{job}.json").exists() for job in jobs):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"sessions did not finish; see {work / 'worker.log'}")
-        # PSS (smaps) is costly to read: every 5 s is enough for a plateau
-        sample_pss = int(time.perf_counter() - started) % 5 == 0
-        for pid, proc in procs.items():
-            try:
-                cpu_last[pid] = _cpu(proc)
-                if pid != worker_pid and (sample_pss or pid not in pss_peak):
-                    pss_peak[pid] = max(pss_peak.get(pid, 0), pss_bytes(pid))
-            except (psutil.Error, OSError):
-                pass  # the session ended and its process with it
-        time.sleep(1.0)
-    wall = time.perf_counter() - started
-    machine_busy = _machine_busy() - machine_start
-    e2e: list[float] = []
-    silent = 0
-    for job in jobs:
-        per_turn = json.loads((work / f"{job}.json").read_text())["e2e"]
-        # the first turn opens the backends' connections: warm-up
-        e2e.extend(x for x in per_turn[1:] if x is not None)
-        # no audio, or no answer at all before the session gave up waiting
-        silent += sum(1 for x in per_turn[1:] if x is None) + max(turns - len(per_turn), 0)
-    job_cpu = sum(cpu_last[p] - cpu_start[p] for p in pids)
-    worker_cpu = job_cpu + cpu_last[worker_pid] - cpu_start[worker_pid]
-    return Level(
-        sessions=n,
-        turns=len(e2e),
-        p50_ms=pct(e2e, 50) * 1000,
-        p95_ms=pct(e2e, 95) * 1000,
-        cpu_per_session=job_cpu / wall / n,
-        worker_cpu=(cpu_last[worker_pid] - cpu_start[worker_pid]) / wall,
-        pss_per_session_mb=sum(pss_peak.values()) / max(len(pss_peak), 1) / 2**20,
-        silent_turns=silent,
-        other_cpu=max(machine_busy - worker_cpu, 0.0) / wall,
-    )
+            stop(worker, within=120)
 
 
 def _started_pid(dispatch: FakeLiveKitDispatch, work: Path, job: str) -> int:
@@ -261,30 +184,59 @@ def _started_pid(dispatch: FakeLiveKitDispatch, work: Path, job: str) -> int:
     return int(dispatch.wait_for(f"{job} started", pid, within=300))
 
 
+def _measure_level(n: int, turns: int, work: Path, jobs: dict[str, int], worker: int) -> Level:
+    """Let the N sessions talk; their CPU, PSS and end of speech -> first audio."""
+    procs = {pid: psutil.Process(pid) for pid in [*jobs.values(), worker]}
+    cpu_start = {pid: sum(p.cpu_times()[:2]) for pid, p in procs.items()}  # user + system
+    cpu_last, pss_peak = dict(cpu_start), {pid: 0.0 for pid in jobs.values()}
+    machine_start, started = _machine_busy(), time.perf_counter()
+    (work / "go").touch()
+    deadline = time.monotonic() + 120 + turns * 20
+    while not all((work / f"{job}.json").exists() for job in jobs):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sessions did not finish; see {work / 'worker.log'}")
+        # PSS (smaps) is costly to read: every 5 s is enough for a plateau
+        sample_pss = int(time.perf_counter() - started) % 5 == 0
+        for pid, proc in procs.items():
+            try:
+                cpu_last[pid] = sum(proc.cpu_times()[:2])
+                if pid != worker and (sample_pss or not pss_peak[pid]):
+                    pss_peak[pid] = max(pss_peak[pid], pss_mb(pid))
+            except (psutil.Error, OSError):
+                pass  # the session ended and its process with it
+        time.sleep(1.0)
+    wall = time.perf_counter() - started
+    machine_busy = _machine_busy() - machine_start
+    e2e: list[float] = []
+    silent = 0
+    for job in jobs:
+        per_turn = json.loads((work / f"{job}.json").read_text())["e2e"][1:]  # 1st: warm-up
+        e2e.extend(x for x in per_turn if x is not None)
+        # no audio, or no answer at all before the session gave up waiting
+        silent += per_turn.count(None) + max(turns - 1 - len(per_turn), 0)
+    used = {pid: cpu_last[pid] - cpu_start[pid] for pid in procs}
+    job_cpu = sum(used[pid] for pid in jobs.values())
+    return Level(
+        sessions=n,
+        turns=len(e2e),
+        p50_ms=pct(e2e, 50) * 1000,
+        p95_ms=pct(e2e, 95) * 1000,
+        cpu_per_session=job_cpu / wall / n,
+        worker_cpu=used[worker] / wall,
+        pss_per_session_mb=sum(pss_peak.values()) / max(len(pss_peak), 1),
+        silent_turns=silent,
+        other_cpu=max(machine_busy - job_cpu - used[worker], 0.0) / wall,
+    )
+
+
 def _machine_busy() -> float:
     t = psutil.cpu_times()
     return float(t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0))
 
 
-def _cpu(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    return float(t.user + t.system)
-
-
-# --- the report -----------------------------------------------------------------------
-
-
-TITLE = "Capacity: spoken sessions per worker"
-
-
-def render(result: CapacityResult) -> str:
-    """The BENCHMARKS.md section, with its heading (`python -m bench.capacity`)."""
-    return "\n".join([f"## {TITLE}", "", *section_lines(result)])
-
-
-def section_lines(result: CapacityResult) -> list[str]:
+def render(result: CapacityResult) -> list[str]:
     plan = result.plan
-    lines = [
+    return [
         f"One worker, N sessions each in its own livekit job process; real-time speech "
         f"through the real silero VAD; scripted STT ({plan.stt_delay * 1000:.0f} ms), "
         f"LLM (first token {plan.llm_ttft * 1000:.0f} ms) and TTS (first byte "
@@ -293,49 +245,37 @@ def section_lines(result: CapacityResult) -> list[str]:
         f"audio (silent) fails its level. Other CPU: cores busy outside the worker meanwhile "
         f"(the scripted servers, and anything else on the machine). Machine: {result.cores} "
         "cores.",
-        "",
-        "| sessions | turns | silent | p50 ms | p95 ms | within +"
-        f"{plan.budget_ms:.0f} ms | CPU per session (cores) | worker main CPU | "
-        "PSS per session MB | other CPU (cores) |",
-        "|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|",
-    ]
-    for lv in result.levels:
-        ok = "yes" if result.within_budget(lv) else "no"
-        lines.append(
-            f"| {lv.sessions} | {lv.turns} | {lv.silent_turns} | {lv.p50_ms:.0f} | "
-            f"{lv.p95_ms:.0f} | {ok} | {lv.cpu_per_session:.3f} | {lv.worker_cpu:.3f} | "
-            f"{lv.pss_per_session_mb:.0f} | {lv.other_cpu:.2f} |"
-        )
-    lines += [
-        "",
+        table(
+            f"sessions | turns | silent | p50 ms | p95 ms | within +{plan.budget_ms:.0f} ms | "
+            "CPU per session (cores) | worker main CPU | PSS per session MB | other CPU (cores)",
+            [
+                [
+                    lv.sessions,
+                    lv.turns,
+                    lv.silent_turns,
+                    f"{lv.p50_ms:.0f}",
+                    f"{lv.p95_ms:.0f}",
+                    "yes" if result.within_budget(lv) else "no",
+                    f"{lv.cpu_per_session:.3f}",
+                    f"{lv.worker_cpu:.3f}",
+                    f"{lv.pss_per_session_mb:.0f}",
+                    f"{lv.other_cpu:.2f}",
+                ]
+                for lv in result.levels
+            ],
+        ),
         f"**`capacity.voice_sessions_per_worker` = {result.sessions_per_worker}** (the "
         f"largest N whose p95 stays within +{plan.budget_ms:.0f} ms of one session's).",
-        "",
     ]
-    return lines
 
 
-def results(result: CapacityResult) -> dict[str, Any]:
-    """The `capacity` entry of bench/results.json."""
+def numbers(result: CapacityResult) -> dict[str, Any]:
     return {
         "voice_sessions_per_worker": result.sessions_per_worker,
         "budget_ms": result.plan.budget_ms,
         "cores": result.cores,
         "levels": [asdict(lv) for lv in result.levels],
     }
-
-
-def _run(ctx: Context) -> CapacityResult:
-    return measure(ctx.plan.capacity)
-
-
-SECTION = Section(
-    name="capacity",
-    title=TITLE,
-    run=_run,
-    render=lambda result, _ctx: section_lines(result),
-    numbers=results,
-)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,9 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.turns:
         plan = replace(plan, measured_turns=args.turns, lone_turns=args.turns)
     result = measure(plan)
-    print(render(result))
+    print("\n\n".join([f"## {TITLE}", *render(result)]))
     if args.json:
-        args.json.write_text(json.dumps({"capacity": results(result)}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"capacity": numbers(result)}, indent=2) + "\n")
     return 0
 
 

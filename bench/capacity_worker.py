@@ -1,17 +1,10 @@
-"""The worker side of the capacity benchmark: `voice-agent start` with spoken sessions.
+"""The capacity benchmark's worker: `voice-agent start` with spoken sessions.
 
-`python -m bench.capacity_worker` builds the worker with `agent.worker.entrypoint.build_server` and
-runs it with livekit's CLI, so every session is a livekit job in its own job process,
-forked from livekit's forkserver with the silero VAD prewarmed. A job runs the worker's
-own session (`testing.job_session`: metrics included) with a paced microphone and a
-recording speaker in place of the room, and:
-
-1. touches `<dir>/<job>.started` (with its pid) and waits for `<dir>/go`;
-2. waits its share of `CAPACITY_STAGGER` (sessions are independent calls, not a choir);
-3. says `CAPACITY_WAV` `CAPACITY_TURNS` times, each time waiting for the answer and
-   `CAPACITY_PAUSE` seconds after it;
-4. writes livekit's end of speech -> first audio (`e2e_latency`) per turn to
-   `<dir>/<job>.json` and ends.
+Built with `agent.worker.entrypoint.build_server` and run by livekit's CLI, so each session is
+a job in its own process. A job runs the worker's own session (`testing.job_session`), marks
+`<dir>/<job>.started` (its pid), waits for `<dir>/go` and its share of `CAPACITY_STAGGER`,
+says `CAPACITY_WAV` `CAPACITY_TURNS` times (an answer and `CAPACITY_PAUSE` after each), and
+writes livekit's end of speech -> first audio (`e2e_latency`) per turn to `<dir>/<job>.json`.
 """
 
 from __future__ import annotations

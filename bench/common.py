@@ -1,18 +1,23 @@
-"""What every benchmark shares: statistics, the backend under test, a quiet logger."""
+"""What every benchmark shares: statistics, the backend under test, memory, a quiet logger."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import os
+import platform
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
+import psutil
 from livekit.agents import llm
 from livekit.agents.voice import io
 
@@ -20,13 +25,37 @@ from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.ops.logging import configure_logging
 from testing.engine import make_engine, make_llm
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
+MB = 2**20
 REPLY = "Sure, it is a quarter past ten in the morning here, and the sun is out."
 
 # the tests' engine and client with room for a loaded machine: a slow answer is measured,
 # not failed
 bench_engine = functools.partial(make_engine, timeout=30.0, tool_timeout=10.0)
 bench_llm = functools.partial(make_llm, timeout=30.0)
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation; nan when there are none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    lo = math.floor(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    n: int
+    p50: float
+    p95: float
+
+    @staticmethod
+    def of(values: Sequence[float]) -> Summary:
+        return Summary(len(values), pct(values, 50), pct(values, 95))
 
 
 def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -40,6 +69,37 @@ def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedP
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+def stop(proc: subprocess.Popen[Any], *, within: float) -> None:
+    """SIGTERM (a worker drains), then SIGKILL if it has not ended within `within` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """A process's resident memory (this one's by default), in MiB."""
+    return float(psutil.Process(pid).memory_info().rss) / MB
+
+
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size: its shared pages split among their sharers."""
+    return float(psutil.Process(pid).memory_full_info().pss) / MB
+
+
+def machine() -> str:
+    """Cores, CPU model, OS and Python: where the numbers were measured."""
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        model = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), model)
+    return (
+        f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, "
+        f"Python {sys.version.split()[0]}"
     )
 
 
@@ -70,41 +130,22 @@ class FirstTextOutput(io.TextOutput):
     def __init__(self) -> None:
         super().__init__(label="bench", next_in_chain=None)
         self.first_at: float | None = None
-        self.text = ""
-
-    def arm(self) -> None:
-        self.first_at = None
-        self.text = ""
 
     async def capture_text(self, text: str) -> None:
         if self.first_at is None and text.strip():
             self.first_at = time.perf_counter()
-        self.text += text
 
     def flush(self) -> None:
         pass
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation; nan when there are none."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo = math.floor(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    n: int
-    p50: float
-    p95: float
-
-    @staticmethod
-    def of(values: Sequence[float]) -> Summary:
-        return Summary(len(values), pct(values, 50), pct(values, 95))
+def interleaved(variants: Sequence[T], *, reps: int, warmup: int) -> Iterator[tuple[bool, T]]:
+    """Each variant `warmup + reps` times, turn by turn, who goes first rotating each
+    repetition (a noisy neighbour slows all alike); with whether the turn is measured."""
+    for rep in range(-warmup, reps):
+        k = rep % len(variants)
+        for variant in [*variants[k:], *variants[:k]]:
+            yield rep >= 0, variant
 
 
 async def settle() -> None:

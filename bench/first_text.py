@@ -1,21 +1,13 @@
-"""Sections 1 and 2: how long until the first words of a reply come out.
+"""What the no-tool and tool sections share: the variants, and turns that time first words.
 
-Each variant answers the same scripted turns from the same server, interleaved turn by
-turn (the order rotates every repetition) so that a noisy neighbour slows all of them
-alike. Two levels:
-
-- "session": a real livekit `AgentSession` in text mode (no room, no audio), first
-  words as they reach the session's text output. livekit's plain `Agent` (its default
-  `llm_node` and tool loop) against our `Assistant` (the turn engine as `llm_node`).
-- "llm_node": the node alone, no session: iterating `provider.chat()` the way livekit's
-  default `llm_node` does, against iterating a `Turn`.
+Each variant answers the same scripted turns, interleaved turn by turn (the order rotates
+every repetition) so that a noisy neighbour slows all of them alike.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,23 +18,18 @@ from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.engine.turns import TurnEngine
 from agent.tools import get_current_time
 from agent.voice.assistant import Assistant
+from testing.servers.openai_server import Reply
 
-from .common import FirstTextOutput, bench_engine, bench_llm, chat_ctx, settle
+from .common import FirstTextOutput, bench_engine, bench_llm, chat_ctx, interleaved, settle
 from .server_proc import RemoteLLMServer, ServedRequest
 
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """What the scripted model does: its time to first token and token rate."""
-
-    ttft: float
-    token_delay: float
-    tool_seconds: float
+OURS_DEFAULT = "ours, streamed tool pass (default)"
+BLOCKING = "ours, blocking tool pass (CAAL-style)"
 
 
 @dataclass(slots=True)
 class ToolClock:
-    """When the benchmark's tool ran, so tool time can be taken out of a tool turn."""
+    """How long `lookup_order` takes, and when it ran (tool time comes out of a tool turn)."""
 
     seconds: float = 0.05
     runs: list[tuple[float, float]] = field(default_factory=list)
@@ -65,7 +52,6 @@ async def lookup_order(order_id: int) -> str:
 
 
 TOOLS: list[llm.Tool] = [get_current_time, lookup_order]
-AGENT_TOOLS: list[llm.Tool | llm.Toolset] = [*TOOLS]
 
 
 @dataclass(slots=True)
@@ -78,18 +64,11 @@ class Sample:
     tool_run: tuple[float, float] | None = None
 
 
-OURS_DEFAULT = "ours, streamed tool pass (default)"
-
-TurnRunner = Callable[[str], Awaitable[tuple[float, float]]]
-
-
 class SessionVariant:
     """A text-mode `AgentSession` kept for the whole run; history reset after every turn."""
 
     def __init__(self, name: str, agent: Agent, provider: llm.LLM[Any]) -> None:
-        self.name = name
-        self._agent = agent
-        self._provider = provider
+        self.name, self._agent, self._provider = name, agent, provider
         self._session: AgentSession[None] = AgentSession(llm=provider)
         self._out = FirstTextOutput()
 
@@ -97,16 +76,15 @@ class SessionVariant:
         self._session.output.transcription = self._out
         await self._session.start(self._agent)
 
-    async def turn(self, user_text: str) -> tuple[float, float]:
-        self._out.arm()
+    async def turn(self, user_text: str) -> tuple[float, float | None]:
+        self._out.first_at = None
         started = time.perf_counter()
         await self._session.run(user_input=user_text)
-        if self._out.first_at is None:
-            raise RuntimeError(f"{self.name}: the session said nothing")
-        first = self._out.first_at
         # the same short history before every turn: request size stays constant
-        await self._agent.update_chat_ctx(_history())
-        return started, first
+        history = chat_ctx("unused")  # less the system prompt (the session adds it) and user
+        history.items = [i for i in history.items if getattr(i, "role", None) != "system"][:-1]
+        await self._agent.update_chat_ctx(history)
+        return started, self._out.first_at
 
     async def aclose(self) -> None:
         await self._session.aclose()
@@ -117,16 +95,13 @@ class NodeVariant:
     """The llm_node alone: livekit's default (`provider.chat`) or a `Turn`."""
 
     def __init__(self, name: str, engine: TurnEngine, *, livekit_default: bool) -> None:
-        self.name = name
-        self._engine = engine
-        self._livekit_default = livekit_default
+        self.name, self._engine, self._livekit_default = name, engine, livekit_default
 
     async def start(self) -> None:
         pass
 
-    async def turn(self, user_text: str) -> tuple[float, float]:
-        ctx = chat_ctx(user_text)
-        first: float | None = None
+    async def turn(self, user_text: str) -> tuple[float, float | None]:
+        ctx, first = chat_ctx(user_text), None
         started = time.perf_counter()
         if self._livekit_default:
             # what `Agent.default.llm_node` does: stream the LLM's chunks as they come
@@ -138,8 +113,6 @@ class NodeVariant:
             async for text in self._engine.run(ctx, TOOLS):
                 if first is None and text.strip():
                     first = time.perf_counter()
-        if first is None:
-            raise RuntimeError(f"{self.name}: said nothing")
         return started, first
 
     async def aclose(self) -> None:
@@ -149,74 +122,54 @@ class NodeVariant:
 Variant = SessionVariant | NodeVariant
 
 
-def _history() -> llm.ChatContext:
-    ctx = chat_ctx("unused")
-    # the session adds the instructions itself; keep the earlier turns, drop system + user
-    ctx.items = [i for i in ctx.items if getattr(i, "role", None) != "system"][:-1]
-    return ctx
-
-
 def session_variants(base_url: str) -> list[Variant]:
-    streamed, blocking = bench_engine(base_url), bench_engine(base_url, tool_pass="blocking")
-    plain = bench_llm(base_url)
-    return [
-        SessionVariant(
-            "livekit Agent (default llm_node)",
-            Agent(instructions=DEFAULT_INSTRUCTIONS, tools=AGENT_TOOLS),
-            plain,
-        ),
-        SessionVariant(
-            OURS_DEFAULT,
-            Assistant(engine=streamed, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS),
-            streamed.llm,
-        ),
-        SessionVariant(
-            "ours, blocking tool pass (CAAL-style)",
-            Assistant(engine=blocking, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS),
-            blocking.llm,
-        ),
+    """livekit's plain `Agent` against our `Assistant`, tool pass streamed and blocking."""
+    agent_tools: list[llm.Tool | llm.Toolset] = [*TOOLS]
+    plain = Agent(instructions=DEFAULT_INSTRUCTIONS, tools=agent_tools)
+    variants: list[Variant] = [
+        SessionVariant("livekit Agent (default llm_node)", plain, bench_llm(base_url))
     ]
+    for name, tool_pass in ((OURS_DEFAULT, "streamed"), (BLOCKING, "blocking")):
+        engine = bench_engine(base_url, tool_pass=tool_pass)
+        agent = Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS)
+        variants.append(SessionVariant(name, agent, engine.llm))
+    return variants
 
 
 def node_variants(base_url: str) -> list[Variant]:
+    """livekit's default `llm_node` (iterating `provider.chat`) against a `Turn`."""
+    livekit = "livekit default llm_node (provider.chat)"
     return [
-        NodeVariant(
-            "livekit default llm_node (provider.chat)",
-            bench_engine(base_url),
-            livekit_default=True,
-        ),
+        NodeVariant(livekit, bench_engine(base_url), livekit_default=True),
         NodeVariant(OURS_DEFAULT, bench_engine(base_url), livekit_default=False),
-        NodeVariant(
-            "ours, blocking tool pass (CAAL-style)",
-            bench_engine(base_url, tool_pass="blocking"),
-            livekit_default=False,
-        ),
+        NodeVariant(BLOCKING, bench_engine(base_url, tool_pass="blocking"), livekit_default=False),
     ]
 
 
 async def collect(
     server: RemoteLLMServer,
     variants: list[Variant],
-    script: Callable[[], list[object]],
+    replies: list[Reply],
     *,
     reps: int,
     warmup: int,
 ) -> dict[str, list[Sample]]:
-    for v in variants:
-        await v.start()
+    """`reps` turns of each variant after `warmup`, each answered by `replies`."""
     samples: dict[str, list[Sample]] = {v.name: [] for v in variants}
     try:
-        for rep in range(-warmup, reps):
-            k = rep % len(variants)
-            for v in variants[k:] + variants[:k]:  # rotate who goes first
-                server.reset()
-                server.script(*script())  # type: ignore[arg-type]
-                TOOL_CLOCK.runs.clear()
-                started, first = await v.turn(f"Question {rep} for {v.name}?")
-                await settle()
-                if rep >= 0:
-                    run = TOOL_CLOCK.runs[0] if TOOL_CLOCK.runs else None
-                    samples[v.name].append(Sample(started, first, server.requests(), run))
+        for v in variants:
+            await v.start()
+        for k, (measured, v) in enumerate(interleaved(variants, reps=reps, warmup=warmup)):
+            server.reset()
+            server.script(*replies)
+            TOOL_CLOCK.runs.clear()
+            started, first = await v.turn(f"Question {k} for {v.name}?")
+            if first is None:
+                raise RuntimeError(f"{v.name}: said nothing")
+            await settle()
+            if measured:
+                run = TOOL_CLOCK.runs[0] if TOOL_CLOCK.runs else None
+                samples[v.name].append(Sample(started, first, server.requests(), run))
     finally:
         for v in variants:
             await v.aclose()

@@ -22,12 +22,12 @@ from testing.engine import make_engine
 from testing.servers.faults import FaultyBackend
 from testing.servers.openai_server import ScriptedLLMServer
 
-from .common import pct
-from .markdown import key_values
-from .memory import MB, rss_bytes
-from .sections import Context, Section, summary
+from .common import pct, rss_mb
+from .sections import Context, summary, table
 
+NAME = "faults"
 TITLE = "Concurrent sessions against a faulty backend"
+
 FAULT_RATE = 0.1
 
 
@@ -49,39 +49,6 @@ class LoadResult:
     rss_after_mb: float = 0.0
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
-
-    @property
-    def max_turn(self) -> float:
-        return max(self.turn_seconds, default=0.0)
-
-    def p(self, values: list[float], q: int) -> float:
-        return pct(values, q) if values else 0.0
-
-    def rows(self) -> list[tuple[str, str]]:
-        t, f = self.turn_seconds, self.first_text_seconds
-        return [
-            ("sessions x turns", f"{self.sessions} x {self.turns // max(self.sessions, 1)}"),
-            ("turns", f"{len(t)}"),
-            ("faults injected", f"{sum(self.faults_injected.values())} {self.faults_injected}"),
-            ("silent turns", f"{self.silent_turns}"),
-            ("apologies / fallback replies", f"{self.apologies} / {self.fallbacks}"),
-            (
-                "turn p50 / p95 / max",
-                f"{_in_ms(self.p(t, 50))} / {_in_ms(self.p(t, 95))} / {_in_ms(self.max_turn)}",
-            ),
-            ("first text p50 / p95", f"{_in_ms(self.p(f, 50))} / {_in_ms(self.p(f, 95))}"),
-            ("limit (timeout + 1 s)", _in_ms(self.timeout + 1)),
-            # the scripted server runs in a thread of this process: its CPU is included
-            ("process CPU per turn", _in_ms(self.cpu_seconds / max(len(t), 1))),
-            ("leaked asyncio tasks", f"{self.leaked_tasks}"),
-            ("open sockets before / after", f"{self.sockets_before} / {self.sockets_after}"),
-            ("RSS before / after", f"{self.rss_before_mb:.1f} / {self.rss_after_mb:.1f} MB"),
-            ("wall time", f"{self.wall_seconds:.1f} s"),
-        ]
-
-
-def _in_ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
 
 
 def open_sockets() -> int:
@@ -110,7 +77,7 @@ async def run_load(
             timeout=timeout,
             faults_injected=backend.injected,
             sockets_before=open_sockets(),
-            rss_before_mb=rss_bytes() / MB,
+            rss_before_mb=rss_mb(),
         )
         engine = make_engine(server, timeout=timeout)
         tasks_before = asyncio.all_tasks()
@@ -123,7 +90,7 @@ async def run_load(
         result.leaked_tasks = len(asyncio.all_tasks() - tasks_before)
         gc.collect()
         result.sockets_after = open_sockets()
-        result.rss_after_mb = rss_bytes() / MB
+        result.rss_after_mb = rss_mb()
     return result
 
 
@@ -147,19 +114,40 @@ async def _session(engine: TurnEngine, turns: int, result: LoadResult) -> None:
         history.add_message(role="assistant", content=turn.text)
 
 
-def run(ctx: Context) -> LoadResult:
-    sessions, turns = ctx.plan.fault_sessions
-    return asyncio.run(run_load(sessions=sessions, turns=turns))
+async def run(ctx: Context) -> LoadResult:
+    sessions, turns = ctx.sized(full=(50, 20), quick=(5, 3))
+    return await run_load(sessions=sessions, turns=turns)
 
 
-def render(result: LoadResult, ctx: Context) -> list[str]:
+def render(r: LoadResult) -> list[str]:
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000:.0f} ms"
+
+    t, f = r.turn_seconds, r.first_text_seconds
+    p = {q: (pct(t, q) if t else 0.0, pct(f, q) if f else 0.0) for q in (50, 95)}
     intro = (
-        f"{result.sessions} engines' sessions at once in this process, each saying its turns "
+        f"{r.sessions} engines' sessions at once in this process, each saying its turns "
         "back to back, against a scripted server that injects a fault (HTTP errors, hangs, "
         f"cut streams, garbage) into {FAULT_RATE:.0%} of the replies; the client's timeout is "
-        f"{result.timeout:g} s. Every turn must end in words, and nothing may stay behind."
+        f"{r.timeout:g} s. Every turn must end in words, and nothing may stay behind."
     )
-    return key_values(intro, result.rows())
+    rows = [
+        ("sessions x turns", f"{r.sessions} x {r.turns // max(r.sessions, 1)}"),
+        ("turns", f"{len(t)}"),
+        ("faults injected", f"{sum(r.faults_injected.values())} {r.faults_injected}"),
+        ("silent turns", f"{r.silent_turns}"),
+        ("apologies / fallback replies", f"{r.apologies} / {r.fallbacks}"),
+        ("turn p50 / p95 / max", f"{ms(p[50][0])} / {ms(p[95][0])} / {ms(max(t, default=0))}"),
+        ("first text p50 / p95", f"{ms(p[50][1])} / {ms(p[95][1])}"),
+        ("limit (timeout + 1 s)", ms(r.timeout + 1)),
+        # the scripted server runs in a thread of this process: its CPU is included
+        ("process CPU per turn", ms(r.cpu_seconds / max(len(t), 1))),
+        ("leaked asyncio tasks", f"{r.leaked_tasks}"),
+        ("open sockets before / after", f"{r.sockets_before} / {r.sockets_after}"),
+        ("RSS before / after", f"{r.rss_before_mb:.1f} / {r.rss_after_mb:.1f} MB"),
+        ("wall time", f"{r.wall_seconds:.1f} s"),
+    ]
+    return [intro, table("what | value", rows)]
 
 
 def numbers(result: LoadResult) -> Mapping[str, object]:
@@ -172,6 +160,3 @@ def numbers(result: LoadResult) -> Mapping[str, object]:
         "leaked_tasks": result.leaked_tasks,
         "rss_growth_mb": round(result.rss_after_mb - result.rss_before_mb, 1),
     }
-
-
-SECTION = Section(name="faults", title=TITLE, run=run, render=render, numbers=numbers)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from testing.servers.openai_server import text_reply
 
-from .common import REPLY, Summary
+from .common import REPLY
 from .first_text import OURS_DEFAULT, collect, node_variants, session_variants
-from .markdown import f1, f3, p50_p95, table, verdict
-from .sections import Context, Section, summary
+from .sections import Context, p50, p50_p95, summary, table, verdict
 
+NAME = "no-tool"
 TITLE = "No-tool turn: time to first text out / server's time to first token"
 
 
@@ -20,40 +19,28 @@ TITLE = "No-tool turn: time to first text out / server's time to first token"
 class NoToolRow:
     level: str
     variant: str
-    ratios: list[float]
-    added_ms: list[float]
-    server_ttft_ms: list[float]
+    ratios: list[float] = field(default_factory=list)
+    added_ms: list[float] = field(default_factory=list)
+    server_ttft_ms: list[float] = field(default_factory=list)
 
 
-def run(ctx: Context) -> list[NoToolRow]:
-    return asyncio.run(_measure(ctx))
-
-
-async def _measure(ctx: Context) -> list[NoToolRow]:
-    backend, server = ctx.plan.backend, ctx.server
-
-    def script() -> list[object]:
-        return [text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay)]
-
-    rows: list[NoToolRow] = []
-    for level, variants in (
-        ("session", session_variants(server.base_url)),
-        ("llm_node", node_variants(server.base_url)),
-    ):
+async def run(ctx: Context) -> list[NoToolRow]:
+    backend, server, rows = ctx.plan.backend, ctx.server, []
+    reply = text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay)
+    for level, variants in (("session", session_variants), ("llm_node", node_variants)):
+        turns = variants(server.base_url)
         collected = await collect(
-            server, variants, script, reps=ctx.plan.reps, warmup=ctx.plan.warmup
+            server, turns, [reply], reps=ctx.plan.reps, warmup=ctx.plan.warmup
         )
         for name, samples in collected.items():
-            ratios, added, ttfts = [], [], []
+            rows.append(row := NoToolRow(level, name))
             for s in samples:
-                served = s.served[0]
-                assert served.first_token_at is not None
-                srv_ttft = served.first_token_at - served.received_at
+                server_ttft = s.served[0].ttft
+                assert server_ttft is not None
                 out = s.first_text_at - s.started_at
-                ratios.append(out / srv_ttft)
-                added.append((out - srv_ttft) * 1000)
-                ttfts.append(srv_ttft * 1000)
-            rows.append(NoToolRow(level, name, ratios, added, ttfts))
+                row.ratios.append(out / server_ttft)
+                row.added_ms.append((out - server_ttft) * 1000)
+                row.server_ttft_ms.append(server_ttft * 1000)
     return rows
 
 
@@ -61,49 +48,36 @@ def ours(rows: list[NoToolRow], level: str) -> NoToolRow | None:
     return next((r for r in rows if r.level == level and r.variant == OURS_DEFAULT), None)
 
 
-def render(rows: list[NoToolRow], ctx: Context) -> list[str]:
-    out = [
-        "Tools are offered; the model answers without them. Time to first text out runs "
-        "from the start of the turn (`session.run(user_input=...)`, or the `llm_node` "
-        "call) to the first words out (the session's text output, or the node's first "
-        "yield). The server's TTFT is its own record: request received -> first "
-        "content chunk written (non-streamed: -> first token produced). `session` is a "
-        "real livekit `AgentSession` in text mode (no room, no audio); `llm_node` is the "
-        "node alone.",
-        "",
+def render(rows: list[NoToolRow]) -> list[str]:
+    blocks = [
+        "Tools are offered; the model answers without them. Time to first text out: from "
+        "`session.run(user_input=...)` (or the `llm_node` call) to the first words out of "
+        "the session (or the node). The server's TTFT is its own record: request received "
+        "-> first content chunk written. `session`: a real livekit `AgentSession` in text "
+        "mode; `llm_node`: the node alone.",
         table(
-            [
-                "level",
-                "variant",
-                "ratio p50",
-                "ratio p95",
-                "added ms p50",
-                "added ms p95",
-                "server TTFT ms p50",
-            ],
+            "level | variant | ratio p50 | ratio p95 | added ms p50 | added ms p95 | "
+            "server TTFT ms p50",
             [
                 [
                     r.level,
                     r.variant,
-                    *p50_p95(r.ratios, f3),
+                    *p50_p95(r.ratios, ".3f"),
                     *p50_p95(r.added_ms),
-                    f1(Summary.of(r.server_ttft_ms).p50),
+                    f"{p50(r.server_ttft_ms):.1f}",
                 ]
                 for r in rows
             ],
         ),
-        "",
     ]
-    default = ours(rows, "session")
-    if default is not None:
-        p50 = Summary.of(default.ratios).p50
-        out += [
-            f"Goal: ratio <= 1.05 for our default in a session: p50 {p50:.3f}, "
-            f"{verdict(p50 <= 1.05)}. The added milliseconds do not depend on the "
-            "server's TTFT; the ratio does (a slower model makes it smaller).",
-            "",
-        ]
-    return out
+    if (default := ours(rows, "session")) is not None:
+        ratio = p50(default.ratios)
+        blocks.append(
+            f"Goal: ratio <= 1.05 for our default in a session: p50 {ratio:.3f}, "
+            f"{verdict(ratio <= 1.05)}. The added milliseconds do not depend on the "
+            "server's TTFT; the ratio does (a slower model makes it smaller)."
+        )
+    return blocks
 
 
 def numbers(rows: list[NoToolRow]) -> Mapping[str, object]:
@@ -115,6 +89,3 @@ def numbers(rows: list[NoToolRow]) -> Mapping[str, object]:
         }
         for r in rows
     }
-
-
-SECTION = Section(name="no-tool", title=TITLE, run=run, render=render, numbers=numbers)

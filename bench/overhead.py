@@ -1,17 +1,11 @@
-"""Section 3: CPU time our code adds to a turn, the backend client excluded.
+"""Section: CPU time our code adds to a turn, the backend client excluded.
 
-Method: the server runs in another process, so this process's CPU time
-(`time.process_time()`) is the client alone. The same turn is run three ways,
-interleaved: the bare openai SDK streaming the identical request (the floor any
-Python client pays for HTTP, SSE and parsing), our provider's `chat()` (livekit's
-`LLMStream` plus our provider), and a whole `Turn` of the engine. Engine overhead is
-turn minus floor. A cProfile run then attributes self time to packages, to show where
-the difference goes (cProfile inflates everything; read it as proportions).
+The same turn three ways (the method is the section's first paragraph), then each piece of
+per-turn work timed alone, then cProfile: where the difference goes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import cProfile
 import gc
 import pstats
@@ -28,63 +22,37 @@ from agent.engine.speech_filter import ToolCallTextFilter
 from agent.ops.logging import get_logger
 from testing.servers.openai_server import text_reply
 
-from .common import REPLY, ROOT, Summary, bench_engine, chat_ctx, settle
+from .common import REPLY, ROOT, Summary, bench_engine, chat_ctx, interleaved, settle
 from .first_text import TOOLS
-from .markdown import f2, f3, table, verdict
-from .plan import Plan
-from .sections import Context, Section, summary
+from .sections import Context, summary, table, verdict
 from .server_proc import RemoteLLMServer
 
+NAME = "overhead"
 TITLE = "Engine overhead per turn (client CPU time)"
+# what the bare SDK turn pays too: hot spots are looked for elsewhere
+FLOOR = ("/openai/", "/httpx", "/httpcore/", "/anyio/", "/h11/")
+STDLIB = sysconfig.get_paths()["stdlib"]
 
-
-@dataclass(frozen=True, slots=True)
-class CpuRow:
-    variant: str
-    cpu_ms: list[float]
-
-
-@dataclass(frozen=True, slots=True)
-class BreakdownRow:
-    """One piece of per-turn work on our side, timed alone (CPU ms per turn)."""
-
-    step: str
-    where: str
-    cpu_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class HotSpot:
-    """A function outside the SDK/HTTP floor, by self time."""
-
-    function: str
-    self_ms_per_turn: float
-    cum_ms_per_turn: float
+Turn = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class OverheadResult:
-    rows: list[CpuRow]
-    breakdown: list[BreakdownRow]
-    hot_spots: list[HotSpot]
+    cpu_ms: dict[str, list[float]]
+    """CPU ms per turn, by variant; the first is the floor, the last the engine's turn."""
+    breakdown: list[tuple[str, str, float]]
+    """A piece of per-turn work, where it is, its CPU ms timed alone."""
+    hot_spots: list[tuple[str, float, float]]
+    """A function outside the floor, its self and cumulative ms per turn (profiled)."""
     profiled_turns: int
 
 
-def reply_script(token_delay: float) -> object:
-    # one word per chunk, as a real server streams tokens: per-chunk costs show
-    return text_reply(REPLY, token_delay=token_delay)
-
-
-def run(ctx: Context) -> OverheadResult:
-    return asyncio.run(measure(ctx.server, ctx.plan))
-
-
-async def measure(server: RemoteLLMServer, plan: Plan) -> OverheadResult:
-    reps, warmup, profile_turns = plan.cpu_reps, plan.warmup, plan.profile_turns
-    token_delay = plan.cpu_token_delay
+async def run(ctx: Context) -> OverheadResult:
+    server, warmup = ctx.server, ctx.plan.warmup
+    reps, profile_turns = ctx.sized(full=150, quick=3), ctx.sized(full=40, quick=2)
     engine = bench_engine(server.base_url)
-    ctx = chat_ctx("What time is it?")
-    messages, _ = ctx.to_provider_format("openai")
+    chat = chat_ctx("What time is it?")
+    messages, _ = chat.to_provider_format("openai")
     tool_params = llm.ToolContext(TOOLS).parse_function_tools("openai")
     sdk = openai.AsyncClient(api_key="not-needed", base_url=server.base_url, max_retries=0)
 
@@ -101,54 +69,40 @@ async def measure(server: RemoteLLMServer, plan: Plan) -> OverheadResult:
                 pass
 
     async def provider_turn() -> None:
-        async with engine.llm.chat(chat_ctx=ctx, tools=TOOLS) as stream:
+        async with engine.llm.chat(chat_ctx=chat, tools=TOOLS) as stream:
             async for _ in stream:
                 pass
 
     async def engine_turn() -> None:
-        async for _ in engine.run(ctx, TOOLS):
+        async for _ in engine.run(chat, TOOLS):
             pass
 
-    variants: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-        ("openai SDK stream, same request (floor)", sdk_turn),
-        ("provider.chat() (livekit LLMStream + our provider)", provider_turn),
-        ("TurnEngine turn (streamed tool pass, default)", engine_turn),
-    ]
-    cpu: dict[str, list[float]] = {name: [] for name, _ in variants}
-    server.reset()
+    variants: dict[str, Turn] = {
+        "openai SDK stream, same request (floor)": sdk_turn,
+        "provider.chat() (livekit LLMStream + our provider)": provider_turn,
+        "TurnEngine turn (streamed tool pass, default)": engine_turn,
+    }
+    # one word per chunk, as a real server streams tokens: per-chunk costs show
+    reply = text_reply(REPLY, token_delay=ctx.sized(full=0.002, quick=0.0))
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     try:
-        for rep in range(-warmup, reps):
-            k = rep % len(variants)
-            for name, run in variants[k:] + variants[:k]:
-                server.script(reply_script(token_delay))  # type: ignore[arg-type]
-                started = time.process_time()
-                await run()
-                await settle()
-                if rep >= 0:
-                    cpu[name].append((time.process_time() - started) * 1000)
-            if rep % 20 == 0:
+        for k, (measured, name) in enumerate(interleaved([*variants], reps=reps, warmup=warmup)):
+            server.script(reply)
+            started = time.process_time()
+            await variants[name]()
+            await settle()
+            if measured:
+                cpu[name].append((time.process_time() - started) * 1000)
+            if k % 60 == 0:
                 server.reset()  # keep the server's request log short
-        hot = await _profile(server, engine_turn, profile_turns, token_delay)
+        hot = await _profile(server, engine_turn, profile_turns, reply)
     finally:
         await sdk.close()
         await engine.llm.aclose()
-    return OverheadResult(
-        [CpuRow(name, values) for name, values in cpu.items()],
-        breakdown(ctx, iterations=max(20, reps)),
-        hot,
-        profile_turns,
-    )
+    return OverheadResult(cpu, breakdown(chat, max(20, reps)), hot, profile_turns)
 
 
-def _cpu_ms(fn: Callable[[], object], iterations: int) -> float:
-    fn()  # caches warm
-    started = time.process_time()
-    for _ in range(iterations):
-        fn()
-    return (time.process_time() - started) * 1000 / iterations
-
-
-def breakdown(ctx: llm.ChatContext, *, iterations: int) -> list[BreakdownRow]:
+def breakdown(chat: llm.ChatContext, iterations: int) -> list[tuple[str, str, float]]:
     """The per-request work a turn does besides HTTP, each piece timed on its own."""
     log = get_logger("bench.overhead")
     words = [w + " " for w in REPLY.split(" ")]
@@ -163,138 +117,120 @@ def breakdown(ctx: llm.ChatContext, *, iterations: int) -> list[BreakdownRow]:
         for _ in range(2):
             log.info("bench", turn_id="abc", ttft_ms=1.0, duration_ms=2.0, outcome="ok")
 
-    return [
-        BreakdownRow(
+    def cpu_ms(fn: Callable[[], object]) -> float:
+        fn()  # caches warm
+        started = time.process_time()
+        for _ in range(iterations):
+            fn()
+        return (time.process_time() - started) * 1000 / iterations
+
+    steps: list[tuple[str, str, Callable[[], object]]] = [
+        (
             "tool schemas built for the request",
-            "providers/openai_compatible.py _request -> ToolContext.parse_function_tools",
-            _cpu_ms(lambda: llm.ToolContext(TOOLS).parse_function_tools("openai"), iterations),
+            "providers/openai_compatible.py _tool_schemas -> ToolContext.parse_function_tools",
+            lambda: llm.ToolContext(TOOLS).parse_function_tools("openai"),
         ),
-        BreakdownRow(
+        (
             "messages converted to OpenAI format",
             "providers/openai_compatible.py _request -> ChatContext.to_provider_format",
-            _cpu_ms(lambda: ctx.to_provider_format("openai"), iterations),
+            lambda: chat.to_provider_format("openai"),
         ),
-        BreakdownRow(
+        (
             "turn set-up (context copy, ToolContext, flatten)",
             "agent/engine/turns.py Turn.__init__",
-            _cpu_ms(lambda: llm.ToolContext(list(TOOLS)).flatten() and ctx.copy(), iterations),
+            lambda: llm.ToolContext(list(TOOLS)).flatten() and chat.copy(),
         ),
-        BreakdownRow(
+        (
             f"speech filter over {len(words)} deltas",
             "agent/engine/speech_filter.py ToolCallTextFilter.push",
-            _cpu_ms(text_filter, iterations),
+            text_filter,
         ),
-        BreakdownRow(
+        (
             "two structured log lines (JSON, to /dev/null)",
             "agent/engine/turns.py _record, _generate",
-            _cpu_ms(log_lines, iterations),
+            log_lines,
         ),
     ]
+    return [(step, where, cpu_ms(fn)) for step, where, fn in steps]
 
 
 async def _profile(
-    server: RemoteLLMServer,
-    engine_turn: Callable[[], Awaitable[None]],
-    turns: int,
-    token_delay: float,
-) -> list[HotSpot]:
-    """Functions with the most self time in a turn, outside the SDK/HTTP floor."""
+    server: RemoteLLMServer, engine_turn: Turn, turns: int, reply: object
+) -> list[tuple[str, float, float]]:
+    """The 10 functions with the most self time in a turn, outside the SDK/HTTP floor."""
     if turns <= 0:
         return []
     server.reset()
     gc.collect()
-    # CPU time, not wall: waiting in epoll is not work
-    profiler = cProfile.Profile(time.process_time)
+    profiler = cProfile.Profile(time.process_time)  # CPU time: waiting in epoll is no work
     for _ in range(turns):
-        server.script(reply_script(token_delay))  # type: ignore[arg-type]
+        server.script(reply)  # type: ignore[arg-type]
         profiler.enable()
         await engine_turn()
         await settle()
         profiler.disable()
     stats: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    spots: list[HotSpot] = []
-    for (filename, line, name), (_, _, tottime, cumtime, _) in stats.items():
-        if not _in_floor(filename):
-            spots.append(
-                HotSpot(
-                    _where(filename, line, name), tottime * 1000 / turns, cumtime * 1000 / turns
-                )
-            )
-    spots.sort(key=lambda h: -h.self_ms_per_turn)
-    return spots[:10]
-
-
-# what the bare SDK turn pays too: hot spots are looked for elsewhere
-_FLOOR = ("/openai/", "/httpx", "/httpcore/", "/anyio/", "/h11/")
-_STDLIB = sysconfig.get_paths()["stdlib"]
+    spots = [
+        (_where(filename, line, name), tottime * 1000 / turns, cumtime * 1000 / turns)
+        for (filename, line, name), (_, _, tottime, cumtime, _) in stats.items()
+        if not _in_floor(filename)
+    ]
+    return sorted(spots, key=lambda spot: -spot[1])[:10]
 
 
 def _in_floor(filename: str) -> bool:
     # builtins ("~") and the stdlib are everyone's; their callers show up by self time
-    if filename == "~" or (filename.startswith(_STDLIB) and "site-packages" not in filename):
+    if filename == "~" or (filename.startswith(STDLIB) and "site-packages" not in filename):
         return True
-    return any(m in filename for m in _FLOOR)
+    return any(m in filename for m in FLOOR)
 
 
 def _where(filename: str, line: int, name: str) -> str:
-    for anchor in (str(ROOT) + "/", "site-packages/"):
+    for anchor in ("site-packages/", str(ROOT) + "/"):
         if anchor in filename:
             filename = filename.split(anchor, 1)[1]
             break
     return f"{filename}:{line} {name}"
 
 
-def render(result: OverheadResult, ctx: Context) -> list[str]:
-    rows = {r.variant: Summary.of(r.cpu_ms) for r in result.rows}
-    floor = next(iter(rows.values()))
-    engine = list(rows.values())[-1]
+def render(result: OverheadResult) -> list[str]:
+    rows = {name: Summary.of(ms) for name, ms in result.cpu_ms.items()}
+    floor, engine = next(iter(rows.values())), [*rows.values()][-1]
     return [
         "Method: the server is in another process, so `time.process_time()` of this "
         "process is the client's CPU alone. The same request and streamed reply "
-        "(one word per chunk) are run three ways, "
-        "interleaved: the bare openai SDK (the floor any Python client pays for HTTP, "
-        "SSE and parsing), our provider's `chat()` (livekit's `LLMStream` around the "
-        "SDK), and a whole `Turn`. Overhead = quantile of the turn - the same quantile "
-        "of the floor.",
-        "",
+        "(one word per chunk) are run three ways, interleaved: the bare openai SDK (the "
+        "floor any Python client pays for HTTP, SSE and parsing), our provider's `chat()` "
+        "(livekit's `LLMStream` around the SDK), and a whole `Turn`. Overhead = quantile "
+        "of the turn - the same quantile of the floor.",
         table(
-            ["variant", "CPU ms p50", "CPU ms p95", "over floor p50", "over floor p95"],
+            "variant | CPU ms p50 | CPU ms p95 | over floor p50 | over floor p95",
             [
-                [name, f2(s.p50), f2(s.p95), f2(s.p50 - floor.p50), f2(s.p95 - floor.p95)]
+                [
+                    name,
+                    *(f"{ms:.2f}" for ms in (s.p50, s.p95, s.p50 - floor.p50, s.p95 - floor.p95)),
+                ]
                 for name, s in rows.items()
             ],
         ),
-        "",
         f"Goal: <= 2 ms p50 of engine overhead: {engine.p50 - floor.p50:.2f} ms, "
         f"{verdict(engine.p50 - floor.p50 <= 2)}.",
-        "",
         "Where it goes, each piece of per-turn work timed alone (CPU ms, no profiler):",
-        "",
         table(
-            ["step", "where", "CPU ms"],
-            [[r.step, f"`{r.where}`", f3(r.cpu_ms)] for r in result.breakdown],
+            "step | where | CPU ms", [[s, f"`{w}`", f"{ms:.3f}"] for s, w, ms in result.breakdown]
         ),
-        "",
         f"cProfile (CPU timer) over {result.profiled_turns} turns: functions with the "
         "most self time outside the SDK, HTTP client and stdlib (profiler-inflated; "
         "read as proportions):",
-        "",
         table(
-            ["function", "self ms/turn", "cumulative ms/turn"],
-            [
-                [f"`{h.function}`", f3(h.self_ms_per_turn), f2(h.cum_ms_per_turn)]
-                for h in result.hot_spots
-            ],
+            "function | self ms/turn | cumulative ms/turn",
+            [[f"`{f}`", f"{own:.3f}", f"{cum:.2f}"] for f, own, cum in result.hot_spots],
         ),
-        "",
     ]
 
 
 def numbers(result: OverheadResult) -> Mapping[str, object]:
     return {
-        "cpu_ms": {r.variant: summary(r.cpu_ms) for r in result.rows},
-        "breakdown_cpu_ms": {r.step: round(r.cpu_ms, 4) for r in result.breakdown},
+        "cpu_ms": {name: summary(ms) for name, ms in result.cpu_ms.items()},
+        "breakdown_cpu_ms": {step: round(ms, 4) for step, _, ms in result.breakdown},
     }
-
-
-SECTION = Section(name="overhead", title=TITLE, run=run, render=render, numbers=numbers)

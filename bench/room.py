@@ -26,9 +26,9 @@ from testing.servers.tts_server import EspeakTTSServer
 from testing.servers.whisper_server import WhisperServer
 
 from .common import Summary
-from .markdown import f1, table
-from .sections import Context, Section, summary
+from .sections import Context, summary, table
 
+NAME = "room"
 TITLE = "Latency as heard: a participant in a real LiveKit room"
 QUESTION = "What time is it in Tokyo?"
 ANSWER = "It is nine in the evening in Tokyo. The sun set a few hours ago."
@@ -111,7 +111,7 @@ def run(ctx: Context) -> RoomResult:
         try:
             worker.start()
             stack = Stack(livekit=livekit, backends=backends, worker=worker)
-            turns = QUICK_TURNS if ctx.plan.quick else TURNS
+            turns = ctx.sized(full=TURNS, quick=QUICK_TURNS)
             result.turns = asyncio.run(measure(stack, turns=turns, question=question))
         finally:
             worker.close()
@@ -119,7 +119,7 @@ def run(ctx: Context) -> RoomResult:
     return result
 
 
-def render(r: RoomResult, ctx: Context) -> list[str]:
+def render(r: RoomResult) -> list[str]:
     if r.skipped is not None:
         return [f"Skipped: {r.skipped}.", ""]
     heard, agent = Summary.of(r.heard_ms), Summary.of(r.agent_ms)
@@ -130,13 +130,13 @@ def render(r: RoomResult, ctx: Context) -> list[str]:
     return [
         f"{len(r.turns)} spoken turns in one room on livekit-server {pinned_version()} "
         "(`--dev`, 127.0.0.1, WebRTC over UDP), the worker as `voice-agent start` with its "
-        "defaults, the Whisper server (tiny.en), the espeak-ng TTS server and the scripted "
+        "defaults (Moonshine hears in the worker), the espeak-ng TTS server and the scripted "
         f"LLM (time to first token {r.ttft_ms:.0f} ms). Everything, the participant "
         "included, shares the machine's 2 cores.",
         "",
         table(
-            ["measure", "p50 ms", "p95 ms", "turns"],
-            [[name, f1(s.p50), f1(s.p95), str(s.n)] for name, s in rows],
+            "measure | p50 ms | p95 ms | turns",
+            [[name, f"{s.p50:.1f}", f"{s.p95:.1f}", s.n] for name, s in rows],
         ),
         "",
         "The two start at different moments: heard from the last loud sample the participant "
@@ -154,6 +154,3 @@ def numbers(r: RoomResult) -> Mapping[str, object]:
         "eos_to_first_audio_heard_ms": summary(r.heard_ms),
         "agent_reported_ms": summary(r.agent_ms),
     }
-
-
-SECTION = Section(name="room", title=TITLE, run=run, render=render, numbers=numbers)

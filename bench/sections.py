@@ -1,22 +1,79 @@
-"""What a report section is, and what every section gets to run with.
+"""What a section is, what it runs with (the plan), and the Markdown it writes.
 
-A section is a module with a `run` function (measures, returns its result) and a
-`render` function (that result as Markdown lines), registered once in `SECTIONS` in
-`bench/__main__.py`. `numbers` is what the section adds to `bench/results.json`:
-summaries, not raw samples, under the section's name.
+A section is a module with `NAME` (what `python -m bench NAME` selects it by, and its key
+in bench/results.json), `TITLE` (its heading in BENCHMARKS.md) and three functions:
+`run(ctx)` measures and returns a result (a coroutine function runs in an event loop of its
+own); `render(result)` is that result as Markdown blocks (paragraphs and tables, printed
+apart); `numbers(result)` is its entry in results.json: summaries, not raw samples. A
+result carries whatever its render needs, so the three can be called apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from .common import Summary
+from .server_proc import RemoteLLMServer
 
-if TYPE_CHECKING:  # not at run time: `python -m bench.sessions` children import this
-    from .plan import Plan
-    from .server_proc import RemoteLLMServer
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """What the scripted model does: its time to first token and token rate."""
+
+    ttft: float
+    token_delay: float
+    tool_seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoicePlan:
+    turns: int  # spoken turns measured in the voice section (0: skip it)
+    warmup: int
+    ttft: float
+    token_delay: float
+    side_by_side: int = 16  # utterances said to each pipeline (the paused questions, cycled)
+    idle_worker: bool = True  # also measure an idle `voice-agent start` (about 10 s)
+    pause: float = 0.5
+    stt: str = "moonshine"
+    """`moonshine` (in the worker, the default) or `whisper` (the tiny.en server), for both
+    pipelines of the side by side and for the voice section."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """What the CLI changes and more than one section reads; a section's own sizes stay in
+    its module (`ctx.sized`)."""
+
+    quick: bool
+    backend: Backend
+    reps: int  # turns per variant in the no-tool and tool sections
+    warmup: int
+    voice: VoicePlan
+
+
+FULL = Plan(
+    quick=False,
+    backend=Backend(ttft=0.15, token_delay=0.02, tool_seconds=0.05),
+    reps=40,
+    warmup=3,
+    # the scripted LLM as in sections 1-2; 12 spoken turns after one for warm-up
+    voice=VoicePlan(turns=12, warmup=1, ttft=0.15, token_delay=0.02),
+)
+QUICK = Plan(
+    quick=True,
+    backend=Backend(ttft=0.02, token_delay=0.001, tool_seconds=0.005),
+    reps=2,
+    warmup=1,
+    # the voice section is skipped: even one spoken turn adds about 25 s (the Whisper
+    # server, a session process and a real-time utterance); `--voice-turns 1` runs one
+    voice=VoicePlan(
+        turns=0, warmup=0, ttft=0.02, token_delay=0.001, side_by_side=2, idle_worker=False
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,19 +85,41 @@ class Context:
     results: dict[str, Any] = field(default_factory=dict)
     """Results of the sections that ran before this one, by section name."""
 
+    def sized(self, *, full: T, quick: T) -> T:
+        """A section's own size: `quick` in a `--quick` run, else `full`."""
+        return quick if self.plan.quick else full
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Section:
-    name: str
-    """What `python -m bench NAME` selects it by, and its key in results.json."""
-    title: str
-    """The report heading, without its number."""
-    run: Callable[[Context], Any]
-    render: Callable[[Any, Context], list[str]]
-    numbers: Callable[[Any], Mapping[str, object]]
+
+class Section(Protocol):
+    NAME: str
+    TITLE: str
+
+    def run(self, ctx: Context) -> Any: ...
+    def render(self, result: Any) -> list[str]: ...
+    def numbers(self, result: Any) -> Mapping[str, object]: ...
 
 
 def summary(values: Sequence[float]) -> dict[str, float | int]:
     """A sample's size and p50 / p95, rounded for results.json."""
     s = Summary.of(values)
     return {"n": s.n, "p50": round(s.p50, 3), "p95": round(s.p95, 3)}
+
+
+def p50(values: Sequence[float]) -> float:
+    return Summary.of(values).p50
+
+
+def p50_p95(values: Sequence[float], spec: str = ".1f") -> list[str]:
+    """Two table cells: the sample's p50 and p95, formatted by `spec`."""
+    s = Summary.of(values)
+    return [format(s.p50, spec), format(s.p95, spec)]
+
+
+def table(header: str, rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table; `header` is its column names joined by " | "."""
+    lines = ["| " + header + " |", "|" + "---|" * len(header.split(" | "))]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"

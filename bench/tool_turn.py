@@ -1,37 +1,20 @@
-"""Section: one tool call, then the spoken answer; and the filler for a slow tool.
-
-Ideal first words = tool-call response complete + tool time + the speaking pass's
-server TTFT; the overhead is how much later the words actually came out. For a tool
-slower than TOOL_FILLER_DELAY the first words are the filler, due the delay after the
-tool call was complete (server); its lateness is how much later it came out.
-"""
+"""Section: one tool call, then the spoken answer; and the filler for a slow tool."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.voice.assistant import Assistant
 from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 
-from .common import REPLY, Summary, bench_engine
-from .first_text import (
-    OURS_DEFAULT,
-    TOOL_CLOCK,
-    TOOLS,
-    Sample,
-    SessionVariant,
-    Variant,
-    collect,
-    session_variants,
-)
-from .markdown import f1, p50_p95, table, verdict
-from .sections import Context, Section, summary
+from . import first_text as ft
+from .common import REPLY, bench_engine
+from .sections import Context, p50, p50_p95, summary, table, verdict
 
+NAME = "tool"
 TITLE = "Tool turn: first text out vs tool-call complete + tool time + speaking-pass TTFT"
-
 FILLER = "One moment."
 FILLER_VARIANT = "ours, slow tool: filler out - (tool call complete + TOOL_FILLER_DELAY)"
 
@@ -39,10 +22,10 @@ FILLER_VARIANT = "ours, slow tool: filler out - (tool call complete + TOOL_FILLE
 @dataclass(frozen=True, slots=True)
 class ToolRow:
     variant: str
-    overhead_ms: list[float]
-    before_tool_ms: list[float]
-    after_tool_ms: list[float]
-    delivery_ms: list[float]
+    overhead_ms: list[float] = field(default_factory=list)
+    before_tool_ms: list[float] = field(default_factory=list)
+    after_tool_ms: list[float] = field(default_factory=list)
+    delivery_ms: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,101 +35,74 @@ class ToolResult:
     filler_delay: float
 
 
-def run(ctx: Context) -> ToolResult:
-    return asyncio.run(_measure(ctx))
-
-
-async def _measure(ctx: Context) -> ToolResult:
-    plan = ctx.plan
-    base_url = ctx.server.base_url
-    TOOL_CLOCK.seconds = plan.backend.tool_seconds
-    by_variant = await _turns(ctx, session_variants(base_url))
+async def run(ctx: Context) -> ToolResult:
+    # full: the default TOOL_FILLER_DELAY
+    base_url, filler_delay = ctx.server.base_url, ctx.sized(full=0.7, quick=0.05)
+    ft.TOOL_CLOCK.seconds = ctx.plan.backend.tool_seconds
+    by_variant = await _turns(ctx, ft.session_variants(base_url))
     rows = [_row(name, samples) for name, samples in by_variant.items()]
     # a tool that outlasts the filler delay: the first words out are the filler
-    TOOL_CLOCK.seconds = 2 * plan.filler_delay + 0.05
-    engine = bench_engine(base_url, filler=FILLER, filler_delay=plan.filler_delay)
-    agent = Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS)
-    slow = await _turns(ctx, [SessionVariant(FILLER_VARIANT, agent, engine.llm)])
+    ft.TOOL_CLOCK.seconds = 2 * filler_delay + 0.05
+    engine = bench_engine(base_url, filler=FILLER, filler_delay=filler_delay)
+    agent = Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=ft.TOOLS)
+    slow = await _turns(ctx, [ft.SessionVariant(FILLER_VARIANT, agent, engine.llm)])
     late = []
     for s in slow[FILLER_VARIANT]:
-        tool_pass = s.served[0]
-        if s.tool_run is None or tool_pass.finished_at is None:
+        if s.tool_run is None or (tool_call_done := s.served[0].finished_at) is None:
             raise RuntimeError("the slow tool did not run")
-        late.append((s.first_text_at - (tool_pass.finished_at + plan.filler_delay)) * 1000)
-    return ToolResult(rows, late, plan.filler_delay)
+        late.append((s.first_text_at - (tool_call_done + filler_delay)) * 1000)
+    return ToolResult(rows, late, filler_delay)
 
 
-async def _turns(ctx: Context, variants: list[Variant]) -> dict[str, list[Sample]]:
-    backend = ctx.plan.backend
-
-    def script() -> list[object]:
-        return [
-            tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=backend.ttft),
-            text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay),
-        ]
-
-    return await collect(ctx.server, variants, script, reps=ctx.plan.reps, warmup=ctx.plan.warmup)
+async def _turns(ctx: Context, variants: list[ft.Variant]) -> dict[str, list[ft.Sample]]:
+    backend, plan = ctx.plan.backend, ctx.plan
+    replies = [
+        tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=backend.ttft),
+        text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay),
+    ]
+    return await ft.collect(ctx.server, variants, replies, reps=plan.reps, warmup=plan.warmup)
 
 
-def _row(name: str, samples: list[Sample]) -> ToolRow:
-    overhead, before, after, delivery = [], [], [], []
+def _row(name: str, samples: list[ft.Sample]) -> ToolRow:
+    row = ToolRow(name)
     for s in samples:
         if s.tool_run is None or len(s.served) < 2:
             raise RuntimeError(f"{name}: the tool turn did not run the tool and speak")
         tool_pass, speak = s.served[0], s.served[1]
         assert tool_pass.finished_at is not None and speak.first_token_at is not None
+        assert speak.ttft is not None
         tool_start, tool_end = s.tool_run
-        ideal = (
-            tool_pass.finished_at
-            + (tool_end - tool_start)
-            + (speak.first_token_at - speak.received_at)
-        )
-        overhead.append((s.first_text_at - ideal) * 1000)
-        before.append((tool_start - tool_pass.finished_at) * 1000)
-        after.append((speak.received_at - tool_end) * 1000)
-        delivery.append((s.first_text_at - speak.first_token_at) * 1000)
-    return ToolRow(name, overhead, before, after, delivery)
+        ideal = tool_pass.finished_at + (tool_end - tool_start) + speak.ttft
+        row.overhead_ms.append((s.first_text_at - ideal) * 1000)
+        row.before_tool_ms.append((tool_start - tool_pass.finished_at) * 1000)
+        row.after_tool_ms.append((speak.received_at - tool_end) * 1000)
+        row.delivery_ms.append((s.first_text_at - speak.first_token_at) * 1000)
+    return row
 
 
-def render(result: ToolResult, ctx: Context) -> list[str]:
-    out = [
-        "One tool call (the server streams it, or sends it whole in blocking mode), the "
-        "tool runs, then the speaking pass. Ideal first words = tool-call response "
-        "complete (server) + the tool's own run time + the speaking pass's server TTFT. "
-        "Overhead = actual - ideal, split into: response complete -> tool starts, tool "
-        "ends -> speaking request arrives, first token written -> first text out. The "
-        f"last row: a tool slower than TOOL_FILLER_DELAY ({result.filler_delay * 1000:.0f} "
-        "ms here), whose first words out are the filler; its overhead is filler out - "
-        "(tool-call response complete + the delay).",
-        "",
+def render(result: ToolResult) -> list[str]:
+    blocks = [
+        "One tool call (streamed, or whole in blocking mode), the tool, then the speaking "
+        "pass. Overhead = first words out - (tool-call response complete + the tool's run "
+        "time + the speaking pass's server TTFT), split into: response complete -> tool "
+        "starts, tool ends -> speaking request arrives, first token written -> first text "
+        f"out. Last row: a tool slower than TOOL_FILLER_DELAY ({result.filler_delay * 1000:.0f}"
+        " ms here): filler out - (tool-call response complete + the delay).",
         table(
+            "variant | overhead ms p50 | overhead ms p95 | -> tool start p50 | "
+            "tool -> next request p50 | first token -> out p50",
             [
-                "variant",
-                "overhead ms p50",
-                "overhead ms p95",
-                "-> tool start p50",
-                "tool -> next request p50",
-                "first token -> out p50",
-            ],
-            [
-                [
-                    r.variant,
-                    *p50_p95(r.overhead_ms),
-                    f1(Summary.of(r.before_tool_ms).p50),
-                    f1(Summary.of(r.after_tool_ms).p50),
-                    f1(Summary.of(r.delivery_ms).p50),
-                ]
+                [r.variant, *p50_p95(r.overhead_ms)]
+                + [f"{p50(ms):.1f}" for ms in (r.before_tool_ms, r.after_tool_ms, r.delivery_ms)]
                 for r in result.rows
             ]
             + [[FILLER_VARIANT, *p50_p95(result.filler_late_ms), "", "", ""]],
         ),
-        "",
     ]
-    ours = next((r for r in result.rows if r.variant == OURS_DEFAULT), None)
-    if ours is not None:
-        p50 = Summary.of(ours.overhead_ms).p50
-        out += [f"Goal: <= +10 ms for our default: p50 {p50:.1f} ms, {verdict(p50 <= 10)}.", ""]
-    return out
+    if ours := [r for r in result.rows if r.variant == ft.OURS_DEFAULT]:
+        ms = p50(ours[0].overhead_ms)
+        blocks.append(f"Goal: <= +10 ms for our default: p50 {ms:.1f} ms, {verdict(ms <= 10)}.")
+    return blocks
 
 
 def numbers(result: ToolResult) -> Mapping[str, object]:
@@ -163,6 +119,3 @@ def numbers(result: ToolResult) -> Mapping[str, object]:
         "filler_late_ms": summary(result.filler_late_ms),
         "filler_delay_s": result.filler_delay,
     }
-
-
-SECTION = Section(name="tool", title=TITLE, run=run, render=render, numbers=numbers)

@@ -1,22 +1,18 @@
 """Section: how much MCP tool discovery adds to session start-up and to a turn.
 
-Start-up: `setup_tools()` (connect + initialize + tools/list) per transport, against a
-FastMCP server on 127.0.0.1 (stdio: a child process started per session), and for an
-unreachable server. Per turn: the engine's tool flattening with the MCP toolset, a
-whole text-only turn with and without 4 MCP tools offered (the run's scripted LLM
-server, no delays), and one MCP tool call vs. one in-process tool call. Medians in
-milliseconds.
+Start-up per transport, and for an unreachable server; per turn: flattening the tools, a
+turn with and without MCP tools offered, an MCP tool call against an in-process one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from livekit.agents import llm
 
@@ -26,10 +22,17 @@ from testing.servers.mcp_server import SCRIPT, McpHttpServer
 from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 
 from .common import bench_engine
-from .markdown import f2, table
-from .sections import Context, Section
+from .sections import Context, table
 
+NAME = "tools"
 TITLE = "MCP tools: start-up and per-turn cost"
+Tools = list[llm.Tool | llm.Toolset]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsResult:
+    medians_ms: dict[str, float]
+    runs: int
 
 
 async def median_ms(fn: Callable[[], Awaitable[object]], runs: int) -> float:
@@ -47,18 +50,18 @@ async def startup(spec: McpServerSpec) -> None:
     await aclose_tools(tools)
 
 
-def run(ctx: Context) -> dict[str, float]:
+async def run(ctx: Context) -> ToolsResult:
     # an unreachable MCP server logs errors by design; they are not the bench's
     logging.disable(logging.CRITICAL)
     try:
-        return asyncio.run(_measure(ctx, ctx.plan.tool_runs))
+        runs = ctx.sized(full=10, quick=1)
+        return ToolsResult(await _measure(ctx, runs), runs)
     finally:
         logging.disable(logging.NOTSET)
 
 
 async def _measure(ctx: Context, runs: int) -> dict[str, float]:
-    srv = ctx.server
-    results: dict[str, float] = {}
+    server, medians = ctx.server, {}
     with McpHttpServer("http") as http, McpHttpServer("sse") as sse:
         specs = {
             "streamable_http": McpServerSpec(name="w", transport="streamable_http", url=http.url),
@@ -75,64 +78,55 @@ async def _measure(ctx: Context, runs: int) -> dict[str, float]:
             ),
         }
         for name, spec in specs.items():
-            results[f"startup {name}, first in process"] = await median_ms(
-                functools.partial(startup, spec), 1
-            )
-            results[f"startup {name}"] = await median_ms(functools.partial(startup, spec), runs)
+            start = functools.partial(startup, spec)
+            medians[f"startup {name}, first in process"] = await median_ms(start, 1)
+            medians[f"startup {name}"] = await median_ms(start, runs)
 
         mcp = McpTools([specs["streamable_http"]])
         await mcp.setup()
-        toolset: list[llm.Tool | llm.Toolset] = [get_current_time, mcp]
-        results["flatten tools per turn (5 tools)"] = await median_ms(
-            lambda: _flatten(toolset), runs * 100
-        )
-        engine = bench_engine(srv.base_url)
+        toolset: Tools = [get_current_time, mcp]
 
-        async def turn(tools: list[llm.Tool | llm.Toolset], *replies: object) -> None:
-            srv.script(*replies)  # type: ignore[arg-type]
+        async def flatten() -> None:
+            llm.ToolContext(toolset).flatten()
+
+        medians["flatten tools per turn (5 tools)"] = await median_ms(flatten, runs * 100)
+        engine = bench_engine(server.base_url)
+
+        async def turn(tools: Tools, *replies: object) -> None:
+            server.script(*replies)  # type: ignore[arg-type]
             chat = llm.ChatContext()
             chat.add_message(role="user", content="hi")
             async for _ in engine.run(chat, tools):
                 pass
 
-        results["turn, no tools"] = await median_ms(lambda: turn([], text_reply("Hi.")), runs)
-        results["turn, 5 tools offered"] = await median_ms(
-            lambda: turn(toolset, text_reply("Hi.")), runs
+        said, called = text_reply("Hi."), text_reply("Ok.")
+        in_process, forecast = (
+            ToolCall("get_current_time"),
+            ToolCall("get_forecast", {"city": "Oslo"}),
         )
-        results["turn, in-process tool call"] = await median_ms(
-            lambda: turn(toolset, tool_reply(ToolCall("get_current_time")), text_reply("Ok.")),
-            runs,
-        )
-        results["turn, MCP tool call (http)"] = await median_ms(
-            lambda: turn(
-                toolset, tool_reply(ToolCall("get_forecast", {"city": "Oslo"})), text_reply("Ok.")
-            ),
-            runs,
-        )
+        turns: dict[str, tuple[Tools, list[object]]] = {
+            "turn, no tools": ([], [said]),
+            "turn, 5 tools offered": (toolset, [said]),
+            "turn, in-process tool call": (toolset, [tool_reply(in_process), called]),
+            "turn, MCP tool call (http)": (toolset, [tool_reply(forecast), called]),
+        }
+        for name, (tools, replies) in turns.items():
+            medians[name] = await median_ms(functools.partial(turn, tools, *replies), runs)
         await mcp.aclose()
         await engine.llm.aclose()
-    return results
+    return medians
 
 
-async def _flatten(tools: list[llm.Tool | llm.Toolset]) -> None:
-    llm.ToolContext(tools).flatten()
-
-
-def render(results: dict[str, float], ctx: Context) -> list[str]:
+def render(result: ToolsResult) -> list[str]:
     return [
         "MCP servers are FastMCP on 127.0.0.1 (`testing/servers/mcp_server.py`); stdio "
         "starts a child process per session. Start-up is `setup_tools()`: connect, "
         "initialize, tools/list; 'first in process' includes the imports and caches the "
-        f"first connection pays. Medians over {ctx.plan.tool_runs} runs (flattening: "
-        f"{ctx.plan.tool_runs * 100}).",
-        "",
-        table(["what", "ms p50"], [[name, f2(ms)] for name, ms in results.items()]),
-        "",
+        f"first connection pays. Medians over {result.runs} runs (flattening: "
+        f"{result.runs * 100}).",
+        table("what | ms p50", [[name, f"{ms:.2f}"] for name, ms in result.medians_ms.items()]),
     ]
 
 
-def numbers(results: dict[str, float]) -> Mapping[str, object]:
-    return {name: round(ms, 3) for name, ms in results.items()}
-
-
-SECTION = Section(name="tools", title=TITLE, run=run, render=render, numbers=numbers)
+def numbers(result: ToolsResult) -> Mapping[str, object]:
+    return {name: round(ms, 3) for name, ms in result.medians_ms.items()}

@@ -1,50 +1,27 @@
-"""Section 5: the voice path, spoken turn by spoken turn, and the worker's memory.
+"""Section: spoken turns through the worker's session, stage by stage, and its memory.
 
-Real parts throughout, as in the audio e2e test (`tests/voice/test_session_audio.py`):
-questions spoken by espeak-ng and played in real time (20 ms frames) into the worker's own
-session (`agent.worker.entrypoint.build_session`), the real silero VAD, the real Whisper server
-(faster-whisper-server, tiny.en, offline), the scripted LLM server (in its own process, as
-in sections 1-4) and the espeak-ng TTS server. The session runs in a child process
-(`bench/voice_session.py`) that plays the job process, so its memory is a job process's
-alone and the speech servers do not share its GIL.
-
-Every latency is livekit's own number where livekit has one: `metrics_collected`
-(EOUMetrics, STTMetrics, LLMMetrics) and the metrics livekit attaches to each chat
-message (`stopped_speaking_at`, `llm_node_ttft`, `llm_node_ttfs`, `tts_node_ttfb`,
-`e2e_latency`). Two are wall clocks (`time.time()`, one clock across processes): when
-livekit emitted the user's "stopped speaking" state (it back-dates the event itself), and
-when the TTS server received the request.
+Real parts, as in the audio e2e test: espeak-ng questions played in real time into the
+worker's own session in a child process that plays the job process (`voice_session`),
+the real silero VAD and STT (Moonshine in the process, or the Whisper server), the run's
+scripted LLM, the espeak-ng TTS server.
+Every latency is livekit's own number where it has one; then the idle worker's memory,
+and the side by side with livekit's default pipeline (`voice_latency`).
 """
 
 from __future__ import annotations
 
-import array
-import json
-import math
-import os
-import shutil
-import tempfile
 import time
-import wave
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from livekit.agents.utils.hw import get_cpu_monitor
-
-from testing.audio_io import espeak_to_wav
-from testing.cli import VOICE_AGENT
-from testing.polling import free_port
 from testing.servers.openai_server import text_reply
-from testing.servers.tts_server import EspeakTTSServer
-from testing.servers.whisper_server import WhisperServer
 
-from .common import ROOT, Summary, run_module
-from .memory import ProcessMemory, idle_worker
-from .server_proc import RemoteLLMServer
-from .voice_session import GREETING
+from . import memory, no_tool, voice_latency
+from .sections import Context, VoicePlan, p50, p50_p95, summary, table
+from .voice_session import SPEECH_LEVEL, STT_NAMES, Spoken, espeak_missing, first, speak
 
+NAME = "voice"
+TITLE = "Voice path: spoken turns through the worker's session"
 QUESTIONS = (
     "What time is it in Tokyo?",
     "How is the weather in Paris today?",
@@ -53,319 +30,266 @@ QUESTIONS = (
     "What is the capital of Australia?",
     "How far away is the moon?",
 )
-# two sentences, as a voice reply usually is: the first goes to the TTS on its own
-REPLY = "It is nine in the evening there right now. Is there anything else you would like to know?"
-PAD_SECONDS = 0.3
-"""Silence espeak_to_wav puts around each question (Whisper needs a little lead-in)."""
-SPEECH_LEVEL = 300
-"""A sample louder than this (of 32768) is speech; espeak's own trailing silence is zeros."""
-
-
-def speech_tail_seconds(wav: Path) -> float:
-    """How long the WAV goes on after its last speech sample (padding + espeak's silence)."""
-    with wave.open(str(wav), "rb") as w:
-        samples = array.array("h", w.readframes(w.getnframes()))
-        rate = w.getframerate()
-    last = max((i for i, v in enumerate(samples) if abs(v) > SPEECH_LEVEL), default=0)
-    return (len(samples) - last) / rate
-
-
-@dataclass(frozen=True, slots=True)
-class VoicePlan:
-    turns: int
-    warmup: int
-    ttft: float
-    token_delay: float
-    idle_worker: bool = True
-    """Also start `voice-agent start` to measure an idle worker's memory (about 10 s)."""
-    pause: float = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class VoiceRow:
-    stage: str
-    source: str
-    values_ms: list[float]
-    key: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryRow:
-    what: str
-    rss_mb: float
-    pss_mb: float | None
-    note: str = ""
+GREETING = "Hello, ask me anything."
+EOS = "end of speech ->"
+STAGES = {  # key in results.json: (stage, where the number comes from)
+    "eos_vad": (
+        f"{EOS} VAD reports it (silero silence window)",
+        "wall clock when livekit emits `user_state_changed` -> listening, minus the end of "
+        "speech it back-dates the event to",
+    ),
+    "eos_transcript": (
+        f"{EOS} final transcript (VAD end + STT request)",
+        "EOUMetrics.transcription_delay",
+    ),
+    "stt_request": ("of which: the STT request", "STTMetrics.duration"),
+    "eos_turn": (f"{EOS} end of turn (VAD + endpointing)", "EOUMetrics.end_of_utterance_delay"),
+    "transcript_turn": (
+        "final transcript -> end of turn",
+        "end_of_utterance_delay - transcription_delay",
+    ),
+    "llm_ttft": ("LLM request -> first token (client)", "LLMMetrics.ttft"),
+    "server_ttft": (
+        "LLM request -> first token (server's own record)",
+        "scripted server, as in section 1",
+    ),
+    "node_ttft": ("llm_node start -> first text (our engine)", "`llm_node_ttft`"),
+    "text_tts": (
+        "first text -> first TTS request (sentence tokenizer)",
+        "`llm_node_ttfs` - `llm_node_ttft`",
+    ),
+    "tts_ttfb": ("TTS request -> first audio byte", "`tts_node_ttfb`"),
+    "eos_tts": (
+        f"{EOS} first TTS request (total)",
+        "wall clock: TTS server's arrival time - `stopped_speaking_at`",
+    ),
+    "e2e": (f"{EOS} agent starts speaking", "`e2e_latency`"),
+}
 
 
 @dataclass
 class VoiceResult:
     plan: VoicePlan
-    rows: list[VoiceRow] = field(default_factory=list)
-    memory: list[MemoryRow] = field(default_factory=list)
+    skipped: str | None = None
+    stages_ms: dict[str, list[float]] = field(default_factory=dict)
+    memory: list[memory.Row] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
     anchor_offset_ms: list[float] = field(default_factory=list)
     """livekit's end-of-speech estimate - the real end of the WAV's speech."""
     vad_silence_s: float = 0.0
     endpointing_s: tuple[float, float] = (0.0, 0.0)
     wall_s: float = 0.0
-    skipped: str | None = None
-    side_by_side: Any = None
-    """`bench.voice_latency.LatencyResult`: ours vs livekit's default pipeline."""
+    no_tool_ratio: float | None = None
+    """The no-tool section's `llm_node` ratio for our default, where it ran before."""
+    side_by_side: voice_latency.LatencyResult | None = None
 
     def p50(self, key: str) -> float:
-        """The median of one stage by its key (nan when it has no samples)."""
-        row = next((r for r in self.rows if r.key == key), None)
-        return Summary.of(row.values_ms if row else []).p50
+        return p50(self.stages_ms[key])
 
 
-def measure(server: RemoteLLMServer, plan: VoicePlan) -> VoiceResult:
-    started = time.perf_counter()
-    result = _measure(server, plan)
-    result.wall_s = time.perf_counter() - started
-    return result
-
-
-def _measure(server: RemoteLLMServer, plan: VoicePlan) -> VoiceResult:
+def run(ctx: Context) -> VoiceResult:
+    started, plan = time.perf_counter(), ctx.plan.voice
     if plan.turns <= 0:
         return VoiceResult(
             plan,
-            skipped="no spoken turns asked for (`--quick` skips this section: one spoken "
-            "turn adds about 25 s; `--quick --voice-turns 1` runs one)",
+            "no spoken turns asked for (`--quick` skips this section: one spoken turn adds "
+            "about 25 s; `--quick --voice-turns 1` runs one)",
         )
-    if shutil.which("espeak-ng") is None:
-        return VoiceResult(plan, skipped="espeak-ng is not installed (apt-get install espeak-ng)")
+    if (missing := espeak_missing()) is not None:
+        return VoiceResult(plan, missing)
     from agent.config.settings import Settings
     from agent.voice.turn_detection import vad_min_silence
 
-    result = VoiceResult(plan)
-    # the worker's prewarm loads the VAD with the window its turn detection needs
-    result.vad_silence_s = vad_min_silence(Settings.model_construct())
     defaults = Settings.model_fields
-    result.endpointing_s = (
-        float(defaults["endpointing_min_delay"].default),
-        float(defaults["endpointing_max_delay"].default),
+    result = VoiceResult(
+        plan,
+        # the worker's prewarm loads the VAD with the window its turn detection needs
+        vad_silence_s=vad_min_silence(Settings.model_construct()),
+        endpointing_s=(
+            float(defaults["endpointing_min_delay"].default),
+            float(defaults["endpointing_max_delay"].default),
+        ),
     )
     n = plan.warmup + plan.turns
-    server.reset()
-    server.script(
-        *[text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay) for _ in range(n)]
+    reply = text_reply(voice_latency.REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
+    ctx.server.script(*[reply] * n)
+    spoken = speak(
+        ctx.server.base_url,
+        QUESTIONS,
+        n,
+        pipelines=["ours"],
+        pause=plan.pause,
+        greeting=GREETING,
+        stt=plan.stt,
     )
-    with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
-        wavs = [
-            espeak_to_wav(q, Path(tmp) / f"q{i}.wav", pad_seconds=PAD_SECONDS)
-            for i, q in enumerate(QUESTIONS)
-        ]
-        said = [wavs[k % len(wavs)] for k in range(n)]
-        tails = [speech_tail_seconds(w) for w in said]
-        whisper = WhisperServer().start()  # warmed up: its model is loaded
-        try:
-            with EspeakTTSServer() as tts:
-                data = _run_session(
-                    server,
-                    whisper.base_url,
-                    tts.base_url,
-                    said,
-                    Path(tmp) / "session.json",
-                    plan.pause,
-                )
-                tts_requests = [(r.text, r.received_at) for r in tts.requests]
-        finally:
-            whisper.stop()
-    llm_ttft = [r.ttft * 1000 for r in server.requests() if r.ttft is not None]
-    _fill(result, data, tts_requests, llm_ttft[plan.warmup :], tails)
-    result.memory += _session_memory(data, plan.warmup)
+    if spoken.data["missing"]:
+        raise RuntimeError(f"spoken turns went unanswered: {spoken.data['missing']}")
+    server_ttft = [r.ttft * 1000 for r in ctx.server.requests() if r.ttft is not None]
+    _stages(result, spoken, server_ttft[plan.warmup :])
+    after = spoken.data["ours"]["rss_mb_after_turn"]
+    session = "session process, prewarmed (worker imported, VAD loaded), before the session"
+    result.memory = [
+        (session, spoken.data["rss_mb_prewarmed"], None),
+        ("session process after its first spoken turn", after[plan.warmup], None),
+        (f"session process after {len(after)} spoken turns", after[-1], None),
+    ]
     if plan.idle_worker:
-        # livekit's own default in production (`start`): one idle job process per CPU
-        idle = math.ceil(get_cpu_monitor().cpu_count())
-        result.memory += _idle_worker_memory(server.base_url, idle)
+        result.memory += memory.idle_worker(ctx.server.base_url)
+    result.wall_s = time.perf_counter() - started
+    if rows := ctx.results.get(no_tool.NAME):
+        ours = no_tool.ours(rows, "llm_node")
+        result.no_tool_ratio = None if ours is None else p50(ours.ratios)
+    result.side_by_side = voice_latency.run(plan)
     return result
 
 
-def _run_session(
-    server: RemoteLLMServer,
-    stt_url: str,
-    tts_url: str,
-    wavs: list[Path],
-    out: Path,
-    pause: float,
-) -> dict[str, Any]:
-    proc = run_module(
-        "bench.voice_session",
-        f"--llm-url={server.base_url}",
-        f"--stt-url={stt_url}",
-        f"--tts-url={tts_url}",
-        f"--pause={pause}",
-        f"--out={out}",
-        *map(str, wavs),
-        timeout=60 + 30 * len(wavs),
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"the voice session failed: {proc.stderr[-3000:]}")
-    data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    return data
-
-
-def _first(
-    items: Sequence[tuple[int, dict[str, Any]]], turn: int, kind: str
-) -> dict[str, Any] | None:
-    return next((m for t, m in items if t == turn and m.get("type") == kind), None)
-
-
-def _fill(
-    result: VoiceResult,
-    data: dict[str, Any],
-    tts_requests: list[tuple[str, float]],
-    server_ttft_ms: list[float],
-    tails: list[float],
-) -> None:
-    metrics = [(int(t), m) for t, m in data["metrics"]]
-    messages = [(int(t), role, text, m) for t, role, text, m in data["messages"]]
-    series: dict[str, list[float]] = {}
+def _stages(result: VoiceResult, spoken: Spoken, server_ttft_ms: list[float]) -> None:
+    """Each stage's latency per measured turn, from what the session reported."""
+    log = spoken.data["ours"]
+    items, metrics = log["items"], log["metrics"]
+    series = result.stages_ms = {key: [] for key in STAGES}
+    series["server_ttft"] = server_ttft_ms
 
     def add(key: str, value: float | None) -> None:
         if value is not None and value >= 0:
-            series.setdefault(key, []).append(value * 1000)
+            series[key].append(value * 1000)
 
     for k in range(result.plan.warmup, result.plan.warmup + result.plan.turns):
-        user = next((m for t, r, _, m in messages if t == k and r == "user"), None)
-        reply = next((m for t, r, _, m in messages if t == k and r == "assistant"), None)
-        result.heard += [text for t, r, text, _ in messages if t == k and r == "user"]
-        eou, stt_m, llm_m = (
-            _first(metrics, k, kind) for kind in ("eou_metrics", "stt_metrics", "llm_metrics")
-        )
-        eos = (user or {}).get("stopped_speaking_at")
-        if eou is not None:
+        result.heard += [i["text"] for i in items if i["turn"] == k and i["role"] == "user"]
+        if (eou := first(metrics, k, type="eou_metrics")) is not None:
             add("eos_turn", eou["end_of_utterance_delay"])
             add("eos_transcript", eou["transcription_delay"])
             add("transcript_turn", eou["end_of_utterance_delay"] - eou["transcription_delay"])
-        if stt_m is not None:
-            add("stt_request", stt_m["duration"])
-        if llm_m is not None:
-            add("llm_ttft", llm_m["ttft"])
-        if reply is not None:
-            ttft, ttfs = reply.get("llm_node_ttft"), reply.get("llm_node_ttfs")
+        if (stt := first(metrics, k, type="stt_metrics")) is not None:
+            add("stt_request", stt["duration"])
+        if (llm := first(metrics, k, type="llm_metrics")) is not None:
+            add("llm_ttft", llm["ttft"])
+        if (reply := first(items, k, role="assistant")) is not None:
+            m = reply["metrics"]
+            ttft, ttfs = m.get("llm_node_ttft"), m.get("llm_node_ttfs")
             add("node_ttft", ttft)
-            if ttft is not None and ttfs is not None:
-                add("text_tts", ttfs - ttft)
-            add("tts_ttfb", reply.get("tts_node_ttfb"))
-            add("e2e", reply.get("e2e_latency"))
-        if eos is None:
+            add("text_tts", ttfs - ttft if ttft is not None and ttfs is not None else None)
+            add("tts_ttfb", m.get("tts_node_ttfb"))
+            add("e2e", m.get("e2e_latency"))
+        user = first(items, k, role="user")
+        if user is None or (eos := user["metrics"].get("stopped_speaking_at")) is None:
             continue
-        seen = data["vad_end_seen_at"].get(str(k))
-        if seen is not None:
-            add("eos_vad", seen - eos)
-        request_at = next((at for text, at in tts_requests if at > eos and text != GREETING), None)
-        if request_at is not None:
-            add("eos_tts", request_at - eos)
+        if (seen := first(log["user_states"], k, state="listening")) is not None:
+            add("eos_vad", seen["at"] - eos)
+        tts = (at for text, at in spoken.tts_requests if at > eos and text != GREETING)
+        add("eos_tts", None if (request_at := next(tts, None)) is None else request_at - eos)
         # the WAV's last speech sample went out `tails[k]` before its last frame did
-        result.anchor_offset_ms.append((eos - (data["mic_speech_end"][k] - tails[k])) * 1000)
+        speech_end = log["mic_end"][str(k)] - spoken.tails[k]
+        result.anchor_offset_ms.append((eos - speech_end) * 1000)
 
-    def row(stage: str, source: str, key: str) -> VoiceRow:
-        return VoiceRow(stage, source, series.get(key, []), key)
 
-    result.rows = [
-        row(
-            "end of speech -> VAD reports it (silero silence window)",
-            "wall clock when livekit emits `user_state_changed` -> listening, minus the "
-            "end of speech it back-dates the event to",
-            "eos_vad",
-        ),
-        row(
-            "end of speech -> final transcript (VAD end + Whisper request)",
-            "EOUMetrics.transcription_delay",
-            "eos_transcript",
-        ),
-        row("of which: the Whisper request", "STTMetrics.duration", "stt_request"),
-        row(
-            "end of speech -> end of turn (VAD + endpointing)",
-            "EOUMetrics.end_of_utterance_delay",
-            "eos_turn",
-        ),
-        row(
-            "final transcript -> end of turn",
-            "end_of_utterance_delay - transcription_delay",
-            "transcript_turn",
-        ),
-        row("LLM request -> first token (client)", "LLMMetrics.ttft", "llm_ttft"),
-        VoiceRow(
-            "LLM request -> first token (server's own record)",
-            "scripted server, as in section 1",
-            server_ttft_ms,
-            "server_ttft",
-        ),
-        row("llm_node start -> first text (our engine)", "`llm_node_ttft`", "node_ttft"),
-        row(
-            "first text -> first TTS request (sentence tokenizer)",
-            "`llm_node_ttfs` - `llm_node_ttft`",
-            "text_tts",
-        ),
-        row("TTS request -> first audio byte", "`tts_node_ttfb`", "tts_ttfb"),
-        row(
-            "end of speech -> first TTS request (total)",
-            "wall clock: TTS server's arrival time - `stopped_speaking_at`",
-            "eos_tts",
-        ),
-        row(
-            "end of speech -> agent starts speaking",
-            "`e2e_latency`",
-            "e2e",
+def render(v: VoiceResult) -> list[str]:
+    if v.skipped is not None:
+        return [f"Skipped: {v.skipped}."]
+    p, (min_delay, max_delay) = v.plan, v.endpointing_s
+    blocks = [
+        f"{p.turns} spoken turn{'s' if p.turns != 1 else ''}"
+        + (f" (after {p.warmup} for warm-up)" if p.warmup else "")
+        + " through the worker's own session (`build_session`, `build_agent`, "
+        "`SessionObserver`) in a process that plays the job process: espeak-ng questions "
+        "played in real time in 20 ms frames, the real silero VAD (end of speech after "
+        f"{v.vad_silence_s * 1000:.0f} ms of silence), turn detection `vad` with the default "
+        f"endpointing delay ({min_delay * 1000:.0f} ms, at most {max_delay * 1000:.0f} ms), "
+        f"the STT ({STT_NAMES[p.stt]}), the "
+        f"scripted LLM (first token {p.ttft * 1000:.0f} ms, {p.token_delay * 1000:.0f} ms "
+        "between words, a two-sentence reply) and the espeak-ng TTS server, all on the "
+        "same 2 cores. End of speech is livekit's estimate (`stopped_speaking_at`: the VAD's "
+        "end of speech less the silence it waited for). Every number is livekit's but two "
+        "wall clocks (`time.time()`, one clock across processes): when the VAD's silence "
+        "window closed (the moment livekit emitted `user_state_changed`, which it back-dates "
+        "to the end of speech), and when the TTS server received the reply's first request.",
+        table(
+            "stage | source | p50 ms | p95 ms | turns",
+            [
+                [stage, source, *_p50_p95(v.stages_ms[key]), len(v.stages_ms[key])]
+                for key, (stage, source) in STAGES.items()
+            ],
         ),
     ]
+    if v.anchor_offset_ms:
+        blocks.append(
+            "livekit's end of speech vs the real one (the WAV's last sample louder than "
+            f"{SPEECH_LEVEL}/32768, as the microphone delivered it): p50 "
+            f"{p50(v.anchor_offset_ms):+.0f} ms (positive: every 'end of speech ->' row "
+            "above is that much shorter than what the user waits)."
+        )
+    blocks += _limits(v) + _memory(v)
+    if v.side_by_side is not None:
+        blocks += [voice_latency.HEADING, *voice_latency.render(v.side_by_side)]
+    return blocks
 
 
-def _session_memory(data: dict[str, Any], warmup: int) -> list[MemoryRow]:
-    after: list[int] = data["rss_after_turn"]
+def _p50_p95(ms: list[float]) -> list[str]:
+    return p50_p95(ms) if ms else ["n/a", "n/a"]
+
+
+def _limits(v: VoiceResult) -> list[str]:
+    """Where the time goes, and how our engine compares with the no-tool section."""
+    blocks = [
+        "What limits it (p50s): the VAD reports the end of speech after "
+        f"{v.p50('eos_vad'):.0f} ms (its {v.vad_silence_s * 1000:.0f} ms of silence rounded "
+        f"up to silero's 32 ms windows), then the STT request takes "
+        f"{v.p50('stt_request'):.0f} ms (on the same 2 CPUs as everything else): the "
+        "transcript is there {v.p50('eos_transcript'):.0f} ms after "
+        f"the end of speech. The endpointing delay ({v.endpointing_s[0] * 1000:.0f} ms) has "
+        f"run out by then, so the turn ends {v.p50('transcript_turn'):.1f} ms after the "
+        f"transcript. The LLM adds its first token ({v.p50('server_ttft'):.0f} ms, "
+        f"scripted), the sentence tokenizer waits {v.p50('text_tts'):.0f} ms for the first "
+        "sentence (a faster model or a shorter sentence shortens it), and espeak-ng answers "
+        f"in {v.p50('tts_ttfb'):.0f} ms (a neural TTS on CPU takes far longer). The STT on "
+        "shared CPUs is the noisy part: with other jobs busy, single requests took seconds."
+    ]
+    if v.stages_ms["node_ttft"] and v.stages_ms["server_ttft"]:
+        ratio, section1 = v.p50("node_ttft") / v.p50("server_ttft"), v.no_tool_ratio
+        blocks.append(
+            "Our engine in the voice session: first text out of `llm_node` / the server's "
+            f"TTFT, p50 {ratio:.3f}"
+            + (f" (the no-tool section, `llm_node` level: {section1:.3f})" if section1 else "")
+            + "."
+        )
+    if v.heard:
+        more = "; ..." if len(v.heard) > 6 else ""
+        heard = "; ".join(f'"{h}"' for h in v.heard[:6])
+        blocks.append(f"What the STT heard (the LLM got these as the user's turns): {heard}{more}")
+    return blocks
+
+
+def _memory(v: VoiceResult) -> list[str]:
+    session = [rss for what, rss, _ in v.memory if what.startswith("session process")]
     rows = [
-        MemoryRow(
-            "session process, prewarmed (worker imported, VAD loaded), before the session",
-            data["rss_prewarmed"] / 2**20,
-            None,
-        )
+        [what, f"{rss:.1f}", "" if pss is None else f"{pss:.1f}"] for what, rss, pss in v.memory
     ]
-    if after:
-        rows.append(
-            MemoryRow(
-                "session process after its first spoken turn",
-                after[min(warmup, len(after) - 1)] / 2**20,
-                None,
-            )
-        )
-        rows.append(
-            MemoryRow(f"session process after {len(after)} spoken turns", after[-1] / 2**20, None)
-        )
-    return rows
+    return [
+        "Memory. The session process: RSS before its session (worker imported, silero "
+        "loaded: what `prewarm` leaves) and after its turns. The idle worker: `voice-agent "
+        "start` pointed at a closed LiveKit port, measured while it retries, once livekit's "
+        "process pool has prewarmed its idle job processes (one per CPU, its default), so "
+        "what an idle worker holds but the websocket. Job processes are forked from "
+        "livekit's forkserver, which imported the plugins and `agent.worker.entrypoint`: "
+        "RSS counts their shared copy-on-write pages in every process, PSS "
+        "(/proc/PID/smaps_rollup) splits them, so the tree's PSS is what it costs.",
+        table("process | RSS MB | PSS MB", rows),
+        "The session process is a fresh Python process, not forked from the forkserver, so "
+        "it lacks what a job process shares with its siblings (every installed livekit "
+        "plugin, preloaded). What a session adds is the growth: about "
+        f"{session[-1] - session[0]:.0f} MB over its turns, on top of an idle job process.",
+        f"Wall time of this section: {v.wall_s:.0f} s.",
+    ]
 
 
-def _idle_worker_memory(llm_url: str, idle_processes: int) -> list[MemoryRow]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LLM_", "LIVEKIT_", "WORKER_", "STT_", "TTS_"))
+def numbers(v: VoiceResult) -> Mapping[str, object]:
+    if v.skipped is not None:
+        return {"skipped": v.skipped}
+    return {
+        "stages_ms": {key: summary(values) for key, values in v.stages_ms.items()},
+        "memory_mb": {what: {"rss": rss, "pss": pss} for what, rss, pss in v.memory},
+        "wall_s": round(v.wall_s, 1),
+        # eos_to_first_audio_ms.{ours,livekit_default}.{p50,p95} and
+        # premature_end_of_turn_rate.{ours,livekit_default}
+        **(voice_latency.numbers(v.side_by_side) if v.side_by_side else {}),
     }
-    env.update(
-        PYTHONPATH=str(ROOT),
-        LLM_BASE_URL=llm_url,
-        LLM_MODEL="test-model",
-        # nothing listens there: the worker keeps retrying, idle, for minutes
-        LIVEKIT_URL=f"ws://127.0.0.1:{free_port()}",
-        WORKER_CONNECT_RETRIES="1000",
-        WORKER_PORT="0",
-        LOG_FORMAT="json",
-    )
-    procs: list[ProcessMemory] = idle_worker(
-        env,
-        command=[VOICE_AGENT, "start"],
-        cwd=ROOT,
-        idle_processes=idle_processes,
-        timeout=90,
-    )
-    rows = [MemoryRow(f"idle worker: {p.role}", p.rss_mb, p.pss_mb) for p in procs]
-    rows.append(
-        MemoryRow(
-            "idle worker: whole process tree",
-            sum(p.rss_mb for p in procs),
-            sum(p.pss_mb for p in procs),
-            "RSS summed counts shared pages once per process; PSS does not",
-        )
-    )
-    return rows

@@ -1,162 +1,231 @@
-"""The child side of section 5: one voice session, run the way a job process runs it.
+"""Spoken turns through real voice sessions, in a process that plays the job process.
 
-This process plays the job process: it imports the worker, loads the silero VAD (what
-`prewarm` does), then runs the worker's own session (`build_session` + `build_agent` +
-`SessionObserver` + `greet`) with the e2e test's paced microphone and recording speaker in
-place of the room. It says each WAV in turn, waits for the spoken answer, and prints JSON:
-per turn, livekit's own numbers (the `metrics_collected` events and the metrics livekit
-attaches to each chat message), and this process's RSS.
-
-Run alone: `python -m bench.voice_session --llm-url URL --stt-url URL --tts-url URL
---out result.json WAV...`.
+`speak` says espeak-ng questions to the sessions of a child (`python -m bench.voice_session
+SPEC OUT`) that imports the worker, loads the silero VAD (as `prewarm` does) and starts a
+session per pipeline, with a paced microphone and a recording speaker for the room: `ours`
+(the worker's own session, default settings) or `livekit_default` (livekit given the same
+VAD, STT, TTS and agent and nothing else: `turn_detection="vad"`, its own endpointing,
+tokenizer, `stt.StreamAdapter`). Utterances go to each pipeline in turn; what livekit
+reports is written out tagged with the utterance, on one wall clock (`time.time()`).
 """
 
 from __future__ import annotations
 
-import argparse
+import array
 import asyncio
+import contextlib
+import functools
 import gc
 import json
+import shutil
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Coroutine
+import wave
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from livekit.agents import llm
-from livekit.agents.voice import (
-    ConversationItemAddedEvent,
-    MetricsCollectedEvent,
-    UserStateChangedEvent,
-)
+from livekit.agents import AgentSession, llm, vad
 
+from agent.config.resolved import Config
 from agent.voice.observer import SessionObserver
+from agent.voice.pause_stt import PauseTranscriber
 from agent.voice.turn_detection import load_vad
 from agent.wiring import build_agent, build_llm, build_session
 from agent.worker.entrypoint import greet
-from testing.audio_io import PacedMicrophone, RecordingSpeaker
-from testing.engine import voice_config
+from providers import build_stt_chain, build_tts_chain
+from testing.audio_io import PacedMicrophone, RecordingSpeaker, espeak_to_wav
+from testing.engine import IN_PROCESS, voice_config
 from testing.polling import until
+from testing.servers.tts_server import EspeakTTSServer
+from testing.servers.whisper_server import WhisperServer
 
-from .common import quiet_logging
-from .memory import rss_bytes
+from .common import quiet_logging, rss_mb, run_module
 
-GREETING = "Hello, ask me anything."
-
-
-class TurnLog:
-    """Everything livekit reports, tagged with the turn that was being said."""
-
-    def __init__(self) -> None:
-        self.turn = -1
-        """Index of the utterance being said; -1 for the greeting."""
-        self.metrics: list[tuple[int, dict[str, Any]]] = []
-        self.messages: list[tuple[int, str, str, dict[str, Any]]] = []
-        self.vad_end_seen_at: dict[int, float] = {}
-        """time.time() when livekit reported the user stopped speaking (its VAD fired)."""
-
-    def on_metrics(self, ev: MetricsCollectedEvent) -> None:
-        self.metrics.append((self.turn, ev.metrics.model_dump()))
-
-    def on_item(self, ev: ConversationItemAddedEvent) -> None:
-        item = ev.item
-        if isinstance(item, llm.ChatMessage):
-            self.messages.append(
-                (self.turn, item.role, item.text_content or "", dict(item.metrics))
-            )
-
-    def on_user_state(self, ev: UserStateChangedEvent) -> None:
-        # the event is back-dated to the estimated end of speech (`created_at`); when it is
-        # emitted is when the VAD's silence window closed, which livekit reports nowhere
-        if ev.new_state == "listening" and self.turn not in self.vad_end_seen_at:
-            self.vad_end_seen_at[self.turn] = time.time()
-
-    def assistant_messages(self, turn: int) -> int:
-        return sum(1 for t, role, _, _ in self.messages if t == turn and role == "assistant")
+PIPELINES = ("ours", "livekit_default")
+PAD_SECONDS = 0.3
+"""Silence espeak_to_wav puts around each question (Whisper needs a little lead-in)."""
+SPEECH_LEVEL = 300
+"""A sample louder than this (of 32768) is speech; espeak's own trailing silence is zeros."""
 
 
-async def run(
-    wavs: list[Path], *, llm_url: str, stt_url: str, tts_url: str, pause: float
-) -> dict[str, Any]:
-    quiet_logging()
-    config = voice_config(llm_url, stt_url=stt_url, tts_url=tts_url, agent_greeting=GREETING)
-    vad = load_vad(config.settings)  # what the worker's prewarm does
-    gc.collect()
-    rss_prewarmed = rss_bytes()
-
-    session = build_session(config, vad=vad)
-    observer = SessionObserver(session, stt_error_reply=config.settings.agent_stt_error_reply)
-    log = TurnLog()
-    session.on("metrics_collected", log.on_metrics)
-    session.on("conversation_item_added", log.on_item)
-    session.on("user_state_changed", log.on_user_state)
-    mic, speaker = PacedMicrophone(), RecordingSpeaker()
-    session.input.audio = mic
-    session.output.audio = speaker
-    turn_llm = build_llm(config)
-    await session.start(build_agent(config, turn_llm=turn_llm), record=False)
-    rss_after_turn: list[int] = []
-    mic_speech_end: list[float] = []
-    try:
-        greet(session, GREETING)
-        await until(lambda: len(speaker.completed) >= 1, within=30, what="greeting")
-        for k, wav in enumerate(wavs):
-            log.turn = k
-            await mic.say(wav)
-            mic_speech_end.append(mic.speech_ended_at[-1])
-            await until(
-                lambda k=k: log.assistant_messages(k) >= 1,  # type: ignore[misc]
-                within=60,
-                what=f"answer to utterance {k}",
-            )
-            await until(
-                lambda: session.agent_state == "listening", within=30, what="end of the answer"
-            )
-            gc.collect()
-            rss_after_turn.append(rss_bytes())
-            await asyncio.sleep(pause)  # a user does not talk over the end of the answer
-    finally:
-        await session.aclose()
-        await turn_llm.aclose()
-    return {
-        "rss_prewarmed": rss_prewarmed,
-        "rss_after_turn": rss_after_turn,
-        "mic_speech_end": mic_speech_end,
-        "vad_end_seen_at": {str(k): v for k, v in log.vad_end_seen_at.items()},
-        "metrics": log.metrics,
-        "messages": log.messages,
-        "observer_latencies": observer.turn_latencies,
-    }
-
-
-SessionRun = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
-
-
-def session_main(prog: str, session_run: SessionRun) -> None:
-    """The child-process command line of a voice session bench (this one and voice_latency's)."""
-    parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("--llm-url", required=True)
-    parser.add_argument("--stt-url", required=True)
-    parser.add_argument("--tts-url", required=True)
-    parser.add_argument("--pause", type=float, default=0.5, help="seconds between turns")
-    parser.add_argument("--out", type=Path, required=True, help="where the JSON goes")
-    parser.add_argument("wavs", nargs="+", type=Path)
-    args = parser.parse_args()
-    result = asyncio.run(
-        session_run(
-            args.wavs,
-            llm_url=args.llm_url,
-            stt_url=args.stt_url,
-            tts_url=args.tts_url,
-            pause=args.pause,
-        )
+def first(entries: Sequence[dict[str, Any]], turn: int, **match: object) -> dict[str, Any] | None:
+    """The first entry of utterance `turn` whose fields have the values in `match`."""
+    return next(
+        (e for e in entries if e["turn"] == turn and all(e.get(f) == v for f, v in match.items())),
+        None,
     )
-    # a file, not stdout: a library that prints must not corrupt the result
-    args.out.write_text(json.dumps(result, default=str), encoding="utf-8")
 
 
-def main() -> None:
-    session_main("python -m bench.voice_session", run)
+@dataclass
+class Pipeline:
+    """A session, and what it reported: each entry tagged with the utterance being said."""
+
+    name: str
+    session: AgentSession[Any]
+    turn_llm: llm.LLM[Any]
+    mic: PacedMicrophone = field(default_factory=PacedMicrophone)
+    speaker: RecordingSpeaker = field(default_factory=RecordingSpeaker)
+    turn: int = -1  # -1: before the first utterance (the greeting)
+    log: dict[str, Any] = field(
+        default_factory=lambda: {
+            **{kind: [] for kind in ("items", "metrics", "user_states", "segments_sent")},
+            "mic_end": {},  # utterance -> when the microphone delivered its last frame
+            "rss_mb_after_turn": [],
+        }
+    )
+
+    def note(self, kind: str, **fields: Any) -> None:
+        self.log[kind].append({"turn": self.turn, "at": time.time(), **fields})
+
+    def on_item(self, ev: Any) -> None:
+        if isinstance(m := ev.item, llm.ChatMessage):
+            self.note("items", role=m.role, text=m.text_content or "", metrics=dict(m.metrics))
+
+    def answered(self, turn: int) -> bool:
+        """An answer that started after the whole utterance was said has been added."""
+        end = self.log["mic_end"].get(turn)
+        return end is not None and any(
+            i["turn"] == turn and i["role"] == "assistant" and i["at"] > end
+            for i in self.log["items"]
+        )
+
+
+async def _start(name: str, config: Config, prewarmed: vad.VAD) -> Pipeline:
+    if name == "ours":
+        session = build_session(config, vad=prewarmed)
+        SessionObserver(session, stt_error_reply=config.settings.agent_stt_error_reply)
+    else:
+        from livekit.plugins import silero
+
+        own = silero.VAD.load()
+        session = AgentSession(
+            vad=own,
+            stt=build_stt_chain([b.options for b in config.backends.stt_backends], vad=own),
+            tts=build_tts_chain([b.options for b in config.backends.tts_backends]),
+            turn_handling={"turn_detection": "vad"},
+        )
+    p = Pipeline(name, session, build_llm(config))
+    session.on("conversation_item_added", p.on_item)
+    session.on("metrics_collected", lambda ev: p.note("metrics", **ev.metrics.model_dump()))
+    # back-dated to the estimated end of speech: when it is emitted is when the VAD's
+    # silence window closed, which livekit reports nowhere
+    session.on("user_state_changed", lambda ev: p.note("user_states", state=ev.new_state))
+    if isinstance(stt := session.stt, PauseTranscriber):
+        stt.on("segment_sent", lambda _end, sent_at: p.note("segments_sent", sent_at=sent_at))
+    session.input.audio, session.output.audio = p.mic, p.speaker
+    await session.start(build_agent(config, turn_llm=p.turn_llm), record=False)
+    return p
+
+
+async def run(spec: dict[str, Any]) -> dict[str, Any]:
+    quiet_logging()
+    urls = {key: spec[key] for key in ("stt_url", "tts_url")}
+    config = voice_config(spec["llm_url"], **urls, agent_greeting=spec["greeting"])
+    prewarmed = load_vad(config.settings)  # what the worker's prewarm does
+    gc.collect()
+    out: dict[str, Any] = {"rss_mb_prewarmed": rss_mb(), "missing": []}
+    pipelines = [await _start(name, config, prewarmed) for name in spec["pipelines"]]
+    try:
+        for p in pipelines:
+            if spec["greeting"]:
+                greet(p.session, spec["greeting"])
+                await _waited(lambda p=p: bool(p.speaker.completed), within=30)  # type: ignore[misc]
+        for k, wav in enumerate(spec["wavs"]):
+            for p in pipelines if k % 2 == 0 else pipelines[::-1]:
+                p.turn = k
+                await p.mic.say(Path(wav))
+                p.log["mic_end"][k] = p.mic.speech_ended_at[-1]
+                if not await _waited(functools.partial(p.answered, k), within=60):
+                    out["missing"].append((p.name, k))
+                await _waited(lambda p=p: p.session.agent_state == "listening", within=30)  # type: ignore[misc]
+                gc.collect()
+                p.log["rss_mb_after_turn"].append(rss_mb())
+                await asyncio.sleep(spec["pause"])  # a user does not talk over the answer's end
+    finally:
+        for p in pipelines:
+            await p.session.aclose()
+            await p.turn_llm.aclose()
+    for p in pipelines:
+        out[p.name] = p.log | {"audio_starts": [s.first_frame_at for s in p.speaker.segments]}
+    return out
+
+
+async def _waited(check: Callable[[], bool], *, within: float) -> bool:
+    """Whether `check()` came to hold within `within` seconds."""
+    with contextlib.suppress(TimeoutError):
+        await until(check, within=within, what="it")
+    return check()
+
+
+# --- the parent side ------------------------------------------------------------------
+
+
+def espeak_missing() -> str | None:
+    """Why nothing can be said here, or None."""
+    installed = shutil.which("espeak-ng") is not None
+    return None if installed else "espeak-ng is not installed (apt-get install espeak-ng)"
+
+
+def speech_tail_seconds(wav: Path) -> float:
+    """How long the WAV goes on after its last speech sample (padding + espeak's silence)."""
+    with wave.open(str(wav), "rb") as w:
+        samples = array.array("h", w.readframes(w.getnframes()))
+        rate = w.getframerate()
+    last = max((i for i, v in enumerate(samples) if abs(v) > SPEECH_LEVEL), default=0)
+    return (len(samples) - last) / rate
+
+
+@dataclass(frozen=True, slots=True)
+class Spoken:
+    data: dict[str, Any]
+    """What the child wrote: `rss_mb_prewarmed`, `missing`, and each pipeline's log."""
+    tails: list[float]
+    """Per utterance: how long its WAV goes on after its last speech sample."""
+    tts_requests: list[tuple[str, float]]
+    """Every request the TTS server got: its text and when it arrived (`time.time()`)."""
+
+
+STT_NAMES = {
+    "moonshine": "Moonshine tiny-en in the session's process",
+    "whisper": "the Whisper server: faster-whisper-server, tiny.en, CPU, warmed up",
+}
+
+
+def speak(llm_url: str, questions: Sequence[str], turns: int, **spec: Any) -> Spoken:
+    """Say `turns` utterances (`questions`, cycled) to each of `spec`'s `pipelines`, with
+    its `pause` between turns and its `greeting` (if any) first."""
+    with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
+        wavs = [
+            espeak_to_wav(q, Path(tmp) / f"q{i}.wav", pad_seconds=PAD_SECONDS)
+            for i, q in enumerate(questions)
+        ]
+        said = [wavs[k % len(wavs)] for k in range(turns)]
+        spec_path, out = Path(tmp) / "spec.json", Path(tmp) / "spoken.json"
+        # the Whisper server warmed up (its model loaded), or Moonshine in the session process
+        whisper = WhisperServer().start() if spec.pop("stt", "moonshine") == "whisper" else None
+        try:
+            with EspeakTTSServer() as tts:
+                stt_url = whisper.base_url if whisper else IN_PROCESS
+                urls = {"llm_url": llm_url, "stt_url": stt_url, "tts_url": tts.base_url}
+                spec = {"greeting": "", **spec, **urls, "wavs": [str(w) for w in said]}
+                spec_path.write_text(json.dumps(spec))
+                limit = 120 + 60 * turns * len(spec["pipelines"])
+                proc = run_module("bench.voice_session", str(spec_path), str(out), timeout=limit)
+                tts_requests = [(r.text, r.received_at) for r in tts.requests]
+        finally:
+            if whisper:
+                whisper.stop()
+        if proc.returncode != 0:
+            raise RuntimeError(f"the voice session failed: {proc.stderr[-3000:]}")
+        data = json.loads(out.read_text(encoding="utf-8"))
+        return Spoken(data, [speech_tail_seconds(w) for w in said], tts_requests)
 
 
 if __name__ == "__main__":
-    main()
+    spec_file, out_file = map(Path, sys.argv[1:3])
+    result = asyncio.run(run(json.loads(spec_file.read_text())))
+    # a file, not stdout: a library that prints must not corrupt the result
+    out_file.write_text(json.dumps(result, default=str), encoding="utf-8")

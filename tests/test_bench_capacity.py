@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.capacity import CapacityPlan, measure, render, results
+from bench.capacity import CapacityPlan, measure, numbers, render
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -23,9 +23,9 @@ def test_capacity_bench_measures_each_level_and_renders_the_table() -> None:
         assert lv.cpu_per_session > 0 and lv.pss_per_session_mb > 10
     assert result.sessions_per_worker in (0, 1, 2)
     assert result.within_budget(result.levels[0])  # a lone session is its own baseline
-    entry = results(result)
+    entry = numbers(result)
     assert entry["voice_sessions_per_worker"] == result.sessions_per_worker
     assert len(entry["levels"]) == 2 and not math.isnan(entry["levels"][1]["p95_ms"])
-    table = render(result)
+    table = "\n".join(render(result))
     assert "| 2 | 2 |" in table
     assert f"`capacity.voice_sessions_per_worker` = {result.sessions_per_worker}" in table

@@ -26,3 +26,6 @@ async def test_room_bench_measures_heard_latency_beside_the_agents_own(
     assert all(t.agent_ms is not None and t.agent_ms > 0 for t in turns), turns
     assert set(numbers) == {"eos_to_first_audio_heard_ms", "agent_reported_ms"}
     assert numbers["eos_to_first_audio_heard_ms"]["n"] == 1  # type: ignore[index]
+    report = "\n".join(room.render(result))
+    assert "| end of speech -> first agent audio heard |" in report
+    assert "nan" not in report
