@@ -85,11 +85,14 @@ class Pipeline:
             self.note("items", role=m.role, text=m.text_content or "", metrics=dict(m.metrics))
 
     def answered(self, turn: int) -> bool:
-        """An answer that started after the whole utterance was said has been added."""
-        end = self.log["mic_end"].get(turn)
-        return end is not None and any(
-            i["turn"] == turn and i["role"] == "assistant" and i["at"] > end
-            for i in self.log["items"]
+        """The utterance was said, and its last user turn has an answer after it (a fast
+        pipeline answers while the WAV's trailing silence still plays)."""
+        if turn not in self.log["mic_end"]:
+            return False
+        items = [i for i in self.log["items"] if i["turn"] == turn]
+        last_user = max((i["at"] for i in items if i["role"] == "user"), default=None)
+        return last_user is not None and any(
+            i["role"] == "assistant" and i["at"] >= last_user for i in items
         )
 
 
