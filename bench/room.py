@@ -130,7 +130,8 @@ def render(r: RoomResult) -> list[str]:
     return [
         f"{len(r.turns)} spoken turns in one room on livekit-server {pinned_version()} "
         "(`--dev`, 127.0.0.1, WebRTC over UDP), the worker as `voice-agent start` with its "
-        "defaults (Moonshine hears in the worker), the espeak-ng TTS server and the scripted "
+        "defaults but the Whisper server (tiny.en) as its STT, the espeak-ng TTS server "
+        "and the scripted "
         f"LLM (time to first token {r.ttft_ms:.0f} ms). Everything, the participant "
         "included, shares the machine's 2 cores.",
         "",

@@ -53,8 +53,11 @@ class VoiceWorker:
             LIVEKIT_URL=livekit.url,
             LIVEKIT_API_KEY=livekit.api_key,
             LIVEKIT_API_SECRET=livekit.api_secret,
-            # the worker hears with its default, Moonshine in-process: no STT server (the
-            # Whisper server transcribes what the participant hears)
+            # the Whisper server: these tests are about the room, and the answers they check
+            # hinge on a word (Tokyo) that Moonshine mishears in espeak-ng's voice
+            STT_PROVIDER="speaches",
+            STT_BASE_URL=backends.stt.base_url,
+            STT_MODEL="tiny.en",
             TTS_BASE_URL=backends.tts.base_url,
             WORKER_HOST="127.0.0.1",
             WORKER_PORT=str(self.port),
