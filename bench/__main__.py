@@ -18,35 +18,14 @@ from typing import Any
 
 from testing.servers.openai_server import text_reply
 
-from . import (
-    capacity,
-    load,
-    no_tool,
-    overhead,
-    room,
-    sessions,
-    soak,
-    tool_turn,
-    tools_bench,
-    voice,
-)
+from . import capacity, load, no_tool, overhead, room, sessions, soak, tool_turn, tools_bench, voice
 from .common import REPLY, machine, quiet_logging
 from .sections import FULL, QUICK, Context, Plan, Section
 from .server_proc import RemoteLLMServer
 
 # the registry: a section's number in the report is its place here
-SECTIONS: list[Section] = [
-    no_tool,
-    tool_turn,
-    overhead,
-    sessions,
-    voice,
-    tools_bench,
-    soak,
-    load,
-    capacity,
-    room,
-]
+SECTIONS: list[Section] = [no_tool, tool_turn, overhead, sessions, voice, tools_bench, soak, load]
+SECTIONS += [capacity, room]
 BY_NAME = {s.NAME: s for s in SECTIONS}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -137,10 +116,7 @@ def report(plan: Plan, results: dict[str, Any], info: RunInfo) -> str:
         f"- Wall time of the run: {info.wall_s:.0f} s; load average (1 min) at its start / "
         f"end: {info.load[0]:.1f} / {info.load[1]:.1f} (other work on the machine slows every "
         "variant: compare variants within one run)",
-        "The LLM server (`testing/servers/openai_server.py`) runs in a child process "
-        "(`bench/server_proc.py`), so it shares neither the event loop nor the GIL with "
-        "the code measured. Its timestamps and ours are `time.perf_counter()`, on Linux "
-        "CLOCK_MONOTONIC, one clock across processes.",
+        "How each section measures, and what limits it: [docs/benchmarks.md](docs/benchmarks.md).",
     ]
     for number, section in enumerate(SECTIONS, start=1):
         if section.NAME in results:

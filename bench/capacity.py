@@ -1,12 +1,4 @@
-"""Section: how many spoken sessions one worker holds before latency suffers.
-
-For each N, one worker (`bench.capacity_worker`, run by livekit's CLI like `voice-agent
-start`) registers with the dispatch side of LiveKit's protocol and is handed N jobs, each
-in its own job process. It holds N while p95 stays within `budget_ms` of a lone session's
-p95; `voice_sessions_per_worker` is the largest N that does, with every smaller N too.
-
-Run alone: `python -m bench.capacity [--levels 1,5,10,20,40]`.
-"""
+"""Section: how many spoken sessions one worker holds before latency suffers."""
 
 from __future__ import annotations
 

@@ -1,11 +1,4 @@
-"""The capacity benchmark's worker: `voice-agent start` with spoken sessions.
-
-Built with `agent.worker.entrypoint.build_server` and run by livekit's CLI, so each session is
-a job in its own process. A job runs the worker's own session (`testing.job_session`), marks
-`<dir>/<job>.started` (its pid), waits for `<dir>/go` and its share of `CAPACITY_STAGGER`,
-says `CAPACITY_WAV` `CAPACITY_TURNS` times (an answer and `CAPACITY_PAUSE` after each), and
-writes livekit's end of speech -> first audio (`e2e_latency`) per turn to `<dir>/<job>.json`.
-"""
+"""The capacity benchmark's worker: `voice-agent start` with spoken sessions."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""What the no-tool and tool sections share: the variants, and turns that time first words.
-
-Each variant answers the same scripted turns, interleaved turn by turn (the order rotates
-every repetition) so that a noisy neighbour slows all of them alike.
-"""
+"""What the no-tool and tool sections share: the variants, and turns that time first words."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Section: many concurrent text sessions against a backend having a bad day.
-
-Pass: zero silent turns, no turn beyond timeout + 1 s, no asyncio task or socket left
-behind once the sessions end, and RSS growth within the stated bound.
-"""
+"""Section: many concurrent text sessions against a backend having a bad day."""
 
 from __future__ import annotations
 

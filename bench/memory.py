@@ -1,9 +1,4 @@
-"""The idle `voice-agent start` worker's memory, process by process: RSS and PSS.
-
-Job processes are forked from livekit's forkserver after the plugins were imported, so most
-of their pages are shared copy-on-write: RSS counts them in every process, PSS splits them,
-so the PSS of the tree adds up to what it really costs the machine.
-"""
+"""The idle `voice-agent start` worker's memory, process by process: RSS and PSS."""
 
 from __future__ import annotations
 

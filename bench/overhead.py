@@ -1,8 +1,4 @@
-"""Section: CPU time our code adds to a turn, the backend client excluded.
-
-The same turn three ways (the method is the section's first paragraph), then each piece of
-per-turn work timed alone, then cProfile: where the difference goes.
-"""
+"""Section: CPU time our code adds to a turn, the backend client excluded."""
 
 from __future__ import annotations
 

@@ -1,14 +1,4 @@
-"""Section: latency as a participant hears it, in a real LiveKit room.
-
-A participant (`testing.participant`) joins a room on the real LiveKit server
-(`livekit-server --dev`, the pinned version) that the real worker (`voice-agent start`)
-serves, with the Whisper STT server, the espeak-ng TTS server and the scripted LLM. Each
-turn it speaks a question in real time and waits for the answer. Heard: from the end of
-its speech (its last loud frame, as it left for the server) to the first loud frame of
-the agent's answer that reaches it over WebRTC. Beside it, for the same turns, what the
-agent reports (`eos_to_first_audio_ms` in its latency message on the room's data topic:
-livekit's end-of-speech estimate to the first audio frame it published).
-"""
+"""Section: latency as a participant hears it, in a real LiveKit room."""
 
 from __future__ import annotations
 

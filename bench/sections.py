@@ -1,12 +1,4 @@
-"""What a section is, what it runs with (the plan), and the Markdown it writes.
-
-A section is a module with `NAME` (what `python -m bench NAME` selects it by, and its key
-in bench/results.json), `TITLE` (its heading in BENCHMARKS.md) and three functions:
-`run(ctx)` measures and returns a result (a coroutine function runs in an event loop of its
-own); `render(result)` is that result as Markdown blocks (paragraphs and tables, printed
-apart); `numbers(result)` is its entry in results.json: summaries, not raw samples. A
-result carries whatever its render needs, so the three can be called apart.
-"""
+"""What a section is, what it runs with (the plan), and the Markdown it writes."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""The scripted OpenAI-compatible server in a process of its own.
-
-Benchmarks run the server in a child process so it shares neither the event loop nor the
-GIL with the code measured. Its timestamps are `time.perf_counter()`, on Linux
-CLOCK_MONOTONIC, one clock for every process on the machine, so the server's "request
-arrived" and "first token written" compare directly with the client's "first text out".
-"""
+"""The scripted OpenAI-compatible server in a process of its own."""
 
 from __future__ import annotations
 

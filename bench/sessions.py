@@ -1,8 +1,4 @@
-"""Section: many text sessions in one worker process.
-
-Each level runs in a fresh process (`python -m bench.sessions N TURNS THINK BASE_URL`
-prints its JSON), so memory measured for one level is not memory another left behind.
-"""
+"""Section: many text sessions in one worker process."""
 
 from __future__ import annotations
 

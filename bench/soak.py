@@ -1,8 +1,4 @@
-"""Section: one long session; does anything grow with the number of turns?
-
-Against a zero-latency scripted server, a turn's time is almost all our own work plus the
-local HTTP round trip: the first and last 100 turns' wall time, CPU and RSS compare.
-"""
+"""Section: one long session; does anything grow with the number of turns?"""
 
 from __future__ import annotations
 

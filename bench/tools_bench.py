@@ -1,8 +1,4 @@
-"""Section: how much MCP tool discovery adds to session start-up and to a turn.
-
-Start-up per transport, and for an unreachable server; per turn: flattening the tools, a
-turn with and without MCP tools offered, an MCP tool call against an in-process one.
-"""
+"""Section: how much MCP tool discovery adds to session start-up and to a turn."""
 
 from __future__ import annotations
 

@@ -1,12 +1,4 @@
-"""Section: spoken turns through the worker's session, stage by stage, and its memory.
-
-Real parts, as in the audio e2e test: espeak-ng questions played in real time into the
-worker's own session in a child process that plays the job process (`voice_session`),
-the real silero VAD and STT (Moonshine in the process, or the Whisper server), the run's
-scripted LLM, the espeak-ng TTS server.
-Every latency is livekit's own number where it has one; then the idle worker's memory,
-and the side by side with livekit's default pipeline (`voice_latency`).
-"""
+"""Section: spoken turns through the worker's session, stage by stage, and its memory."""
 
 from __future__ import annotations
 
@@ -188,21 +180,10 @@ def render(v: VoiceResult) -> list[str]:
         return [f"Skipped: {v.skipped}."]
     p, (min_delay, max_delay) = v.plan, v.endpointing_s
     blocks = [
-        f"{p.turns} spoken turn{'s' if p.turns != 1 else ''}"
-        + (f" (after {p.warmup} for warm-up)" if p.warmup else "")
-        + " through the worker's own session (`build_session`, `build_agent`, "
-        "`SessionObserver`) in a process that plays the job process: espeak-ng questions "
-        "played in real time in 20 ms frames, the real silero VAD (end of speech after "
-        f"{v.vad_silence_s * 1000:.0f} ms of silence), turn detection `vad` with the default "
-        f"endpointing delay ({min_delay * 1000:.0f} ms, at most {max_delay * 1000:.0f} ms), "
-        f"the STT ({STT_NAMES[p.stt]}), the "
-        f"scripted LLM (first token {p.ttft * 1000:.0f} ms, {p.token_delay * 1000:.0f} ms "
-        "between words, a two-sentence reply) and the espeak-ng TTS server, all on the "
-        "same 2 cores. End of speech is livekit's estimate (`stopped_speaking_at`: the VAD's "
-        "end of speech less the silence it waited for). Every number is livekit's but two "
-        "wall clocks (`time.time()`, one clock across processes): when the VAD's silence "
-        "window closed (the moment livekit emitted `user_state_changed`, which it back-dates "
-        "to the end of speech), and when the TTS server received the reply's first request.",
+        f"{p.turns} spoken turns (after {p.warmup} for warm-up), STT {STT_NAMES[p.stt]}, "
+        f"VAD silence {v.vad_silence_s * 1000:.0f} ms, endpointing {min_delay * 1000:.0f}-"
+        f"{max_delay * 1000:.0f} ms, scripted LLM (first token {p.ttft * 1000:.0f} ms, "
+        f"{p.token_delay * 1000:.0f} ms between words). Method: docs/benchmarks.md#voice.",
         table(
             "stage | source | p50 ms | p95 ms | turns",
             [
@@ -231,18 +212,10 @@ def _p50_p95(ms: list[float]) -> list[str]:
 def _limits(v: VoiceResult) -> list[str]:
     """Where the time goes, and how our engine compares with the no-tool section."""
     blocks = [
-        "What limits it (p50s): the VAD reports the end of speech after "
-        f"{v.p50('eos_vad'):.0f} ms (its {v.vad_silence_s * 1000:.0f} ms of silence rounded "
-        f"up to silero's 32 ms windows), then the STT request takes "
-        f"{v.p50('stt_request'):.0f} ms (on the same 2 CPUs as everything else): the "
-        "transcript is there {v.p50('eos_transcript'):.0f} ms after "
-        f"the end of speech. The endpointing delay ({v.endpointing_s[0] * 1000:.0f} ms) has "
-        f"run out by then, so the turn ends {v.p50('transcript_turn'):.1f} ms after the "
-        f"transcript. The LLM adds its first token ({v.p50('server_ttft'):.0f} ms, "
-        f"scripted), the sentence tokenizer waits {v.p50('text_tts'):.0f} ms for the first "
-        "sentence (a faster model or a shorter sentence shortens it), and espeak-ng answers "
-        f"in {v.p50('tts_ttfb'):.0f} ms (a neural TTS on CPU takes far longer). The STT on "
-        "shared CPUs is the noisy part: with other jobs busy, single requests took seconds."
+        f"What limits it (p50s, docs/benchmarks.md#voice): VAD {v.p50('eos_vad'):.0f} ms, "
+        f"STT {v.p50('stt_request'):.0f} ms, turn end {v.p50('transcript_turn'):.1f} ms after "
+        f"the transcript, LLM {v.p50('server_ttft'):.0f} ms, first sentence "
+        f"{v.p50('text_tts'):.0f} ms, TTS {v.p50('tts_ttfb'):.0f} ms."
     ]
     if v.stages_ms["node_ttft"] and v.stages_ms["server_ttft"]:
         ratio, section1 = v.p50("node_ttft") / v.p50("server_ttft"), v.no_tool_ratio
@@ -265,19 +238,9 @@ def _memory(v: VoiceResult) -> list[str]:
         [what, f"{rss:.1f}", "" if pss is None else f"{pss:.1f}"] for what, rss, pss in v.memory
     ]
     return [
-        "Memory. The session process: RSS before its session (worker imported, silero "
-        "loaded: what `prewarm` leaves) and after its turns. The idle worker: `voice-agent "
-        "start` pointed at a closed LiveKit port, measured while it retries, once livekit's "
-        "process pool has prewarmed its idle job processes (one per CPU, its default), so "
-        "what an idle worker holds but the websocket. Job processes are forked from "
-        "livekit's forkserver, which imported the plugins and `agent.worker.entrypoint`: "
-        "RSS counts their shared copy-on-write pages in every process, PSS "
-        "(/proc/PID/smaps_rollup) splits them, so the tree's PSS is what it costs.",
+        "Memory (RSS, and PSS for forked job processes; docs/benchmarks.md#voice-memory).",
         table("process | RSS MB | PSS MB", rows),
-        "The session process is a fresh Python process, not forked from the forkserver, so "
-        "it lacks what a job process shares with its siblings (every installed livekit "
-        "plugin, preloaded). What a session adds is the growth: about "
-        f"{session[-1] - session[0]:.0f} MB over its turns, on top of an idle job process.",
+        f"A session adds about {session[-1] - session[0]:.0f} MB over its turns.",
         f"Wall time of this section: {v.wall_s:.0f} s.",
     ]
 

@@ -1,19 +1,4 @@
-"""The voice section's side by side: end of speech -> first audio, ours vs livekit's default.
-
-Both pipelines take turns in one child process (`bench/voice_session.py`), judged alike from
-the audio on one wall clock: end of speech is when the microphone delivered the utterance's
-last frame, less the silence after its last sample louder than 300/32768; first audio, the
-first frame of the first reply begun after it; an end of turn is premature when a user turn
-was committed before the end of speech, or the utterance split into several turns.
-Word error rate: what each pipeline committed as the user's turn(s) for an utterance, joined,
-against the words said (lowercase, punctuation dropped), over all utterances. Short replies
-("Thank you.", "No.") are said too, and their latency reported on its own: a turn that
-ends on such words must not wait for more.
-`python -m bench.voice_latency [--turns N] [--stt moonshine|whisper]` runs it alone (N
-questions per pipeline; the STT of both pipelines, Moonshine in the worker by default) and
-puts it in bench/results.json (under `voice`) and in BENCHMARKS.md. The environment reaches
-`ours` as it reaches the worker (`TURN_DETECTION=smart-turn python -m bench.voice_latency`).
-"""
+"""The voice section's side by side: end of speech -> first audio, ours vs livekit's default."""
 
 from __future__ import annotations
 
@@ -228,28 +213,12 @@ def _ms(values: list[float]) -> str:
 def _limits(ours: Pipeline, base: Pipeline) -> str:
     after_commit = ours.p50("llm_ttft") + ours.p50("text_tts") + ours.p50("tts_ttfb")
     return (
-        "What limits it (p50s). Ours: the last stretch of speech goes to Whisper "
-        f"{ours.p50('stt_start'):.0f} ms after the end of speech (once the VAD has heard "
-        f"0.2 s of silence), and Whisper takes {ours.p50('stt_request'):.0f} ms (the stretch "
-        "is sent behind the previous one's audio, so it costs about what a whole question "
-        'costs: without that context tiny.en hears "Paris today" alone as "Power is '
-        'done"). The turn is committed '
-        f"{ours.p50('commit'):.0f} ms after the end of speech, as soon as that transcript "
-        "is in (the endpointing delay has passed by then), and preemptive generation cannot "
-        "start earlier either: the words after the pause are not known before. Then the "
-        f"LLM's first token ({ours.p50('llm_ttft'):.0f} ms, scripted), the first clause "
-        f"({ours.p50('text_tts'):.0f} ms of words) and the TTS ({ours.p50('tts_ttfb'):.0f} ms) "
-        f"add {after_commit:.0f} ms. livekit's default waits {base.p50('vad'):.0f} ms for "
-        f"its VAD, then Whisper on the whole question ({base.p50('stt_request'):.0f} ms), "
-        f"and holds the first {base.p50('text_tts'):.0f} ms of text for a whole sentence. "
-        "Its premature ends are pauses longer than its 0.55 s window: the words before the "
-        "pause are transcribed, and when the user stops for good the turn ends on them while "
-        "the rest is still with Whisper (ours waits for every stretch it has sent, and an "
-        'open-ended transcript such as "what is the capital of" never ends a turn). '
-        f"Reaching 800 ms would take a Whisper request under about "
-        f"{800 - ours.p50('stt_start') - after_commit:.0f} ms (800 ms less the pause and "
-        "what follows the commit): tiny.en on these 2 CPUs does not get there (a GPU, or a "
-        "streaming STT, would)."
+        f"What limits it (p50s, docs/benchmarks.md#side-by-side). Ours: STT sent "
+        f"{ours.p50('stt_start'):.0f} ms after the end of speech, STT "
+        f"{ours.p50('stt_request'):.0f} ms, commit at {ours.p50('commit'):.0f} ms, then LLM, "
+        f"first clause and TTS add {after_commit:.0f} ms. livekit's default: VAD "
+        f"{base.p50('vad'):.0f} ms, STT {base.p50('stt_request'):.0f} ms, first sentence "
+        f"{base.p50('text_tts'):.0f} ms."
     )
 
 

@@ -1,13 +1,4 @@
-"""Spoken turns through real voice sessions, in a process that plays the job process.
-
-`speak` says espeak-ng questions to the sessions of a child (`python -m bench.voice_session
-SPEC OUT`) that imports the worker, loads the silero VAD (as `prewarm` does) and starts a
-session per pipeline, with a paced microphone and a recording speaker for the room: `ours`
-(the worker's own session, default settings) or `livekit_default` (livekit given the same
-VAD, STT, TTS and agent and nothing else: `turn_detection="vad"`, its own endpointing,
-tokenizer, `stt.StreamAdapter`). Utterances go to each pipeline in turn; what livekit
-reports is written out tagged with the utterance, on one wall clock (`time.time()`).
-"""
+"""Spoken turns through real voice sessions, in a process that plays the job process."""
 
 from __future__ import annotations
 
