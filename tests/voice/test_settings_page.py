@@ -188,7 +188,7 @@ def _settings_flow(chromium: Any, talk: Talk, env_file: Path) -> list[tuple[str,
     page.on("response", lambda r: seen.append(r))
     page.on("pageerror", lambda e: uncaught.append(str(e)))
     page.goto(talk.settings_url)
-    page.wait_for_selector("body[data-phase=ready]", timeout=30000)
+    page.wait_for_selector("body[data-phase=ready]", timeout=90000)
     assert "token" not in page.url  # taken out of the address bar (and history)
 
     assert role_card(page, "llm") == {
@@ -208,13 +208,13 @@ def _settings_flow(chromium: Any, talk: Talk, env_file: Path) -> list[tuple[str,
     assert page.input_value(f"{form} input[name=model]") == "model-b"
     page.fill(f"{form} input[name=api_key]", NEW_KEY)
     page.click(f"{form} button.test")
-    page.wait_for_selector(f"{form} .result[data-ok=true]", timeout=30000)
+    page.wait_for_selector(f"{form} .result[data-ok=true]", timeout=90000)
     assert page.inner_text(f"{form} .result") == "ok: model model-b listed"
     assert env_file.read_bytes() == written
     screenshot(page, "settings-tested.png")
 
     page.click(f"{form} button.save")
-    page.wait_for_selector("body[data-phase=saved]", timeout=30000)
+    page.wait_for_selector("body[data-phase=saved]", timeout=90000)
     saved = page.inner_text("#saved")
     assert f"revision {revision_of(env_file)}" in saved
     assert "(the previous file is in .env.bak)" in saved
@@ -276,17 +276,17 @@ def test_the_page_asks_for_the_token_refuses_a_wrong_one_and_shows_a_server_that
         uncaught: list[str] = []
         page.on("pageerror", lambda e: uncaught.append(str(e)))
         page.goto(talk.page_url + "settings")
-        page.wait_for_selector("body[data-phase=token]", timeout=30000)
+        page.wait_for_selector("body[data-phase=token]", timeout=90000)
         assert page.is_visible("#token-form")
         page.fill("#token-input", "not-the-token")
         page.click("#token-form button")
-        page.wait_for_selector("#error:has-text('wrong access token')", timeout=30000)
+        page.wait_for_selector("#error:has-text('wrong access token')", timeout=90000)
         assert page.is_visible("#token-form")
         screenshot(page, "settings-wrong-token.png")
 
         page.fill("#token-input", talk.token)
         page.click("#token-form button")
-        page.wait_for_selector("body[data-phase=ready]", timeout=30000)
+        page.wait_for_selector("body[data-phase=ready]", timeout=90000)
         assert page.is_hidden("#token-form") and page.is_hidden("#error")
         for role in ("stt", "tts"):
             card = role_card(page, role)
