@@ -41,6 +41,27 @@ def restore_logging() -> Iterator[None]:
     structlog.configure(**structlog_config)
 
 
+def xdist_group_for(item: pytest.Item) -> str | None:
+    """Which tests must run in one pytest-xdist worker (`--dist loadgroup`, see
+    pyproject.toml): those that share a costly session server, so it starts once in one
+    worker rather than once in each, and those that share a fixed resource."""
+    path = item.path.as_posix()
+    if "/tests/container/" in path:
+        return "docker"  # one engine, one image build, the pip relay's fixed port
+    if "/tests/room/" in path:
+        return "livekit"  # the shared LiveKit server and worker (tests/room/conftest.py)
+    if "whisper_server" in getattr(item, "fixturenames", ()):
+        return "whisper"  # the session's Whisper server
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group_for(item)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # CPython 3.11.7 (gh-106905): a garbage-collected session object whose finalizer logs
     # while pytest's assertion rewriter runs `ast.parse` fails the whole run with
