@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,11 @@ from agent.voice.turn_detection import TRANSCRIPT_SILENCE
 from providers import EmbeddedSTTOptions, build_stt
 from providers.moonshine import MoonshineSTT, shared_model
 from testing.audio_io import (
-    FRAME_MS,
     PAUSED_QUESTIONS,
     SAMPLE_RATE,
     espeak_to_wav,
     plain_text,
+    wav_frames,
 )
 
 pytestmark = pytest.mark.timeout(300)
@@ -34,28 +33,12 @@ pytestmark = pytest.mark.timeout(300)
 PATIENT = APIConnectOptions(max_retry=0, timeout=60)
 
 
-def _frames(wav: Path, trailing_silence: float = 1.0) -> list[rtc.AudioFrame]:
-    with wave.open(str(wav), "rb") as w:
-        pcm = w.readframes(w.getnframes())
-    pcm += b"\x00\x00" * int(SAMPLE_RATE * trailing_silence)
-    step = SAMPLE_RATE * FRAME_MS // 1000 * 2
-    return [
-        rtc.AudioFrame(
-            pcm[i : i + step].ljust(step, b"\x00"),
-            sample_rate=SAMPLE_RATE,
-            num_channels=1,
-            samples_per_channel=step // 2,
-        )
-        for i in range(0, len(pcm), step)
-    ]
-
-
 def _words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
 async def _text(engine: stt.STT[Any], frames: list[rtc.AudioFrame]) -> str:
-    ev = await engine.recognize(buffer=utils.merge_frames(frames), conn_options=PATIENT)
+    ev = await engine.recognize(buffer=utils.mergewav_frames(frames), conn_options=PATIENT)
     return ev.alternatives[0].text
 
 
@@ -77,7 +60,7 @@ async def test_moonshine_transcribes_spoken_questions(
     errors = words = 0
     heard = []
     for i, q in enumerate(questions):
-        text = await _text(moonshine, _frames(espeak_to_wav(q, tmp_path / f"q{i}.wav")))
+        text = await _text(moonshine, wav_frames(espeak_to_wav(q, tmp_path / f"q{i}.wav")))
         errors += word_distance(_words(q), _words(text))
         words += len(_words(q))
         heard.append(text)
@@ -96,8 +79,8 @@ async def test_silence_is_transcribed_as_nothing(moonshine: stt.STT[Any]) -> Non
 
 
 async def test_audio_at_another_rate_is_resampled(moonshine: stt.STT[Any], tmp_path: Path) -> None:
-    frames = _frames(espeak_to_wav("What is the capital of Australia?", tmp_path / "q.wav"))
-    whole = utils.merge_frames(frames)
+    frames = wav_frames(espeak_to_wav("What is the capital of Australia?", tmp_path / "q.wav"))
+    whole = utils.mergewav_frames(frames)
     resampler = rtc.AudioResampler(SAMPLE_RATE, 48000, num_channels=1)
     at_48k = [*resampler.push(whole), *resampler.flush()]
     assert _words(await _text(moonshine, at_48k)) == _words("What is the capital of Australia?")
@@ -114,7 +97,7 @@ async def test_questions_cut_at_their_pauses_lose_and_repeat_no_word(
     report: list[str] = []
     counts: list[int] = []
     for i, question in enumerate(PAUSED_QUESTIONS):
-        frames = _frames(espeak_to_wav(question, tmp_path / f"q{i}.wav"))
+        frames = wav_frames(espeak_to_wav(question, tmp_path / f"q{i}.wav"))
         # as the worker runs it: each segment alone (Moonshine would hear a context anew)
         transcriber = PauseTranscriber(stt_engine=moonshine, vad=vad, stitch=False)
         stream = transcriber.stream(conn_options=PATIENT)
@@ -143,7 +126,9 @@ async def test_questions_cut_at_their_pauses_lose_and_repeat_no_word(
 
 
 async def test_inference_runs_off_the_event_loop(moonshine: stt.STT[Any], tmp_path: Path) -> None:
-    frames = _frames(espeak_to_wav("How far away is the moon from the earth?", tmp_path / "q.wav"))
+    frames = wav_frames(
+        espeak_to_wav("How far away is the moon from the earth?", tmp_path / "q.wav")
+    )
     moonshine.prewarm()
     ticks = 0
     done = asyncio.Event()
@@ -171,7 +156,7 @@ async def test_sessions_share_one_model_and_their_calls_all_complete(tmp_path: P
         engine.prewarm()
     assert shared_model("tiny-en") is shared_model("tiny-en")
     questions = ["What is the capital of Australia?", "How far away is the moon from the earth?"]
-    clips = [_frames(espeak_to_wav(q, tmp_path / f"q{i}.wav")) for i, q in enumerate(questions)]
+    clips = [wav_frames(espeak_to_wav(q, tmp_path / f"q{i}.wav")) for i, q in enumerate(questions)]
     # four requests at once from two sessions: queued on the one thread, none lost
     texts = await asyncio.gather(*(_text(engines[i % 2], clips[i % 2]) for i in range(4)))
     for i, text in enumerate(texts):

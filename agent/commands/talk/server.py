@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from importlib import resources
 from ipaddress import ip_address
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,6 +28,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 from livekit import api
 
+from agent.commands.talk.static import NO_STORE, asset_handler, static_file
 from agent.voice.room_events import EVENTS_TOPIC
 
 TOKEN_TTL = timedelta(minutes=10)
@@ -169,26 +169,12 @@ def _reached_at(host: str, request: web.Request) -> bool:
     return ip in (local, mapped)
 
 
-def _static(name: str) -> bytes:
-    return (resources.files(__package__) / "static" / name).read_bytes()
-
-
 def build_app(opts: TalkOptions) -> web.Application:
-    page = _static("index.html").decode().replace("{{EVENTS_TOPIC}}", EVENTS_TOPIC)
-    assets = {
-        "talk.js": ("text/javascript", _static("talk.js")),
-        "talk.css": ("text/css", _static("talk.css")),
-    }
+    page = static_file("index.html").decode().replace("{{EVENTS_TOPIC}}", EVENTS_TOPIC)
+    asset = asset_handler("talk.js", "talk.css")
 
     async def index(request: web.Request) -> web.Response:
-        return web.Response(text=page, content_type="text/html", headers=_NO_STORE)
-
-    async def asset(request: web.Request) -> web.Response:
-        found = assets.get(request.match_info["name"])
-        if found is None:
-            raise web.HTTPNotFound()
-        content_type, body = found
-        return web.Response(body=body, content_type=content_type)
+        return web.Response(text=page, content_type="text/html", headers=NO_STORE)
 
     async def token(request: web.Request) -> web.Response:
         room = f"talk-{secrets.token_hex(4)}"
@@ -199,7 +185,7 @@ def build_app(opts: TalkOptions) -> web.Application:
                 "token": mint_token(opts, room=room, identity=identity),
                 "room": room,
             },
-            headers=_NO_STORE,
+            headers=NO_STORE,
         )
 
     # a middleware, so that every route (those added later too) is behind the Host check
@@ -208,6 +194,3 @@ def build_app(opts: TalkOptions) -> web.Application:
     app.router.add_get("/static/{name}", asset)
     app.router.add_get("/api/token", token)
     return app
-
-
-_NO_STORE = {"Cache-Control": "no-store"}

@@ -31,7 +31,6 @@ import re
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +47,7 @@ from agent.commands.talk.settings_view import (
     scan,
     settings_view,
 )
+from agent.commands.talk.static import NO_STORE, asset_handler, static_file
 from agent.config.live import load_file, revision_of
 from agent.config.resolved import Config
 from agent.config.settings import (
@@ -62,7 +62,6 @@ from providers.discovery import Role
 API_PREFIX = "/api/settings"
 _FIELDS = {"provider", "base_url", "model", "api_key", "voice"}
 _CREDENTIAL = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
-_NO_STORE = {"Cache-Control": "no-store"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -86,7 +85,7 @@ class BadChange(Exception):
 
 
 def _refuse(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers={**_NO_STORE, **headers})
+    return web.json_response({"error": message}, status=status, headers={**NO_STORE, **headers})
 
 
 def same_origin() -> Middleware:
@@ -237,7 +236,7 @@ class SettingsApi:
         self._writing = asyncio.Lock()
 
     def _json(self, body: object, status: int = 200) -> web.Response:
-        return web.json_response(body, status=status, headers=_NO_STORE)
+        return web.json_response(body, status=status, headers=NO_STORE)
 
     async def view(self, request: web.Request) -> web.Response:
         return self._json(
@@ -306,28 +305,14 @@ def _state(state: State) -> dict[str, object]:
     return {"ok": state.ok, "detail": state.detail}
 
 
-def _static(name: str) -> bytes:
-    return (resources.files(__package__) / "static" / name).read_bytes()
-
-
 def install(app: web.Application, opts: SettingsOptions) -> None:
     """Add the settings page, its API and their access checks to the talk server."""
     api = SettingsApi(opts)
-    page = _static("settings.html")
-    assets = {
-        "settings.js": ("text/javascript", _static("settings.js")),
-        "settings.css": ("text/css", _static("settings.css")),
-    }
+    page = static_file("settings.html")
+    asset = asset_handler("settings.js", "settings.css")
 
     async def settings_page(request: web.Request) -> web.Response:
-        return web.Response(body=page, content_type="text/html", headers=_NO_STORE)
-
-    async def asset(request: web.Request) -> web.Response:
-        found = assets.get(request.match_info["name"])
-        if found is None:
-            raise web.HTTPNotFound()
-        content_type, body = found
-        return web.Response(body=body, content_type=content_type)
+        return web.Response(body=page, content_type="text/html", headers=NO_STORE)
 
     app.middlewares.append(same_origin())
     app.middlewares.append(bearer_token(opts.token))
