@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import functools
 import gc
 import logging
+import re
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import hypothesis  # noqa: F401  (imported now, not while pytest writes its summary: see below)
 import pytest
@@ -10,6 +14,8 @@ import structlog
 
 from testing.servers.openai_server import ScriptedLLMServer
 from testing.servers.whisper_server import WhisperServer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -41,25 +47,42 @@ def restore_logging() -> Iterator[None]:
     structlog.configure(**structlog_config)
 
 
-def xdist_group_for(item: pytest.Item) -> str | None:
-    """Which tests must run in one pytest-xdist worker (`--dist loadgroup`, see
-    pyproject.toml): those that share a costly session server, so it starts once in one
-    worker rather than once in each, and those that share a fixed resource."""
-    path = item.path.as_posix()
-    if "/tests/container/" in path:
-        return "docker"  # one engine, one image build, the pip relay's fixed port
-    if "/tests/room/" in path:
-        return "livekit"  # the shared LiveKit server and worker (tests/room/conftest.py)
-    if "whisper_server" in getattr(item, "fixturenames", ()):
-        return "whisper"  # the session's Whisper server
+SHARED_BY_FOLDER = {"tests/container/": "docker", "tests/room/": "livekit"}
+"""Folders whose tests share one costly thing: the Docker engine, its image build and the
+pip relay's fixed port (container); the LiveKit server and worker (tests/room/conftest.py)."""
+SHARED_BY_FIXTURE = {"whisper_server": "whisper"}
+"""Session fixtures that start a costly server: the modules that ask for one share it."""
+
+
+@functools.cache
+def shared_group(module: str) -> str | None:
+    """The group whose tests run in one worker process (so that what they share starts
+    once, not once in each process), for a test module's path relative to the root."""
+    for folder, group in SHARED_BY_FOLDER.items():
+        if module.startswith(folder):
+            return group
+    source = (ROOT / module).read_text()
+    for fixture, group in SHARED_BY_FIXTURE.items():
+        if re.search(rf"\b{fixture}\b", source):
+            return group
     return None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        group = xdist_group_for(item)
-        if group is not None and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With `-n` (pyproject.toml's addopts), tests are dealt out one by one to whichever
+    process is free, except that each group of `shared_group` goes whole to one process.
+    (xdist's own `--dist loadgroup` cannot do this on pytest 9: it renames node ids through
+    an attribute pytest no longer reads.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedServerScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return shared_group(nodeid.split("::", 1)[0]) or nodeid
+
+    return SharedServerScheduling(config, log)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
