@@ -38,7 +38,7 @@ def _words(text: str) -> list[str]:
 
 
 async def _text(engine: stt.STT[Any], frames: list[rtc.AudioFrame]) -> str:
-    ev = await engine.recognize(buffer=utils.mergewav_frames(frames), conn_options=PATIENT)
+    ev = await engine.recognize(buffer=utils.merge_frames(frames), conn_options=PATIENT)
     return ev.alternatives[0].text
 
 
@@ -80,7 +80,7 @@ async def test_silence_is_transcribed_as_nothing(moonshine: stt.STT[Any]) -> Non
 
 async def test_audio_at_another_rate_is_resampled(moonshine: stt.STT[Any], tmp_path: Path) -> None:
     frames = wav_frames(espeak_to_wav("What is the capital of Australia?", tmp_path / "q.wav"))
-    whole = utils.mergewav_frames(frames)
+    whole = utils.merge_frames(frames)
     resampler = rtc.AudioResampler(SAMPLE_RATE, 48000, num_channels=1)
     at_48k = [*resampler.push(whole), *resampler.flush()]
     assert _words(await _text(moonshine, at_48k)) == _words("What is the capital of Australia?")
