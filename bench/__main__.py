@@ -47,8 +47,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        help="Markdown report path (default: BENCHMARKS.md; --quick writes none unless given); "
-        "results.json goes next to it (default: bench/results.json)",
+        help="Markdown report path, or a folder to write BENCHMARKS.md in (default: "
+        "BENCHMARKS.md; --quick writes none unless given); results.json goes next to it "
+        "(default: bench/results.json)",
     )
     parser.add_argument("--reps", type=int, help="turns per variant in the no-tool/tool sections")
     parser.add_argument("--ttft-ms", type=float, help="the scripted server's time to first token")
@@ -58,6 +59,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if unknown := [name for name in args.sections if name not in BY_NAME]:
         parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
+    if args.out is not None and args.out.is_dir():
+        args.out = args.out / "BENCHMARKS.md"
     return args
 
 
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     out = args.out if args.out is not None else (None if args.quick else Path("BENCHMARKS.md"))
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
         json_path = RESULTS if args.out is None else out.with_name("results.json")
         json_path.write_text(numbers(plan, results, info), encoding="utf-8")

@@ -21,8 +21,8 @@ from testing.servers.livekit_dispatch import FakeLiveKitDispatch
 from testing.servers.openai_server import text_reply
 from testing.servers.scripted_speech import ScriptedSpeechServer
 
-from .common import ROOT, pct, pss_mb, stop
-from .sections import Context, table
+from .common import ROOT, child_env, pss_mb, stop
+from .sections import Context, pct, table
 from .server_proc import RemoteLLMServer
 
 NAME = "capacity"
@@ -115,9 +115,8 @@ def measure(plan: CapacityPlan) -> CapacityResult:
 
 
 def _worker_env(plan: CapacityPlan, llm_url: str, speech_url: str, work: Path) -> dict[str, str]:
-    skip = ("LLM_", "STT_", "TTS_", "AGENT_", "LIVEKIT_", "OTEL_", "PROMETHEUS")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)} | dict(
-        PYTHONPATH=str(ROOT),
+    env = child_env(
+        drop=("LLM_", "STT_", "TTS_", "AGENT_", "LIVEKIT_", "OTEL_", "PROMETHEUS"),
         LLM_BASE_URL=llm_url,
         LLM_MODEL="bench-model",
         LLM_MAX_RETRIES="0",
@@ -242,16 +241,16 @@ def render(result: CapacityResult) -> list[str]:
             "CPU per session (cores) | worker main CPU | PSS per session MB | other CPU (cores)",
             [
                 [
-                    lv.sessions,
-                    lv.turns,
-                    lv.silent_turns,
-                    f"{lv.p50_ms:.0f}",
-                    f"{lv.p95_ms:.0f}",
+                    *(
+                        lv.sessions,
+                        lv.turns,
+                        lv.silent_turns,
+                        f"{lv.p50_ms:.0f}",
+                        f"{lv.p95_ms:.0f}",
+                    ),
                     "yes" if result.within_budget(lv) else "no",
-                    f"{lv.cpu_per_session:.3f}",
-                    f"{lv.worker_cpu:.3f}",
-                    f"{lv.pss_per_session_mb:.0f}",
-                    f"{lv.other_cpu:.2f}",
+                    *(f"{lv.cpu_per_session:.3f}", f"{lv.worker_cpu:.3f}"),
+                    *(f"{lv.pss_per_session_mb:.0f}", f"{lv.other_cpu:.2f}"),
                 ]
                 for lv in result.levels
             ],

@@ -18,8 +18,8 @@ from testing.engine import make_engine
 from testing.servers.faults import FaultyBackend
 from testing.servers.openai_server import ScriptedLLMServer
 
-from .common import pct, rss_mb
-from .sections import Context, summary, table
+from .common import rss_mb
+from .sections import Context, pct, summary, table
 
 NAME = "faults"
 TITLE = "Concurrent sessions against a faulty backend"

@@ -15,7 +15,7 @@ from livekit.agents.utils.hw import get_cpu_monitor
 from testing.cli import VOICE_AGENT
 from testing.polling import free_port
 
-from .common import MB, ROOT, pss_mb, stop
+from .common import MB, ROOT, child_env, pss_mb, stop
 
 Row = tuple[str, float, float | None]
 """What a process is, its RSS and its PSS (where measured), in MB."""
@@ -51,13 +51,8 @@ def idle_worker(llm_url: str, *, timeout: float = 90) -> list[Row]:
     connection with a growing pause: meanwhile the tree is what an idle worker holds, but
     the websocket.
     """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LLM_", "LIVEKIT_", "WORKER_", "STT_", "TTS_"))
-    }
-    env.update(
-        PYTHONPATH=str(ROOT),
+    env = child_env(
+        drop=("LLM_", "LIVEKIT_", "WORKER_", "STT_", "TTS_"),
         LLM_BASE_URL=llm_url,
         LLM_MODEL="test-model",
         # nothing listens there: the worker keeps retrying, idle, for minutes

@@ -18,9 +18,9 @@ from agent.engine.speech_filter import ToolCallTextFilter
 from agent.ops.logging import get_logger
 from testing.servers.openai_server import text_reply
 
-from .common import REPLY, ROOT, Summary, bench_engine, chat_ctx, interleaved, settle
+from .common import REPLY, ROOT, bench_engine, chat_ctx, interleaved, settle
 from .first_text import TOOLS
-from .sections import Context, summary, table, verdict
+from .sections import Context, Summary, summary, table, verdict
 from .server_proc import RemoteLLMServer
 
 NAME = "overhead"

@@ -15,8 +15,7 @@ from testing.servers.openai_server import ScriptedLLMServer, text_reply
 from testing.servers.tts_server import EspeakTTSServer
 from testing.servers.whisper_server import WhisperServer
 
-from .common import Summary
-from .sections import Context, summary, table
+from .sections import Context, Summary, summary, table
 
 NAME = "room"
 TITLE = "Latency as heard: a participant in a real LiveKit room"

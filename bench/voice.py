@@ -130,7 +130,7 @@ def run(ctx: Context) -> VoiceResult:
     result.wall_s = time.perf_counter() - started
     if rows := ctx.results.get(no_tool.NAME):
         ours = no_tool.ours(rows, "llm_node")
-        result.no_tool_ratio = None if ours is None else p50(ours.ratios)
+        result.no_tool_ratio = None if ours is None else p50(ours.series["ratio"])
     result.side_by_side = voice_latency.run(plan)
     return result
 
