@@ -17,11 +17,12 @@ from typing import Any
 import psutil
 
 from testing.audio_io import espeak_to_wav
+from testing.cli import stop
 from testing.servers.livekit_dispatch import FakeLiveKitDispatch
 from testing.servers.openai_server import text_reply
 from testing.servers.scripted_speech import ScriptedSpeechServer
 
-from .common import ROOT, child_env, pss_mb, stop
+from .common import ROOT, child_env, pss_mb
 from .sections import Context, pct, table
 from .server_proc import RemoteLLMServer
 

@@ -8,13 +8,12 @@ import contextlib
 import functools
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psutil
 from livekit.agents import llm
@@ -65,16 +64,6 @@ def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedP
         timeout=timeout,
         check=False,
     )
-
-
-def stop(proc: subprocess.Popen[Any], *, within: float) -> None:
-    """SIGTERM (a worker drains), then SIGKILL if it has not ended within `within` seconds."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=within)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def rss_mb(pid: int | None = None) -> float:
