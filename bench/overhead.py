@@ -19,7 +19,7 @@ from agent.ops.logging import get_logger
 from testing.servers.openai_server import text_reply
 
 from .common import REPLY, ROOT, bench_engine, chat_ctx, interleaved, settle
-from .first_text import TOOLS
+from .no_tool import TOOLS
 from .sections import Context, Summary, summary, table, verdict
 from .server_proc import RemoteLLMServer
 

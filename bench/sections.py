@@ -130,6 +130,11 @@ def p50_p95(values: Sequence[float], spec: str = ".1f") -> list[str]:
     return [format(s.p50, spec), format(s.p95, spec)] if values else ["n/a", "n/a"]
 
 
+def cells(s: Mapping[str, float], spec: str = ".1f") -> list[str]:
+    """Two table cells from a `summary`: its p50 and p95 (n/a for an empty sample)."""
+    return [format(s["p50"], spec), format(s["p95"], spec)] if s.get("n", 1) else ["n/a", "n/a"]
+
+
 def table(header: str, rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table; `header` is its column names joined by " | "."""
     lines = ["| " + header + " |", "|" + "---|" * len(header.split(" | "))]

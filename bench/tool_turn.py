@@ -9,7 +9,7 @@ from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.voice.assistant import Assistant
 from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 
-from . import first_text as ft
+from . import no_tool as ft
 from .common import REPLY, bench_engine
 from .sections import Context, p50, p50_p95, summary, table, verdict
 
