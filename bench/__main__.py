@@ -56,6 +56,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--voice-turns", type=int, help="spoken turns measured in the voice section (0: skip it)"
     )
+    parser.add_argument("--levels", help="capacity: session counts (default: 1,5,10,20,40)")
+    parser.add_argument("--capacity-turns", type=int, help="capacity: measured turns a session")
+    parser.add_argument(
+        "--embedded-stt", action="store_true", help="capacity: Moonshine in each job process"
+    )
     args = parser.parse_args(argv)
     if unknown := [name for name in args.sections if name not in BY_NAME]:
         parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
@@ -75,7 +80,12 @@ def plan_for(args: argparse.Namespace) -> Plan:
         )
     if args.voice_turns is not None:
         plan = replace(plan, voice=replace(plan.voice, turns=args.voice_turns))
-    return plan
+    capacity: dict[str, Any] = {"embedded_stt": True} if args.embedded_stt else {}
+    if args.levels:
+        capacity["levels"] = tuple(int(n) for n in args.levels.split(","))
+    if args.capacity_turns:
+        capacity |= {"measured_turns": args.capacity_turns, "lone_turns": args.capacity_turns}
+    return replace(plan, capacity=capacity)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -87,7 +86,7 @@ class CapacityResult:
 def run(ctx: Context) -> CapacityResult:
     # one lone session, one measured turn: the section runs end to end (about 25 s)
     quick = CapacityPlan(levels=(1,), measured_turns=1, lone_turns=1, pause=0.3)
-    return measure(ctx.sized(full=CapacityPlan(), quick=quick))
+    return measure(replace(ctx.sized(full=CapacityPlan(), quick=quick), **ctx.plan.capacity))
 
 
 def measure(plan: CapacityPlan) -> CapacityResult:
@@ -268,28 +267,3 @@ def numbers(result: CapacityResult) -> dict[str, Any]:
         "cores": result.cores,
         "levels": [asdict(lv) for lv in result.levels],
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
-    parser.add_argument("--levels", default="1,5,10,20,40", help="session counts, e.g. 1,5")
-    parser.add_argument("--turns", type=int, help="measured turns per session (N > 1)")
-    parser.add_argument("--json", type=Path, help="write the results.json entry here")
-    parser.add_argument(
-        "--embedded-stt", action="store_true", help="Moonshine in each job process, at pauses"
-    )
-    args = parser.parse_args(argv)
-    plan = CapacityPlan(
-        levels=[int(x) for x in args.levels.split(",")], embedded_stt=args.embedded_stt
-    )
-    if args.turns:
-        plan = replace(plan, measured_turns=args.turns, lone_turns=args.turns)
-    result = measure(plan)
-    print("\n\n".join([f"## {TITLE}", *render(result)]))
-    if args.json:
-        args.json.write_text(json.dumps({"capacity": numbers(result)}, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

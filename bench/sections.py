@@ -46,6 +46,8 @@ class Plan:
     reps: int  # turns per variant in the no-tool and tool sections
     warmup: int
     voice: VoicePlan
+    capacity: dict[str, Any] = field(default_factory=dict)
+    """What the command line changed of the capacity section's `CapacityPlan`."""
 
 
 FULL = Plan(
