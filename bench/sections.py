@@ -128,8 +128,7 @@ def p50(values: Sequence[float]) -> float:
 
 def p50_p95(values: Sequence[float], spec: str = ".1f") -> list[str]:
     """Two table cells: the sample's p50 and p95, formatted by `spec` (n/a for none)."""
-    s = Summary.of(values)
-    return [format(s.p50, spec), format(s.p95, spec)] if values else ["n/a", "n/a"]
+    return cells(summary(values, digits=6), spec)
 
 
 def cells(s: Mapping[str, float], spec: str = ".1f") -> list[str]:
