@@ -20,7 +20,7 @@ from testing.servers.openai_server import Reply, text_reply
 
 from .common import REPLY, FirstTextOutput, bench_engine, bench_llm, chat_ctx, interleaved, settle
 from .sections import Context, p50, p50_p95, summary, table, verdict
-from .server_proc import RemoteLLMServer, ServedRequest
+from .server_proc import ServedRequest
 
 NAME = "no-tool"
 TITLE = "No-tool turn: time to first text out / server's time to first token"
@@ -121,6 +121,7 @@ class NodeVariant:
 
 
 Variant = SessionVariant | NodeVariant
+Samples = dict[str, list[Sample]]
 
 
 def session_variants(base_url: str) -> list[Variant]:
@@ -147,16 +148,10 @@ def node_variants(base_url: str) -> list[Variant]:
     ]
 
 
-async def collect(
-    server: RemoteLLMServer,
-    variants: list[Variant],
-    replies: list[Reply],
-    *,
-    reps: int,
-    warmup: int,
-) -> dict[str, list[Sample]]:
-    """`reps` turns of each variant after `warmup`, each answered by `replies`."""
-    samples: dict[str, list[Sample]] = {v.name: [] for v in variants}
+async def collect(ctx: Context, variants: list[Variant], replies: list[Reply]) -> Samples:
+    """The plan's `reps` turns of each variant after its `warmup`, answered by `replies`."""
+    server, reps, warmup = ctx.server, ctx.plan.reps, ctx.plan.warmup
+    samples: Samples = {v.name: [] for v in variants}
     try:
         for v in variants:
             await v.start()
@@ -191,11 +186,7 @@ async def run(ctx: Context) -> list[NoToolRow]:
     backend, server, rows = ctx.plan.backend, ctx.server, []
     reply = text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay)
     for level, variants in (("session", session_variants), ("llm_node", node_variants)):
-        turns = variants(server.base_url)
-        collected = await collect(
-            server, turns, [reply], reps=ctx.plan.reps, warmup=ctx.plan.warmup
-        )
-        for name, samples in collected.items():
+        for name, samples in (await collect(ctx, variants(server.base_url), [reply])).items():
             rows.append(row := NoToolRow(level, name))
             for s in samples:
                 server_ttft = s.served[0].ttft

@@ -55,13 +55,13 @@ async def run(ctx: Context) -> ToolResult:
     return ToolResult(rows, late, filler_delay)
 
 
-async def _turns(ctx: Context, variants: list[ft.Variant]) -> dict[str, list[ft.Sample]]:
-    backend, plan = ctx.plan.backend, ctx.plan
+async def _turns(ctx: Context, variants: list[ft.Variant]) -> ft.Samples:
+    backend = ctx.plan.backend
     replies = [
         tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=backend.ttft),
         text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay),
     ]
-    return await ft.collect(ctx.server, variants, replies, reps=plan.reps, warmup=plan.warmup)
+    return await ft.collect(ctx, variants, replies)
 
 
 def _row(name: str, samples: list[ft.Sample]) -> ToolRow:
