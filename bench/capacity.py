@@ -73,6 +73,14 @@ class CapacityResult:
             bool(lone) and not level.silent_turns and level.p95_ms <= lone[0] + self.plan.budget_ms
         )
 
+    def row(self, lv: Level) -> list[object]:
+        """The level as its row of the table."""
+        return [
+            *(lv.sessions, lv.turns, lv.silent_turns, f"{lv.p50_ms:.0f}", f"{lv.p95_ms:.0f}"),
+            *("yes" if self.within_budget(lv) else "no", f"{lv.cpu_per_session:.3f}"),
+            *(f"{lv.worker_cpu:.3f}", f"{lv.pss_per_session_mb:.0f}", f"{lv.other_cpu:.2f}"),
+        ]
+
     @property
     def sessions_per_worker(self) -> int:
         held = 0
@@ -239,21 +247,7 @@ def render(result: CapacityResult) -> list[str]:
         table(
             f"sessions | turns | silent | p50 ms | p95 ms | within +{plan.budget_ms:.0f} ms | "
             "CPU per session (cores) | worker main CPU | PSS per session MB | other CPU (cores)",
-            [
-                [
-                    *(
-                        lv.sessions,
-                        lv.turns,
-                        lv.silent_turns,
-                        f"{lv.p50_ms:.0f}",
-                        f"{lv.p95_ms:.0f}",
-                    ),
-                    "yes" if result.within_budget(lv) else "no",
-                    *(f"{lv.cpu_per_session:.3f}", f"{lv.worker_cpu:.3f}"),
-                    *(f"{lv.pss_per_session_mb:.0f}", f"{lv.other_cpu:.2f}"),
-                ]
-                for lv in result.levels
-            ],
+            [result.row(lv) for lv in result.levels],
         ),
         f"**`capacity.voice_sessions_per_worker` = {result.sessions_per_worker}** (the "
         f"largest N whose p95 stays within +{plan.budget_ms:.0f} ms of one session's).",
