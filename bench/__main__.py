@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,17 +47,25 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        help="Markdown report path (default: BENCHMARKS.md; --quick writes none unless given); "
-        "results.json goes next to it (default: bench/results.json)",
+        help="Markdown report path, or a folder to write BENCHMARKS.md in (default: "
+        "BENCHMARKS.md; --quick writes none unless given); results.json goes next to it "
+        "(default: bench/results.json)",
     )
     parser.add_argument("--reps", type=int, help="turns per variant in the no-tool/tool sections")
     parser.add_argument("--ttft-ms", type=float, help="the scripted server's time to first token")
     parser.add_argument(
         "--voice-turns", type=int, help="spoken turns measured in the voice section (0: skip it)"
     )
+    parser.add_argument("--levels", help="capacity: session counts (default: 1,5,10,20,40)")
+    parser.add_argument("--capacity-turns", type=int, help="capacity: measured turns a session")
+    parser.add_argument(
+        "--embedded-stt", action="store_true", help="capacity: Moonshine in each job process"
+    )
     args = parser.parse_args(argv)
     if unknown := [name for name in args.sections if name not in BY_NAME]:
         parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
+    if args.out is not None and args.out.is_dir():
+        args.out = args.out / "BENCHMARKS.md"
     return args
 
 
@@ -72,16 +80,12 @@ def plan_for(args: argparse.Namespace) -> Plan:
         )
     if args.voice_turns is not None:
         plan = replace(plan, voice=replace(plan.voice, turns=args.voice_turns))
-    return plan
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    command: str
-    date: datetime
-    wall_s: float
-    load: tuple[float, float]
-    """The machine's 1-minute load average when the run started and ended."""
+    capacity: dict[str, Any] = {"embedded_stt": True} if args.embedded_stt else {}
+    if args.levels:
+        capacity["levels"] = tuple(int(n) for n in args.levels.split(","))
+    if args.capacity_turns:
+        capacity |= {"measured_turns": args.capacity_turns, "lone_turns": args.capacity_turns}
+    return replace(plan, capacity=capacity)
 
 
 def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
@@ -100,21 +104,21 @@ def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
     return ctx.results
 
 
-def report(plan: Plan, results: dict[str, Any], info: RunInfo) -> str:
+def report(plan: Plan, results: dict[str, Any], run_info: dict[str, Any]) -> str:
     """The header (what ran where), then each section's render under its registry number."""
-    b = plan.backend
+    b, load = plan.backend, run_info["load_avg_1min"]
     blocks = [
         "# Benchmarks",
-        f"- Date: {info.date:%Y-%m-%d %H:%M} UTC\n"
-        f"- Machine: {machine()}\n"
-        f"- Command: `{info.command}`"
+        f"- Date: {run_info['date'][:16].replace('T', ' ')} UTC\n"
+        f"- Machine: {run_info['machine']}\n"
+        f"- Command: `{run_info['command']}`"
         + (" (quick smoke run: numbers are not meaningful)" if plan.quick else "")
         + f"\n- Scripted backend: time to first token {b.ttft * 1000:.0f} ms, "
         f"{b.token_delay * 1000:.0f} ms between tokens (one word per SSE chunk), tool time "
         f"{b.tool_seconds * 1000:.0f} ms; {plan.reps} turns per variant, variants interleaved "
         "turn by turn, order rotated each repetition\n"
-        f"- Wall time of the run: {info.wall_s:.0f} s; load average (1 min) at its start / "
-        f"end: {info.load[0]:.1f} / {info.load[1]:.1f} (other work on the machine slows every "
+        f"- Wall time of the run: {run_info['wall_s']:.0f} s; load average (1 min) at its "
+        f"start / end: {load[0]:.1f} / {load[1]:.1f} (other work on the machine slows every "
         "variant: compare variants within one run)",
         "How each section measures, and what limits it: [docs/benchmarks.md](docs/benchmarks.md).",
     ]
@@ -124,17 +128,10 @@ def report(plan: Plan, results: dict[str, Any], info: RunInfo) -> str:
     return "\n\n".join(blocks)
 
 
-def numbers(plan: Plan, results: dict[str, Any], info: RunInfo) -> str:
-    """results.json: `date`, `machine`, `command`, `quick`, then each section's numbers."""
-    data = {
-        "date": f"{info.date:%Y-%m-%dT%H:%M:%SZ}",
-        "machine": machine(),
-        "command": info.command,
-        "quick": plan.quick,
-        "wall_s": round(info.wall_s, 1),
-        "load_avg_1min": list(info.load),
-        **{s.NAME: s.numbers(results[s.NAME]) for s in SECTIONS if s.NAME in results},
-    }
+def numbers(results: dict[str, Any], run_info: dict[str, Any]) -> str:
+    """results.json: `date`, `machine`, `command`, `quick`, `wall_s`, `load_avg_1min`, then
+    each section's numbers."""
+    data = run_info | {s.NAME: s.numbers(results[s.NAME]) for s in SECTIONS if s.NAME in results}
     # NaN (a quantile of no samples) as null: JSON has no NaN
     finite = json.loads(json.dumps(data), parse_constant=lambda _: None)
     return json.dumps(finite, indent=2) + "\n"
@@ -146,14 +143,23 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
     date, started, load = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
     results = run(plan, [s for s in SECTIONS if not args.sections or s.NAME in args.sections])
-    info = RunInfo(command, date, time.perf_counter() - started, (load, os.getloadavg()[0]))
-    text = report(plan, results, info)
+    run_info = {
+        "date": f"{date:%Y-%m-%dT%H:%M:%SZ}",
+        "machine": machine(),
+        "command": command,
+        "quick": plan.quick,
+        "wall_s": round(time.perf_counter() - started, 1),
+        # the machine's 1-minute load average when the run started and ended
+        "load_avg_1min": [load, os.getloadavg()[0]],
+    }
+    text = report(plan, results, run_info)
     print(text)
     out = args.out if args.out is not None else (None if args.quick else Path("BENCHMARKS.md"))
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
         json_path = RESULTS if args.out is None else out.with_name("results.json")
-        json_path.write_text(numbers(plan, results, info), encoding="utf-8")
+        json_path.write_text(numbers(results, run_info), encoding="utf-8")
         print(f"\nwritten to {out} and {json_path}", file=sys.stderr)
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -17,12 +16,13 @@ from typing import Any
 import psutil
 
 from testing.audio_io import espeak_to_wav
+from testing.cli import stop
 from testing.servers.livekit_dispatch import FakeLiveKitDispatch
 from testing.servers.openai_server import text_reply
 from testing.servers.scripted_speech import ScriptedSpeechServer
 
-from .common import ROOT, pct, pss_mb, stop
-from .sections import Context, table
+from .common import ROOT, child_env, pss_mb
+from .sections import Context, pct, table
 from .server_proc import RemoteLLMServer
 
 NAME = "capacity"
@@ -73,6 +73,14 @@ class CapacityResult:
             bool(lone) and not level.silent_turns and level.p95_ms <= lone[0] + self.plan.budget_ms
         )
 
+    def row(self, lv: Level) -> list[object]:
+        """The level as its row of the table."""
+        return [
+            *(lv.sessions, lv.turns, lv.silent_turns, f"{lv.p50_ms:.0f}", f"{lv.p95_ms:.0f}"),
+            *("yes" if self.within_budget(lv) else "no", f"{lv.cpu_per_session:.3f}"),
+            *(f"{lv.worker_cpu:.3f}", f"{lv.pss_per_session_mb:.0f}", f"{lv.other_cpu:.2f}"),
+        ]
+
     @property
     def sessions_per_worker(self) -> int:
         held = 0
@@ -86,7 +94,7 @@ class CapacityResult:
 def run(ctx: Context) -> CapacityResult:
     # one lone session, one measured turn: the section runs end to end (about 25 s)
     quick = CapacityPlan(levels=(1,), measured_turns=1, lone_turns=1, pause=0.3)
-    return measure(ctx.sized(full=CapacityPlan(), quick=quick))
+    return measure(replace(ctx.sized(full=CapacityPlan(), quick=quick), **ctx.plan.capacity))
 
 
 def measure(plan: CapacityPlan) -> CapacityResult:
@@ -115,9 +123,8 @@ def measure(plan: CapacityPlan) -> CapacityResult:
 
 
 def _worker_env(plan: CapacityPlan, llm_url: str, speech_url: str, work: Path) -> dict[str, str]:
-    skip = ("LLM_", "STT_", "TTS_", "AGENT_", "LIVEKIT_", "OTEL_", "PROMETHEUS")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)} | dict(
-        PYTHONPATH=str(ROOT),
+    env = child_env(
+        drop=("LLM_", "STT_", "TTS_", "AGENT_", "LIVEKIT_", "OTEL_", "PROMETHEUS"),
         LLM_BASE_URL=llm_url,
         LLM_MODEL="bench-model",
         LLM_MAX_RETRIES="0",
@@ -240,21 +247,7 @@ def render(result: CapacityResult) -> list[str]:
         table(
             f"sessions | turns | silent | p50 ms | p95 ms | within +{plan.budget_ms:.0f} ms | "
             "CPU per session (cores) | worker main CPU | PSS per session MB | other CPU (cores)",
-            [
-                [
-                    lv.sessions,
-                    lv.turns,
-                    lv.silent_turns,
-                    f"{lv.p50_ms:.0f}",
-                    f"{lv.p95_ms:.0f}",
-                    "yes" if result.within_budget(lv) else "no",
-                    f"{lv.cpu_per_session:.3f}",
-                    f"{lv.worker_cpu:.3f}",
-                    f"{lv.pss_per_session_mb:.0f}",
-                    f"{lv.other_cpu:.2f}",
-                ]
-                for lv in result.levels
-            ],
+            [result.row(lv) for lv in result.levels],
         ),
         f"**`capacity.voice_sessions_per_worker` = {result.sessions_per_worker}** (the "
         f"largest N whose p95 stays within +{plan.budget_ms:.0f} ms of one session's).",
@@ -268,28 +261,3 @@ def numbers(result: CapacityResult) -> dict[str, Any]:
         "cores": result.cores,
         "levels": [asdict(lv) for lv in result.levels],
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
-    parser.add_argument("--levels", default="1,5,10,20,40", help="session counts, e.g. 1,5")
-    parser.add_argument("--turns", type=int, help="measured turns per session (N > 1)")
-    parser.add_argument("--json", type=Path, help="write the results.json entry here")
-    parser.add_argument(
-        "--embedded-stt", action="store_true", help="Moonshine in each job process, at pauses"
-    )
-    args = parser.parse_args(argv)
-    plan = CapacityPlan(
-        levels=[int(x) for x in args.levels.split(",")], embedded_stt=args.embedded_stt
-    )
-    if args.turns:
-        plan = replace(plan, measured_turns=args.turns, lone_turns=args.turns)
-    result = measure(plan)
-    print("\n\n".join([f"## {TITLE}", *render(result)]))
-    if args.json:
-        args.json.write_text(json.dumps({"capacity": numbers(result)}, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,21 +1,19 @@
-"""What every benchmark shares: statistics, the backend under test, memory, a quiet logger."""
+"""What the sections share besides their protocol: the backend under test, child processes,
+memory, a quiet logger, turns that time first words."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
-import math
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psutil
 from livekit.agents import llm
@@ -36,26 +34,22 @@ bench_engine = functools.partial(make_engine, timeout=30.0, tool_timeout=10.0)
 bench_llm = functools.partial(make_llm, timeout=30.0)
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation; nan when there are none."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo = math.floor(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+def machine() -> str:
+    """Cores, CPU model, OS and Python: where the numbers were measured."""
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        model = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), model)
+    return (
+        f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, "
+        f"Python {sys.version.split()[0]}"
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class Summary:
-    n: int
-    p50: float
-    p95: float
-
-    @staticmethod
-    def of(values: Sequence[float]) -> Summary:
-        return Summary(len(values), pct(values, 50), pct(values, 95))
+def child_env(*, drop: tuple[str, ...], **values: str) -> dict[str, str]:
+    """This environment less the variables starting with `drop`, plus `values`; the
+    checkout under test on the child's import path."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    return kept | {"PYTHONPATH": str(ROOT), **values}
 
 
 def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -64,22 +58,12 @@ def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedP
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=child_env(drop=()),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
-
-
-def stop(proc: subprocess.Popen[Any], *, within: float) -> None:
-    """SIGTERM (a worker drains), then SIGKILL if it has not ended within `within` seconds."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=within)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def rss_mb(pid: int | None = None) -> float:
@@ -90,17 +74,6 @@ def rss_mb(pid: int | None = None) -> float:
 def pss_mb(pid: int) -> float:
     """A process's proportional set size: its shared pages split among their sharers."""
     return float(psutil.Process(pid).memory_full_info().pss) / MB
-
-
-def machine() -> str:
-    """Cores, CPU model, OS and Python: where the numbers were measured."""
-    model = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        model = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), model)
-    return (
-        f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, "
-        f"Python {sys.version.split()[0]}"
-    )
 
 
 def quiet_logging() -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import psutil
 from livekit.agents import llm
 
 from agent.engine.turns import TurnEngine
@@ -18,8 +17,8 @@ from testing.engine import make_engine
 from testing.servers.faults import FaultyBackend
 from testing.servers.openai_server import ScriptedLLMServer
 
-from .common import pct, rss_mb
-from .sections import Context, summary, table
+from .common import rss_mb
+from .sections import Context, pct, summary, table
 
 NAME = "faults"
 TITLE = "Concurrent sessions against a faulty backend"
@@ -48,12 +47,8 @@ class LoadResult:
 
 
 def open_sockets() -> int:
-    fd_dir = "/proc/self/fd"
-    count = 0
-    for fd in os.listdir(fd_dir):
-        with contextlib.suppress(OSError):  # closed while we looked
-            count += os.readlink(f"{fd_dir}/{fd}").startswith("socket:")
-    return count
+    """This process's sockets: TCP, UDP and Unix."""
+    return len(psutil.Process().net_connections(kind="all"))
 
 
 async def run_load(

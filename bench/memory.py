@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import signal
-import subprocess
 import time
+from subprocess import DEVNULL
 
 import psutil
 from livekit.agents.utils.hw import get_cpu_monitor
 
-from testing.cli import VOICE_AGENT
+from testing.cli import spawn_cli, stop
 from testing.polling import free_port
 
-from .common import MB, ROOT, pss_mb, stop
+from .common import MB, ROOT, child_env, pss_mb
 
 Row = tuple[str, float, float | None]
 """What a process is, its RSS and its PSS (where measured), in MB."""
@@ -51,13 +49,8 @@ def idle_worker(llm_url: str, *, timeout: float = 90) -> list[Row]:
     connection with a growing pause: meanwhile the tree is what an idle worker holds, but
     the websocket.
     """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LLM_", "LIVEKIT_", "WORKER_", "STT_", "TTS_"))
-    }
-    env.update(
-        PYTHONPATH=str(ROOT),
+    env = child_env(
+        drop=("LLM_", "LIVEKIT_", "WORKER_", "STT_", "TTS_"),
         LLM_BASE_URL=llm_url,
         LLM_MODEL="test-model",
         # nothing listens there: the worker keeps retrying, idle, for minutes
@@ -67,15 +60,8 @@ def idle_worker(llm_url: str, *, timeout: float = 90) -> list[Row]:
         LOG_FORMAT="json",
     )
     idle = math.ceil(get_cpu_monitor().cpu_count())
-    proc = subprocess.Popen(
-        [VOICE_AGENT, "start"],
-        env=env,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, so everything it forked is ours to end
-    )
+    # its own process group, so everything it forked is ours to end
+    proc = spawn_cli(["start"], env=env, cwd=ROOT, stdout=DEVNULL, stderr=DEVNULL, new_session=True)
     try:
         deadline, stable_since, last = time.monotonic() + timeout, time.monotonic(), 0.0
         while time.monotonic() < deadline:
@@ -96,8 +82,4 @@ def idle_worker(llm_url: str, *, timeout: float = 90) -> list[Row]:
             time.sleep(0.25)
         raise RuntimeError(f"the worker's {idle} idle processes did not settle")
     finally:
-        if proc.poll() is None:
-            stop(proc, within=20)
-        # anything it forked that outlived it (the group is the one we created for it)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc, within=20, group=True)

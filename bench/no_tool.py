@@ -1,46 +1,200 @@
-"""Section: a turn the model answers without tools (tools are offered)."""
+"""Section: a turn the model answers without tools (tools are offered); and what the tool
+section shares with it: the variants, and turns that time first words."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from testing.servers.openai_server import text_reply
+from livekit.agents import Agent, AgentSession, llm
+from livekit.agents.llm import function_tool
 
-from .common import REPLY
-from .first_text import OURS_DEFAULT, collect, node_variants, session_variants
+from agent.config.settings import DEFAULT_INSTRUCTIONS
+from agent.engine.turns import TurnEngine
+from agent.tools import get_current_time
+from agent.voice.assistant import Assistant
+from testing.servers.openai_server import Reply, text_reply
+
+from .common import REPLY, FirstTextOutput, bench_engine, bench_llm, chat_ctx, interleaved, settle
 from .sections import Context, p50, p50_p95, summary, table, verdict
+from .server_proc import ServedRequest
 
 NAME = "no-tool"
 TITLE = "No-tool turn: time to first text out / server's time to first token"
+OURS_DEFAULT = "ours, streamed tool pass (default)"
+BLOCKING = "ours, blocking tool pass (CAAL-style)"
+
+
+@dataclass(slots=True)
+class ToolClock:
+    """How long `lookup_order` takes, and when it ran (tool time comes out of a tool turn)."""
+
+    seconds: float = 0.05
+    runs: list[tuple[float, float]] = field(default_factory=list)
+
+
+TOOL_CLOCK = ToolClock()
+
+
+@function_tool
+async def lookup_order(order_id: int) -> str:
+    """Look up an order's delivery date.
+
+    Args:
+        order_id: The order number.
+    """
+    started = time.perf_counter()
+    await asyncio.sleep(TOOL_CLOCK.seconds)
+    TOOL_CLOCK.runs.append((started, time.perf_counter()))
+    return f"Order {order_id} ships tomorrow."
+
+
+TOOLS: list[llm.Tool] = [get_current_time, lookup_order]
+
+
+@dataclass(slots=True)
+class Sample:
+    """One turn: client-side first text out and what the server recorded."""
+
+    started_at: float
+    first_text_at: float
+    served: list[ServedRequest]
+    tool_run: tuple[float, float] | None = None
+
+
+class SessionVariant:
+    """A text-mode `AgentSession` kept for the whole run; history reset after every turn."""
+
+    def __init__(self, name: str, agent: Agent, provider: llm.LLM[Any]) -> None:
+        self.name, self._agent, self._provider = name, agent, provider
+        self._session: AgentSession[None] = AgentSession(llm=provider)
+        self._out = FirstTextOutput()
+
+    async def start(self) -> None:
+        self._session.output.transcription = self._out
+        await self._session.start(self._agent)
+
+    async def turn(self, user_text: str) -> tuple[float, float | None]:
+        self._out.first_at = None
+        started = time.perf_counter()
+        await self._session.run(user_input=user_text)
+        # the same short history before every turn: request size stays constant
+        history = chat_ctx("unused")  # less the system prompt (the session adds it) and user
+        history.items = [i for i in history.items if getattr(i, "role", None) != "system"][:-1]
+        await self._agent.update_chat_ctx(history)
+        return started, self._out.first_at
+
+    async def aclose(self) -> None:
+        await self._session.aclose()
+        await self._provider.aclose()
+
+
+class NodeVariant:
+    """The llm_node alone: livekit's default (`provider.chat`) or a `Turn`."""
+
+    def __init__(self, name: str, engine: TurnEngine, *, livekit_default: bool) -> None:
+        self.name, self._engine, self._livekit_default = name, engine, livekit_default
+
+    async def start(self) -> None:
+        pass
+
+    async def turn(self, user_text: str) -> tuple[float, float | None]:
+        ctx, first = chat_ctx(user_text), None
+        started = time.perf_counter()
+        if self._livekit_default:
+            # what `Agent.default.llm_node` does: stream the LLM's chunks as they come
+            async with self._engine.llm.chat(chat_ctx=ctx, tools=TOOLS) as stream:
+                async for chunk in stream:
+                    if first is None and chunk.delta is not None and chunk.delta.content:
+                        first = time.perf_counter()
+        else:
+            async for text in self._engine.run(ctx, TOOLS):
+                if first is None and text.strip():
+                    first = time.perf_counter()
+        return started, first
+
+    async def aclose(self) -> None:
+        await self._engine.llm.aclose()
+
+
+Variant = SessionVariant | NodeVariant
+Samples = dict[str, list[Sample]]
+
+
+def session_variants(base_url: str) -> list[Variant]:
+    """livekit's plain `Agent` against our `Assistant`, tool pass streamed and blocking."""
+    agent_tools: list[llm.Tool | llm.Toolset] = [*TOOLS]
+    plain = Agent(instructions=DEFAULT_INSTRUCTIONS, tools=agent_tools)
+    variants: list[Variant] = [
+        SessionVariant("livekit Agent (default llm_node)", plain, bench_llm(base_url))
+    ]
+    for name, tool_pass in ((OURS_DEFAULT, "streamed"), (BLOCKING, "blocking")):
+        engine = bench_engine(base_url, tool_pass=tool_pass)
+        agent = Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS)
+        variants.append(SessionVariant(name, agent, engine.llm))
+    return variants
+
+
+def node_variants(base_url: str) -> list[Variant]:
+    """livekit's default `llm_node` (iterating `provider.chat`) against a `Turn`."""
+    livekit = "livekit default llm_node (provider.chat)"
+    return [
+        NodeVariant(livekit, bench_engine(base_url), livekit_default=True),
+        NodeVariant(OURS_DEFAULT, bench_engine(base_url), livekit_default=False),
+        NodeVariant(BLOCKING, bench_engine(base_url, tool_pass="blocking"), livekit_default=False),
+    ]
+
+
+async def collect(ctx: Context, variants: list[Variant], replies: list[Reply]) -> Samples:
+    """The plan's `reps` turns of each variant after its `warmup`, answered by `replies`."""
+    server, reps, warmup = ctx.server, ctx.plan.reps, ctx.plan.warmup
+    samples: Samples = {v.name: [] for v in variants}
+    try:
+        for v in variants:
+            await v.start()
+        for k, (measured, v) in enumerate(interleaved(variants, reps=reps, warmup=warmup)):
+            server.reset()
+            server.script(*replies)
+            TOOL_CLOCK.runs.clear()
+            started, first = await v.turn(f"Question {k} for {v.name}?")
+            if first is None:
+                raise RuntimeError(f"{v.name}: said nothing")
+            await settle()
+            if measured:
+                run = TOOL_CLOCK.runs[0] if TOOL_CLOCK.runs else None
+                samples[v.name].append(Sample(started, first, server.requests(), run))
+    finally:
+        for v in variants:
+            await v.aclose()
+    return samples
 
 
 @dataclass(frozen=True, slots=True)
 class NoToolRow:
     level: str
     variant: str
-    ratios: list[float] = field(default_factory=list)
-    added_ms: list[float] = field(default_factory=list)
-    server_ttft_ms: list[float] = field(default_factory=list)
+    series: dict[str, list[float]] = field(
+        default_factory=lambda: {"ratio": [], "added_ms": [], "server_ttft_ms": []}
+    )
+    """Per measured turn: first text out / server TTFT, their difference, the server TTFT."""
 
 
 async def run(ctx: Context) -> list[NoToolRow]:
     backend, server, rows = ctx.plan.backend, ctx.server, []
     reply = text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay)
     for level, variants in (("session", session_variants), ("llm_node", node_variants)):
-        turns = variants(server.base_url)
-        collected = await collect(
-            server, turns, [reply], reps=ctx.plan.reps, warmup=ctx.plan.warmup
-        )
-        for name, samples in collected.items():
+        for name, samples in (await collect(ctx, variants(server.base_url), [reply])).items():
             rows.append(row := NoToolRow(level, name))
             for s in samples:
                 server_ttft = s.served[0].ttft
                 assert server_ttft is not None
                 out = s.first_text_at - s.started_at
-                row.ratios.append(out / server_ttft)
-                row.added_ms.append((out - server_ttft) * 1000)
-                row.server_ttft_ms.append(server_ttft * 1000)
+                row.series["ratio"].append(out / server_ttft)
+                row.series["added_ms"].append((out - server_ttft) * 1000)
+                row.series["server_ttft_ms"].append(server_ttft * 1000)
     return rows
 
 
@@ -62,16 +216,16 @@ def render(rows: list[NoToolRow]) -> list[str]:
                 [
                     r.level,
                     r.variant,
-                    *p50_p95(r.ratios, ".3f"),
-                    *p50_p95(r.added_ms),
-                    f"{p50(r.server_ttft_ms):.1f}",
+                    *p50_p95(r.series["ratio"], ".3f"),
+                    *p50_p95(r.series["added_ms"]),
+                    f"{p50(r.series['server_ttft_ms']):.1f}",
                 ]
                 for r in rows
             ],
         ),
     ]
     if (default := ours(rows, "session")) is not None:
-        ratio = p50(default.ratios)
+        ratio = p50(default.series["ratio"])
         blocks.append(
             f"Goal: ratio <= 1.05 for our default in a session: p50 {ratio:.3f}, "
             f"{verdict(ratio <= 1.05)}. The added milliseconds do not depend on the "
@@ -82,10 +236,5 @@ def render(rows: list[NoToolRow]) -> list[str]:
 
 def numbers(rows: list[NoToolRow]) -> Mapping[str, object]:
     return {
-        f"{r.level} / {r.variant}": {
-            "ratio": summary(r.ratios),
-            "added_ms": summary(r.added_ms),
-            "server_ttft_ms": summary(r.server_ttft_ms),
-        }
-        for r in rows
+        f"{r.level} / {r.variant}": {key: summary(v) for key, v in r.series.items()} for r in rows
     }

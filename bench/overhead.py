@@ -18,9 +18,9 @@ from agent.engine.speech_filter import ToolCallTextFilter
 from agent.ops.logging import get_logger
 from testing.servers.openai_server import text_reply
 
-from .common import REPLY, ROOT, Summary, bench_engine, chat_ctx, interleaved, settle
-from .first_text import TOOLS
-from .sections import Context, summary, table, verdict
+from .common import REPLY, ROOT, bench_engine, chat_ctx, interleaved, settle
+from .no_tool import TOOLS
+from .sections import Context, Summary, summary, table, verdict
 from .server_proc import RemoteLLMServer
 
 NAME = "overhead"
@@ -48,17 +48,13 @@ async def run(ctx: Context) -> OverheadResult:
     reps, profile_turns = ctx.sized(full=150, quick=3), ctx.sized(full=40, quick=2)
     engine = bench_engine(server.base_url)
     chat = chat_ctx("What time is it?")
-    messages, _ = chat.to_provider_format("openai")
-    tool_params = llm.ToolContext(TOOLS).parse_function_tools("openai")
+    request: dict[str, Any] = {"model": "test-model", "stream": True}
+    request["messages"], _ = chat.to_provider_format("openai")
+    request["tools"] = llm.ToolContext(TOOLS).parse_function_tools("openai")
     sdk = openai.AsyncClient(api_key="not-needed", base_url=server.base_url, max_retries=0)
 
     async def sdk_turn() -> None:
-        stream = await sdk.chat.completions.create(
-            model="test-model",
-            messages=messages,  # type: ignore[arg-type]
-            tools=tool_params,  # type: ignore[arg-type]
-            stream=True,
-        )
+        stream = await sdk.chat.completions.create(**request)
         assert isinstance(stream, openai.AsyncStream)
         async with stream:
             async for _ in stream:

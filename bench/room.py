@@ -15,8 +15,7 @@ from testing.servers.openai_server import ScriptedLLMServer, text_reply
 from testing.servers.tts_server import EspeakTTSServer
 from testing.servers.whisper_server import WhisperServer
 
-from .common import Summary
-from .sections import Context, summary, table
+from .sections import Context, p50_p95, summary, table
 
 NAME = "room"
 TITLE = "Latency as heard: a participant in a real LiveKit room"
@@ -112,10 +111,9 @@ def run(ctx: Context) -> RoomResult:
 def render(r: RoomResult) -> list[str]:
     if r.skipped is not None:
         return [f"Skipped: {r.skipped}.", ""]
-    heard, agent = Summary.of(r.heard_ms), Summary.of(r.agent_ms)
-    rows: list[tuple[str, Summary]] = [
-        ("end of speech -> first agent audio heard", heard),
-        ("agent's own eos_to_first_audio_ms", agent),
+    rows = [
+        ("end of speech -> first agent audio heard", r.heard_ms),
+        ("agent's own eos_to_first_audio_ms", r.agent_ms),
     ]
     return [
         f"{len(r.turns)} spoken turns in one room on livekit-server {pinned_version()} "
@@ -127,7 +125,7 @@ def render(r: RoomResult) -> list[str]:
         "",
         table(
             "measure | p50 ms | p95 ms | turns",
-            [[name, f"{s.p50:.1f}", f"{s.p95:.1f}", s.n] for name, s in rows],
+            [[name, *p50_p95(ms), len(ms)] for name, ms in rows],
         ),
         "",
         "The two start at different moments: heard from the last loud sample the participant "

@@ -1,12 +1,13 @@
-"""What a section is, what it runs with (the plan), and the Markdown it writes."""
+"""What a section is, what it runs with (the plan), and the statistics and Markdown it
+writes."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from .common import Summary
 from .server_proc import RemoteLLMServer
 
 T = TypeVar("T")
@@ -45,6 +46,8 @@ class Plan:
     reps: int  # turns per variant in the no-tool and tool sections
     warmup: int
     voice: VoicePlan
+    capacity: dict[str, Any] = field(default_factory=dict)
+    """What the command line changed of the capacity section's `CapacityPlan`."""
 
 
 FULL = Plan(
@@ -91,20 +94,46 @@ class Section(Protocol):
     def numbers(self, result: Any) -> Mapping[str, object]: ...
 
 
-def summary(values: Sequence[float]) -> dict[str, float | int]:
-    """A sample's size and p50 / p95, rounded for results.json."""
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation; nan when there are none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    lo = math.floor(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    n: int
+    p50: float
+    p95: float
+
+    @staticmethod
+    def of(values: Sequence[float]) -> Summary:
+        return Summary(len(values), pct(values, 50), pct(values, 95))
+
+
+def summary(values: Sequence[float], *, digits: int = 3, n: bool = True) -> dict[str, float]:
+    """A sample's size (unless `n` is false) and p50 / p95, rounded for results.json."""
     s = Summary.of(values)
-    return {"n": s.n, "p50": round(s.p50, 3), "p95": round(s.p95, 3)}
+    return {**({"n": s.n} if n else {}), "p50": round(s.p50, digits), "p95": round(s.p95, digits)}
 
 
 def p50(values: Sequence[float]) -> float:
-    return Summary.of(values).p50
+    return pct(values, 50)
 
 
 def p50_p95(values: Sequence[float], spec: str = ".1f") -> list[str]:
-    """Two table cells: the sample's p50 and p95, formatted by `spec`."""
-    s = Summary.of(values)
-    return [format(s.p50, spec), format(s.p95, spec)]
+    """Two table cells: the sample's p50 and p95, formatted by `spec` (n/a for none)."""
+    return cells(summary(values, digits=6), spec)
+
+
+def cells(s: Mapping[str, float], spec: str = ".1f") -> list[str]:
+    """Two table cells from a `summary`: its p50 and p95 (n/a for an empty sample)."""
+    return [format(s["p50"], spec), format(s["p95"], spec)] if s.get("n", 1) else ["n/a", "n/a"]
 
 
 def table(header: str, rows: Sequence[Sequence[object]]) -> str:
@@ -113,5 +142,5 @@ def table(header: str, rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "**missed**"
+def verdict(ok: bool, missed: str = "**missed**") -> str:
+    return "met" if ok else missed

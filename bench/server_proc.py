@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import pickle
-import subprocess
+import multiprocessing
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from testing.servers.openai_server import Reply, ScriptedLLMServer
-
-ROOT = Path(__file__).resolve().parents[1]  # not `.common`'s: the child imports no livekit
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,29 +38,23 @@ def _served(request: Any) -> ServedRequest:
     )
 
 
-def _serve() -> None:
-    """Child side: the default reply, then commands, in as pickles on stdin; answers out."""
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing else may write to the answer channel
-    with ScriptedLLMServer(default=pickle.load(inp)) as server:
+def _serve(conn: Connection, default: Reply) -> None:
+    """Child side: serve `default`; answer commands from `conn` until `stop`."""
+    with ScriptedLLMServer(default=default) as server:
         commands: dict[str, Callable[[Any], Any]] = {
             "script": lambda replies: server.script(*replies),
             "reset": lambda _: server.reset(),
             "requests": lambda _: [_served(r) for r in list(server.requests)],
             "stop": lambda _: None,
         }
-        answer: Any = server.base_url
+        conn.send(server.base_url)
         command = ""
         while command != "stop":
-            pickle.dump(answer, out)
-            out.flush()
             try:
-                command, payload = pickle.load(inp)
+                command, payload = conn.recv()
             except EOFError:  # the parent went away
                 return
-            answer = commands[command](payload)
-        pickle.dump(answer, out)
-        out.flush()
+            conn.send(commands[command](payload))
 
 
 class RemoteLLMServer:
@@ -74,15 +65,19 @@ class RemoteLLMServer:
             # elsewhere perf_counter() need not be one clock across processes
             raise RuntimeError("the benchmarks compare timestamps across processes: Linux only")
         self._default = default
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
         self.base_url = ""
 
     def _call(self, message: Any) -> Any:
-        assert self._proc is not None and self._proc.stdin and self._proc.stdout
-        pickle.dump(message, self._proc.stdin)
-        self._proc.stdin.flush()
+        assert self._conn is not None
+        self._conn.send(message)
+        return self._answer()
+
+    def _answer(self) -> Any:
+        assert self._conn is not None
         try:
-            return pickle.load(self._proc.stdout)
+            return self._conn.recv()
         except EOFError:
             raise RuntimeError("the benchmark LLM server exited") from None
 
@@ -96,35 +91,26 @@ class RemoteLLMServer:
         return list(self._call(("requests", None)))
 
     def __enter__(self) -> RemoteLLMServer:
-        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.server_proc"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": path},
-        )
-        self.base_url = self._call(self._default)
+        # spawned: a fresh interpreter (forking would copy this process's threads)
+        mp = multiprocessing.get_context("spawn")
+        self._conn, child = mp.Pipe()
+        self._proc = mp.Process(target=_serve, args=(child, self._default), daemon=True)
+        self._proc.start()
+        child.close()
+        self.base_url = self._answer()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if (proc := self._proc) is None:
+        if (proc := self._proc) is None or self._conn is None:
             return
         try:
             self._call(("stop", None))
-            proc.wait(timeout=10)
-        except (BrokenPipeError, RuntimeError, subprocess.TimeoutExpired):
-            proc.kill()
-            proc.wait(timeout=10)
+            proc.join(timeout=10)
+        except (OSError, RuntimeError):
+            pass
         finally:
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=10)
+            self._conn.close()
             self._proc = None
-
-
-if __name__ == "__main__":
-    # by its importable name, so that what it pickles unpickles in the parent
-    from bench.server_proc import _serve as serve
-
-    serve()

@@ -9,7 +9,7 @@ import random
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Any
 
 from livekit.agents import AgentSession
 
@@ -17,8 +17,8 @@ from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.voice.assistant import Assistant
 
 from .common import FirstTextOutput, bench_engine, quiet_logging, rss_mb, run_module
-from .first_text import TOOLS
-from .sections import Context, p50_p95, summary, table
+from .no_tool import TOOLS
+from .sections import Context, cells, summary, table
 
 NAME = "sessions"
 TITLE = "Concurrent text sessions in one process"
@@ -68,25 +68,13 @@ async def run_level(sessions: int, turns: int, think: float, base_url: str) -> d
     return {"rss_mb": [baseline, peak], "cpu_s": cpu, "wall_s": wall, "turns": timings}
 
 
-@dataclass(frozen=True, slots=True)
-class Level:
-    sessions: int
-    turns: int
-    added_ms: list[float]
-    first_text_ms: list[float]
-    rss_per_session_mb: float
-    rss_baseline_mb: float
-    turns_per_second: float
-    cpu_busy: float  # worker CPU seconds per wall second (1.0 = one core saturated)
-
-
-def run(ctx: Context) -> list[Level]:
-    """`min_turns` turns per level at least (a lone session says them one after another)."""
-    server, results = ctx.server, []
+def run(ctx: Context) -> dict[str, dict[str, Any]]:
+    """`min_turns` turns per level at least (a lone session says them one after another);
+    each level's numbers by its number of sessions."""
+    server, levels = ctx.server, {}
     # quick: one process of two sessions (a second process costs its imports again)
-    levels = ctx.sized(full=[1, 10, 50, 100], quick=[2])
     min_turns, think = ctx.sized(full=30, quick=3), ctx.sized(full=0.5, quick=0.02)
-    for n in levels:
+    for n in ctx.sized(full=[1, 10, 50, 100], quick=[2]):
         server.reset()
         turns = max(3, -(-min_turns // n))
         args = (str(n), str(turns), str(think), server.base_url)
@@ -97,25 +85,22 @@ def run(ctx: Context) -> list[Level]:
         served = {r.last_user_text: r.ttft for r in server.requests()}
         # added latency: first text out - the server's TTFT for that very request
         timed = [(end - start, served.get(tag)) for tag, start, end in data["turns"]]
-        first = [out * 1000 for out, ttft in timed if ttft is not None]
         added = [(out - ttft) * 1000 for out, ttft in timed if ttft is not None]
         (baseline, peak), wall = data["rss_mb"], data["wall_s"]
-        results.append(
-            Level(
-                sessions=n,
-                turns=len(added),
-                added_ms=added,
-                first_text_ms=first,
-                rss_per_session_mb=(peak - baseline) / n,
-                rss_baseline_mb=baseline,
-                turns_per_second=len(data["turns"]) / wall,
-                cpu_busy=data["cpu_s"] / wall,
-            )
-        )
-    return results
+        levels[str(n)] = {
+            "turns": len(added),
+            "turns_per_second": round(len(data["turns"]) / wall, 2),
+            # worker CPU seconds per wall second (1.0 = one core saturated)
+            "cpu_busy": round(data["cpu_s"] / wall, 3),
+            "added_ms": summary(added),
+            "first_text_ms": summary([out * 1000 for out, ttft in timed if ttft is not None]),
+            "rss_per_session_mb": round((peak - baseline) / n, 2),
+            "rss_baseline_mb": round(baseline, 1),
+        }
+    return levels
 
 
-def render(levels: list[Level]) -> list[str]:
+def render(levels: dict[str, dict[str, Any]]) -> list[str]:
     return [
         "Each level runs in a fresh process: livekit `AgentSession`s in text mode with our "
         "`Assistant`, all started before the first turn, each saying its turns after a "
@@ -129,34 +114,18 @@ def render(levels: list[Level]) -> list[str]:
             "first text ms p95 | RSS MB per session | RSS MB baseline",
             [
                 [
-                    r.sessions,
-                    r.turns,
-                    f"{r.turns_per_second:.1f}",
-                    f"{r.cpu_busy:.2f}",
-                    *p50_p95(r.added_ms),
-                    p50_p95(r.first_text_ms)[1],
-                    f"{r.rss_per_session_mb:.2f}",
-                    f"{r.rss_baseline_mb:.1f}",
+                    *(n, r["turns"], f"{r['turns_per_second']:.1f}", f"{r['cpu_busy']:.2f}"),
+                    *(*cells(r["added_ms"]), cells(r["first_text_ms"])[1]),
+                    *(f"{r['rss_per_session_mb']:.2f}", f"{r['rss_baseline_mb']:.1f}"),
                 ]
-                for r in levels
+                for n, r in levels.items()
             ],
         ),
     ]
 
 
-def numbers(levels: list[Level]) -> Mapping[str, object]:
-    return {
-        str(r.sessions): {
-            "turns": r.turns,
-            "turns_per_second": round(r.turns_per_second, 2),
-            "cpu_busy": round(r.cpu_busy, 3),
-            "added_ms": summary(r.added_ms),
-            "first_text_ms": summary(r.first_text_ms),
-            "rss_per_session_mb": round(r.rss_per_session_mb, 2),
-            "rss_baseline_mb": round(r.rss_baseline_mb, 1),
-        }
-        for r in levels
-    }
+def numbers(levels: dict[str, dict[str, Any]]) -> Mapping[str, object]:
+    return levels  # run() wrote them as results.json holds them
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.voice.assistant import Assistant
 from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 
-from . import first_text as ft
+from . import no_tool as ft
 from .common import REPLY, bench_engine
 from .sections import Context, p50, p50_p95, summary, table, verdict
 
@@ -22,10 +22,11 @@ FILLER_VARIANT = "ours, slow tool: filler out - (tool call complete + TOOL_FILLE
 @dataclass(frozen=True, slots=True)
 class ToolRow:
     variant: str
-    overhead_ms: list[float] = field(default_factory=list)
-    before_tool_ms: list[float] = field(default_factory=list)
-    after_tool_ms: list[float] = field(default_factory=list)
-    delivery_ms: list[float] = field(default_factory=list)
+    ms: dict[str, list[float]] = field(
+        default_factory=lambda: {
+            k: [] for k in ("overhead_ms", "before_tool_ms", "after_tool_ms", "delivery_ms")
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +55,13 @@ async def run(ctx: Context) -> ToolResult:
     return ToolResult(rows, late, filler_delay)
 
 
-async def _turns(ctx: Context, variants: list[ft.Variant]) -> dict[str, list[ft.Sample]]:
-    backend, plan = ctx.plan.backend, ctx.plan
+async def _turns(ctx: Context, variants: list[ft.Variant]) -> ft.Samples:
+    backend = ctx.plan.backend
     replies = [
         tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=backend.ttft),
         text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay),
     ]
-    return await ft.collect(ctx.server, variants, replies, reps=plan.reps, warmup=plan.warmup)
+    return await ft.collect(ctx, variants, replies)
 
 
 def _row(name: str, samples: list[ft.Sample]) -> ToolRow:
@@ -73,10 +74,10 @@ def _row(name: str, samples: list[ft.Sample]) -> ToolRow:
         assert speak.ttft is not None
         tool_start, tool_end = s.tool_run
         ideal = tool_pass.finished_at + (tool_end - tool_start) + speak.ttft
-        row.overhead_ms.append((s.first_text_at - ideal) * 1000)
-        row.before_tool_ms.append((tool_start - tool_pass.finished_at) * 1000)
-        row.after_tool_ms.append((speak.received_at - tool_end) * 1000)
-        row.delivery_ms.append((s.first_text_at - speak.first_token_at) * 1000)
+        row.ms["overhead_ms"].append((s.first_text_at - ideal) * 1000)
+        row.ms["before_tool_ms"].append((tool_start - tool_pass.finished_at) * 1000)
+        row.ms["after_tool_ms"].append((speak.received_at - tool_end) * 1000)
+        row.ms["delivery_ms"].append((s.first_text_at - speak.first_token_at) * 1000)
     return row
 
 
@@ -92,30 +93,22 @@ def render(result: ToolResult) -> list[str]:
             "variant | overhead ms p50 | overhead ms p95 | -> tool start p50 | "
             "tool -> next request p50 | first token -> out p50",
             [
-                [r.variant, *p50_p95(r.overhead_ms)]
-                + [f"{p50(ms):.1f}" for ms in (r.before_tool_ms, r.after_tool_ms, r.delivery_ms)]
+                [r.variant, *p50_p95(r.ms["overhead_ms"])]
+                + [f"{p50(ms):.1f}" for ms in [*r.ms.values()][1:]]
                 for r in result.rows
             ]
             + [[FILLER_VARIANT, *p50_p95(result.filler_late_ms), "", "", ""]],
         ),
     ]
     if ours := [r for r in result.rows if r.variant == ft.OURS_DEFAULT]:
-        ms = p50(ours[0].overhead_ms)
+        ms = p50(ours[0].ms["overhead_ms"])
         blocks.append(f"Goal: <= +10 ms for our default: p50 {ms:.1f} ms, {verdict(ms <= 10)}.")
     return blocks
 
 
 def numbers(result: ToolResult) -> Mapping[str, object]:
     return {
-        **{
-            r.variant: {
-                "overhead_ms": summary(r.overhead_ms),
-                "before_tool_ms": summary(r.before_tool_ms),
-                "after_tool_ms": summary(r.after_tool_ms),
-                "delivery_ms": summary(r.delivery_ms),
-            }
-            for r in result.rows
-        },
+        **{r.variant: {key: summary(ms) for key, ms in r.ms.items()} for r in result.rows},
         "filler_late_ms": summary(result.filler_late_ms),
         "filler_delay_s": result.filler_delay,
     }

@@ -96,15 +96,13 @@ async def _measure(ctx: Context, runs: int) -> dict[str, float]:
                 pass
 
         said, called = text_reply("Hi."), text_reply("Ok.")
-        in_process, forecast = (
-            ToolCall("get_current_time"),
-            ToolCall("get_forecast", {"city": "Oslo"}),
-        )
+        in_process = tool_reply(ToolCall("get_current_time"))
+        forecast = tool_reply(ToolCall("get_forecast", {"city": "Oslo"}))
         turns: dict[str, tuple[Tools, list[object]]] = {
             "turn, no tools": ([], [said]),
             "turn, 5 tools offered": (toolset, [said]),
-            "turn, in-process tool call": (toolset, [tool_reply(in_process), called]),
-            "turn, MCP tool call (http)": (toolset, [tool_reply(forecast), called]),
+            "turn, in-process tool call": (toolset, [in_process, called]),
+            "turn, MCP tool call (http)": (toolset, [forecast, called]),
         }
         for name, (tools, replies) in turns.items():
             medians[name] = await median_ms(functools.partial(turn, tools, *replies), runs)

@@ -130,7 +130,7 @@ def run(ctx: Context) -> VoiceResult:
     result.wall_s = time.perf_counter() - started
     if rows := ctx.results.get(no_tool.NAME):
         ours = no_tool.ours(rows, "llm_node")
-        result.no_tool_ratio = None if ours is None else p50(ours.ratios)
+        result.no_tool_ratio = None if ours is None else p50(ours.series["ratio"])
     result.side_by_side = voice_latency.run(plan)
     return result
 
@@ -187,7 +187,7 @@ def render(v: VoiceResult) -> list[str]:
         table(
             "stage | source | p50 ms | p95 ms | turns",
             [
-                [stage, source, *_p50_p95(v.stages_ms[key]), len(v.stages_ms[key])]
+                [stage, source, *p50_p95(v.stages_ms[key]), len(v.stages_ms[key])]
                 for key, (stage, source) in STAGES.items()
             ],
         ),
@@ -203,10 +203,6 @@ def render(v: VoiceResult) -> list[str]:
     if v.side_by_side is not None:
         blocks += [voice_latency.HEADING, *voice_latency.render(v.side_by_side)]
     return blocks
-
-
-def _p50_p95(ms: list[float]) -> list[str]:
-    return p50_p95(ms) if ms else ["n/a", "n/a"]
 
 
 def _limits(v: VoiceResult) -> list[str]:

@@ -15,8 +15,8 @@ from agent.voice.stitching import word_distance
 from testing.audio_io import PAUSED_QUESTIONS, plain_text
 from testing.servers.openai_server import text_reply
 
-from .common import ROOT, Summary, machine
-from .sections import FULL, VoicePlan, p50, table
+from .common import ROOT, machine
+from .sections import FULL, Summary, VoicePlan, p50, summary, table
 from .server_proc import RemoteLLMServer
 from .voice_session import PIPELINES, STT_NAMES, espeak_missing, first, speak
 
@@ -89,6 +89,14 @@ class LatencyResult:
 
     def summary(self, name: str) -> Summary:
         return Summary.of(self.pipelines[name].eos_to_audio_ms)
+
+    def eos_to_audio_ms(self, short: bool = False) -> dict[str, dict[str, float]]:
+        """p50 / p95 end of speech -> first audio per pipeline, of the questions or the
+        short replies."""
+        return {
+            name: summary(p.short_ms if short else p.eos_to_audio_ms, digits=1, n=False)
+            for name, p in self.pipelines.items()
+        }
 
 
 def run(plan: VoicePlan) -> LatencyResult:
@@ -194,12 +202,12 @@ def render(result: LatencyResult) -> list[str]:
     ]
 
 
-def _p50_p95(s: Summary) -> list[str]:
-    return [f"{s.p50:.0f}", f"{s.p95:.0f}"]
-
-
 def _premature(v: Pipeline) -> str:
     return f"{sum(v.premature)}/{len(v.premature)} ({v.premature_rate:.0%})"
+
+
+def _p50_p95(s: Summary) -> list[str]:
+    return [f"{s.p50:.0f}", f"{s.p95:.0f}"]
 
 
 def _met(ok: bool) -> str:
@@ -226,11 +234,8 @@ def numbers(result: LatencyResult) -> dict[str, object]:
     """eos_to_first_audio_ms and premature_end_of_turn_rate per pipeline, in `voice`."""
     if result.skipped:
         return {"side_by_side_skipped": result.skipped}
-    summaries = {name: result.summary(name) for name in PIPELINES}
     return {
-        "eos_to_first_audio_ms": {
-            name: {"p50": round(s.p50, 1), "p95": round(s.p95, 1)} for name, s in summaries.items()
-        },
+        "eos_to_first_audio_ms": result.eos_to_audio_ms(),
         "premature_end_of_turn_rate": {
             name: round(p.premature_rate, 4) for name, p in result.pipelines.items()
         },
@@ -238,11 +243,7 @@ def numbers(result: LatencyResult) -> dict[str, object]:
         "utterances": result.plan.side_by_side,
         "stt": result.plan.stt,
         "short_replies": {
-            "eos_to_first_audio_ms": {
-                name: {"p50": round(s.p50, 1), "p95": round(s.p95, 1)}
-                for name, p in result.pipelines.items()
-                for s in [Summary.of(p.short_ms)]
-            },
+            "eos_to_first_audio_ms": result.eos_to_audio_ms(short=True),
             "utterances": len(SHORT_REPLIES),
         },
     }

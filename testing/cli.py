@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from testing.servers.openai_server import ScriptedLLMServer
 
@@ -72,3 +75,20 @@ def chat_ok(
     result = run_cli(["chat"], env=env, stdin=stdin, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return result
+
+
+def stop(proc: subprocess.Popen[Any], *, within: float, group: bool = False) -> None:
+    """SIGTERM (a worker drains), then SIGKILL if it has not ended within `within` seconds.
+    `group`: to its whole process group (`spawn_cli(new_session=True)`), and whatever of the
+    group outlived it is killed too (job processes left behind)."""
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+
+    send(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=within)
+    if group or proc.poll() is None:
+        send(signal.SIGKILL)
+    proc.wait()

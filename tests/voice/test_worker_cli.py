@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from testing.cli import ROOT, chat_env, run_cli, spawn_cli
+from testing.cli import ROOT, chat_env, run_cli, spawn_cli, stop
 from testing.polling import free_port
 from testing.servers.openai_server import ScriptedLLMServer
 
@@ -36,7 +36,6 @@ def test_a_refused_worker_logs_no_token_and_job_processes_log_through_livekit(
     """A worker LiveKit refuses never shows its signed token (a JWT) or secret, and job
     processes log through livekit's own handler (which adds the job's pid), redacted."""
     import json
-    import os
     import subprocess
     import threading
     import time
@@ -78,12 +77,7 @@ def test_a_refused_worker_logs_no_token_and_job_processes_log_through_livekit(
                 assert time.monotonic() < deadline, "".join(lines)[-3000:]
                 time.sleep(0.2)
         finally:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait(timeout=10)
+            stop(proc, within=30, group=True)
             reader.join(timeout=10)
     output = "".join(lines)
     assert livekit.registrations == 0
