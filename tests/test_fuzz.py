@@ -214,3 +214,43 @@ def test_any_server_output_ends_in_words_without_crash_or_hang(
     # one request per pass at most: tool pass, speaking pass, plain retry (a hang is
     # ended by the client's timeout; one that was not fails on the test's timeout mark)
     assert len(fuzz_server.requests) <= 3
+
+
+# --- a call written as text, cut anywhere: never said --------------------------------
+
+TOKYO = json.dumps({"name": "get_current_time", "arguments": {"timezone": "Asia/Tokyo"}})
+WRITTEN = [
+    f"```json\n{TOKYO}\n```",
+    f"<tools>\n{TOKYO}\n</tools>",
+    f"```json\n{TOKYO}\n```\n{{{TOKYO}}}",
+    f"```json\n[{TOKYO}, {TOKYO}]\n```",
+    '```json\n{"name": "get_current_weather", "arguments": {"location": "Tokyo"}}\n```',
+]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    written=st.sampled_from(WRITTEN),
+    before=st.sampled_from(["", "Let me check. ", "Sure.\n"]),
+    after=st.sampled_from(["", "\nThat is the time.", " Done."]),
+    cuts=st.lists(st.integers(min_value=0), max_size=30),
+)
+@pytest.mark.timeout(300)
+def test_a_call_written_as_text_is_never_said_however_the_deltas_are_cut(
+    fuzz_server: ScriptedLLMServer, written: str, before: str, after: str, cuts: list[int]
+) -> None:
+    text = f"{before}{written}{after}"
+    points = sorted({c % (len(text) + 1) for c in cuts})
+    deltas = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    fuzz_server.reset()
+    # each delta its own chunk (a delta with spaces is cut at them too: more cuts)
+    fuzz_server.script(
+        Reply.of(*(Text(d, chunk_words=10_000) for d in deltas if d), Finish("stop")),
+        Reply.of(Text("It is noon."), Finish("stop")),
+    )
+    said = asyncio.run(_one_turn(fuzz_server.base_url))
+    assert said == f"{before}It is noon."
+    for fragment in ("get_current", "{", "`", "<", "Tokyo", "tools>"):
+        assert fragment not in said

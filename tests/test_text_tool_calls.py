@@ -41,6 +41,8 @@ WRITTEN_CALLS = {
     "bare JSON": json.dumps(TOKYO),
     "json fence": f"```json\n{json.dumps(TOKYO)}\n```",
     "bare fence": f"```\n{json.dumps(TOKYO)}\n```",
+    "tools wrapper": f"<tools>\n{json.dumps(TOKYO)}\n</tools>",
+    "doubled braces": f"{{{json.dumps(TOKYO)}}}",
     "harmony commentary": "<|channel|>commentary to=functions.get_current_time "
     '<|constrain|>json<|message|>{"timezone": "Asia/Tokyo"}<|call|>',
 }
@@ -156,8 +158,9 @@ def test_a_fenced_call_is_run_and_answered_and_never_said(
     [
         f"{json.dumps(TOKYO)}\n{json.dumps(PARIS)}",
         json.dumps([TOKYO, PARIS]),
+        f"{json.dumps(TOKYO)}\n```\n{{{json.dumps(PARIS)}}}\n```",
     ],
-    ids=["one per line", "array"],
+    ids=["one per line", "array", "doubled braces after the fence"],
 )
 def test_two_calls_in_one_fence_both_run(
     fenced: str, llm_server: ScriptedLLMServer, tmp_path: Path
@@ -188,6 +191,35 @@ def test_a_fenced_call_to_a_tool_not_offered_is_neither_run_nor_said(
     result = chat(llm_server, tmp_path, ["Weather in Tokyo?", FOLLOW_UP])
     assert result.stdout == "I cannot check the weather.\nNothing more.\n"
     assert "get_current_weather" not in result.stdout
+    assert llm_server.requests[1].body.get("tool_choice") == "none"
+    last = llm_server.requests[-1].messages
+    assert all(m["role"] != "tool" and "get_current_weather" not in str(m) for m in last)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "```json\n{call}\n```",
+        "<tools>\n{call}\n</tools>",
+        "```json\n{call}\n```\n{{{call}}}",
+        "Sure.\n```json\n[{call}, {call}]\n```\nThat is all.",
+    ],
+    ids=["fence", "tools wrapper", "fence then doubled braces", "list in a fence, words around"],
+)
+def test_a_written_call_to_a_tool_not_offered_in_any_form_is_neither_run_nor_said(
+    written: str, llm_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    weather = json.dumps({"name": "get_current_weather", "arguments": {"location": "Tokyo"}})
+    llm_server.script(
+        Reply.of(Text(written.format(call=weather)), Finish()),
+        text_reply("I cannot check the weather."),
+        text_reply("Nothing more."),
+    )
+    result = chat(llm_server, tmp_path, ["Weather in Tokyo?", FOLLOW_UP])
+    assert_turns_end_in_words(result, 2)
+    assert result.stdout.endswith("I cannot check the weather.\nNothing more.\n")
+    for fragment in ("get_current_weather", "{", "`", "<", "location"):
+        assert fragment not in result.stdout
     assert llm_server.requests[1].body.get("tool_choice") == "none"
     last = llm_server.requests[-1].messages
     assert all(m["role"] != "tool" and "get_current_weather" not in str(m) for m in last)
