@@ -34,7 +34,7 @@ from agent.engine.tool_runner import ToolBatch, ToolGate, ToolListener, ToolResu
 from agent.engine.transcript import Transcript
 from agent.engine.turn_stats import PassKind, PassStats, TurnStats, ms
 from agent.ops.logging import get_logger
-from providers import NOT_STREAMED, APIError, APIStatusError, ToolCall
+from providers import NOT_STREAMED, APIError, APIStatusError, ModelOutputRejected, ToolCall
 from providers.text_tool_calls import parse_text_tool_calls
 from providers.tool_calls import unique_call_ids
 
@@ -200,8 +200,23 @@ class Turn:
             blocking = self._opts.tool_pass == "blocking"
             for _ in range(self._opts.max_tool_rounds):
                 tool_pass = _Pass(self, "tools", blocking=blocking)
-                async for text in tool_pass:
-                    yield text
+                try:
+                    async for text in tool_pass:
+                        yield text
+                except ModelOutputRejected as e:
+                    # the server's tool parser failed on what the model wrote: asked
+                    # without tools, the model answers in words (a second failure is
+                    # the apology). The server's message may echo the model: not logged
+                    self._log.warning(
+                        "the server could not parse the model's tool output; "
+                        "asking again without tools",
+                        status_code=e.status_code,
+                        said_chars=len(self.text),
+                    )
+                    if said := self._transcript.take_unrecorded():
+                        self._ctx.add_message(role="assistant", content=said)
+                    speak_kinds = ["speak-plain"]
+                    break
                 if not tool_pass.tool_calls:
                     if tool_pass.said.strip() and not tool_pass.withheld_call:
                         return  # answered without tools: the common fast path
