@@ -174,7 +174,7 @@ class Turn:
             self.stats.outcome = "cancelled"  # stopped before its end: not an answer
             raise
         except Exception as e:  # the one place a failed turn becomes words
-            self._log_failure(e)
+            _log_failure(self, e)
             self.stats.outcome = "apology"
             yield self._say(self._opts.apology, new_sentence=True)
         finally:
@@ -293,21 +293,22 @@ class Turn:
             self.stats.first_text_at = time.perf_counter()
         return self._transcript.say(text, new_sentence=new_sentence)
 
-    def _log_failure(self, e: Exception) -> None:
-        fields: dict[str, object] = {
-            "error_type": type(e).__name__,
-            "error": str(e),
-            "backend": self._llm.label,
-            "said_chars": len(self.text),
-        }
-        if isinstance(e, APIStatusError):
-            fields["status_code"] = e.status_code
-        if isinstance(e, APIError) and e.__cause__ is not None:
-            fields["cause"] = f"{type(e.__cause__).__name__}: {e.__cause__}"
-        if isinstance(e, APIError | TurnTimedOut):
-            self._log.error("turn failed; apologizing", **fields)
-        else:
-            self._log.exception("turn failed unexpectedly; apologizing", **fields)
+
+def _log_failure(turn: Turn, e: Exception) -> None:
+    fields: dict[str, object] = {
+        "error_type": type(e).__name__,
+        "error": str(e),
+        "backend": turn.backend,
+        "said_chars": len(turn.text),
+    }
+    if isinstance(e, APIStatusError):
+        fields["status_code"] = e.status_code
+    if isinstance(e, APIError) and e.__cause__ is not None:
+        fields["cause"] = f"{type(e.__cause__).__name__}: {e.__cause__}"
+    if isinstance(e, APIError | TurnTimedOut):
+        turn._log.error("turn failed; apologizing", **fields)
+    else:
+        turn._log.exception("turn failed unexpectedly; apologizing", **fields)
 
 
 class _Pass:
