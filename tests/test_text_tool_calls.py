@@ -223,3 +223,29 @@ def test_a_written_call_to_a_tool_not_offered_in_any_form_is_neither_run_nor_sai
     assert llm_server.requests[1].body.get("tool_choice") == "none"
     last = llm_server.requests[-1].messages
     assert all(m["role"] != "tool" and "get_current_weather" not in str(m) for m in last)
+
+
+@pytest.mark.parametrize("server_id", ["aB3xY9kLm", "call_0a1b2c3d4e5f6a7b8c9d0e1f"])
+def test_a_renamed_id_keeps_the_servers_form(
+    server_id: str, llm_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    # vLLM's Mistral templates refuse a history whose ids are not nine letters and digits
+    llm_server.script(
+        tool_reply(ToolCall("get_current_time", {"timezone": "Asia/Tokyo"}, id=server_id)),
+        text_reply("Evening in Tokyo."),
+        tool_reply(ToolCall("get_current_time", {"timezone": "Europe/Paris"}, id=server_id)),
+        text_reply("Morning in Paris."),
+        text_reply("That is all."),
+    )
+    result = chat(llm_server, tmp_path, ["Tokyo?", "Paris?", FOLLOW_UP])
+    assert result.stdout == "Evening in Tokyo.\nMorning in Paris.\nThat is all.\n"
+    last = llm_server.requests[-1].messages
+    ids = [c["id"] for m in last if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    assert ids[0] == server_id and ids[1] != server_id
+    renamed = ids[1]
+    assert len(renamed) == len(server_id) and renamed.isascii()
+    if server_id.startswith("call_"):
+        assert renamed.startswith("call_") and set(renamed[5:]) <= set("0123456789abcdef")
+    else:
+        assert renamed.isalnum()
+    assert [m["tool_call_id"] for m in last if m["role"] == "tool"] == ids

@@ -35,8 +35,8 @@ from agent.engine.transcript import Transcript
 from agent.engine.turn_stats import PassKind, PassStats, TurnStats, ms
 from agent.ops.logging import get_logger
 from providers import NOT_STREAMED, APIError, APIStatusError, ModelOutputRejected, ToolCall
+from providers.call_ids import unique_call_ids
 from providers.text_tool_calls import parse_text_tool_calls
-from providers.tool_calls import unique_call_ids
 
 log = get_logger("agent.engine.turns")
 
