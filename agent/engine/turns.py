@@ -352,6 +352,13 @@ class _Pass:
                         yield self._say(text)
             if tail := text_filter.flush():
                 yield self._say(tail)
+        except Exception:
+            stats.outcome = "error"
+            # words before a failure are said the same way every time, whatever was held
+            # back when it came (never a call): then the turn apologises
+            if tail := text_filter.flush():
+                yield self._say(tail)
+            raise
         except BaseException as e:
             stats.outcome = "cancelled" if isinstance(e, asyncio.CancelledError) else "error"
             raise
