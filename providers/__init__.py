@@ -9,6 +9,7 @@ from .base import (
     ToolCall,
 )
 from .cooldown import BackendCoolingDown, Cooldown
+from .errors import ModelOutputRejected
 from .moonshine import EmbeddedSTTOptions
 from .openai_compatible import (
     NOT_STREAMED,
@@ -47,6 +48,7 @@ __all__ = [
     "BackendCoolingDown",
     "Cooldown",
     "EmbeddedSTTOptions",
+    "ModelOutputRejected",
     "OpenAICompatibleProvider",
     "ProviderName",
     "ProviderOptions",

@@ -7,6 +7,7 @@ echo request details) only travels in `body`, for the logs.
 from __future__ import annotations
 
 import json
+import re
 
 import httpx2
 import openai
@@ -16,9 +17,28 @@ from .cooldown import BackendCoolingDown
 from .responses import ServerReportedError
 
 
+class ModelOutputRejected(APIStatusError):
+    """The server failed on what the model wrote, not on the request or for want of
+    health: llama.cpp answers HTTP 500 "The model produced output that does not match the
+    expected peg-native format" when a tool call does not parse, and other servers' tool
+    parsers fail alike (as a 5xx, or an `error` event mid-stream). Asked again without
+    tools, the same model can still answer in words."""
+
+
+# what servers say when their parser fails on the model's output (not an outage's words)
+_REJECTED_OUTPUT = re.compile(
+    r"model produced output|peg-native|\bpars(?:e|er|ing)\b|tool[ _-]?call", re.IGNORECASE
+)
+
+
+def _rejects_model_output(body: object) -> bool:
+    text = body if isinstance(body, str) else json.dumps(body, default=str)
+    return bool(_REJECTED_OUTPUT.search(text[:2_000]))
+
+
 def is_outage(e: APIError) -> bool:
     """Failures that say the backend is unwell, not that the request was wrong."""
-    if isinstance(e, BackendCoolingDown):
+    if isinstance(e, BackendCoolingDown | ModelOutputRejected):
         return False
     if isinstance(e, APIStatusError):
         return e.status_code >= 500 or e.status_code in (408, 429)
@@ -34,6 +54,14 @@ def to_api_error(e: BaseException, *, retryable: bool) -> APIError:
         # a FallbackAdapter still moves on to the next backend
         return APITimeoutError("the LLM server did not answer in time", retryable=False)
     if isinstance(e, openai.APIStatusError):
+        if 500 <= e.status_code < 600 and _rejects_model_output(e.body):
+            return ModelOutputRejected(
+                f"the LLM server could not parse the model's output (HTTP {e.status_code})",
+                status_code=e.status_code,
+                request_id=e.request_id,
+                body=e.body,
+                retryable=retryable,
+            )
         return APIStatusError(
             f"the LLM server answered HTTP {e.status_code}",
             status_code=e.status_code,
@@ -43,6 +71,13 @@ def to_api_error(e: BaseException, *, retryable: bool) -> APIError:
         )
     if isinstance(e, openai.APIConnectionError):
         return APIConnectionError("could not connect to the LLM server", retryable=retryable)
+    if isinstance(e, ServerReportedError) and _rejects_model_output(e.body):
+        return ModelOutputRejected(
+            "the LLM server could not parse the model's output (reported mid-stream)",
+            status_code=500,
+            body=e.body,
+            retryable=retryable,
+        )
     if isinstance(e, (openai.APIError, ServerReportedError)):
         # an `error` object sent inside an SSE stream
         return APIConnectionError(

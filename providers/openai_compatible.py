@@ -87,6 +87,9 @@ class ProviderOptions:
     thinking: bool = False
     """Let reasoning models think (slower first word). Off: the preset's switch turns it
     off where the server has one; what a model thinks anyway is never spoken."""
+    thought_hold_chars: int = 32
+    """Characters held at the start of each reply from a backend not known to think, in
+    case a bare `</think>` closes a thought within them (0: none held)."""
 
     @property
     def conn_options(self) -> APIConnectOptions:
@@ -315,37 +318,27 @@ class ChatStream(llm.LLMStream):
         if streamed and provider._preset.quirks.stream_usage:
             request["stream_options"] = {"include_usage": True}
         calls = ToolCallAccumulator()
-        reasoning = ReasoningFilter(hold_for_closing_tag=provider._thinks_in_text)
+        reasoning = ReasoningFilter(
+            hold_for_closing_tag=provider._thinks_in_text,
+            hold_start=provider._opts.thought_hold_chars,
+        )
         finished, chunk_id = False, ""
-        # LLM_TIMEOUT bounds each read, and also the wait for the first output: SSE
-        # keep-alive comments and reasoning deltas must not keep a turn silent forever
-        async with asyncio.timeout(self._conn_options.timeout) as first_output:
-            response = await self._post(request, stream=streamed)
-            try:
-                reader = CompletionReader(response)
-                async for chunk in reader.chunks():
-                    chunk_id = chunk.get("id") or chunk_id
-                    for choice in chunk.get("choices") or []:
-                        if choice.get("index") not in (0, None):
-                            continue
-                        finished = finished or choice.get("finish_reason") is not None
-                        delta = choice.get("delta") or {}
-                        for tc in delta.get("tool_calls") or []:
-                            calls.add_delta(tc)
-                            first_output.reschedule(None)
-                        # a reasoning parser: content is the reply, held no more (a long
-                        # one would otherwise be silent to its end, and time out)
-                        thought_apart = any(delta.get(f) for f in _REASONING_FIELDS)
-                        if thought_apart and (text := reasoning.thoughts_apart()):
-                            first_output.reschedule(None)
-                            self._send(chunk_id, text=text)
-                        if text := reasoning.push(_content_text(delta.get("content"))):
-                            first_output.reschedule(None)
-                            self._send(chunk_id, text=text)
-                    if isinstance(chunk.get("usage"), dict):
-                        self._send_usage(chunk_id, chunk["usage"])
-            finally:
-                await response.aclose()
+        try:
+            # LLM_TIMEOUT bounds each read, and also the wait for the first output: SSE
+            # keep-alive comments and reasoning deltas must not keep a turn silent forever
+            async with asyncio.timeout(self._conn_options.timeout) as first_output:
+                response = await self._post(request, stream=streamed)
+                try:
+                    reader = CompletionReader(response)
+                    async for chunk in reader.chunks():
+                        chunk_id = chunk.get("id") or chunk_id
+                        if self._take(chunk, chunk_id, calls, reasoning, first_output):
+                            finished = True
+                finally:
+                    await response.aclose()
+        except Exception:
+            self._send(chunk_id, text=reasoning.finish() or None)  # see below
+            raise
         if reasoning.saw_bare_closing_tag:
             provider._thinks_in_text = True
         offered = llm.ToolContext(self._tools).function_tools.keys()
@@ -356,11 +349,45 @@ class ChatStream(llm.LLMStream):
         # even without a finish_reason; a stream that just stops was cut
         complete = finished or (reader.ended and calls.complete())
         if not complete and provider._preset.quirks.reports_finish_reason:
+            # the reply streamed before a failure is said (held start too, never a thought):
+            # the same words every time, whatever the hold, the cuts or the timing
+            self._send(chunk_id, text=reasoning.finish() or None)
             raise StreamCutError(
                 "the stream ended without a finish_reason",
                 retryable=not self._event_ch.output_sent,
             )
         self._send(chunk_id, text=reasoning.finish() or None, tool_calls=calls.finish())
+
+    def _take(
+        self,
+        chunk: dict[str, Any],
+        chunk_id: str,
+        calls: ToolCallAccumulator,
+        reasoning: ReasoningFilter,
+        first_output: asyncio.Timeout,
+    ) -> bool:
+        """Send on what one chunk says; True if it says the response is finished."""
+        finished = False
+        for choice in chunk.get("choices") or []:
+            if choice.get("index") not in (0, None):
+                continue
+            finished = finished or choice.get("finish_reason") is not None
+            delta = choice.get("delta") or {}
+            for tc in delta.get("tool_calls") or []:
+                calls.add_delta(tc)
+                first_output.reschedule(None)
+            # a reasoning parser: content is the reply, held no more (a long one would
+            # otherwise be silent to its end, and time out)
+            thought_apart = any(delta.get(f) for f in _REASONING_FIELDS)
+            if thought_apart and (text := reasoning.thoughts_apart()):
+                first_output.reschedule(None)
+                self._send(chunk_id, text=text)
+            if text := reasoning.push(_content_text(delta.get("content"))):
+                first_output.reschedule(None)
+                self._send(chunk_id, text=text)
+        if isinstance(chunk.get("usage"), dict):
+            self._send_usage(chunk_id, chunk["usage"])
+        return finished
 
     async def _post(self, request: dict[str, Any], *, stream: bool) -> httpx2.Response:
         # `client.post` rather than `chat.completions.create`: the latter deep-copies the

@@ -7,7 +7,11 @@ Servers carry reasoning four ways, and a thought must never reach speech or hist
   QwQ through vLLM and llama.cpp without a reasoning parser) stream the thought as plain
   text. Only a backend expected to think (`hold_for_closing_tag`) can be read safely: its
   text is held until the closing tag or the end of the response (or until thoughts come in
-  their own field: then the content is the reply, released as it streams);
+  their own field: then the content is the reply, released as it streams). From any other
+  backend the first `hold_start` characters of a reply are held: a closing tag that begins
+  within them makes what came before it a thought (never said; the backend is then known
+  to think). A longer first thought is still said, its tag never: the hold is what a
+  reply's first word may cost, not a guarantee for every length;
 - gpt-oss's harmony channels served without harmony parsing:
   `<|channel|>analysis<|message|>…<|end|><|start|>assistant<|channel|>final<|message|>…`.
   Only the `final` channel is the reply; a `commentary to=functions.NAME` message is a
@@ -28,6 +32,7 @@ __all__ = ["HarmonyCall", "ReasoningFilter"]
 
 _THOUGHT_TAGS = (("<think>", "</think>"), ("<thinking>", "</thinking>"))
 _CLOSING_TAGS = tuple(close for _, close in _THOUGHT_TAGS)
+_LONGEST_CLOSING = max(len(tag) for tag in _CLOSING_TAGS)
 _HARMONY_OPENERS = ("<|channel|>", "<|start|>")
 _HARMONY_TOKENS = (
     "<|start|>",
@@ -42,7 +47,7 @@ _OPENERS = (*(open_ for open_, _ in _THOUGHT_TAGS), *_HARMONY_OPENERS)
 
 _LONGEST_MARKER = max(len(m) for m in (*_HARMONY_TOKENS, *_CLOSING_TAGS, *_OPENERS))
 
-Mode = Literal["undecided", "held", "reply", "thought", "harmony"]
+Mode = Literal["undecided", "opening", "held", "reply", "thought", "harmony"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +81,10 @@ class _Harmony:
 class ReasoningFilter:
     """Feed it a response's content deltas; it returns the part that is the reply."""
 
-    def __init__(self, *, hold_for_closing_tag: bool = False) -> None:
+    def __init__(self, *, hold_for_closing_tag: bool = False, hold_start: int = 0) -> None:
         self._hold = hold_for_closing_tag
+        self._hold_start = hold_start
+        self._final = False
         self._mode: Mode = "undecided"
         self._buffer = ""
         self._closing = _CLOSING_TAGS[0]
@@ -98,6 +105,10 @@ class ReasoningFilter:
         """The server sends thoughts in a field of their own (it has a reasoning parser):
         its content is the reply, not a thought waiting for its closing tag. Returns what
         was held and can now be said."""
+        self._hold_start = 0
+        if self._mode == "opening":
+            self._mode = "reply"
+            return self.push("")
         if not self._hold:
             return ""
         self._hold = False
@@ -107,6 +118,11 @@ class ReasoningFilter:
 
     def finish(self) -> str:
         """The response ended: release what was held unless it was a thought."""
+        self._final = True
+        said = self.push("") if self._mode == "opening" else ""
+        return said + self._rest()
+
+    def _rest(self) -> str:
         rest, self._buffer = self._buffer, ""
         if self._mode in ("reply", "held"):
             return rest
@@ -120,6 +136,8 @@ class ReasoningFilter:
     def _step(self, out: list[str]) -> bool:
         if self._mode == "undecided":
             return self._decide()
+        if self._mode == "opening":
+            return self._open()
         if self._mode == "harmony":
             out.append(self._harmony_text(self._take_all_but_partial(_HARMONY_TOKENS)))
             return False
@@ -168,7 +186,28 @@ class ReasoningFilter:
             return True
         if any(o.startswith(head) for o in _OPENERS):
             return False  # could still become an opener
-        self._mode = "held" if self._hold and not self._thought_seen else "reply"
+        if self._thought_seen:
+            self._mode = "reply"
+        elif self._hold:
+            self._mode = "held"
+        else:
+            self._mode = "opening" if self._hold_start > 0 else "reply"
+        return True
+
+    def _open(self) -> bool:
+        """The start of a reply from a backend not known to think: a closing tag that
+        begins within its first `hold_start` characters (and no opener before it) makes
+        what came before it a thought. Decided on the text alone, never on the deltas."""
+        hold, buffer = self._hold_start, self._buffer
+        at, tag = _first(buffer[: hold + _LONGEST_CLOSING], _CLOSING_TAGS)
+        if tag is not None and at < hold:
+            if _first(buffer[:at], _OPENERS)[1] is None:
+                self.saw_bare_closing_tag = True
+                self._after_thought(at, tag)
+                return True
+        elif not self._final and (len(buffer) < hold or _tag_may_begin(buffer, hold)):
+            return False  # a closing tag may yet begin within the hold
+        self._mode = "reply"
         return True
 
     def _after_thought(self, at: int, closing: str) -> None:
@@ -228,6 +267,17 @@ def _first(text: str, markers: tuple[str, ...]) -> tuple[int, str | None]:
         if at >= 0 and (best < 0 or at < best):
             best, found = at, marker
     return best, found
+
+
+def _tag_may_begin(text: str, before: int) -> bool:
+    """Whether a `<` in `text[:before]` opens what may still become a closing tag."""
+    at = text.find("<")
+    while 0 <= at < before:
+        rest = text[at : at + _LONGEST_CLOSING]
+        if any(tag.startswith(rest) for tag in _CLOSING_TAGS):
+            return True
+        at = text.find("<", at + 1)
+    return False
 
 
 def _partial(text: str, markers: tuple[str, ...]) -> int:

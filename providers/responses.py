@@ -23,6 +23,11 @@ __all__ = ["CompletionReader", "ServerReportedError"]
 class ServerReportedError(Exception):
     """The server sent an `error` object instead of (or in the middle of) a completion."""
 
+    def __init__(self, message: str, *, body: object = None) -> None:
+        super().__init__(message)
+        self.body = body
+        """The server's `error` object (for classifying it; it may echo the request)."""
+
 
 class CompletionReader:
     def __init__(self, response: httpx2.Response) -> None:
@@ -106,7 +111,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 def _raise_reported_error(body: dict[str, Any]) -> None:
     if body.get("error") and not body.get("choices"):
-        raise ServerReportedError("the LLM server reported an error")
+        raise ServerReportedError("the LLM server reported an error", body=body["error"])
 
 
 def _as_chunk(body: dict[str, Any]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def parse_text_tool_calls(text: str, offered: Collection[str]) -> list[ToolCall]
             end = m.end() if pattern is _FUNCTION_TAG else m.end() + used
             text = text[: m.start()] + " " * (end - m.start()) + text[end:]
     for at, value in _json_values(text):
-        for item in value if isinstance(value, list) else [value]:
+        for item in _flat(value):
             named = _name_and_arguments(item)
             if named is not None:
                 found.append((at, *named))
@@ -90,6 +90,13 @@ def _json_values(text: str) -> Iterator[tuple[int, Any]]:
             continue
         yield at, value
         at = end
+
+
+def _flat(value: Any) -> list[Any]:
+    """A JSON value's items, lists within lists opened (`[[{...}]]` is a list of calls)."""
+    if not isinstance(value, list):
+        return [value]
+    return [item for inner in value for item in _flat(inner)]
 
 
 def _name_and_arguments(item: Any) -> tuple[str, Any] | None:

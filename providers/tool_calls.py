@@ -12,15 +12,11 @@ the response (`unique_call_ids` makes them unique across a whole history).
 from __future__ import annotations
 
 import json
-import re
-import secrets
-import string
-import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .base import ToolCall
+from .call_ids import unique_call_ids
 
 
 @dataclass(slots=True)
@@ -137,29 +133,3 @@ class ToolCallAccumulator:
 def _same_header(previous: _PendingCall, call: _PendingCall) -> bool:
     """`call` only repeats `previous`'s id and name (sent again after its arguments)."""
     return (previous.id, previous.name) == (call.id, call.name)
-
-
-def unique_call_ids(calls: Iterable[ToolCall], *, taken: Iterable[str]) -> list[ToolCall]:
-    """`calls` with every id that is empty, repeated among them, or already in `taken`
-    (the history's ids) replaced by a fresh one, so that no two calls of a session share
-    an id: livekit groups a call and its result by id, and a collision silently moves a
-    result onto another call or drops a call."""
-    seen = set(taken)
-    out: list[ToolCall] = []
-    for call in calls:
-        if not call.call_id or call.call_id in seen:
-            call = call.model_copy(update={"call_id": fresh_call_id(like=call.call_id)})
-        seen.add(call.call_id)
-        out.append(call)
-    return out
-
-
-_MISTRAL_ID = re.compile(r"[A-Za-z0-9]{9}")
-
-
-def fresh_call_id(*, like: str = "") -> str:
-    """A new random id, in the shape the server uses where it insists on one (Mistral:
-    nine letters and digits), `call_<hex>` otherwise."""
-    if _MISTRAL_ID.fullmatch(like):
-        return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(9))
-    return f"call_{uuid.uuid4().hex[:24]}"

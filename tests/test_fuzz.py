@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import string
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,8 @@ from livekit.agents import llm
 from agent.config.resolved import load_config
 from agent.config.settings import ConfigError
 from agent.tools import get_current_time
+from providers import ToolCall
+from providers.call_ids import unique_call_ids
 from testing.engine import make_engine
 from testing.servers.openai_server import Finish, Raw, Reply, ScriptedLLMServer, Text
 
@@ -214,3 +217,96 @@ def test_any_server_output_ends_in_words_without_crash_or_hang(
     # one request per pass at most: tool pass, speaking pass, plain retry (a hang is
     # ended by the client's timeout; one that was not fails on the test's timeout mark)
     assert len(fuzz_server.requests) <= 3
+
+
+# --- a call written as text, cut anywhere: never said --------------------------------
+
+TOKYO = json.dumps({"name": "get_current_time", "arguments": {"timezone": "Asia/Tokyo"}})
+WRITTEN = [
+    f"```json\n{TOKYO}\n```",
+    f"<tools>\n{TOKYO}\n</tools>",
+    f"```json\n{TOKYO}\n```\n{{{TOKYO}}}",
+    f"```json\n[{TOKYO}, {TOKYO}]\n```",
+    '```json\n{"name": "get_current_weather", "arguments": {"location": "Tokyo"}}\n```',
+]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    written=st.sampled_from(WRITTEN),
+    before=st.sampled_from(["", "Let me check. ", "Sure.\n"]),
+    after=st.sampled_from(["", "\nThat is the time.", " Done."]),
+    cuts=st.lists(st.integers(min_value=0), max_size=30),
+)
+@pytest.mark.timeout(300)
+def test_a_call_written_as_text_is_never_said_however_the_deltas_are_cut(
+    fuzz_server: ScriptedLLMServer, written: str, before: str, after: str, cuts: list[int]
+) -> None:
+    text = f"{before}{written}{after}"
+    points = sorted({c % (len(text) + 1) for c in cuts})
+    deltas = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    fuzz_server.reset()
+    # each delta its own chunk (a delta with spaces is cut at them too: more cuts)
+    fuzz_server.script(
+        Reply.of(*(Text(d, chunk_words=10_000) for d in deltas if d), Finish("stop")),
+        Reply.of(Text("It is noon."), Finish("stop")),
+    )
+    said = asyncio.run(_one_turn(fuzz_server.base_url))
+    assert said == f"{before}It is noon."
+    for fragment in ("get_current", "{", "`", "<", "Tokyo", "tools>"):
+        assert fragment not in said
+
+
+# --- ids a server reuses: renamed, in the server's own form ---------------------------
+
+ID_FORMS = st.one_of(
+    st.from_regex(r"[A-Za-z0-9]{9}", fullmatch=True),  # vLLM's Mistral templates insist
+    st.from_regex(r"call_[0-9a-f]{24}", fullmatch=True),
+    st.from_regex(r"call_[A-Za-z0-9]{24}", fullmatch=True),
+    st.from_regex(r"call_[0-9]{1,3}", fullmatch=True),
+    st.from_regex(r"chatcmpl-tool-[0-9a-f]{32}", fullmatch=True),
+    st.from_regex(r"toolu_[A-Za-z0-9]{24}", fullmatch=True),
+    st.from_regex(r"[a-z]{5,12}", fullmatch=True),
+)
+
+
+def same_form(server_id: str, renamed: str) -> bool:
+    """The same prefix (to the last `_`, `-`, `.` or `:`), then a random part of the same
+    length drawn from the server's alphabet: its digits, hex, or classes of letters."""
+    cut = max(server_id.rfind(c) for c in "_-.:") + 1
+    body, new_body = server_id[cut:], renamed[cut:]
+    if renamed[:cut] != server_id[:cut] or len(new_body) != len(body):
+        return False
+    hex_lower = set(string.digits + "abcdef")
+    if set(body) <= hex_lower:
+        return set(new_body) <= (set(string.digits) if body.isdigit() else hex_lower)
+    classes = (string.digits, string.ascii_lowercase, string.ascii_uppercase)
+    return set(new_body) <= {c for cls in classes if set(body) & set(cls) for c in cls}
+
+
+@settings(max_examples=300)
+@given(
+    ids=st.lists(ID_FORMS, min_size=1, max_size=6),
+    repeats=st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=12),
+)
+def test_a_reused_id_is_renamed_to_a_unique_id_of_the_same_form(
+    ids: list[str], repeats: list[int]
+) -> None:
+    taken = ids[: len(ids) // 2]  # the history's ids
+    server_ids = [ids[r % len(ids)] for r in repeats]
+    calls = [ToolCall(call_id=i, name="get_current_time", arguments="{}") for i in server_ids]
+    out = unique_call_ids(calls, taken=taken)
+    new_ids = [c.call_id for c in out]
+    assert len(set(new_ids)) == len(new_ids) and not set(new_ids) & set(taken)
+    for server_id, new_id in zip(server_ids, new_ids, strict=True):
+        if new_id == server_id:
+            continue
+        # a short counter (`call_0`) may grow; every other form keeps its length exactly
+        if server_id.startswith("call_") and server_id[5:].isdigit():
+            assert new_id.startswith("call_") and new_id[5:].isdigit()
+        else:
+            assert same_form(server_id, new_id), (server_id, new_id)
+        if len(server_id) == 9 and server_id.isalnum():
+            assert len(new_id) == 9 and new_id.isalnum() and new_id.isascii()

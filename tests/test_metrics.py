@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+from aiohttp import web
 from livekit.agents import llm
 from livekit.agents.llm import function_tool
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.ops.metrics import backend_label, record_turn
-from testing.engine import APOLOGY, make_engine
+from agent.worker.observability import MetricsRoute
+from testing.engine import APOLOGY, make_engine, settings_for
+from testing.polling import free_port
 from testing.servers.openai_server import (
     Reply,
     ScriptedLLMServer,
@@ -138,3 +143,44 @@ async def test_a_failing_turn_hook_does_not_cost_the_turn_its_words(
     turn = engine.run(ctx)
     assert "".join([t async for t in turn]) == "Here it is."
     assert seen == ["answered"]  # the hooks after it still ran
+
+
+async def test_the_metrics_route_shows_known_series_before_any_turn(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    """In one process (no job processes): the route over HTTP, before a turn was taken."""
+    app = web.Application()
+    app.router.add_get("/metrics", MetricsRoute(lambda: settings_for(llm_server)))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/metrics") as response,
+        ):
+            assert response.status == 200
+            text = await response.text()
+    finally:
+        await runner.cleanup()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    backend = f"openai-compatible:test-model@{llm_server.base_url}"
+    for counter in ("voice_agent_backend_errors_total", "voice_agent_fallbacks_total"):
+        assert samples[(counter, (("backend", backend), ("kind", "llm")))] == 0
+    for outcome in ("answered", "fallback", "apology", "cancelled"):
+        assert ("voice_agent_turns_total", (("outcome", outcome),)) in samples
+    for kind in ("tools", "speak", "speak-plain"):
+        assert ("voice_agent_llm_ttft_seconds_count", (("pass_kind", kind),)) in samples
+    # the built-in tools are on by default: each has its series
+    key = (
+        "voice_agent_tool_duration_seconds_count",
+        (("outcome", "ok"), ("tool", "get_current_time")),
+    )
+    assert key in samples
+    assert not llm_server.requests
+    assert "_created" not in text

@@ -88,3 +88,75 @@ def test_text_whose_arguments_are_not_an_object_is_no_call() -> None:
         parse_text_tool_calls('<tool_call>{"name": "a", "arguments": [1]}</tool_call>', {"a"}) == []
     )
     assert parse_text_tool_calls("I like {braces} and [brackets].", {"a"}) == []
+
+
+# --- the hold at the start of a reply, from a backend not known to think -------------
+
+HOLD = 32
+
+
+def held(chunks: list[str], hold: int = HOLD) -> tuple[str, ReasoningFilter]:
+    f = ReasoningFilter(hold_start=hold)
+    return "".join([f.push(c) for c in chunks]) + f.finish(), f
+
+
+SHORT_THOUGHTS = st.text(
+    alphabet=st.characters(blacklist_characters="<", blacklist_categories=["Cs"]),
+    min_size=1,
+    max_size=HOLD - 1,
+)
+REPLIES = st.text(
+    alphabet=st.characters(blacklist_characters="<", blacklist_categories=["Cs"]), max_size=80
+)
+
+
+@given(
+    SHORT_THOUGHTS,
+    st.sampled_from(["</think>", "</thinking>"]),
+    REPLIES,
+    st.lists(st.integers(min_value=0), max_size=12),
+)
+def test_a_bare_closing_tag_within_the_hold_is_never_said_nor_the_thought_before_it(
+    thought: str, tag: str, reply: str, cuts: list[int]
+) -> None:
+    text = f"{thought}{tag}{reply}"
+    said, f = held(split(text, cuts))
+    # the thought's leading whitespace is a reply's leading whitespace: nothing said
+    if thought.strip():
+        assert f.saw_bare_closing_tag
+        assert said == (reply.lstrip() and reply.lstrip())
+        assert thought.strip() not in said or thought.strip() in reply
+    assert tag not in said
+
+
+@given(REPLIES, st.lists(st.integers(min_value=0), max_size=12))
+def test_a_reply_without_thought_is_said_whole_however_it_is_split(
+    reply: str, cuts: list[int]
+) -> None:
+    said, f = held(split(reply, cuts))
+    assert said == reply.lstrip()  # a reply's leading whitespace is never said
+    assert not f.saw_bare_closing_tag
+
+
+@given(st.lists(st.integers(min_value=0), max_size=12))
+def test_a_closing_tag_past_the_hold_is_dropped_and_noticed(cuts: list[int]) -> None:
+    text = "x" * HOLD + " more thought</think>It is four."
+    said, f = held(split(text, cuts))
+    assert said == "x" * HOLD + " more thoughtIt is four."
+    assert f.saw_bare_closing_tag
+
+
+def test_only_the_start_of_a_reply_is_held() -> None:
+    f = ReasoningFilter(hold_start=HOLD)
+    start = "It is four, and that is all."  # shorter than the hold and a tag after it
+    assert f.push(start) == ""
+    assert f.push(" It was always four, since the start of time.") == (
+        start + " It was always four, since the start of time."
+    )
+    assert f.push(" Then more.") == " Then more."
+    assert f.finish() == ""
+    # a server that sends thoughts apart: its content is the reply, held no more
+    g = ReasoningFilter(hold_start=HOLD)
+    assert g.push("It is four.") == ""
+    assert g.thoughts_apart() == "It is four."
+    assert g.push(" Yes.") == " Yes."

@@ -38,6 +38,15 @@ STREAMS: dict[str, tuple[str, str]] = {
     '{"name": "get_current_time", "argu': ("", '{"name": "get_current_time", "argu'),
     f"{PREFACE}<tool_call>{TOKYO}</tool_call>": (PREFACE, f"<tool_call>{TOKYO}</tool_call>"),
     f"[TOOL_CALLS][{TOKYO}]": ("", f"[TOOL_CALLS][{TOKYO}]"),
+    # seen from Qwen2.5-Coder: the template's `<tools>` wrapper, and doubled braces
+    f"<tools>\n{TOKYO}\n</tools>": ("", f"<tools>\n{TOKYO}\n</tools>"),
+    f"{PREFACE}<tools>{TOKYO}</tools>": (PREFACE, f"<tools>{TOKYO}</tools>"),
+    f"{{{TOKYO}}}": ("", f"{{{TOKYO}}}"),
+    f"{PREFACE}{{{TOKYO}}} Done.": (PREFACE, f"{{{TOKYO}}} Done."),
+    f"{QWEN}\n{{{PARIS}}}": ("", f"{QWEN}\n{{{PARIS}}}"),
+    f"{TOKYO}{PARIS}": ("", f"{TOKYO}{PARIS}"),
+    f"{PREFACE}{TOKYO}\n{PARIS}": (PREFACE, f"{TOKYO}\n{PARIS}"),
+    f"[[{TOKYO}]]": ("", f"[[{TOKYO}]]"),
     # words, said as they are
     "[laughs] That is a good one.": ("[laughs] That is a good one.", ""),
     "Use {curly} braces, or [square] ones.": ("Use {curly} braces, or [square] ones.", ""),
@@ -46,6 +55,7 @@ STREAMS: dict[str, tuple[str, str]] = {
     "Code:\n```python\nprint('hi')\n```\nDone.": ("Code:\n```python\nprint('hi')\n```\nDone.", ""),
     "If a < b and c > d, then [x] holds.": ("If a < b and c > d, then [x] holds.", ""),
     "It costs {": ("It costs {", ""),
+    "Say {{hello}} and [[world]].": ("Say {{hello}} and [[world]].", ""),
     "Ends with [": ("Ends with [", ""),
     "Ends with ``": ("Ends with ``", ""),
     "Ends with <tool_c": ("Ends with <tool_c", ""),
@@ -165,3 +175,52 @@ def test_only_what_may_open_a_call_is_held_back(delta: str, held: str) -> None:
     f = ToolCallTextFilter()
     assert f.push(delta) == delta.removesuffix(held)
     assert f.push("x") == held + "x"  # the next character decides
+
+
+# --- whatever the words around it and the cuts, no fragment of a call is said
+
+CALL_FORMS = [
+    TOKYO,
+    f"[{TOKYO}, {PARIS}]",
+    f"{TOKYO}\n{PARIS}",
+    f"{{{TOKYO}}}",
+    QWEN,
+    f"```\n{TOKYO}\n```",
+    f"```json\n[{TOKYO}, {PARIS}]\n```",
+    f"```json\n{TOKYO}\n{PARIS}\n```",
+    f"```json {TOKYO} ```",
+    f"{QWEN}\n{{{PARIS}}}",
+    f"<tools>\n{TOKYO}\n</tools>",
+    f"<tool_call>\n{TOKYO}\n</tool_call>",
+    f"[TOOL_CALLS][{TOKYO}]",
+    '<function=get_current_time>{"timezone": "Asia/Tokyo"}</function>',
+    json.dumps({"name": "get_current_weather", "arguments": {"location": "Tokyo"}}),
+    '```json\n{"name": "get_current_weather", "arguments": {}}\n```',
+]
+PLAIN = st.text(
+    alphabet=st.characters(
+        blacklist_characters="<[{`", blacklist_categories=["Cs"], min_codepoint=32
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(CALL_FORMS),
+    PLAIN,
+    st.sampled_from(["", " ", "\n", "\n\n"]),
+    PLAIN,
+    st.lists(st.integers(min_value=0), max_size=40),
+)
+def test_no_fragment_of_a_call_is_said_whatever_the_words_around_it_and_the_cuts(
+    call: str, before: str, gap: str, after: str, cuts: list[int]
+) -> None:
+    text = f"{before}{gap}{call}{gap}{after}"
+    out, f = filtered(split(text, cuts))
+    # the words before the call are said (a reply of whitespace says nothing) ...
+    assert out == (f"{before}{gap}" if before.strip() else "")
+    # ... and nothing from the call on, which is withheld whole
+    assert f.suppressed == f"{call}{gap}{after}"
+    for fragment in ("get_current", "{", "`", "<", "[", "Tokyo", "tools>"):
+        assert fragment not in out

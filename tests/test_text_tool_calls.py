@@ -41,6 +41,8 @@ WRITTEN_CALLS = {
     "bare JSON": json.dumps(TOKYO),
     "json fence": f"```json\n{json.dumps(TOKYO)}\n```",
     "bare fence": f"```\n{json.dumps(TOKYO)}\n```",
+    "tools wrapper": f"<tools>\n{json.dumps(TOKYO)}\n</tools>",
+    "doubled braces": f"{{{json.dumps(TOKYO)}}}",
     "harmony commentary": "<|channel|>commentary to=functions.get_current_time "
     '<|constrain|>json<|message|>{"timezone": "Asia/Tokyo"}<|call|>',
 }
@@ -156,8 +158,9 @@ def test_a_fenced_call_is_run_and_answered_and_never_said(
     [
         f"{json.dumps(TOKYO)}\n{json.dumps(PARIS)}",
         json.dumps([TOKYO, PARIS]),
+        f"{json.dumps(TOKYO)}\n```\n{{{json.dumps(PARIS)}}}\n```",
     ],
-    ids=["one per line", "array"],
+    ids=["one per line", "array", "doubled braces after the fence"],
 )
 def test_two_calls_in_one_fence_both_run(
     fenced: str, llm_server: ScriptedLLMServer, tmp_path: Path
@@ -191,3 +194,58 @@ def test_a_fenced_call_to_a_tool_not_offered_is_neither_run_nor_said(
     assert llm_server.requests[1].body.get("tool_choice") == "none"
     last = llm_server.requests[-1].messages
     assert all(m["role"] != "tool" and "get_current_weather" not in str(m) for m in last)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "```json\n{call}\n```",
+        "<tools>\n{call}\n</tools>",
+        "```json\n{call}\n```\n{{{call}}}",
+        "Sure.\n```json\n[{call}, {call}]\n```\nThat is all.",
+    ],
+    ids=["fence", "tools wrapper", "fence then doubled braces", "list in a fence, words around"],
+)
+def test_a_written_call_to_a_tool_not_offered_in_any_form_is_neither_run_nor_said(
+    written: str, llm_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    weather = json.dumps({"name": "get_current_weather", "arguments": {"location": "Tokyo"}})
+    llm_server.script(
+        Reply.of(Text(written.format(call=weather)), Finish()),
+        text_reply("I cannot check the weather."),
+        text_reply("Nothing more."),
+    )
+    result = chat(llm_server, tmp_path, ["Weather in Tokyo?", FOLLOW_UP])
+    assert_turns_end_in_words(result, 2)
+    assert result.stdout.endswith("I cannot check the weather.\nNothing more.\n")
+    for fragment in ("get_current_weather", "{", "`", "<", "location"):
+        assert fragment not in result.stdout
+    assert llm_server.requests[1].body.get("tool_choice") == "none"
+    last = llm_server.requests[-1].messages
+    assert all(m["role"] != "tool" and "get_current_weather" not in str(m) for m in last)
+
+
+@pytest.mark.parametrize("server_id", ["aB3xY9kLm", "call_0a1b2c3d4e5f6a7b8c9d0e1f"])
+def test_a_renamed_id_keeps_the_servers_form(
+    server_id: str, llm_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    # vLLM's Mistral templates refuse a history whose ids are not nine letters and digits
+    llm_server.script(
+        tool_reply(ToolCall("get_current_time", {"timezone": "Asia/Tokyo"}, id=server_id)),
+        text_reply("Evening in Tokyo."),
+        tool_reply(ToolCall("get_current_time", {"timezone": "Europe/Paris"}, id=server_id)),
+        text_reply("Morning in Paris."),
+        text_reply("That is all."),
+    )
+    result = chat(llm_server, tmp_path, ["Tokyo?", "Paris?", FOLLOW_UP])
+    assert result.stdout == "Evening in Tokyo.\nMorning in Paris.\nThat is all.\n"
+    last = llm_server.requests[-1].messages
+    ids = [c["id"] for m in last if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    assert ids[0] == server_id and ids[1] != server_id
+    renamed = ids[1]
+    assert len(renamed) == len(server_id) and renamed.isascii()
+    if server_id.startswith("call_"):
+        assert renamed.startswith("call_") and set(renamed[5:]) <= set("0123456789abcdef")
+    else:
+        assert renamed.isalnum()
+    assert [m["tool_call_id"] for m in last if m["role"] == "tool"] == ids

@@ -64,3 +64,29 @@ async def test_without_parsed_thoughts_a_thinking_backend_still_holds_its_reply(
     said = "".join([t async for t in engine.run(ctx)])
     assert said.strip() == "It is four."
     await provider.aclose()
+
+
+@pytest.mark.parametrize("model", ["test-model", "gpt-4o-mini", "llama-3.3-70b"])
+async def test_a_bare_closing_tag_from_a_model_of_any_name_is_never_said_the_first_time(
+    model: str, llm_server: ScriptedLLMServer
+) -> None:
+    """A thought opened in the prompt, closed by a bare tag within the hold at the start of
+    the reply: not said even the first time; then the backend is known to think."""
+    thought = "SECRET-THOUGHT: four."
+    llm_server.script(
+        Reply.of(Text(f"{thought}\n</think>\n\nIt is four."), Finish()),
+        Reply.of(
+            Text(f"{thought} And it is long enough to pass the hold. </think> Four."), Finish()
+        ),
+    )
+    provider = OpenAICompatibleProvider(
+        options=ProviderOptions(model=model, base_url=llm_server.base_url, max_retries=0)
+    )
+    engine = TurnEngine(provider, TurnOptions(apology=APOLOGY, fallback_reply=FALLBACK))
+    for expected in ("It is four.", "Four."):
+        ctx = llm.ChatContext()
+        ctx.add_message(role="user", content="Two plus two?")
+        said = "".join([t async for t in engine.run(ctx)])
+        assert said.strip() == expected
+        assert "SECRET-THOUGHT" not in said and "think>" not in said
+    await provider.aclose()

@@ -85,7 +85,10 @@ def tool_output(server: ScriptedLLMServer, request: int = 1) -> dict[str, object
 async def test_text_reaches_the_caller_before_the_completion_ends(
     llm_server: ScriptedLLMServer,
 ) -> None:
-    llm_server.script(text_reply("One two three four five six.", token_delay=0.15))
+    # past the start of a reply that is held in case a bare `</think>` closes a thought
+    # there (LLM_THOUGHT_HOLD, 32 characters: seven words here), words stream
+    words = "One two three four five six seven eight nine ten eleven twelve thirteen."
+    llm_server.script(text_reply(words, token_delay=0.15))
     turn = make_engine(llm_server).run(user_ctx(), TOOLS)
     first_delta_at = None
     said = ""
@@ -93,9 +96,9 @@ async def test_text_reaches_the_caller_before_the_completion_ends(
         first_delta_at = first_delta_at or time.perf_counter()
         said += text
     finished_at = time.perf_counter()
-    assert said == "One two three four five six."
+    assert said == words
     assert first_delta_at is not None
-    # six chunks 150 ms apart: the first word must not wait for the other five
+    # thirteen chunks 150 ms apart: the first words must not wait for the other six
     assert finished_at - first_delta_at >= 0.6
     assert turn.stats.outcome == "answered"
     assert len(llm_server.requests) == 1  # no speaking pass needed
@@ -393,15 +396,17 @@ async def test_cancelled_turn_closes_its_http_stream_and_leaves_no_task(
     llm_server: ScriptedLLMServer,
 ) -> None:
     # the reply pauses for a minute after its first words: only a client that hangs up
-    # is seen leaving before then
-    llm_server.script(Reply.of(Text("one two three four"), Sleep(60), Finish("stop")))
-    engine = make_engine(llm_server)
+    # is seen leaving before then. Its start (32 characters, LLM_THOUGHT_HOLD) comes
+    # out as one piece, once past the hold
+    first = "one two three four five six seven "
+    llm_server.script(Reply.of(Text(f"{first}eight nine"), Sleep(60), Finish("stop")))
+    engine = make_engine(llm_server, timeout=30.0)
     tasks_before = asyncio.all_tasks()
     turn = engine.run(user_ctx(), TOOLS)
     it = aiter(turn)
-    assert await anext(it) == "one "
+    assert await anext(it) == first
     await it.aclose()  # type: ignore[attr-defined]
-    assert turn.text == "one "
+    assert turn.text == first
     request = llm_server.requests[0]
     await until(lambda: request.disconnected_at is not None, within=30, what="the hang-up")
     assert request.finished_at is None

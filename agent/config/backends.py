@@ -161,6 +161,7 @@ def _llm(entry: _Entry, settings: Settings, env: Mapping[str, str], *, chained: 
             # a lone backend is always worth another try; in a chain, skip a failing one
             cooldown_seconds=settings.llm_cooldown if chained else 0.0,
             thinking=settings.llm_thinking,
+            thought_hold_chars=settings.llm_thought_hold,
         ),
     )
 

@@ -1,9 +1,11 @@
 """Keep tool calls written as text out of speech while passing real text through at once.
 
 Some models (or servers without a tool parser) write a tool call as text:
-`[TOOL_CALLS][...]`, `<function=name>{...}</function>`, `<tool_call>{...}`, a bare
-`{"name": ..., "arguments": ...}` (or a list of them), anywhere in the reply, or the same
-JSON in a Markdown fence (```` ```json ... ``` ````). None of that may reach TTS.
+`[TOOL_CALLS][...]`, `<function=name>{...}</function>`, `<tool_call>{...}`, the
+`<tools>{...}</tools>` wrapper a Qwen template names, a bare `{"name": ..., "arguments":
+...}` (or a list of them, or several in a row, or one in doubled braces `{{...}}`),
+anywhere in the reply, or the same JSON in a Markdown fence (```` ```json ... ``` ````).
+None of that may reach TTS.
 
 The filter reads the text as one stream, whatever the deltas: what it says, and what it
 withholds, depend only on the text, never on where the deltas were cut. Text is held
@@ -12,8 +14,8 @@ decided:
 - a marker's start (`<tool_c`, `[TOOL_`): until the next characters tell (at most the
   marker's length);
 - `{` or `[` followed only by whitespace so far: until the next character;
-- a JSON object or array (`{"`, `[{`, `["`): until it closes; then it is withheld if it
-  names a function, and released if it does not;
+- a JSON object or array (`{"`, `{{`, `[{`, `["`, `[[`): until it closes; then it is
+  withheld if it names a function, and released if it does not;
 - a fence (```` ``` ````): until it closes; withheld if it holds a call.
 Anything else, and everything before such a character, is released at once. Whitespace
 that opens a reply is held until the first word (a reply of whitespace says nothing).
@@ -32,6 +34,7 @@ TOOL_CALL_MARKERS = (
     "<function=",
     "<function_call>",
     "<tool_call>",
+    "<tools>",
     "<|tool_call",
     "<|python_tag|>",
     "<|im_start|>",
@@ -192,7 +195,7 @@ def _classify(rest: str) -> Verdict:
         after = rest[1:].lstrip()
         if not after:
             return "wait"
-        opens = "\"'}" if head == "{" else '{"'
+        opens = "\"'{}" if head == "{" else '{["'
         return "json" if after[0] in opens else "speech"
     return "speech"
 
@@ -217,8 +220,15 @@ def _is_call(text: str) -> bool:
     except ValueError:
         # cut-off JSON, or several calls in a row, that names a function is still a call
         return any(key in text for key in ('"name"', '"function"', "'name'"))
-    items = value if isinstance(value, list) else [value]
+    items = _flat(value)
     return (
         any(isinstance(item, dict) and ("name" in item or "function" in item) for item in items)
         or not items
     )
+
+
+def _flat(value: object) -> list[object]:
+    """A JSON value's items, lists within lists opened (`[[{...}]]` is a list of calls)."""
+    if not isinstance(value, list):
+        return [value]
+    return [item for inner in value for item in _flat(inner)]

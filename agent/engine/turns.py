@@ -34,9 +34,9 @@ from agent.engine.tool_runner import ToolBatch, ToolGate, ToolListener, ToolResu
 from agent.engine.transcript import Transcript
 from agent.engine.turn_stats import PassKind, PassStats, TurnStats, ms
 from agent.ops.logging import get_logger
-from providers import NOT_STREAMED, APIError, APIStatusError, ToolCall
+from providers import NOT_STREAMED, APIError, APIStatusError, ModelOutputRejected, ToolCall
+from providers.call_ids import unique_call_ids
 from providers.text_tool_calls import parse_text_tool_calls
-from providers.tool_calls import unique_call_ids
 
 log = get_logger("agent.engine.turns")
 
@@ -174,7 +174,7 @@ class Turn:
             self.stats.outcome = "cancelled"  # stopped before its end: not an answer
             raise
         except Exception as e:  # the one place a failed turn becomes words
-            self._log_failure(e)
+            _log_failure(self, e)
             self.stats.outcome = "apology"
             yield self._say(self._opts.apology, new_sentence=True)
         finally:
@@ -200,8 +200,23 @@ class Turn:
             blocking = self._opts.tool_pass == "blocking"
             for _ in range(self._opts.max_tool_rounds):
                 tool_pass = _Pass(self, "tools", blocking=blocking)
-                async for text in tool_pass:
-                    yield text
+                try:
+                    async for text in tool_pass:
+                        yield text
+                except ModelOutputRejected as e:
+                    # the server's tool parser failed on what the model wrote: asked
+                    # without tools, the model answers in words (a second failure is
+                    # the apology). The server's message may echo the model: not logged
+                    self._log.warning(
+                        "the server could not parse the model's tool output; "
+                        "asking again without tools",
+                        status_code=e.status_code,
+                        said_chars=len(self.text),
+                    )
+                    if said := self._transcript.take_unrecorded():
+                        self._ctx.add_message(role="assistant", content=said)
+                    speak_kinds = ["speak-plain"]
+                    break
                 if not tool_pass.tool_calls:
                     if tool_pass.said.strip() and not tool_pass.withheld_call:
                         return  # answered without tools: the common fast path
@@ -278,21 +293,22 @@ class Turn:
             self.stats.first_text_at = time.perf_counter()
         return self._transcript.say(text, new_sentence=new_sentence)
 
-    def _log_failure(self, e: Exception) -> None:
-        fields: dict[str, object] = {
-            "error_type": type(e).__name__,
-            "error": str(e),
-            "backend": self._llm.label,
-            "said_chars": len(self.text),
-        }
-        if isinstance(e, APIStatusError):
-            fields["status_code"] = e.status_code
-        if isinstance(e, APIError) and e.__cause__ is not None:
-            fields["cause"] = f"{type(e.__cause__).__name__}: {e.__cause__}"
-        if isinstance(e, APIError | TurnTimedOut):
-            self._log.error("turn failed; apologizing", **fields)
-        else:
-            self._log.exception("turn failed unexpectedly; apologizing", **fields)
+
+def _log_failure(turn: Turn, e: Exception) -> None:
+    fields: dict[str, object] = {
+        "error_type": type(e).__name__,
+        "error": str(e),
+        "backend": turn.backend,
+        "said_chars": len(turn.text),
+    }
+    if isinstance(e, APIStatusError):
+        fields["status_code"] = e.status_code
+    if isinstance(e, APIError) and e.__cause__ is not None:
+        fields["cause"] = f"{type(e.__cause__).__name__}: {e.__cause__}"
+    if isinstance(e, APIError | TurnTimedOut):
+        turn._log.error("turn failed; apologizing", **fields)
+    else:
+        turn._log.exception("turn failed unexpectedly; apologizing", **fields)
 
 
 class _Pass:
@@ -336,6 +352,13 @@ class _Pass:
                         yield self._say(text)
             if tail := text_filter.flush():
                 yield self._say(tail)
+        except Exception:
+            stats.outcome = "error"
+            # words before a failure are said the same way every time, whatever was held
+            # back when it came (never a call): then the turn apologises
+            if tail := text_filter.flush():
+                yield self._say(tail)
+            raise
         except BaseException as e:
             stats.outcome = "cancelled" if isinstance(e, asyncio.CancelledError) else "error"
             raise

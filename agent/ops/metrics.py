@@ -18,7 +18,9 @@ any user:password@ in a URL removed.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from livekit.agents import AgentSession, llm, stt, tts
@@ -28,7 +30,16 @@ from livekit.agents.voice import (
     ErrorEvent,
     MetricsCollectedEvent,
 )
-from prometheus_client import Counter, Gauge, Histogram, multiprocess
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.metrics_core import Metric
 
 if TYPE_CHECKING:  # the engine imports ops (logging): only its types come up here
     from agent.engine.turns import Turn, TurnEngine
@@ -168,6 +179,71 @@ class SessionMetrics:
         if self._open:
             self._open = False
             ACTIVE_SESSIONS.dec()
+
+
+def declare_known(
+    *,
+    outcomes: Iterable[str],
+    pass_kinds: Iterable[str],
+    tool_outcomes: Iterable[str],
+    llm_backends: Iterable[str],
+    tools: Iterable[str],
+) -> None:
+    """In the worker's main process, at start-up: every label value known before the first
+    turn (turn outcomes, pass kinds, the configured LLM backends and tools) gets its series
+    at 0, so that `rate()` and alerts see zero rather than no data."""
+    for outcome in outcomes:
+        TURNS.labels(outcome=outcome)
+    for kind in pass_kinds:
+        LLM_TTFT.labels(pass_kind=kind)
+    tool_outcomes = list(tool_outcomes)
+    for tool in [*tools, "unknown"]:
+        for tool_outcome in tool_outcomes:
+            TOOL_DURATION.labels(tool=tool, outcome=tool_outcome)
+    for backend in llm_backends:
+        BACKEND_ERRORS.labels(kind="llm", backend=backend_label(backend))
+        FALLBACKS.labels(kind="llm", backend=backend_label(backend))
+
+
+class _Merged:
+    """The job processes' values (prometheus-client's multiprocess files) first, then this
+    process's own registry for whatever they lack: the series declared at 0 and livekit's
+    `lk_agents_*` metrics of the main process, which live in its memory, not in files
+    (prometheus-client chose that when it was imported, before livekit set the
+    directory). A series both have is taken once, from the files."""
+
+    def __init__(self, *sources: Any) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        for source in self._sources:
+            for family in source.collect():
+                merged = families.get(family.name)
+                if merged is None:
+                    merged = families[family.name] = Metric(
+                        family.name, family.documentation, family.type, family.unit
+                    )
+                for sample in family.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    # `_created` is when this process made a series: not the series' age
+                    if sample.name.endswith("_created") or key in seen:
+                        continue
+                    seen.add(key)
+                    merged.samples.append(sample)
+        yield from (f for f in families.values() if f.samples)
+
+
+def exposition() -> bytes:
+    """`/metrics`: every process's metrics, and this process's own, in the text format."""
+    sources: list[Any] = []
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        sources.append(multiprocess.MultiProcessCollector(None))  # type: ignore[no-untyped-call]
+    sources.append(REGISTRY)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged(*sources))
+    return generate_latest(registry)
 
 
 def mark_process_dead(directory: str, pid: int) -> None:

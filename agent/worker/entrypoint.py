@@ -29,9 +29,9 @@ from agent.voice.observer import SessionObserver
 from agent.voice.room_events import RoomEvents, room_sender
 from agent.wiring import build_agent, build_llm, build_session
 from agent.worker.observability import (
+    MetricsRoute,
     SessionLoad,
     metrics_dir,
-    metrics_handler,
     observe_session,
     prepare_process,
 )
@@ -136,7 +136,7 @@ def build_server(
     )
 
     # /metrics beside /live, /ready and /worker on WORKER_PORT
-    server.health_routes["/metrics"] = metrics_handler
+    server.health_routes["/metrics"] = MetricsRoute(live.current)
     server.rtc_session(session_entrypoint or entrypoint, agent_name=settings.livekit_agent_name)
     return server
 

@@ -15,16 +15,19 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
-from livekit.agents import AgentServer, AgentSession
-from livekit.agents.telemetry import http_server as telemetry_http
+from livekit.agents import AgentServer, AgentSession, llm
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from agent.config.resolved import Config
 from agent.config.settings import Settings
+from agent.engine.turn_stats import PassKind, ToolOutcome, TurnOutcome
 from agent.engine.turns import TurnEngine
-from agent.ops.metrics import SessionMetrics, mark_process_dead
+from agent.ops.metrics import SessionMetrics, declare_known, exposition, mark_process_dead
 from agent.ops.tracing import configure_tracing, flush_traces, record_turn_spans
+from agent.wiring import build_llm_backends, build_tools
 
 
 class SessionLoad:
@@ -53,10 +56,41 @@ def metrics_dir(settings: Settings) -> str:
     return path
 
 
-async def metrics_handler(request: web.Request) -> web.StreamResponse:
-    """`GET /metrics`: every process's metrics, joined by livekit's own handler (the
-    multiprocess collector over `PROMETHEUS_MULTIPROC_DIR`)."""
-    return await telemetry_http.metrics(request)
+class MetricsRoute:
+    """`GET /metrics`: every job process's metrics (the multiprocess files under
+    `PROMETHEUS_MULTIPROC_DIR`), and the main process's own: livekit's `lk_agents_*` and
+    the series of every label value the configuration makes known, at 0 until they count
+    (declared before the first answer, so that no scrape ever lacks them)."""
+
+    def __init__(self, config: Callable[[], Config]) -> None:
+        self._config = config
+        self._declared = False
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if not self._declared:
+            self._declared = True
+            await declare_configured(self._config())
+        body = await asyncio.to_thread(exposition)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def declare_configured(config: Config) -> None:
+    """The configured LLM backends (by the label their turns are counted under) and tools,
+    with the engine's outcomes and pass kinds, as series at 0."""
+    backends = build_llm_backends(config)
+    try:
+        labels = [b.label for b in backends]
+    finally:
+        for backend in backends:
+            await backend.aclose()
+    tools = llm.ToolContext(build_tools(config)).function_tools
+    declare_known(
+        outcomes=get_args(TurnOutcome),
+        pass_kinds=get_args(PassKind),
+        tool_outcomes=get_args(ToolOutcome),
+        llm_backends=labels,
+        tools=tools,
+    )
 
 
 ShutdownCallback = Callable[[], Coroutine[Any, Any, None]]

@@ -92,7 +92,8 @@ class Raw:
 
 @dataclass(frozen=True)
 class Cut:
-    """Drop the connection mid-response."""
+    """Drop the connection mid-response, once what was written before has gone out (an
+    abort would discard what the transport still buffers: words lost or not by timing)."""
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,7 @@ class ScriptedLLMServer(ThreadedServer):
                 await resp.write(step.data)
             elif isinstance(step, Cut):
                 assert request.transport is not None
-                request.transport.abort()
+                request.transport.close()  # flushes what is buffered, then hangs up
                 return resp
         if reply.done:
             await resp.write(b"data: [DONE]\n\n")

@@ -259,3 +259,37 @@ def test_a_job_process_hears_with_the_stt_in_the_worker_and_no_stt_server(
     heard = str(users[-1]["content"]).lower()
     # what tiny-en makes of espeak-ng's "Tokyo" varies ("to? you know"): the question is heard
     assert "what time is it" in heard, heard
+
+
+def test_metrics_has_every_known_series_at_zero_and_livekits_own_before_any_turn(
+    start_worker: Callable[..., Worker], llm_server: ScriptedLLMServer
+) -> None:
+    worker = start_worker(MAX_SESSIONS="2")
+    # livekit's own: the worker's load, from its status loop (this process's memory)
+
+    def with_livekits() -> dict[str, float] | None:
+        samples = worker.samples()
+        return samples if any(k.startswith("lk_agents_worker_load") for k in samples) else None
+
+    samples = worker.dispatch.wait_for("livekit's metrics on /metrics", with_livekits)
+    assert any(k.startswith("lk_agents_worker_load{") for k in samples), sorted(samples)
+    for outcome in ("answered", "fallback", "apology", "cancelled"):
+        assert samples[f'voice_agent_turns_total{{outcome="{outcome}"}}'] == 0
+    for kind in ("tools", "speak", "speak-plain"):
+        assert samples[f'voice_agent_llm_ttft_seconds_count{{pass_kind="{kind}"}}'] == 0
+    backend = f"openai-compatible:test-model@{llm_server.base_url}"
+    for counter in ("voice_agent_backend_errors_total", "voice_agent_fallbacks_total"):
+        assert samples[f'{counter}{{backend="{backend}",kind="llm"}}'] == 0
+    # BUILTIN_TOOLS=false here: a made-up tool's label is the one tool label known
+    for tool_outcome in ("ok", "error", "timeout", "cancelled"):
+        key = f'voice_agent_tool_duration_seconds_count{{outcome="{tool_outcome}",tool="unknown"}}'
+        assert samples[key] == 0
+    assert samples["voice_agent_active_sessions"] == 0
+    assert not llm_server.requests  # before any turn
+    # a series is exposed once, and without the scraping process's creation time
+    text = worker.get("/metrics")
+    assert "_created" not in text
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == len({line.rsplit(" ", 1)[0] for line in lines})
+    worker.proc.send_signal(signal.SIGTERM)  # no session: it exits at once, children too
+    worker.proc.communicate(timeout=180)

@@ -1,0 +1,111 @@
+"""A tool pass the server fails on the model's own output (llama.cpp's HTTP 500 "does not
+match the expected peg-native format", or the same as an error event mid-stream) ends in
+words: the pass is asked again without tools; if that fails too, the apology. Never
+silence, never the server's message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from livekit.agents import llm
+
+from agent.tools import get_current_time
+from testing.chat_turns import FOLLOW_UP, assert_never_said_or_logged, chat
+from testing.engine import APOLOGY, FALLBACK, make_engine
+from testing.servers.openai_server import (
+    Finish,
+    Raw,
+    Reply,
+    ScriptedLLMServer,
+    Status,
+    Text,
+    text_reply,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+PEG = "The model produced output that does not match the expected peg-native format"
+PEG_500 = Status(500, {"error": {"code": 500, "message": PEG, "type": "server_error"}})
+PEG_EVENT = Raw(f"data: {json.dumps({'error': {'code': 500, 'message': PEG}})}\n\n".encode())
+ANSWER = "It is noon in Tokyo."
+
+REJECTIONS = {
+    "HTTP 500": Reply.of(PEG_500),
+    "error event after words": Reply.of(Text("Let me check. "), PEG_EVENT),
+    "llama.cpp parse failure text": Reply.of(
+        Status(500, "Failed to parse tool call arguments as JSON")
+    ),
+}
+
+
+async def one_turn(server: ScriptedLLMServer) -> tuple[str, str]:
+    engine = make_engine(server)
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Time in Tokyo?")
+    turn = engine.run(ctx, [get_current_time])
+    try:
+        return "".join([t async for t in turn]), turn.stats.outcome
+    finally:
+        await engine.llm.aclose()
+
+
+@pytest.mark.parametrize("rejection", list(REJECTIONS))
+async def test_a_rejected_tool_pass_is_asked_again_without_tools_and_answered(
+    rejection: str, llm_server: ScriptedLLMServer
+) -> None:
+    llm_server.script(REJECTIONS[rejection], text_reply(ANSWER))
+    said, outcome = await one_turn(llm_server)
+    preface = "Let me check. " if "words" in rejection else ""
+    assert said == f"{preface}{ANSWER}"
+    assert outcome == "answered"
+    first, retry = llm_server.requests
+    assert first.tool_names == ["get_current_time"]
+    assert "tools" not in retry.body and "tool_choice" not in retry.body
+    if preface:  # what was said stays in the context, and is not said again
+        assert retry.messages[-1] == {"role": "assistant", "content": preface.strip()}
+    assert PEG not in said and "500" not in said
+
+
+async def test_a_rejected_tool_pass_whose_retry_fails_too_ends_in_the_apology(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    llm_server.script(Reply.of(PEG_500), Reply.of(PEG_500))
+    said, outcome = await one_turn(llm_server)
+    assert said == APOLOGY
+    assert outcome == "apology"
+    assert len(llm_server.requests) == 2
+
+
+async def test_a_rejected_tool_pass_whose_retry_says_nothing_ends_in_the_fallback(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    llm_server.script(Reply.of(PEG_500), Reply.of(Finish("stop")))
+    said, outcome = await one_turn(llm_server)
+    assert said == FALLBACK
+    assert outcome == "fallback"
+
+
+async def test_an_outage_500_in_the_tool_pass_is_not_taken_for_a_rejected_output(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    llm_server.script(Reply.of(Status(500, "CUDA out of memory")), text_reply(ANSWER))
+    said, outcome = await one_turn(llm_server)
+    assert said == APOLOGY and outcome == "apology"
+    assert len(llm_server.requests) == 1
+
+
+def test_through_chat_the_parser_message_is_neither_said_nor_logged(
+    llm_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    secret_echo = "sk-live-SECRET-ECHO"
+    message = f"{PEG}: <tool_call>{secret_echo}</tool_call>"
+    llm_server.script(
+        Reply.of(Status(500, {"error": {"code": 500, "message": message}})),
+        text_reply(ANSWER),
+        text_reply("Nothing more."),
+    )
+    result = chat(llm_server, tmp_path, ["Time in Tokyo?", FOLLOW_UP])
+    assert result.stdout == f"{ANSWER}\nNothing more.\n"
+    assert_never_said_or_logged(result, "peg-native", secret_echo)
