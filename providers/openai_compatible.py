@@ -40,7 +40,7 @@ from .base import (
 from .cooldown import Cooldown
 from .errors import is_outage, to_api_error
 from .presets import PLACEHOLDER_API_KEY, PRESETS, THINKS_IN_TEXT_MODELS, ProviderPreset
-from .reasoning import ReasoningFilter
+from .reasoning import ReasoningFilter, ThoughtHabit
 from .refusals import Refusals
 from .responses import CompletionReader
 from .tool_calls import ToolCallAccumulator
@@ -88,8 +88,9 @@ class ProviderOptions:
     """Let reasoning models think (slower first word). Off: the preset's switch turns it
     off where the server has one; what a model thinks anyway is never spoken."""
     thought_hold_chars: int = 32
-    """Characters held at the start of each reply from a backend not known to think, in
-    case a bare `</think>` closes a thought within them (0: none held)."""
+    """Characters held at the start of a reply from a backend not known to think, in case
+    a bare `</think>` closes a thought within them (0: none held). Held until one reply's
+    start was a reply: then the backend is known to answer plainly."""
 
     @property
     def conn_options(self) -> APIConnectOptions:
@@ -136,10 +137,10 @@ class OpenAICompatibleProvider(llm.LLM):  # type: ignore[type-arg]
         self._schema_cache: dict[tuple[llm.Tool, ...], list[dict[str, Any]]] = {}
         # learnt at run time (see ChatStream._attempt)
         self._refusals = Refusals(thinking_fields=self._thinking_fields())
-        # a backend seen streaming a bare `</think>` thinks in plain text: hold its
-        # responses until the closing tag from then on
-        self._thinks_in_text = (
-            options.thinking
+        # learnt reply by reply: whether its thoughts come in plain text, closed by a bare
+        # `</think>` (then held until the tag), or its replies start plainly (held no more)
+        self._thought_habit = ThoughtHabit(
+            in_text=options.thinking
             or preset.quirks.thinks_in_text
             or any(family in options.model.lower() for family in THINKS_IN_TEXT_MODELS)
         )
@@ -318,10 +319,7 @@ class ChatStream(llm.LLMStream):
         if streamed and provider._preset.quirks.stream_usage:
             request["stream_options"] = {"include_usage": True}
         calls = ToolCallAccumulator()
-        reasoning = ReasoningFilter(
-            hold_for_closing_tag=provider._thinks_in_text,
-            hold_start=provider._opts.thought_hold_chars,
-        )
+        reasoning = provider._thought_habit.reasoning_filter(provider._opts.thought_hold_chars)
         finished, chunk_id = False, ""
         try:
             # LLM_TIMEOUT bounds each read, and also the wait for the first output: SSE
@@ -339,8 +337,7 @@ class ChatStream(llm.LLMStream):
         except Exception:
             self._send(chunk_id, text=reasoning.finish() or None)  # see below
             raise
-        if reasoning.saw_bare_closing_tag:
-            provider._thinks_in_text = True
+        provider._thought_habit.learn(reasoning)
         offered = llm.ToolContext(self._tools).function_tools.keys()
         for call in reasoning.harmony_calls:
             if call.name in offered:

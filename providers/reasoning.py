@@ -11,7 +11,8 @@ Servers carry reasoning four ways, and a thought must never reach speech or hist
   backend the first `hold_start` characters of a reply are held: a closing tag that begins
   within them makes what came before it a thought (never said; the backend is then known
   to think). A longer first thought is still said, its tag never: the hold is what a
-  reply's first word may cost, not a guarantee for every length;
+  reply's first word may cost, not a guarantee for every length. Once a whole held start
+  was a reply, the backend is known to answer plainly and nothing more is held;
 - gpt-oss's harmony channels served without harmony parsing:
   `<|channel|>analysis<|message|>…<|end|><|start|>assistant<|channel|>final<|message|>…`.
   Only the `final` channel is the reply; a `commentary to=functions.NAME` message is a
@@ -28,7 +29,7 @@ from typing import Literal
 
 from .markers import partial_marker_length
 
-__all__ = ["HarmonyCall", "ReasoningFilter"]
+__all__ = ["HarmonyCall", "ReasoningFilter", "ThoughtHabit"]
 
 _THOUGHT_TAGS = (("<think>", "</think>"), ("<thinking>", "</thinking>"))
 _CLOSING_TAGS = tuple(close for _, close in _THOUGHT_TAGS)
@@ -92,6 +93,8 @@ class ReasoningFilter:
         self._thought_seen = False
         self.saw_bare_closing_tag = False
         """A closing tag arrived without its opener: this backend thinks in plain text."""
+        self.held_start_was_reply = False
+        """The whole held start came and held no closing tag: the reply began as a reply."""
         self.harmony_calls: list[HarmonyCall] = []
 
     def push(self, delta: str) -> str:
@@ -207,6 +210,7 @@ class ReasoningFilter:
                 return True
         elif not self._final and (len(buffer) < hold or _tag_may_begin(buffer, hold)):
             return False  # a closing tag may yet begin within the hold
+        self.held_start_was_reply = tag is None and len(buffer) >= hold
         self._mode = "reply"
         return True
 
@@ -286,3 +290,25 @@ def _partial(text: str, markers: tuple[str, ...]) -> int:
     if "<" not in text[-_LONGEST_MARKER:]:
         return 0
     return partial_marker_length(text, markers)
+
+
+@dataclass
+class ThoughtHabit:
+    """What one backend was seen to do with its thoughts, learnt reply by reply."""
+
+    in_text: bool = False
+    """It closes thoughts with a bare `</think>`: each reply is held until the tag."""
+    plain: bool = False
+    """A whole held start was a reply: nothing more is held. A template that opens a
+    thought in the prompt does so every time, so one such reply is enough."""
+
+    def reasoning_filter(self, hold_chars: int) -> ReasoningFilter:
+        return ReasoningFilter(
+            hold_for_closing_tag=self.in_text, hold_start=0 if self.plain else hold_chars
+        )
+
+    def learn(self, seen: ReasoningFilter) -> None:
+        if seen.saw_bare_closing_tag:
+            self.in_text = True
+        elif seen.held_start_was_reply:
+            self.plain = True

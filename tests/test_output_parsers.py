@@ -136,6 +136,8 @@ def test_a_reply_without_thought_is_said_whole_however_it_is_split(
     said, f = held(split(reply, cuts))
     assert said == reply.lstrip()  # a reply's leading whitespace is never said
     assert not f.saw_bare_closing_tag
+    # only a reply that filled the hold shows that this backend answers plainly
+    assert f.held_start_was_reply == (len(reply.lstrip()) >= HOLD)
 
 
 @given(st.lists(st.integers(min_value=0), max_size=12))

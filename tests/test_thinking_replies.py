@@ -4,6 +4,7 @@ cut off by the wait for the first output."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from livekit.agents import llm
 from agent.engine.turns import TurnEngine, TurnOptions
 from providers import OpenAICompatibleProvider, ProviderOptions
 from testing.engine import APOLOGY, FALLBACK
-from testing.servers.openai_server import Finish, Reasoning, Reply, ScriptedLLMServer, Text
+from testing.servers.openai_server import Finish, Hang, Reasoning, Reply, ScriptedLLMServer, Text
 
 ANSWER = " ".join(f"word{i}" for i in range(30)) + "."
 
@@ -89,4 +90,29 @@ async def test_a_bare_closing_tag_from_a_model_of_any_name_is_never_said_the_fir
         said = "".join([t async for t in engine.run(ctx)])
         assert said.strip() == expected
         assert "SECRET-THOUGHT" not in said and "think>" not in said
+    await provider.aclose()
+
+
+async def test_once_a_reply_began_as_a_reply_later_replies_are_not_held(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    """The hold costs the first reply only: a backend whose whole held start was a reply
+    answers plainly, and its next reply's first words go out before the reply ends."""
+    first = "It is four, as it always was and always will be."
+    llm_server.script(
+        Reply.of(Text(first), Finish()),
+        Reply.of(Text("Yes."), Hang()),
+    )
+    provider = OpenAICompatibleProvider(
+        options=ProviderOptions(model="test-model", base_url=llm_server.base_url, max_retries=0)
+    )
+    engine = TurnEngine(provider, TurnOptions(apology=APOLOGY, fallback_reply=FALLBACK))
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Two plus two?")
+    assert "".join([t async for t in engine.run(ctx)]).strip() == first
+    # "Yes." is shorter than the hold and the stream never ends: only an unheld start
+    # lets it out
+    turn = aiter(engine.run(ctx))
+    assert (await asyncio.wait_for(anext(turn), timeout=30)).strip() == "Yes."
+    await turn.aclose()  # type: ignore[attr-defined]
     await provider.aclose()

@@ -173,9 +173,10 @@ class LLMSettings(_Group):
     templates on vLLM, llama.cpp, SGLang) thinking is turned off, as it delays the first
     word by seconds. Reasoning is never spoken either way."""
     llm_thought_hold: Annotated[int, Field(ge=0, le=2000)] = 32
-    """Characters held back at the start of each reply from a model not known to think:
-    a bare `</think>` within them makes what came before it a thought, never spoken. It
-    costs about that many characters of generation in time to first word; 0: none held."""
+    """Characters held back at the start of a reply from a model not known to think: a
+    bare `</think>` within them makes what came before it a thought, never spoken. Only
+    until one reply of the session filled them without a tag: it costs that first reply
+    about that many characters of generation in time to first word; 0: none held."""
 
 
 class AgentSettings(_Group):
