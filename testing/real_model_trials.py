@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 from livekit.agents import llm
@@ -43,6 +44,8 @@ QUESTIONS = (
 )
 
 CLOCK = "get_current_time"
+MAX_CHARS = 400
+"""Content past this without a call is taken as the model's answer (a call comes first)."""
 
 
 async def calls_the_clock(base_url: str, instructions: str, question: str) -> bool:
@@ -51,17 +54,24 @@ async def calls_the_clock(base_url: str, instructions: str, question: str) -> bo
     ctx.add_message(role="system", content=instructions)
     ctx.add_message(role="user", content=question)
     client = make_llm(base_url, timeout=300)
-    called, text = False, ""
+    text = ""
     try:
         async with client.chat(chat_ctx=ctx, tools=[get_current_time]) as stream:
             async for chunk in stream:
                 if chunk.delta is None:
                     continue
-                called |= any(c.name == CLOCK for c in chunk.delta.tool_calls)
                 text += chunk.delta.content or ""
+                if any(c.name == CLOCK for c in chunk.delta.tool_calls) or _written_call(text):
+                    return True
+                if len(text) > MAX_CHARS:  # an answer, not a call: no need to hear it out
+                    return False
     finally:
         await client.aclose()
-    return called or any(c.name == CLOCK for c in parse_text_tool_calls(text, {CLOCK}))
+    return False
+
+
+def _written_call(text: str) -> bool:
+    return any(c.name == CLOCK for c in parse_text_tool_calls(text, {CLOCK}))
 
 
 async def main() -> None:
@@ -70,7 +80,12 @@ async def main() -> None:
     for template_name, template in templates.items():
         with LlamaServer(model_path(), chat_template=template) as server:
             for variant, instructions in variants.items():
-                calls = [await calls_the_clock(server.base_url, instructions, q) for q in QUESTIONS]
+                calls = []
+                for question in QUESTIONS:
+                    started = time.monotonic()
+                    calls.append(await calls_the_clock(server.base_url, instructions, question))
+                    took = time.monotonic() - started
+                    print(f"  {calls[-1]!s:5} {took:5.1f} s  {question}", flush=True)
                 print(
                     f"template={template_name} instructions={variant}: "
                     f"{sum(calls)}/{len(calls)} called the clock "
