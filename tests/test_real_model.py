@@ -253,6 +253,14 @@ THINK_FIRST = (
 )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine gap: after its thought (never said) the model writes a call to a tool not "
+    'offered with the doubled braces of its own template, {{"name": "is_prime", ...}}}; the '
+    "speech filter releases the first '{' (only the second opens the withheld JSON), and the "
+    "speaking pass, which then sees '{' as already said, continues the call as text without "
+    'a brace: \'{ "name": "is_prime", "arguments": {"number": 17} }\' is spoken',
+)
 @pytest.mark.timeout(TIMEOUT)
 async def test_thinking_when_asked_to_think_is_never_said(request: pytest.FixtureRequest) -> None:
     said, _ = await speak(
