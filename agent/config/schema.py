@@ -184,7 +184,8 @@ class AgentSettings(_Group):
 
     agent_instructions: OptionalText = None
     """The system prompt (unset: a short prompt asking for brief spoken replies without
-    markdown)."""
+    markdown, and for a tool call, not a guess, whenever the answer depends on the time,
+    live data or an action)."""
     agent_instructions_file: ReadableFile = None
     """A text file holding the system prompt; wins over `AGENT_INSTRUCTIONS`."""
     agent_apology: NonBlank = "Sorry, I'm having trouble answering right now. Please try again."

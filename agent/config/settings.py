@@ -49,8 +49,12 @@ __all__ = [
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant. Your replies are spoken aloud, so keep them short "
-    "and conversational, without lists, markdown, emojis or code."
+    "and conversational, without lists, markdown, emojis or code. For anything that depends "
+    "on the current time or date, live data, or an action, call one of your tools and answer "
+    "from its result; never guess. If no tool can do it, say so."
 )
+"""The system prompt when none is configured. Its tool sentences are measured: without
+them a small model guessed the time instead of calling the clock (docs/real-model.md)."""
 
 
 MODEL_MIN_SILENCE = 0.25
