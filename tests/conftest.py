@@ -62,6 +62,8 @@ def shared_group(module: str) -> str | None:
         if module.startswith(folder):
             return group
     source = (ROOT / module).read_text()
+    if marked := re.search(r"""xdist_group\(["'](\w+)["']\)""", source):
+        return marked.group(1)  # the module's own `pytestmark`
     for fixture, group in SHARED_BY_FIXTURE.items():
         if re.search(rf"\b{fixture}\b", source):
             return group
