@@ -80,6 +80,8 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         self.whole_turn = whole_turn
         self.turn_gap = turn_gap
         self.turn_heard: str | None = None
+        self.turn_given = ""
+        """With `whole_turn`: the words of the current turn given so far."""
         """With `whole_turn`: the current turn's last pass (None: it did not hear all of it)."""
         self._turn_streams: list[WholeTurnStream] = []
         self._stt.on("metrics_collected", self._forward_metrics)
@@ -123,11 +125,12 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         """The turn is committed with the words `committed`: with `whole_turn`, the last
         pass over the whole turn when livekit committed what was given and that pass heard
         it otherwise (None: keep `committed`). The next speech starts a new turn."""
-        heard, self.turn_heard = self.turn_heard, None
-        given = [s.close_turn() for s in self._turn_streams]
-        if heard is None or not any(same_words(g, committed) for g in given):
+        heard, given, self.turn_heard, self.turn_given = self.turn_heard, self.turn_given, None, ""
+        for stream in self._turn_streams:
+            stream.close_turn()
+        if heard is None or not same_words(given, committed) or same_words(heard, committed):
             return None
-        return None if same_words(heard, committed) else heard
+        return heard
 
     @property
     def wrapped_stt(self) -> stt.STT[Any]:

@@ -48,6 +48,7 @@ class TurnOwner(Protocol):
     turn_gap: float
     turn_audio: TurnAudio | None
     turn_heard: str | None
+    turn_given: str
 
     @property
     def wrapped_stt(self) -> stt.STT[Any]: ...
@@ -139,11 +140,10 @@ class WholeTurnStream(stt.RecognizeStream):
         async for _ in event_aiter:  # metrics come from the wrapped STT's requests
             pass
 
-    def close_turn(self) -> str:
-        """The turn was committed: returns what its last pass heard, and starts a new one."""
+    def close_turn(self) -> None:
+        """The turn was committed: the next speech starts a new one."""
         self._turn.close()
-        given, self._given = self._given, ""
-        return given
+        self._given = ""
 
     def _send(self) -> asyncio.Task[stt.SpeechEvent]:
         return asyncio.create_task(
@@ -185,7 +185,7 @@ class WholeTurnStream(stt.RecognizeStream):
                     if ev.type == VADEventType.START_OF_SPEECH and not in_speech:
                         owner.hold()  # released once this pause's transcript is out
                         if self._turn.opened:
-                            self._given = ""
+                            self._given = owner.turn_given = ""
                         self._event_ch.send_nowait(
                             stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH)
                         )
@@ -222,7 +222,7 @@ class WholeTurnStream(stt.RecognizeStream):
                     text = words_after(self._given, heard) if self._given else heard
                     owner.turn_heard = heard if self._turn.whole else None
                     if text:
-                        self._given = f"{self._given} {text}".strip()
+                        self._given = owner.turn_given = f"{self._given} {text}".strip()
                         self._event_ch.send_nowait(
                             stt.SpeechEvent(
                                 stt.SpeechEventType.FINAL_TRANSCRIPT,
