@@ -12,7 +12,8 @@ that cut it), so nothing is lost or said twice.
 Each segment is sent as soon as the VAD reports the pause, while the user may still go on;
 requests overlap, transcripts come out in the order the segments were spoken, and livekit
 joins them into the turn's transcript (one final transcript per segment, as a streaming STT
-sends them).
+sends them). An STT in the worker (Moonshine) gets the whole turn so far at each pause
+instead (`whole_turn`, agent/voice/whole_turn.py).
 """
 
 from __future__ import annotations

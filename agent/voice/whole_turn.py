@@ -78,6 +78,8 @@ class TurnBuffer:
     """Whether `frames` start with the turn (False once a long turn started over)."""
     opened: bool = False
     """The last START_OF_SPEECH fed opened a new turn."""
+    since_start: float = 0.0
+    """Seconds of audio since the latest stretch of speech began (with its lead-in)."""
 
     def feed(self, ev: VADEvent) -> None:
         if ev.type == VADEventType.INFERENCE_DONE:
@@ -85,6 +87,7 @@ class TurnBuffer:
             self.frames.extend(fed)
             added = sum(f.duration for f in fed)
             self.held += added
+            self.since_start += added
             if not self.in_speech:
                 self.silence += added
             if not self.open:
@@ -99,13 +102,17 @@ class TurnBuffer:
                 self.whole = True
             self.open = self.in_speech = True
             self.silence = 0.0
+            self.since_start = PRE_SPEECH_SECONDS + ev.speech_duration
         elif ev.type == VADEventType.END_OF_SPEECH:
             self.in_speech = False
 
     def close(self) -> None:
         """The turn was committed: the next speech opens a new one (speech already under
-        way when it was is kept: it belongs to the next)."""
-        if not self.in_speech:
+        way when it was opens it now)."""
+        if self.in_speech:
+            self._keep_last(self.since_start)
+            self.whole = True
+        else:
             self.open = False
             self._keep_last(PRE_SPEECH_SECONDS)
 

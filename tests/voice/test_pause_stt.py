@@ -17,10 +17,12 @@ import pytest
 from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
 from livekit.agents.language import LanguageCode
+from livekit.agents.vad import VADEvent, VADEventType
 
 from agent.config.settings import MODEL_MIN_SILENCE
 from agent.voice.pause_stt import PauseTranscriber, segmenter_for
 from agent.voice.stitching import word_distance
+from agent.voice.whole_turn import TurnBuffer
 from providers import STTOptions, build_stt
 from testing.audio_io import PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav, wav_frames
 from testing.servers.whisper_server import WhisperServer
@@ -301,3 +303,43 @@ def _speech_end(frames: list[rtc.AudioFrame]) -> float:
         if np.abs(np.frombuffer(bytes(f.data), np.int16)).max() > 300
     ]
     return sum(f.duration for f in frames[: loud[-1] + 1])
+
+
+def _vad_event(kind: VADEventType, seconds: float = 0) -> VADEvent:
+    half = SAMPLE_RATE // 2
+    frame = rtc.AudioFrame(
+        b"\x01\x00" * half, sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=half
+    )
+    return VADEvent(
+        type=kind,
+        samples_index=0,
+        timestamp=0.0,
+        speech_duration=0.0,
+        silence_duration=0.0,
+        frames=[frame] * int(seconds * 2),
+    )
+
+
+def test_a_turn_committed_while_the_user_speaks_again_keeps_only_the_new_speech() -> None:
+    turn = TurnBuffer(turn_gap=3.0)
+    for ev in (
+        _vad_event(VADEventType.INFERENCE_DONE, 2),  # silence: half a second of it is kept
+        _vad_event(VADEventType.START_OF_SPEECH),
+        _vad_event(VADEventType.INFERENCE_DONE, 2),
+        _vad_event(VADEventType.END_OF_SPEECH),
+        _vad_event(VADEventType.INFERENCE_DONE, 1),  # a pause within the turn
+        _vad_event(VADEventType.START_OF_SPEECH),
+    ):
+        turn.feed(ev)
+    assert not turn.opened  # the pause did not start a new turn
+    turn.feed(_vad_event(VADEventType.INFERENCE_DONE, 1))
+    assert turn.audio().duration == 4.5
+    # livekit committed the words before the pause while these were being said: they open
+    # the next turn, which does not hear the committed ones again
+    turn.close()
+    assert turn.audio().duration == 1.5
+    turn.feed(_vad_event(VADEventType.END_OF_SPEECH))
+    turn.close()
+    assert turn.audio().duration == 0.5
+    turn.feed(_vad_event(VADEventType.START_OF_SPEECH))
+    assert turn.opened
