@@ -26,6 +26,7 @@ from agent.voice.whole_turn import TurnBuffer
 from providers import STTOptions, build_stt
 from testing.audio_io import PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav, wav_frames
 from testing.servers.whisper_server import WhisperServer
+from testing.stt_doubles import TurnSTT, speech_end
 
 pytestmark = pytest.mark.timeout(300)
 # Whisper on a busy CPU can take seconds per request: wait rather than retry
@@ -196,32 +197,6 @@ async def test_speech_without_a_pause_goes_to_the_stt_in_bounded_pieces(tmp_path
 # --- an STT in the worker hears the whole turn again at each pause -----------------------
 
 
-class TurnSTT(stt.STT[Literal["never"]]):
-    """Answers with `short` for audio under `cut` seconds and `long` beyond (the text
-    `long` stands for the whole turn, `short` for its words before the pause); remembers
-    how long each request's audio was."""
-
-    def __init__(self, *, cut: float, short: str, long: str) -> None:
-        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
-        self.cut, self.short, self.long = cut, short, long
-        self.seconds: list[float] = []
-
-    async def _recognize_impl(
-        self,
-        buffer: utils.AudioBuffer,
-        *,
-        language: Any = None,
-        conn_options: APIConnectOptions = PATIENT,
-    ) -> stt.SpeechEvent:
-        seconds = utils.merge_frames(buffer).duration
-        self.seconds.append(seconds)
-        text = self.short if seconds < self.cut else self.long
-        return stt.SpeechEvent(
-            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-            alternatives=[stt.SpeechData(language=LanguageCode("en"), text=text)],
-        )
-
-
 async def _whole_turn(
     engine: stt.STT[Any], frames: list[rtc.AudioFrame]
 ) -> tuple[PauseTranscriber, list[str]]:
@@ -249,7 +224,7 @@ async def _whole_turn(
 async def test_in_the_worker_each_pause_sends_the_turn_from_its_start(tmp_path: Path) -> None:
     question = 'What is the capital of <break time="600ms"/> Australia?'
     frames = wav_frames(espeak_to_wav(question, tmp_path / "q.wav"))
-    end = _speech_end(frames)
+    end = speech_end(frames)
     engine = TurnSTT(cut=end - 0.5, short="What is the capital of", long=plain(question))
     owner, finals = await _whole_turn(engine, frames)
     # one request at the pause, one at the end (and perhaps one dropped: the user went on)
@@ -269,7 +244,7 @@ async def test_the_last_pass_over_the_whole_turn_replaces_the_pieces_given(
     frames = wav_frames(espeak_to_wav(question, tmp_path / "q.wav"))
     # cut off at the pause, the model heard "of" as "on"; the whole turn it hears right
     engine = TurnSTT(
-        cut=_speech_end(frames) - 0.5, short="What is the capital on?", long=plain(question)
+        cut=speech_end(frames) - 0.5, short="What is the capital on?", long=plain(question)
     )
     owner, finals = await _whole_turn(engine, frames)
     assert finals == ["What is the capital on?", "Australia?"]
@@ -283,7 +258,7 @@ async def test_a_turn_committed_on_other_words_keeps_them(tmp_path: Path) -> Non
     question = 'What is the capital of <break time="600ms"/> Australia?'
     frames = wav_frames(espeak_to_wav(question, tmp_path / "q.wav"))
     engine = TurnSTT(
-        cut=_speech_end(frames) - 0.5, short="What is the capital on?", long=plain(question)
+        cut=speech_end(frames) - 0.5, short="What is the capital on?", long=plain(question)
     )
     owner, _ = await _whole_turn(engine, frames)
     # livekit committed only the words before the pause (the turn ended there): the pass
@@ -293,16 +268,6 @@ async def test_a_turn_committed_on_other_words_keeps_them(tmp_path: Path) -> Non
 
 def plain(ssml: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", ssml)).strip()
-
-
-def _speech_end(frames: list[rtc.AudioFrame]) -> float:
-    """Seconds from the start to the end of the last frame with speech in it."""
-    loud = [
-        i
-        for i, f in enumerate(frames)
-        if np.abs(np.frombuffer(bytes(f.data), np.int16)).max() > 300
-    ]
-    return sum(f.duration for f in frames[: loud[-1] + 1])
 
 
 def _vad_event(kind: VADEventType, seconds: float = 0) -> VADEvent:
