@@ -31,12 +31,17 @@ from livekit.agents import stt, utils
 from livekit.agents.vad import VAD, VADEvent, VADEventType
 
 from agent.voice.stitching import words_after
+from agent.voice.transcript_ends import transcript_is_open
 from agent.voice.turn_audio import TurnAudio
 
 EARLY_SILENCE = 0.06
 """Silence after which the turn so far goes to the STT, before the VAD's window closes."""
 PRE_SPEECH_SECONDS = 0.5
 """Audio kept before the turn's first speech (silero reports speech 120-230 ms late)."""
+HOLD_SECONDS = 1.0
+"""How long words that cannot end a turn ("What is the capital of") wait for more speech
+before they are given (livekit then waits out the maximum endpointing delay, counted from
+the end of speech, as it would have)."""
 MAX_TURN_SECONDS = 20.0
 """A longer turn starts over from its latest stretch (a TV talking without a pause)."""
 
@@ -141,6 +146,9 @@ class WholeTurnStream(stt.RecognizeStream):
         self._turn = TurnBuffer(turn_gap=owner.turn_gap)
         self._given = ""
         """The words of the current turn emitted so far."""
+        self._held: asyncio.TimerHandle | None = None
+        self._held_final: stt.SpeechEvent | None = None
+        """Words that cannot end a turn, given if no speech follows (`HOLD_SECONDS`)."""
         owner.attach_turn(self)
 
     async def _metrics_monitor_task(self, event_aiter: Any) -> None:
@@ -151,6 +159,22 @@ class WholeTurnStream(stt.RecognizeStream):
         """The turn was committed: the next speech starts a new one."""
         self._turn.close()
         self._given = ""
+
+    def _hold_back(self, final: stt.SpeechEvent) -> None:
+        self._held_final = final
+        self._held = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._give, final)
+
+    def _give(self, final: stt.SpeechEvent) -> None:
+        self._held, self._held_final = None, None
+        text = final.alternatives[0].text
+        self._given = self._owner.turn_given = f"{self._given} {text}".strip()
+        self._event_ch.send_nowait(final)
+        self._owner.transcript_out()
+
+    def _cancel_held(self) -> None:
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
 
     def _send(self) -> asyncio.Task[stt.SpeechEvent]:
         return asyncio.create_task(
@@ -190,6 +214,7 @@ class WholeTurnStream(stt.RecognizeStream):
                     in_speech = self._turn.in_speech
                     self._turn.feed(ev)
                     if ev.type == VADEventType.START_OF_SPEECH and not in_speech:
+                        self._cancel_held()  # the next pass will have them, or re-hold them
                         owner.hold()  # released once this pause's transcript is out
                         if self._turn.opened:
                             self._given = owner.turn_given = ""
@@ -224,20 +249,29 @@ class WholeTurnStream(stt.RecognizeStream):
                     alt = ev.alternatives[0] if ev.alternatives else None
                     heard = (alt.text if alt else "").strip()
                     if alt is None or not heard:
-                        continue  # a cough: nothing to add
+                        if self._held_final is not None:  # a cough: still waiting for more
+                            self._hold_back(self._held_final)
+                        continue
                     # livekit appends: give only what this pass adds to what was given
                     text = words_after(self._given, heard) if self._given else heard
                     owner.turn_heard = heard if self._turn.whole else None
-                    if text:
-                        self._given = owner.turn_given = f"{self._given} {text}".strip()
-                        self._event_ch.send_nowait(
-                            stt.SpeechEvent(
-                                stt.SpeechEventType.FINAL_TRANSCRIPT,
-                                alternatives=[replace(alt, text=text)],
-                                speech_end_time=ev.speech_end_time or ended_at,
-                            )
-                        )
-                        owner.transcript_out()
+                    self._cancel_held()
+                    self._held_final = None  # this pass has its words too
+                    if not text:
+                        continue
+                    final = stt.SpeechEvent(
+                        stt.SpeechEventType.FINAL_TRANSCRIPT,
+                        alternatives=[replace(alt, text=text)],
+                        speech_end_time=ev.speech_end_time or ended_at,
+                    )
+                    if transcript_is_open(heard):
+                        # cannot end the turn: held back, so that the next pass gives the
+                        # whole turn at once; given if the user says no more
+                        interim = replace(final, type=stt.SpeechEventType.INTERIM_TRANSCRIPT)
+                        self._event_ch.send_nowait(interim)
+                        self._hold_back(final)
+                    else:
+                        self._give(final)
                 finally:
                     owner.release()
 
@@ -249,6 +283,7 @@ class WholeTurnStream(stt.RecognizeStream):
         try:
             await asyncio.gather(*tasks)
         finally:
+            self._cancel_held()
             await utils.aio.cancel_and_wait(*tasks)
             owner.detach_turn(self)
             if self._turn.in_speech:

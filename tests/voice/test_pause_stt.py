@@ -232,9 +232,33 @@ async def test_in_the_worker_each_pause_sends_the_turn_from_its_start(tmp_path: 
     # every request starts where the turn starts: the last one holds all of its speech
     assert engine.seconds == sorted(engine.seconds)
     assert engine.seconds[-1] >= end, (engine.seconds, end)
-    # livekit appends: the pause gives its words, the end only the words after them
-    assert finals == ["What is the capital of", "Australia?"]
+    # words that cannot end a turn are held back: the end gives the whole turn at once
+    assert finals == ["What is the capital of Australia?"]
     assert not await asyncio.wait_for(owner.settled(), 5)
+
+
+async def test_held_back_words_are_given_when_the_user_says_no_more(tmp_path: Path) -> None:
+    from livekit.plugins import silero
+
+    frames = wav_frames(espeak_to_wav("What is the capital of", tmp_path / "q.wav"))
+    engine = TurnSTT(cut=0.0, short="", long="What is the capital of")
+    owner = PauseTranscriber(
+        stt_engine=engine, vad=silero.VAD.load(min_silence_duration=0.2), whole_turn=True
+    )
+    stream = owner.stream(conn_options=PATIENT)
+    for frame in frames:
+        stream.push_frame(frame)
+    kinds = []
+    async with asyncio.timeout(30):  # the input stays open: the user is silent, not gone
+        async for ev in stream:
+            kinds.append(ev.type)
+            if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+                assert ev.alternatives[0].text == "What is the capital of"
+                break
+    # shown as it was heard, given once no speech followed (livekit then waits its longest)
+    assert stt.SpeechEventType.INTERIM_TRANSCRIPT in kinds
+    stream.end_input()
+    await stream.aclose()
 
 
 async def test_the_last_pass_over_the_whole_turn_replaces_the_pieces_given(
@@ -242,12 +266,12 @@ async def test_the_last_pass_over_the_whole_turn_replaces_the_pieces_given(
 ) -> None:
     question = 'What is the capital of <break time="600ms"/> Australia?'
     frames = wav_frames(espeak_to_wav(question, tmp_path / "q.wav"))
-    # cut off at the pause, the model heard "of" as "on"; the whole turn it hears right
-    engine = TurnSTT(
-        cut=speech_end(frames) - 0.5, short="What is the capital on?", long=plain(question)
-    )
+    # cut off at the pause, the model heard a whole (wrong) question; the whole turn it
+    # hears right
+    short = "What is the cap it all?"
+    engine = TurnSTT(cut=speech_end(frames) - 0.5, short=short, long=plain(question))
     owner, finals = await _whole_turn(engine, frames)
-    assert finals == ["What is the capital on?", "Australia?"]
+    assert finals[0] == short and len(finals) == 2, finals
     committed = " ".join(finals)
     assert owner.take_turn_transcript(committed) == "What is the capital of Australia?"
     # once: the next speech is a new turn
@@ -258,12 +282,12 @@ async def test_a_turn_committed_on_other_words_keeps_them(tmp_path: Path) -> Non
     question = 'What is the capital of <break time="600ms"/> Australia?'
     frames = wav_frames(espeak_to_wav(question, tmp_path / "q.wav"))
     engine = TurnSTT(
-        cut=speech_end(frames) - 0.5, short="What is the capital on?", long=plain(question)
+        cut=speech_end(frames) - 0.5, short="What is the cap it all?", long=plain(question)
     )
     owner, _ = await _whole_turn(engine, frames)
     # livekit committed only the words before the pause (the turn ended there): the pass
     # over the whole turn is not what was committed, and must not stand in for it
-    assert owner.take_turn_transcript("What is the capital on?") is None
+    assert owner.take_turn_transcript("What is the cap it all?") is None
 
 
 def plain(ssml: str) -> str:
