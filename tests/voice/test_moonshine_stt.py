@@ -110,7 +110,7 @@ async def test_at_each_pause_the_whole_turn_is_heard_again(
 
     # the window TURN_DETECTION=transcript (the default) runs with
     vad = silero.VAD.load(min_silence_duration=TRANSCRIPT_SILENCE)
-    errors = given_errors = words = passes = 0
+    errors = given_errors = words = passes = off = 0
     report: list[str] = []
     for i, question in enumerate(PAUSED_QUESTIONS):
         frames = _frames(espeak_to_wav(question, tmp_path / f"q{i}.wav"))
@@ -133,12 +133,15 @@ async def test_at_each_pause_the_whole_turn_is_heard_again(
         given_errors += word_distance(said, _words(" ".join(given)))
         words += len(said)
         passes += len(sent) > 1
-        # the last pass heard the whole turn, not the words after the pause alone
-        assert abs(len(_words(heard)) - len(said)) <= 2, (question, given, heard)
+        # the last pass heard the whole turn, not the words after the pause alone (about
+        # half of them); the model adds or drops a word or three of its own
+        assert len(_words(heard)) > len(said) * 0.6, (question, given, heard)
+        off += abs(len(_words(heard)) - len(said))
         report.append(f"{plain_text(question)!r}: {given!r} -> {heard!r}")
     detail = "\n".join(report)
     # most questions really were heard at their pause too, or this would prove nothing
     assert passes >= len(PAUSED_QUESTIONS) - 1, detail
+    assert off <= 2 * len(PAUSED_QUESTIONS), detail
     # the model's accuracy on espeak-ng speech (docs/speech.md): one pass over the turn
     # does better than the segments alone did (0.37); the pieces given at the pauses are
     # no better than the last pass
