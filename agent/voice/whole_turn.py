@@ -160,6 +160,33 @@ class WholeTurnStream(stt.RecognizeStream):
         self._turn.close()
         self._given = ""
 
+    def _on_pass(self, ev: stt.SpeechEvent, ended_at: float) -> None:
+        alt = ev.alternatives[0] if ev.alternatives else None
+        heard = (alt.text if alt else "").strip()
+        if alt is None or not heard:
+            if self._held_final is not None:  # a cough: still waiting for more
+                self._hold_back(self._held_final)
+            return
+        # livekit appends: give only what this pass adds to what was given
+        text = words_after(self._given, heard) if self._given else heard
+        self._owner.turn_heard = heard if self._turn.whole else None
+        self._cancel_held()
+        self._held_final = None  # this pass has its words too
+        if not text:
+            return
+        final = stt.SpeechEvent(
+            stt.SpeechEventType.FINAL_TRANSCRIPT,
+            alternatives=[replace(alt, text=text)],
+            speech_end_time=ev.speech_end_time or ended_at,
+        )
+        if transcript_is_open(heard):
+            # cannot end the turn: held back, so that the next pass gives the whole turn at
+            # once; given if the user says no more
+            self._event_ch.send_nowait(replace(final, type=stt.SpeechEventType.INTERIM_TRANSCRIPT))
+            self._hold_back(final)
+        else:
+            self._give(final)
+
     def _hold_back(self, final: stt.SpeechEvent) -> None:
         self._held_final = final
         self._held = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._give, final)
@@ -245,33 +272,7 @@ class WholeTurnStream(stt.RecognizeStream):
             while (item := await pending.get()) is not None:
                 request, ended_at = item
                 try:
-                    ev = await request
-                    alt = ev.alternatives[0] if ev.alternatives else None
-                    heard = (alt.text if alt else "").strip()
-                    if alt is None or not heard:
-                        if self._held_final is not None:  # a cough: still waiting for more
-                            self._hold_back(self._held_final)
-                        continue
-                    # livekit appends: give only what this pass adds to what was given
-                    text = words_after(self._given, heard) if self._given else heard
-                    owner.turn_heard = heard if self._turn.whole else None
-                    self._cancel_held()
-                    self._held_final = None  # this pass has its words too
-                    if not text:
-                        continue
-                    final = stt.SpeechEvent(
-                        stt.SpeechEventType.FINAL_TRANSCRIPT,
-                        alternatives=[replace(alt, text=text)],
-                        speech_end_time=ev.speech_end_time or ended_at,
-                    )
-                    if transcript_is_open(heard):
-                        # cannot end the turn: held back, so that the next pass gives the
-                        # whole turn at once; given if the user says no more
-                        interim = replace(final, type=stt.SpeechEventType.INTERIM_TRANSCRIPT)
-                        self._event_ch.send_nowait(interim)
-                        self._hold_back(final)
-                    else:
-                        self._give(final)
+                    self._on_pass(await request, ended_at)
                 finally:
                     owner.release()
 
