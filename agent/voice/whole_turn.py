@@ -162,7 +162,9 @@ class WholeTurnStream(stt.RecognizeStream):
 
     def _on_pass(self, ev: stt.SpeechEvent, ended_at: float) -> None:
         alt = ev.alternatives[0] if ev.alternatives else None
-        heard = (alt.text if alt else "").strip()
+        # Moonshine ends a clip with a comma whether or not the speech was cut off there: not
+        # the mark of speech cut off that Whisper's is ("Moon from the earth,")
+        heard = (alt.text if alt else "").strip().rstrip(",").rstrip()
         if alt is None or not heard:
             if self._held_final is not None:  # a cough: still waiting for more
                 self._hold_back(self._held_final)
@@ -188,8 +190,10 @@ class WholeTurnStream(stt.RecognizeStream):
             self._give(final)
 
     def _hold_back(self, final: stt.SpeechEvent) -> None:
+        """Holds `final` back; the wait for more speech starts once the user is silent."""
         self._held_final = final
-        self._held = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._give, final)
+        if not self._turn.in_speech:
+            self._held = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._give, final)
 
     def _give(self, final: stt.SpeechEvent) -> None:
         self._held, self._held_final = None, None

@@ -237,6 +237,16 @@ async def test_in_the_worker_each_pause_sends_the_turn_from_its_start(tmp_path: 
     assert not await asyncio.wait_for(owner.settled(), 5)
 
 
+async def test_a_comma_at_the_end_of_a_pass_is_not_taken_for_speech_cut_off(
+    tmp_path: Path,
+) -> None:
+    # Moonshine ends a clip with a comma whatever the speech did: read as cut off, the turn
+    # would wait out the longest endpointing delay
+    frames = wav_frames(espeak_to_wav("Moon from the earth.", tmp_path / "q.wav"))
+    _, finals = await _whole_turn(TurnSTT(cut=0.0, short="", long="Moon from the earth,"), frames)
+    assert finals == ["Moon from the earth"]
+
+
 async def test_held_back_words_are_given_when_the_user_says_no_more(tmp_path: Path) -> None:
     from livekit.plugins import silero
 
