@@ -185,10 +185,16 @@ def build_session(
         else None
     )
     # a server's Whisper hears a segment better behind the one before it; Moonshine in the
-    # worker hears that context differently each time, and would repeat it
+    # worker is fast enough to hear the whole turn again at each pause
     server_first = isinstance(backends.stt_backends[0].options, STTOptions)
     stt_in_pauses = listen_on_pauses(
-        stt_chain, vad, enabled=settings.stt_on_pause, turn_audio=turn_audio, stitch=server_first
+        stt_chain,
+        vad,
+        enabled=settings.stt_on_pause,
+        turn_audio=turn_audio,
+        stitch=server_first,
+        whole_turn=not server_first,
+        turn_gap=settings.endpointing_max_delay,
     )
     return AgentSession(
         vad=vad,

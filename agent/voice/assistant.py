@@ -8,6 +8,7 @@ from livekit.agents import Agent, ModelSettings, llm
 
 from agent.engine.history import HistoryLimits, bound_history, remove_filler
 from agent.engine.turns import Turn, TurnEngine
+from agent.voice.pause_stt import PauseTranscriber
 from agent.voice.preemptive import current_speech
 
 
@@ -30,6 +31,17 @@ class Assistant(Agent):
     @property
     def engine(self) -> TurnEngine:
         return self._engine
+
+    async def on_user_turn_completed(
+        self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage
+    ) -> None:
+        # an STT in the worker heard the whole turn again at its last pause: that one pass
+        # is the user's words, not the pieces given pause by pause (agent/voice/whole_turn.py)
+        stt_engine = self.session.stt
+        if isinstance(stt_engine, PauseTranscriber):
+            heard = stt_engine.take_turn_transcript(new_message.text_content or "")
+            if heard is not None:
+                new_message.content = [heard]
 
     async def llm_node(
         self,

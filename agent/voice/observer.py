@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from livekit.agents import AgentSession, llm
+from livekit.agents import AgentSession, llm, stt
 from livekit.agents.voice import (
     CloseEvent,
     ConversationItemAddedEvent,
@@ -19,7 +19,7 @@ from livekit.agents.voice import (
 
 from agent.engine.turn_stats import ms
 from agent.ops.logging import get_logger
-from agent.voice.pause_stt import PauseTimings
+from agent.voice.pause_stt import PauseTranscriber
 
 log = get_logger("agent.worker")
 
@@ -104,3 +104,21 @@ class SessionObserver:
 
     def _on_close(self, ev: CloseEvent) -> None:
         log.info("session closed", reason=str(ev.reason))
+
+
+class PauseTimings:
+    """For the per-turn latency log: how long after the VAD's end of speech the last
+    segment went to the STT (the pause -> STT start stage)."""
+
+    def __init__(self, engine: stt.STT[Any] | None) -> None:
+        self._last: float | None = None
+        if isinstance(engine, PauseTranscriber):
+            engine.on("segment_sent", self._on_sent)
+
+    def _on_sent(self, speech_ended_at: float, sent_at: float) -> None:
+        self._last = sent_at - speech_ended_at
+
+    def take_ms(self) -> float | None:
+        """The last segment's delay in ms, once: None if none was sent since."""
+        last, self._last = self._last, None
+        return None if last is None else round(last * 1000, 1)

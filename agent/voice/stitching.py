@@ -14,7 +14,7 @@ import functools
 import re
 from collections.abc import Sequence
 
-__all__ = ["word_distance", "words_after"]
+__all__ = ["same_words", "word_distance", "words_after"]
 
 
 def words_after(context_words: str, transcript: str) -> str:
@@ -59,6 +59,11 @@ def _substitution(a: str, b: str) -> int:
     if a[:1] != b[:1] or abs(len(a) - len(b)) * 2 > longest:
         return 2
     return 1 if word_distance(a, b) * 2 <= longest else 2
+
+
+def same_words(a: str, b: str) -> bool:
+    """Whether two transcripts say the same words (case and punctuation aside)."""
+    return _norm(a) == _norm(b)
 
 
 def _norm(text: str) -> list[str]:

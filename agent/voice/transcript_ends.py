@@ -15,6 +15,8 @@ what comes before it, and the STT's punctuation:
   ended, and is kept. Without one (Whisper leaves it off short clips: "Tell me more",
   "No") the words before decide: "Can you" is open, "Thank you" is not.
 - Marks of speech cut off ("...", "on-", a trailing comma) are open.
+- A hesitation ("um", "uh", "eh") last is someone thinking of their next words, however it
+  is punctuated; Moonshine also writes a cut-off "a" so ("Can you tell me, eh?").
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def _words(text: str) -> frozenset[str]:
 _NEVER_LAST = _words(
     "a an the of in on at to for from with by about into onto over under than as "
     "and or but nor because if although unless whether "
-    "my your our their its every just very it's let's"
+    "my your our their its every just very it's let's "
+    "um umm uh uhm er erm eh hmm"
 )
 _COPULAS = _words("is are was were am")
 _AUXILIARIES = _COPULAS | _words(

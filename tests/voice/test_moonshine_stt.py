@@ -86,43 +86,50 @@ async def test_audio_at_another_rate_is_resampled(moonshine: stt.STT[Any], tmp_p
     assert _words(await _text(moonshine, at_48k)) == _words("What is the capital of Australia?")
 
 
-async def test_questions_cut_at_their_pauses_lose_and_repeat_no_word(
+async def test_at_each_pause_the_whole_turn_is_heard_again(
     moonshine: stt.STT[Any], tmp_path: Path
 ) -> None:
     from livekit.plugins import silero
 
     # the window TURN_DETECTION=transcript (the default) runs with
     vad = silero.VAD.load(min_silence_duration=TRANSCRIPT_SILENCE)
-    errors = words = split = 0
+    errors = given_errors = words = passes = off = 0
     report: list[str] = []
-    counts: list[int] = []
     for i, question in enumerate(PAUSED_QUESTIONS):
         frames = wav_frames(espeak_to_wav(question, tmp_path / f"q{i}.wav"))
-        # as the worker runs it: each segment alone (Moonshine would hear a context anew)
-        transcriber = PauseTranscriber(stt_engine=moonshine, vad=vad, stitch=False)
+        # as the worker runs it: the turn so far at each pause
+        transcriber = PauseTranscriber(stt_engine=moonshine, vad=vad, whole_turn=True)
+        sent: list[float] = []
+        transcriber.on("segment_sent", lambda _end, at, sent=sent: sent.append(at))
         stream = transcriber.stream(conn_options=PATIENT)
         for frame in frames:
             stream.push_frame(frame)
         stream.end_input()
-        segments = [
+        given = [
             ev.alternatives[0].text
             async for ev in stream
             if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT
         ]
-        said, heard = _words(plain_text(question)), _words(" ".join(segments))
-        errors += word_distance(said, heard)
+        heard = transcriber.take_turn_transcript(" ".join(given)) or " ".join(given)
+        said = _words(plain_text(question))
+        errors += word_distance(said, _words(heard))
+        given_errors += word_distance(said, _words(" ".join(given)))
         words += len(said)
-        split += len(segments) > 1
-        counts.append(len(heard) - len(said))
-        report.append(f"{plain_text(question)!r}: {segments!r}")
+        passes += len(sent) > 1
+        # the last pass heard the whole turn, not the words after the pause alone (about
+        # half of them); the model adds or drops a word or three of its own
+        assert len(_words(heard)) > len(said) * 0.6, (question, given, heard)
+        off += abs(len(_words(heard)) - len(said))
+        report.append(f"{plain_text(question)!r}: {given!r} -> {heard!r}")
     detail = "\n".join(report)
-    # most questions really were cut in two, or this would prove nothing about stitching
-    assert split >= len(PAUSED_QUESTIONS) - 1, detail
-    # nothing lost or said twice at the cut: as many words as were said, give or take the
-    # model's own slips ("a joke" -> "I'm Joe"); what they are is the model's accuracy
-    assert all(abs(c) <= 2 for c in counts), detail
-    # the model's accuracy on espeak-ng speech (docs/speech.md): 0.37 measured here
-    assert errors / words <= 0.45, f"WER {errors}/{words}\n{detail}"
+    # most questions really were heard at their pause too, or this would prove nothing
+    assert passes >= len(PAUSED_QUESTIONS) - 1, detail
+    assert off <= 2 * len(PAUSED_QUESTIONS), detail
+    # the model's accuracy on espeak-ng speech (docs/speech.md): one pass over the turn
+    # does better than the segments alone did (0.37); the pieces given at the pauses are
+    # no better than the last pass
+    assert errors / words <= 0.35, f"WER {errors}/{words}\n{detail}"
+    assert errors <= given_errors, detail
 
 
 async def test_inference_runs_off_the_event_loop(moonshine: stt.STT[Any], tmp_path: Path) -> None:
@@ -165,12 +172,12 @@ async def test_sessions_share_one_model_and_their_calls_all_complete(tmp_path: P
 
 
 @pytest.mark.parametrize(
-    ("env", "stitched"),
-    [({}, False), ({"STT_PROVIDER": "speaches"}, True)],
-    ids=["moonshine: each segment alone", "whisper server: stitched"],
+    ("env", "whole_turn"),
+    [({}, True), ({"STT_PROVIDER": "speaches"}, False)],
+    ids=["moonshine: the whole turn at each pause", "whisper server: stitched segments"],
 )
-async def test_the_session_stitches_segments_only_for_a_server_stt(
-    env: dict[str, str], stitched: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+async def test_the_session_hears_the_whole_turn_again_only_with_an_stt_in_the_worker(
+    env: dict[str, str], whole_turn: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from livekit.plugins import silero
 
@@ -185,4 +192,5 @@ async def test_the_session_stitches_segments_only_for_a_server_stt(
     session = build_session(load_config(), vad=silero.VAD.load())
     transcriber = session.stt
     assert isinstance(transcriber, PauseTranscriber)
-    assert transcriber._stitch is stitched
+    assert transcriber.whole_turn is whole_turn
+    assert transcriber._stitch is not whole_turn

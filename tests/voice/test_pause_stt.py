@@ -17,13 +17,16 @@ import pytest
 from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
 from livekit.agents.language import LanguageCode
+from livekit.agents.vad import VADEvent, VADEventType
 
 from agent.config.settings import MODEL_MIN_SILENCE
 from agent.voice.pause_stt import PauseTranscriber, segmenter_for
 from agent.voice.stitching import word_distance
+from agent.voice.whole_turn import TurnBuffer
 from providers import STTOptions, build_stt
 from testing.audio_io import PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav, wav_frames
 from testing.servers.whisper_server import WhisperServer
+from testing.stt_doubles import TurnSTT, speech_end
 
 pytestmark = pytest.mark.timeout(300)
 # Whisper on a busy CPU can take seconds per request: wait rather than retry
@@ -189,3 +192,153 @@ async def test_speech_without_a_pause_goes_to_the_stt_in_bounded_pieces(tmp_path
     assert len(ends) < len(recorder.seconds)
     assert finals == [f"part {i}" for i in range(1, len(recorder.seconds) + 1)]
     assert not await asyncio.wait_for(owner.settled(), 5)
+
+
+# --- an STT in the worker hears the whole turn again at each pause -----------------------
+
+
+async def _whole_turn(
+    engine: stt.STT[Any], frames: list[rtc.AudioFrame]
+) -> tuple[PauseTranscriber, list[str]]:
+    from livekit.plugins import silero
+
+    from agent.voice.turn_detection import TRANSCRIPT_SILENCE
+
+    owner = PauseTranscriber(
+        stt_engine=engine,
+        vad=silero.VAD.load(min_silence_duration=TRANSCRIPT_SILENCE),
+        whole_turn=True,
+    )
+    stream = owner.stream(conn_options=PATIENT)
+    for frame in frames:
+        stream.push_frame(frame)
+    stream.end_input()
+    finals = [
+        ev.alternatives[0].text
+        async for ev in stream
+        if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT
+    ]
+    return owner, finals
+
+
+async def test_in_the_worker_each_pause_sends_the_turn_from_its_start(tmp_path: Path) -> None:
+    question = 'What is the capital of <break time="600ms"/> Australia?'
+    frames = wav_frames(espeak_to_wav(question, tmp_path / "q.wav"))
+    end = speech_end(frames)
+    engine = TurnSTT(cut=end - 0.5, short="What is the capital of", long=plain(question))
+    owner, finals = await _whole_turn(engine, frames)
+    # one request at the pause, one at the end (and perhaps one dropped: the user went on)
+    assert len(engine.seconds) >= 2, engine.seconds
+    # every request starts where the turn starts: the last one holds all of its speech
+    assert engine.seconds == sorted(engine.seconds)
+    assert engine.seconds[-1] >= end, (engine.seconds, end)
+    # words that cannot end a turn are held back: the end gives the whole turn at once
+    assert finals == ["What is the capital of Australia?"]
+    assert not await asyncio.wait_for(owner.settled(), 5)
+
+
+async def test_a_comma_at_the_end_of_a_pass_is_not_taken_for_speech_cut_off(
+    tmp_path: Path,
+) -> None:
+    # Moonshine ends a clip with a comma whatever the speech did: read as cut off, the turn
+    # would wait out the longest endpointing delay
+    frames = wav_frames(espeak_to_wav("Moon from the earth.", tmp_path / "q.wav"))
+    _, finals = await _whole_turn(TurnSTT(cut=0.0, short="", long="Moon from the earth,"), frames)
+    assert finals == ["Moon from the earth"]
+
+
+async def test_held_back_words_are_given_when_the_user_says_no_more(tmp_path: Path) -> None:
+    from livekit.plugins import silero
+
+    frames = wav_frames(espeak_to_wav("What is the capital of", tmp_path / "q.wav"))
+    engine = TurnSTT(cut=0.0, short="", long="What is the capital of")
+    owner = PauseTranscriber(
+        stt_engine=engine, vad=silero.VAD.load(min_silence_duration=0.2), whole_turn=True
+    )
+    stream = owner.stream(conn_options=PATIENT)
+    for frame in frames:
+        stream.push_frame(frame)
+    kinds = []
+    async with asyncio.timeout(30):  # the input stays open: the user is silent, not gone
+        async for ev in stream:
+            kinds.append(ev.type)
+            if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+                assert ev.alternatives[0].text == "What is the capital of"
+                break
+    # shown as it was heard, given once no speech followed (livekit then waits its longest)
+    assert stt.SpeechEventType.INTERIM_TRANSCRIPT in kinds
+    stream.end_input()
+    await stream.aclose()
+
+
+async def test_the_last_pass_over_the_whole_turn_replaces_the_pieces_given(
+    tmp_path: Path,
+) -> None:
+    question = 'What is the capital of <break time="600ms"/> Australia?'
+    frames = wav_frames(espeak_to_wav(question, tmp_path / "q.wav"))
+    # cut off at the pause, the model heard a whole (wrong) question; the whole turn it
+    # hears right
+    short = "What is the cap it all?"
+    engine = TurnSTT(cut=speech_end(frames) - 0.5, short=short, long=plain(question))
+    owner, finals = await _whole_turn(engine, frames)
+    assert finals[0] == short and len(finals) == 2, finals
+    committed = " ".join(finals)
+    assert owner.take_turn_transcript(committed) == "What is the capital of Australia?"
+    # once: the next speech is a new turn
+    assert owner.take_turn_transcript(committed) is None
+
+
+async def test_a_turn_committed_on_other_words_keeps_them(tmp_path: Path) -> None:
+    question = 'What is the capital of <break time="600ms"/> Australia?'
+    frames = wav_frames(espeak_to_wav(question, tmp_path / "q.wav"))
+    engine = TurnSTT(
+        cut=speech_end(frames) - 0.5, short="What is the cap it all?", long=plain(question)
+    )
+    owner, _ = await _whole_turn(engine, frames)
+    # livekit committed only the words before the pause (the turn ended there): the pass
+    # over the whole turn is not what was committed, and must not stand in for it
+    assert owner.take_turn_transcript("What is the cap it all?") is None
+
+
+def plain(ssml: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", ssml)).strip()
+
+
+def _vad_event(kind: VADEventType, seconds: float = 0) -> VADEvent:
+    half = SAMPLE_RATE // 2
+    frame = rtc.AudioFrame(
+        b"\x01\x00" * half, sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=half
+    )
+    return VADEvent(
+        type=kind,
+        samples_index=0,
+        timestamp=0.0,
+        speech_duration=0.0,
+        silence_duration=0.0,
+        frames=[frame] * int(seconds * 2),
+    )
+
+
+def test_a_turn_committed_while_the_user_speaks_again_keeps_only_the_new_speech() -> None:
+    turn = TurnBuffer(turn_gap=3.0)
+    for ev in (
+        _vad_event(VADEventType.INFERENCE_DONE, 2),  # silence: half a second of it is kept
+        _vad_event(VADEventType.START_OF_SPEECH),
+        _vad_event(VADEventType.INFERENCE_DONE, 2),
+        _vad_event(VADEventType.END_OF_SPEECH),
+        _vad_event(VADEventType.INFERENCE_DONE, 1),  # a pause within the turn
+        _vad_event(VADEventType.START_OF_SPEECH),
+    ):
+        turn.feed(ev)
+    assert not turn.opened  # the pause did not start a new turn
+    turn.feed(_vad_event(VADEventType.INFERENCE_DONE, 1))
+    assert turn.audio().duration == 4.5
+    # livekit committed the words before the pause while these were being said: they open
+    # the next turn, which does not hear the committed ones again
+    turn.close()
+    assert turn.audio().duration == 1.5
+    turn.feed(_vad_event(VADEventType.END_OF_SPEECH))
+    turn.close()
+    assert turn.audio().duration == 0.5
+    turn.feed(_vad_event(VADEventType.START_OF_SPEECH))
+    assert turn.opened

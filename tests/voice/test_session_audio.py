@@ -26,13 +26,14 @@ from agent.voice.observer import SessionObserver
 from agent.voice.turn_detection import SmartTurnDetector
 from agent.wiring import build_agent, build_llm, build_session
 from agent.worker.entrypoint import greet
-from testing.audio_io import PacedMicrophone, RecordingSpeaker, espeak_to_wav
+from testing.audio_io import PacedMicrophone, RecordingSpeaker, espeak_to_wav, wav_frames
 from testing.engine import IN_PROCESS, voice_config
 from testing.polling import free_port, until
 from testing.servers.openai_server import ScriptedLLMServer, text_reply
 from testing.servers.switch_proxy import SwitchProxy
 from testing.servers.tts_server import EspeakTTSServer
 from testing.servers.whisper_server import WhisperServer
+from testing.stt_doubles import TurnSTT, speech_end
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,8 +88,10 @@ class Running:
 
 
 @asynccontextmanager
-async def running_session(config: Config, vad: Any) -> AsyncIterator[Running]:
-    session = build_session(config, vad=vad, conn_options=FAST_FAIL)
+async def running_session(
+    config: Config, vad: Any, stt_engine: Any = None
+) -> AsyncIterator[Running]:
+    session = build_session(config, vad=vad, stt_engine=stt_engine, conn_options=FAST_FAIL)
     observer = SessionObserver(session, stt_error_reply=config.settings.agent_stt_error_reply)
     run = Running(session, PacedMicrophone(), RecordingSpeaker(), observer, [], [])
     session.on("user_state_changed", run.user_states.append)
@@ -339,3 +342,33 @@ async def test_a_session_with_smart_turn_hears_the_turn_end_and_answers(
         assert "tokyo" in str(users[-1]["content"]).lower()
         assert detector.last_probability is not None  # the audio model was asked
         assert ANSWER in " ".join(tts_server.texts)
+
+
+async def test_an_stt_in_the_worker_gives_the_llm_its_last_pass_over_the_whole_turn(
+    llm_server: ScriptedLLMServer,
+    tts_server: EspeakTTSServer,
+    silero_vad: Any,
+    tmp_path: Path,
+) -> None:
+    """At the pause the STT in the worker heard "of" as "on"; over the whole turn it heard
+    the question right. livekit was given the pieces; the LLM gets the one pass."""
+    question = 'What is the capital of <break time="600ms"/> Australia?'
+    wav = espeak_to_wav(question, tmp_path / "q.wav")
+    cut = speech_end(wav_frames(wav)) - 0.5
+    engine = TurnSTT(
+        cut=cut, short="What is the capital on?", long="What is the capital of Australia?"
+    )
+    llm_server.script(text_reply(ANSWER))
+    config = voice_config(
+        llm_server,
+        stt_url=IN_PROCESS,  # an STT in the worker: the whole turn at each pause
+        tts_url=tts_server.base_url,
+        agent_greeting="",
+        builtin_tools=False,
+    )
+    async with running_session(config, silero_vad, stt_engine=engine) as run:
+        await run.mic.say(wav)
+        await until(lambda: len(run.speaker.completed) >= 1, within=60, what="the answer")
+        users = [m for m in llm_server.requests[-1].messages if m["role"] == "user"]
+        assert [str(m["content"]) for m in users] == ["What is the capital of Australia?"]
+        assert len(engine.seconds) >= 2  # the pause was heard too

@@ -64,6 +64,11 @@ PAUSING = [
     "What is the capital on-",
     "I would like to book a table,",
     "Tell me about",
+    # a hesitation: the speaker is thinking of the next words (Moonshine's cut-off "a" too)
+    "Can you tell me, eh?",
+    "I'd like, um",
+    "The, uh...",
+    "Book it for, hmm.",
     # a subject still waiting for its verb, a clause still waiting for its words
     "Can you",
     "What can you",
