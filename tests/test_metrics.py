@@ -4,14 +4,17 @@ processes' numbers reach `/metrics` is tests/voice/test_scale_worker.py's job.""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
 from livekit.agents import llm
 from livekit.agents.llm import function_tool
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.config.resolved import Config
 from agent.ops.metrics import backend_label, record_turn
 from agent.worker.observability import MetricsRoute
 from testing.engine import APOLOGY, make_engine, settings_for
@@ -184,3 +187,38 @@ async def test_the_metrics_route_shows_known_series_before_any_turn(
     assert key in samples
     assert not llm_server.requests
     assert "_created" not in text
+
+
+async def test_a_failed_declaration_is_tried_again_and_a_removed_folder_loses_no_scrape(
+    llm_server: ScriptedLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first scrape's declaration fails (the configuration can't be built yet): that
+    scrape is an error, the next one declares. A multiprocess folder removed under the
+    worker costs the job processes' series, not the scrape."""
+    attempts: list[int] = []
+
+    def config() -> Config:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("not yet")
+        return settings_for(llm_server)
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "removed"))
+    app = web.Application()
+    app.router.add_get("/metrics", MetricsRoute(config))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as first:
+                assert first.status == 500
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as second:
+                assert second.status == 200
+                text = await second.text()
+    finally:
+        await runner.cleanup()
+    backend = f"openai-compatible:test-model@{llm_server.base_url}"
+    assert f'voice_agent_fallbacks_total{{backend="{backend}",kind="llm"}} 0.0' in text
+    assert len(attempts) == 2

@@ -238,7 +238,10 @@ class _Merged:
 def exposition() -> bytes:
     """`/metrics`: every process's metrics, and this process's own, in the text format."""
     sources: list[Any] = []
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    # a folder removed under the worker (a temp cleaner) loses the job processes' series,
+    # not this process's own: prometheus-client's collector would fail the whole scrape
+    if directory and os.path.isdir(directory):
         sources.append(multiprocess.MultiProcessCollector(None))  # type: ignore[no-untyped-call]
     sources.append(REGISTRY)
     registry = CollectorRegistry(auto_describe=False)

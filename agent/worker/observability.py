@@ -65,11 +65,15 @@ class MetricsRoute:
     def __init__(self, config: Callable[[], Config]) -> None:
         self._config = config
         self._declared = False
+        self._declaring = asyncio.Lock()
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
-        if not self._declared:
-            self._declared = True
-            await declare_configured(self._config())
+        # one declaration, by the first scrape; a scrape during it waits for it, and one
+        # that failed (the configuration could not build a backend) is tried again
+        async with self._declaring:
+            if not self._declared:
+                await declare_configured(self._config())
+                self._declared = True
         body = await asyncio.to_thread(exposition)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
