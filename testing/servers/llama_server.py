@@ -71,9 +71,13 @@ class LlamaServer:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
-        while not self._healthy():
+        # healthy while our child runs: a server another process started on the port in
+        # the meantime (free_port() only found it free) answers too, but ours has exited
+        while not (self._healthy() and self._proc.poll() is None):
             if self._proc.poll() is not None:
-                raise RuntimeError(f"llama.cpp server exited: {self.log_tail()}")
+                tail = self.log_tail()
+                self.stop()
+                raise RuntimeError(f"llama.cpp server exited: {tail}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"llama.cpp server not ready within {timeout:g} s")
