@@ -155,10 +155,18 @@ class WholeTurnStream(stt.RecognizeStream):
         async for _ in event_aiter:  # metrics come from the wrapped STT's requests
             pass
 
+    @property
+    def holding(self) -> bool:
+        """Words of the turn are held back: it goes on past those given."""
+        return self._held_final is not None
+
     def close_turn(self) -> None:
-        """The turn was committed: the next speech starts a new one."""
+        """The turn was committed: the next speech starts a new one (words held back are
+        dropped: given now, they would open a user turn of their own)."""
         self._turn.close()
         self._given = ""
+        self._cancel_held()
+        self._held_final = None
 
     def _on_pass(self, ev: stt.SpeechEvent, ended_at: float) -> None:
         alt = ev.alternatives[0] if ev.alternatives else None
