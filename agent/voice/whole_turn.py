@@ -129,6 +129,15 @@ class TurnBuffer:
             self.held -= self.frames.pop(0).duration
 
 
+@dataclass(slots=True)
+class _Pass:
+    """A request for the turn so far: sent in turn `turn_no`, at `sent_at` (wall clock)."""
+
+    task: asyncio.Task[stt.SpeechEvent]
+    turn_no: int
+    sent_at: float
+
+
 class WholeTurnStream(stt.RecognizeStream):
     """`PauseTranscriber.stream()` for an STT in the worker (see the module docstring)."""
 
@@ -146,6 +155,8 @@ class WholeTurnStream(stt.RecognizeStream):
         self._turn = TurnBuffer(turn_gap=owner.turn_gap)
         self._given = ""
         """The words of the current turn emitted so far."""
+        self._turn_no = 0
+        """Counts turns: a pass sent in an earlier one is not read against this one."""
         self._held: asyncio.TimerHandle | None = None
         self._held_final: stt.SpeechEvent | None = None
         """Words that cannot end a turn, given if no speech follows (`HOLD_SECONDS`)."""
@@ -165,10 +176,13 @@ class WholeTurnStream(stt.RecognizeStream):
         dropped: given now, they would open a user turn of their own)."""
         self._turn.close()
         self._given = ""
+        self._turn_no += 1
         self._cancel_held()
         self._held_final = None
 
-    def _on_pass(self, ev: stt.SpeechEvent, ended_at: float) -> None:
+    def _on_pass(self, ev: stt.SpeechEvent, ended_at: float, turn_no: int) -> None:
+        if turn_no != self._turn_no:
+            return  # its turn was committed: these words were (or were passed over)
         alt = ev.alternatives[0] if ev.alternatives else None
         # Moonshine ends a clip with a comma whether or not the speech was cut off there: not
         # the mark of speech cut off that Whisper's is ("Moon from the earth,")
@@ -215,20 +229,20 @@ class WholeTurnStream(stt.RecognizeStream):
             self._held.cancel()
             self._held = None
 
-    def _send(self) -> asyncio.Task[stt.SpeechEvent]:
-        return asyncio.create_task(
+    def _send(self) -> _Pass:
+        task = asyncio.create_task(
             self._owner.wrapped_stt.recognize(
                 buffer=self._turn.audio(),
                 language=self._language,
                 conn_options=self._inner_conn_options,
             )
         )
+        return _Pass(task, self._turn_no, time.time())
 
     async def _run(self) -> None:
         owner, vad_stream = self._owner, self._owner.vad.stream()
-        pending: asyncio.Queue[tuple[asyncio.Task[stt.SpeechEvent], float] | None] = asyncio.Queue()
-        early: asyncio.Task[stt.SpeechEvent] | None = None
-        early_at = 0.0
+        pending: asyncio.Queue[tuple[_Pass, float] | None] = asyncio.Queue()
+        early: _Pass | None = None
         dropped: set[asyncio.Task[stt.SpeechEvent]] = set()
 
         def drop(task: asyncio.Task[stt.SpeechEvent]) -> None:
@@ -245,7 +259,7 @@ class WholeTurnStream(stt.RecognizeStream):
             vad_stream.end_input()
 
         async def cut_passes() -> None:
-            nonlocal early, early_at
+            nonlocal early
             try:
                 async for ev in vad_stream:
                     if owner.turn_audio is not None:
@@ -257,15 +271,16 @@ class WholeTurnStream(stt.RecognizeStream):
                         owner.hold()  # released once this pause's transcript is out
                         if self._turn.opened:
                             self._given = owner.turn_given = ""
+                            self._turn_no += 1
                         self._event_ch.send_nowait(
                             stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH)
                         )
                     elif ev.type == VADEventType.INFERENCE_DONE and self._turn.in_speech:
                         if ev.raw_accumulated_speech > 0 and early is not None:
-                            drop(early)  # the user went on: its answer is not this pause's
+                            drop(early.task)  # the user went on: its answer is not this pause's
                             early = None
                         elif ev.raw_accumulated_silence >= EARLY_SILENCE and early is None:
-                            early, early_at = self._send(), time.time()
+                            early = self._send()
                     elif ev.type == VADEventType.END_OF_SPEECH and in_speech:
                         ended_at = time.time() - ev.silence_duration - ev.inference_duration
                         self._event_ch.send_nowait(
@@ -273,9 +288,8 @@ class WholeTurnStream(stt.RecognizeStream):
                                 stt.SpeechEventType.END_OF_SPEECH, speech_end_time=ended_at
                             )
                         )
-                        sent_at = early_at if early is not None else time.time()
                         request, early = early or self._send(), None
-                        owner.emit("segment_sent", ended_at, sent_at)
+                        owner.emit("segment_sent", ended_at, request.sent_at)
                         pending.put_nowait((request, ended_at))
             finally:
                 pending.put_nowait(None)
@@ -284,7 +298,7 @@ class WholeTurnStream(stt.RecognizeStream):
             while (item := await pending.get()) is not None:
                 request, ended_at = item
                 try:
-                    self._on_pass(await request, ended_at)
+                    self._on_pass(await request.task, ended_at, request.turn_no)
                 finally:
                     owner.release()
 
@@ -301,11 +315,11 @@ class WholeTurnStream(stt.RecognizeStream):
             owner.detach_turn(self)
             if self._turn.in_speech:
                 owner.release()
-            await utils.aio.cancel_and_wait(*dropped, *([early] if early else []))
+            await utils.aio.cancel_and_wait(*dropped, *([early.task] if early else []))
             while not pending.empty():  # requests whose transcripts nobody will read
                 if (item := pending.get_nowait()) is not None:
                     owner.release()
-                    await utils.aio.cancel_and_wait(item[0])
+                    await utils.aio.cancel_and_wait(item[0].task)
             await vad_stream.aclose()
 
 

@@ -186,3 +186,15 @@ async def test_a_turn_with_words_held_back_is_not_settled(session: Session) -> N
     assert await detector.predict_end_of_turn(ctx) < 0.5
     session.owner.take_turn_transcript("Tell me.")
     assert await detector.predict_end_of_turn(ctx) >= 0.5
+
+
+async def test_a_pass_in_flight_when_the_turn_is_committed_is_not_given_again(
+    session: Session,
+) -> None:
+    await session.vad.send(*SPEECH)
+    await until(lambda: len(session.engine.requests) == 1, within=10, what="request")
+    session.owner.take_turn_transcript("What is the capital of Australia?")
+    session.engine.requests[0].set_result("What is the capital of Australia?")
+    # its turn was committed: its words would be a second question, the same one
+    assert not await asyncio.wait_for(session.owner.settled(), 10)
+    assert session.of(FINAL) == []
