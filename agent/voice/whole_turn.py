@@ -213,6 +213,7 @@ class WholeTurnStream(stt.RecognizeStream):
 
     def _hold_back(self, final: stt.SpeechEvent) -> None:
         """Holds `final` back; the wait for more speech starts once the user is silent."""
+        self._cancel_held()  # one wait at a time: the words come out once
         self._held_final = final
         if not self._turn.in_speech:
             self._held = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._give, final)

@@ -198,3 +198,12 @@ async def test_a_pass_in_flight_when_the_turn_is_committed_is_not_given_again(
     # its turn was committed: its words would be a second question, the same one
     assert not await asyncio.wait_for(session.owner.settled(), 10)
     assert session.of(FINAL) == []
+
+
+async def test_held_back_words_held_again_are_given_once(session: Session) -> None:
+    await session.vad.send(*SPEECH, *SPEECH)  # two pauses: two passes waiting
+    await session.answer(0, "What is the capital of")  # held back, the user silent
+    await until(lambda: bool(session.of(INTERIM)), within=10, what="interim transcript")
+    await session.answer(1, "")  # the second pause was a cough: held again
+    await asyncio.sleep(4 * HOLD)  # longer than the hold
+    assert session.of(FINAL) == ["What is the capital of"]
