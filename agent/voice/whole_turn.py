@@ -15,7 +15,9 @@ when the turn is committed, so what the LLM reads and the history keeps is that 
 The request for the last pause starts early: once the VAD has heard `EARLY_SILENCE` of
 silence (well before its silence window closes) the turn so far is sent. If the VAD then
 reports the end of speech with no speech heard in between, that request is the pause's;
-if the user went on, its answer is dropped. At most one such request is in flight.
+if the user went on, it is cancelled: one still queued for the STT (Moonshine runs one
+request at a time, for every session) never runs, so it does not delay the real pause's
+pass; one already running finishes, unread. A stream waits on one early request at most.
 """
 
 from __future__ import annotations
@@ -247,7 +249,8 @@ class WholeTurnStream(stt.RecognizeStream):
         dropped: set[asyncio.Task[stt.SpeechEvent]] = set()
 
         def drop(task: asyncio.Task[stt.SpeechEvent]) -> None:
-            # its inference runs on (it cannot be stopped): its answer is read, not used
+            # cancelled: not run if still queued; if running, it finishes and is not read
+            task.cancel()
             dropped.add(task)
             task.add_done_callback(_forget(dropped))
 

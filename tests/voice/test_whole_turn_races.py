@@ -207,3 +207,15 @@ async def test_held_back_words_held_again_are_given_once(session: Session) -> No
     await session.answer(1, "")  # the second pause was a cough: held again
     await asyncio.sleep(4 * HOLD)  # longer than the hold
     assert session.of(FINAL) == ["What is the capital of"]
+
+
+async def test_an_early_pass_the_user_spoke_over_is_cancelled(session: Session) -> None:
+    await session.vad.send(
+        _ev(VADEventType.START_OF_SPEECH),
+        _ev(VADEventType.INFERENCE_DONE, speech=0.1),
+        _ev(VADEventType.INFERENCE_DONE, silence=0.1),  # a word gap: the early pass goes
+    )
+    await until(lambda: len(session.engine.requests) == 1, within=10, what="early pass")
+    await session.vad.send(_ev(VADEventType.INFERENCE_DONE, speech=0.1))  # the user went on
+    # not left queued ahead of the real pause's pass (Moonshine runs one at a time)
+    await until(lambda: session.engine.cancelled == 1, within=10, what="cancelled early pass")
