@@ -292,6 +292,9 @@ class WholeTurnStream(stt.RecognizeStream):
                                 stt.SpeechEventType.END_OF_SPEECH, speech_end_time=ended_at
                             )
                         )
+                        if early is not None and early.turn_no != self._turn_no:
+                            drop(early.task)  # it heard the turn committed since
+                            early = None
                         request, early = early or self._send(), None
                         owner.emit("segment_sent", ended_at, request.sent_at)
                         pending.put_nowait((request, ended_at))

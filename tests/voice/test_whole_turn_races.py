@@ -219,3 +219,21 @@ async def test_an_early_pass_the_user_spoke_over_is_cancelled(session: Session) 
     await session.vad.send(_ev(VADEventType.INFERENCE_DONE, speech=0.1))  # the user went on
     # not left queued ahead of the real pause's pass (Moonshine runs one at a time)
     await until(lambda: session.engine.cancelled == 1, within=10, what="cancelled early pass")
+
+
+async def test_speech_under_way_when_the_turn_is_committed_gets_a_pass_of_its_own(
+    session: Session,
+) -> None:
+    await session.vad.send(
+        _ev(VADEventType.START_OF_SPEECH),
+        _ev(VADEventType.INFERENCE_DONE, speech=0.1),
+        _ev(VADEventType.INFERENCE_DONE, silence=0.1),  # the early pass goes
+    )
+    await until(lambda: len(session.engine.requests) == 1, within=10, what="early pass")
+    session.owner.take_turn_transcript("What is the capital of")  # committed meanwhile
+    await session.vad.send(_ev(VADEventType.END_OF_SPEECH))
+    # the early pass heard the committed turn: the speech that opens the next one is sent
+    # again, alone
+    await session.answer(1, "Australia")
+    await until(lambda: bool(session.of(FINAL)), within=10, what="final transcript")
+    assert session.of(FINAL) == ["Australia"]
