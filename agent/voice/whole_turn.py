@@ -18,6 +18,10 @@ reports the end of speech with no speech heard in between, that request is the p
 if the user went on, it is cancelled: one still queued for the STT (Moonshine runs one
 request at a time, for every session) never runs, so it does not delay the real pause's
 pass; one already running finishes, unread. A stream waits on one early request at most.
+
+When livekit commits the turn (`close_turn`), words held back are dropped (given later,
+they would open a user turn of their own), and a pass sent before is not read against the
+next turn (its words are the committed turn's: they would be given a second time).
 """
 
 from __future__ import annotations
