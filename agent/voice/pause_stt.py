@@ -112,6 +112,11 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         if self._unsettled == 0:
             self._settled.set()
 
+    def holding(self) -> bool:
+        """With `whole_turn`: words of the current turn are held back (they cannot end
+        it), so the words given so far are not the whole turn."""
+        return any(stream.holding for stream in self._turn_streams)
+
     def transcript_out(self) -> None:
         self._transcripts += 1
 

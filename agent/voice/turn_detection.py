@@ -101,11 +101,18 @@ class TranscriptTurnDetector:
     last segment's may still be on its way (a slow STT). `settled` waits for it: if it
     brought words, the answer is "not yet", and livekit asks again with them, so a turn
     never ends on the words before the pause while the words after it are being heard; if
-    it brought none (a cough), the words there are decide at once.
+    it brought none (a cough), the words there are decide at once. While `holding` (words
+    the STT holds back because they cannot end a turn), the words livekit has are not the
+    whole turn: "not yet" as well.
     """
 
-    def __init__(self, settled: Callable[[], Awaitable[bool]] | None = None) -> None:
+    def __init__(
+        self,
+        settled: Callable[[], Awaitable[bool]] | None = None,
+        holding: Callable[[], bool] | None = None,
+    ) -> None:
         self._settled = settled
+        self._holding = holding
 
     @property
     def model(self) -> str:
@@ -138,6 +145,8 @@ class TranscriptTurnDetector:
                         return 0.0
             except TimeoutError:
                 pass  # the STT is stuck: judge the words there are
+        if self._holding is not None and self._holding():
+            return 0.0  # given once no speech follows: livekit asks again then
         user = next(
             (
                 m
@@ -156,11 +165,12 @@ class SmartTurnDetector(TranscriptTurnDetector):
     def __init__(
         self,
         settled: Callable[[], Awaitable[bool]] | None,
+        holding: Callable[[], bool] | None = None,
         *,
         audio: TurnAudio,
         model_path: Path,
     ) -> None:
-        super().__init__(settled)
+        super().__init__(settled, holding)
         self._audio = audio
         self._model_path = model_path
         self.last_probability: float | None = None
@@ -193,13 +203,14 @@ def turn_detector(settings: Settings, stt_engine: object = None) -> TurnDetectio
         return "vad"
     pauses = stt_engine if isinstance(stt_engine, PauseTranscriber) else None
     settled = pauses.settled if pauses is not None else None
+    holding = pauses.holding if pauses is not None else None
     if settings.turn_detection == "transcript":
-        return TranscriptTurnDetector(settled)
+        return TranscriptTurnDetector(settled, holding)
     if settings.turn_detection == "smart-turn":
         if pauses is None or pauses.turn_audio is None:
             raise ValueError("smart-turn hears the turn through the STT at pauses: none given")
         return SmartTurnDetector(
-            settled, audio=pauses.turn_audio, model_path=smart_turn_path(settings)
+            settled, holding, audio=pauses.turn_audio, model_path=smart_turn_path(settings)
         )
     from livekit.agents.inference import TurnDetector
 

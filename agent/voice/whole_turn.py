@@ -15,7 +15,13 @@ when the turn is committed, so what the LLM reads and the history keeps is that 
 The request for the last pause starts early: once the VAD has heard `EARLY_SILENCE` of
 silence (well before its silence window closes) the turn so far is sent. If the VAD then
 reports the end of speech with no speech heard in between, that request is the pause's;
-if the user went on, its answer is dropped. At most one such request is in flight.
+if the user went on, it is cancelled: one still queued for the STT (Moonshine runs one
+request at a time, for every session) never runs, so it does not delay the real pause's
+pass; one already running finishes, unread. A stream waits on one early request at most.
+
+When livekit commits the turn (`close_turn`), words held back are dropped (given later,
+they would open a user turn of their own), and a pass sent before is not read against the
+next turn (its words are the committed turn's: they would be given a second time).
 """
 
 from __future__ import annotations
@@ -129,6 +135,15 @@ class TurnBuffer:
             self.held -= self.frames.pop(0).duration
 
 
+@dataclass(slots=True)
+class _Pass:
+    """A request for the turn so far: sent in turn `turn_no`, at `sent_at` (wall clock)."""
+
+    task: asyncio.Task[stt.SpeechEvent]
+    turn_no: int
+    sent_at: float
+
+
 class WholeTurnStream(stt.RecognizeStream):
     """`PauseTranscriber.stream()` for an STT in the worker (see the module docstring)."""
 
@@ -146,6 +161,8 @@ class WholeTurnStream(stt.RecognizeStream):
         self._turn = TurnBuffer(turn_gap=owner.turn_gap)
         self._given = ""
         """The words of the current turn emitted so far."""
+        self._turn_no = 0
+        """Counts turns: a pass sent in an earlier one is not read against this one."""
         self._held: asyncio.TimerHandle | None = None
         self._held_final: stt.SpeechEvent | None = None
         """Words that cannot end a turn, given if no speech follows (`HOLD_SECONDS`)."""
@@ -155,12 +172,23 @@ class WholeTurnStream(stt.RecognizeStream):
         async for _ in event_aiter:  # metrics come from the wrapped STT's requests
             pass
 
+    @property
+    def holding(self) -> bool:
+        """Words of the turn are held back: it goes on past those given."""
+        return self._held_final is not None
+
     def close_turn(self) -> None:
-        """The turn was committed: the next speech starts a new one."""
+        """The turn was committed: the next speech starts a new one (words held back are
+        dropped: given now, they would open a user turn of their own)."""
         self._turn.close()
         self._given = ""
+        self._turn_no += 1
+        self._cancel_held()
+        self._held_final = None
 
-    def _on_pass(self, ev: stt.SpeechEvent, ended_at: float) -> None:
+    def _on_pass(self, ev: stt.SpeechEvent, ended_at: float, turn_no: int) -> None:
+        if turn_no != self._turn_no:
+            return  # its turn was committed: these words were (or were passed over)
         alt = ev.alternatives[0] if ev.alternatives else None
         # Moonshine ends a clip with a comma whether or not the speech was cut off there: not
         # the mark of speech cut off that Whisper's is ("Moon from the earth,")
@@ -191,6 +219,7 @@ class WholeTurnStream(stt.RecognizeStream):
 
     def _hold_back(self, final: stt.SpeechEvent) -> None:
         """Holds `final` back; the wait for more speech starts once the user is silent."""
+        self._cancel_held()  # one wait at a time: the words come out once
         self._held_final = final
         if not self._turn.in_speech:
             self._held = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._give, final)
@@ -207,24 +236,25 @@ class WholeTurnStream(stt.RecognizeStream):
             self._held.cancel()
             self._held = None
 
-    def _send(self) -> asyncio.Task[stt.SpeechEvent]:
-        return asyncio.create_task(
+    def _send(self) -> _Pass:
+        task = asyncio.create_task(
             self._owner.wrapped_stt.recognize(
                 buffer=self._turn.audio(),
                 language=self._language,
                 conn_options=self._inner_conn_options,
             )
         )
+        return _Pass(task, self._turn_no, time.time())
 
     async def _run(self) -> None:
         owner, vad_stream = self._owner, self._owner.vad.stream()
-        pending: asyncio.Queue[tuple[asyncio.Task[stt.SpeechEvent], float] | None] = asyncio.Queue()
-        early: asyncio.Task[stt.SpeechEvent] | None = None
-        early_at = 0.0
+        pending: asyncio.Queue[tuple[_Pass, float] | None] = asyncio.Queue()
+        early: _Pass | None = None
         dropped: set[asyncio.Task[stt.SpeechEvent]] = set()
 
         def drop(task: asyncio.Task[stt.SpeechEvent]) -> None:
-            # its inference runs on (it cannot be stopped): its answer is read, not used
+            # cancelled: not run if still queued; if running, it finishes and is not read
+            task.cancel()
             dropped.add(task)
             task.add_done_callback(_forget(dropped))
 
@@ -237,7 +267,7 @@ class WholeTurnStream(stt.RecognizeStream):
             vad_stream.end_input()
 
         async def cut_passes() -> None:
-            nonlocal early, early_at
+            nonlocal early
             try:
                 async for ev in vad_stream:
                     if owner.turn_audio is not None:
@@ -249,15 +279,16 @@ class WholeTurnStream(stt.RecognizeStream):
                         owner.hold()  # released once this pause's transcript is out
                         if self._turn.opened:
                             self._given = owner.turn_given = ""
+                            self._turn_no += 1
                         self._event_ch.send_nowait(
                             stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH)
                         )
                     elif ev.type == VADEventType.INFERENCE_DONE and self._turn.in_speech:
                         if ev.raw_accumulated_speech > 0 and early is not None:
-                            drop(early)  # the user went on: its answer is not this pause's
+                            drop(early.task)  # the user went on: its answer is not this pause's
                             early = None
                         elif ev.raw_accumulated_silence >= EARLY_SILENCE and early is None:
-                            early, early_at = self._send(), time.time()
+                            early = self._send()
                     elif ev.type == VADEventType.END_OF_SPEECH and in_speech:
                         ended_at = time.time() - ev.silence_duration - ev.inference_duration
                         self._event_ch.send_nowait(
@@ -265,9 +296,11 @@ class WholeTurnStream(stt.RecognizeStream):
                                 stt.SpeechEventType.END_OF_SPEECH, speech_end_time=ended_at
                             )
                         )
-                        sent_at = early_at if early is not None else time.time()
+                        if early is not None and early.turn_no != self._turn_no:
+                            drop(early.task)  # it heard the turn committed since
+                            early = None
                         request, early = early or self._send(), None
-                        owner.emit("segment_sent", ended_at, sent_at)
+                        owner.emit("segment_sent", ended_at, request.sent_at)
                         pending.put_nowait((request, ended_at))
             finally:
                 pending.put_nowait(None)
@@ -276,7 +309,7 @@ class WholeTurnStream(stt.RecognizeStream):
             while (item := await pending.get()) is not None:
                 request, ended_at = item
                 try:
-                    self._on_pass(await request, ended_at)
+                    self._on_pass(await request.task, ended_at, request.turn_no)
                 finally:
                     owner.release()
 
@@ -293,11 +326,11 @@ class WholeTurnStream(stt.RecognizeStream):
             owner.detach_turn(self)
             if self._turn.in_speech:
                 owner.release()
-            await utils.aio.cancel_and_wait(*dropped, *([early] if early else []))
+            await utils.aio.cancel_and_wait(*dropped, *([early.task] if early else []))
             while not pending.empty():  # requests whose transcripts nobody will read
                 if (item := pending.get_nowait()) is not None:
                     owner.release()
-                    await utils.aio.cancel_and_wait(item[0])
+                    await utils.aio.cancel_and_wait(item[0].task)
             await vad_stream.aclose()
 
 
