@@ -354,9 +354,9 @@ class _Pass:
                 yield self._say(tail)
         except Exception:
             stats.outcome = "error"
-            # words before a failure are said the same way every time, whatever was held
-            # back when it came (never a call): then the turn apologises
-            if tail := text_filter.flush():
+            # words before a failure are said the same way every time, whatever the cuts;
+            # an open candidate (maybe a call's start) never is: then the turn apologises
+            if tail := text_filter.abandon():
                 yield self._say(tail)
             raise
         except BaseException as e:
