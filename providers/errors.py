@@ -60,7 +60,7 @@ def to_api_error(e: BaseException, *, retryable: bool) -> APIError:
                 status_code=e.status_code,
                 request_id=e.request_id,
                 body=e.body,
-                retryable=retryable,
+                retryable=False,  # the same request fails the same way: asked without tools
             )
         return APIStatusError(
             f"the LLM server answered HTTP {e.status_code}",
@@ -76,7 +76,7 @@ def to_api_error(e: BaseException, *, retryable: bool) -> APIError:
             "the LLM server could not parse the model's output (reported mid-stream)",
             status_code=500,
             body=e.body,
-            retryable=retryable,
+            retryable=False,
         )
     if isinstance(e, (openai.APIError, ServerReportedError)):
         # an `error` object sent inside an SSE stream

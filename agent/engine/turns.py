@@ -203,14 +203,16 @@ class Turn:
                 try:
                     async for text in tool_pass:
                         yield text
-                except ModelOutputRejected as e:
+                except APIError as e:
+                    if (rejected := _rejected(e)) is None:
+                        raise
                     # the server's tool parser failed on what the model wrote: asked
                     # without tools, the model answers in words (a second failure is
                     # the apology). The server's message may echo the model: not logged
                     self._log.warning(
                         "the server could not parse the model's tool output; "
                         "asking again without tools",
-                        status_code=e.status_code,
+                        status_code=rejected.status_code,
                         said_chars=len(self.text),
                     )
                     if said := self._transcript.take_unrecorded():
@@ -292,6 +294,20 @@ class Turn:
         if self.stats.first_text_at is None:
             self.stats.first_text_at = time.perf_counter()
         return self._transcript.say(text, new_sentence=new_sentence)
+
+
+def _rejected(e: BaseException) -> ModelOutputRejected | None:
+    """The server's rejection of the model's output behind `e`, if that is what failed:
+    livekit's client (after its retries) and its FallbackAdapter raise their own
+    `APIConnectionError`, chained to it or raised while handling it."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ModelOutputRejected):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _log_failure(turn: Turn, e: Exception) -> None:
