@@ -23,7 +23,9 @@ from testing.servers.openai_server import (
     ScriptedLLMServer,
     Status,
     Text,
+    ToolCall,
     text_reply,
+    tool_reply,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -151,3 +153,21 @@ def test_a_rejection_is_recognised_behind_the_errors_that_wrap_it() -> None:
         by_context = e
     assert _rejected(rejected) and _rejected(by_cause) and _rejected(by_context)
     assert not _rejected(APIConnectionError("could not connect"))
+
+
+async def test_a_rejected_speaking_pass_is_asked_again_without_tools_and_answered(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    """The tool ran; the speaking pass (tool_choice="none") fails in the server's parser:
+    the plain pass, without tools, still answers with the tool's result."""
+    llm_server.script(
+        tool_reply(ToolCall("get_current_time", {"timezone": "Asia/Tokyo"})),
+        Reply.of(PEG_500),
+        text_reply(ANSWER),
+    )
+    said, outcome = await one_turn(llm_server)
+    assert said == ANSWER and outcome == "answered"
+    _, speak, plain = llm_server.requests
+    assert speak.body.get("tool_choice") == "none"
+    assert "tools" not in plain.body and "tool_choice" not in plain.body
+    assert plain.messages[-1]["role"] == "tool"

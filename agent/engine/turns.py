@@ -235,8 +235,17 @@ class Turn:
         # tools by the provider), then, if still no words, once more without tools
         for kind in speak_kinds:
             speaking = _Pass(self, kind)
-            async for text in speaking:
-                yield text
+            try:
+                async for text in speaking:
+                    yield text
+            except APIError as e:
+                # a parser that fails on the speaking pass's output too: without tools
+                if kind != "speak" or _rejected(e) is None:
+                    raise
+                self._log.warning("the server could not parse the speaking pass's output")
+                if said := self._transcript.take_unrecorded():
+                    self._ctx.add_message(role="assistant", content=said)
+                continue
             if speaking.said.strip():
                 return
         self.stats.outcome = "fallback"
