@@ -204,19 +204,8 @@ class Turn:
                     async for text in tool_pass:
                         yield text
                 except APIError as e:
-                    if (rejected := _rejected(e)) is None:
+                    if not _ask_without_tools(self, e, "tools"):
                         raise
-                    # the server's tool parser failed on what the model wrote: asked
-                    # without tools, the model answers in words (a second failure is
-                    # the apology). The server's message may echo the model: not logged
-                    self._log.warning(
-                        "the server could not parse the model's tool output; "
-                        "asking again without tools",
-                        status_code=rejected.status_code,
-                        said_chars=len(self.text),
-                    )
-                    if said := self._transcript.take_unrecorded():
-                        self._ctx.add_message(role="assistant", content=said)
                     speak_kinds = ["speak-plain"]
                     break
                 if not tool_pass.tool_calls:
@@ -239,13 +228,9 @@ class Turn:
                 async for text in speaking:
                     yield text
             except APIError as e:
-                # a parser that fails on the speaking pass's output too: without tools
-                if kind != "speak" or _rejected(e) is None:
+                if kind != "speak" or not _ask_without_tools(self, e, kind):
                     raise
-                self._log.warning("the server could not parse the speaking pass's output")
-                if said := self._transcript.take_unrecorded():
-                    self._ctx.add_message(role="assistant", content=said)
-                continue
+                continue  # the parser failed on the speaking pass: the plain one answers
             if speaking.said.strip():
                 return
         self.stats.outcome = "fallback"
@@ -317,6 +302,24 @@ def _rejected(e: BaseException) -> ModelOutputRejected | None:
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+def _ask_without_tools(turn: Turn, e: APIError, kind: PassKind) -> bool:
+    """Whether the pass failed because the server's tool parser rejected what the model
+    wrote: then the words said so far go into the context, and the next pass is asked
+    without tools (the model answers in words; a second failure is the apology)."""
+    if (rejected := _rejected(e)) is None:
+        return False
+    # the server's message may echo the model: not logged
+    turn._log.warning(
+        "the server could not parse the model's output; asking again without tools",
+        pass_kind=kind,
+        status_code=rejected.status_code,
+        said_chars=len(turn.text),
+    )
+    if said := turn._transcript.take_unrecorded():
+        turn._ctx.add_message(role="assistant", content=said)
+    return True
 
 
 def _log_failure(turn: Turn, e: Exception) -> None:
