@@ -91,10 +91,26 @@ async def test_a_rejected_tool_pass_whose_retry_says_nothing_ends_in_the_fallbac
     assert outcome == "fallback"
 
 
+ECHOED_REQUEST = {
+    "tools": [{"type": "function", "function": {"name": "get_current_time"}}],
+    "messages": [{"role": "assistant", "tool_calls": [], "content": "model produced output"}],
+}
+OUTAGES = {
+    "out of memory": "CUDA out of memory",
+    "bad request body": "Failed to parse request body",
+    "parser word": {"error": {"message": "upstream parse error: worker unreachable"}},
+    "echoed request": {"error": {"message": "Internal error", "request": ECHOED_REQUEST}},
+    "echoed at top level": {"message": "Server overloaded", **ECHOED_REQUEST},
+}
+
+
+@pytest.mark.parametrize("outage", list(OUTAGES))
 async def test_an_outage_500_in_the_tool_pass_is_not_taken_for_a_rejected_output(
-    llm_server: ScriptedLLMServer,
+    outage: str, llm_server: ScriptedLLMServer
 ) -> None:
-    llm_server.script(Reply.of(Status(500, "CUDA out of memory")), text_reply(ANSWER))
+    """Only the message names a rejection, and only in a parser's own words: a body that
+    echoes the request, or says "parse" of something else, is an outage."""
+    llm_server.script(Reply.of(Status(500, OUTAGES[outage])), text_reply(ANSWER))
     said, outcome = await one_turn(llm_server)
     assert said == APOLOGY and outcome == "apology"
     assert len(llm_server.requests) == 1
