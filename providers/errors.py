@@ -25,15 +25,31 @@ class ModelOutputRejected(APIStatusError):
     tools, the same model can still answer in words."""
 
 
-# what servers say when their parser fails on the model's output (not an outage's words)
+# what servers say when their parser fails on the model's output (not an outage's words),
+# matched in the error's message only: a body may echo the request ("tools", "tool_calls")
 _REJECTED_OUTPUT = re.compile(
-    r"model produced output|peg-native|\bpars(?:e|er|ing)\b|tool[ _-]?call", re.IGNORECASE
+    r"model produced output that does not match|peg-native format"  # llama.cpp
+    r"|failed to parse tool call"  # llama.cpp's tool-call parser
+    r"|error in extracting tool call",  # vLLM's tool parsers
+    re.IGNORECASE,
 )
 
 
 def _rejects_model_output(body: object) -> bool:
-    text = body if isinstance(body, str) else json.dumps(body, default=str)
-    return bool(_REJECTED_OUTPUT.search(text[:2_000]))
+    return bool(_REJECTED_OUTPUT.search(_error_message(body)[:2_000]))
+
+
+def _error_message(body: object) -> str:
+    """The message of an error body: a plain-text body, `message`, or `error.message`."""
+    if isinstance(body, str):
+        return body
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict | str):
+            return _error_message(inner)
+        message = body.get("message")
+        return message if isinstance(message, str) else ""
+    return ""
 
 
 def is_outage(e: APIError) -> bool:
@@ -60,7 +76,7 @@ def to_api_error(e: BaseException, *, retryable: bool) -> APIError:
                 status_code=e.status_code,
                 request_id=e.request_id,
                 body=e.body,
-                retryable=retryable,
+                retryable=False,  # the same request fails the same way: asked without tools
             )
         return APIStatusError(
             f"the LLM server answered HTTP {e.status_code}",
@@ -76,7 +92,7 @@ def to_api_error(e: BaseException, *, retryable: bool) -> APIError:
             "the LLM server could not parse the model's output (reported mid-stream)",
             status_code=500,
             body=e.body,
-            retryable=retryable,
+            retryable=False,
         )
     if isinstance(e, (openai.APIError, ServerReportedError)):
         # an `error` object sent inside an SSE stream

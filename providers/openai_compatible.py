@@ -335,7 +335,7 @@ class ChatStream(llm.LLMStream):
                 finally:
                     await response.aclose()
         except Exception:
-            self._send(chunk_id, text=reasoning.finish() or None)  # see below
+            self._send(chunk_id, text=reasoning.abandon() or None)  # see below
             raise
         provider._thought_habit.learn(reasoning)
         offered = llm.ToolContext(self._tools).function_tools.keys()
@@ -348,7 +348,7 @@ class ChatStream(llm.LLMStream):
         if not complete and provider._preset.quirks.reports_finish_reason:
             # the reply streamed before a failure is said (held start too, never a thought):
             # the same words every time, whatever the hold, the cuts or the timing
-            self._send(chunk_id, text=reasoning.finish() or None)
+            self._send(chunk_id, text=reasoning.abandon() or None)
             raise StreamCutError(
                 "the stream ended without a finish_reason",
                 retryable=not self._event_ch.output_sent,

@@ -19,7 +19,8 @@ Servers carry reasoning four ways, and a thought must never reach speech or hist
   tool call, kept in `harmony_calls`.
 
 Nothing here trusts `finish_reason`: text is released by markers and by `finish()`,
-called once the response has really ended.
+called once the response has really ended (`abandon()` when it failed: what was held
+until a closing tag is then dropped, never said).
 """
 
 from __future__ import annotations
@@ -123,6 +124,15 @@ class ReasoningFilter:
         """The response ended: release what was held unless it was a thought."""
         self._final = True
         said = self.push("") if self._mode == "opening" else ""
+        return said + self._rest()
+
+    def abandon(self) -> str:
+        """The response failed: release only what is known to be the reply. Text held
+        until a closing tag that never came is a thought (or may be): never said."""
+        self._final = True
+        said = self.push("") if self._mode == "opening" else ""
+        if self._mode in ("held", "undecided"):
+            self._buffer = ""
         return said + self._rest()
 
     def _rest(self) -> str:

@@ -224,3 +224,23 @@ def test_no_fragment_of_a_call_is_said_whatever_the_words_around_it_and_the_cuts
     assert f.suppressed == f"{call}{gap}{after}"
     for fragment in ("get_current", "{", "`", "<", "[", "Tokyo", "tools>"):
         assert fragment not in out
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(CALL_FORMS),
+    PLAIN,
+    st.sampled_from(["", " ", "\n"]),
+    st.integers(min_value=1),
+    st.lists(st.integers(min_value=0), max_size=40),
+)
+def test_a_failure_inside_a_call_says_the_words_before_it_and_no_fragment_of_it(
+    call: str, before: str, gap: str, end: int, cuts: list[int]
+) -> None:
+    """The pass fails anywhere inside the call (`{"na`, a fence's opening, `<tool_c`):
+    what was held of it is dropped, never said in part."""
+    text = f"{before}{gap}{call[: 1 + end % (len(call) - 1)]}"
+    f = ToolCallTextFilter()
+    out = "".join([f.push(d) for d in split(text, cuts)]) + f.abandon()
+    assert out == (f"{before}{gap}" if before.strip() else "")
+    assert f.abandon() == ""

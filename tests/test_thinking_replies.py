@@ -13,7 +13,15 @@ from livekit.agents import llm
 from agent.engine.turns import TurnEngine, TurnOptions
 from providers import OpenAICompatibleProvider, ProviderOptions
 from testing.engine import APOLOGY, FALLBACK
-from testing.servers.openai_server import Finish, Hang, Reasoning, Reply, ScriptedLLMServer, Text
+from testing.servers.openai_server import (
+    Cut,
+    Finish,
+    Hang,
+    Reasoning,
+    Reply,
+    ScriptedLLMServer,
+    Text,
+)
 
 ANSWER = " ".join(f"word{i}" for i in range(30)) + "."
 
@@ -115,4 +123,27 @@ async def test_once_a_reply_began_as_a_reply_later_replies_are_not_held(
     turn = aiter(engine.run(ctx))
     assert (await asyncio.wait_for(anext(turn), timeout=30)).strip() == "Yes."
     await turn.aclose()  # type: ignore[attr-defined]
+    await provider.aclose()
+
+
+@pytest.mark.parametrize("fault", ["hang", "cut", "ends without finish"])
+@pytest.mark.parametrize("model", ["test-model", "deepseek-r1"])
+async def test_a_thought_cut_off_by_a_failure_is_never_said(
+    fault: str, model: str, llm_server: ScriptedLLMServer
+) -> None:
+    """A backend held until its closing tag fails before the tag (a thought longer than
+    the wait for output, a cut stream): what was held is a thought, not the reply."""
+    steps = {"hang": [Hang()], "cut": [Cut()], "ends without finish": []}[fault]
+    thought = Text("SECRET-THOUGHT: the user wants four, I should say", chunk_words=10_000)
+    llm_server.script(Reply.of(thought, *steps, done=fault != "ends without finish"))
+    provider = OpenAICompatibleProvider(
+        options=ProviderOptions(
+            model=model, base_url=llm_server.base_url, timeout=1.0, max_retries=0, thinking=True
+        )
+    )
+    engine = TurnEngine(provider, TurnOptions(apology=APOLOGY, fallback_reply=FALLBACK))
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Two plus two?")
+    said = "".join([t async for t in engine.run(ctx)])
+    assert said.strip() == APOLOGY
     await provider.aclose()

@@ -20,7 +20,8 @@ decided:
 Anything else, and everything before such a character, is released at once. Whitespace
 that opens a reply is held until the first word (a reply of whitespace says nothing).
 Once a call is withheld, the rest of the pass is too (`suppressed`, for the engine to
-recover the calls from).
+recover the calls from). When a pass fails (`abandon()`), a candidate still open is
+dropped: a fragment of a call is never said.
 """
 
 from __future__ import annotations
@@ -81,6 +82,16 @@ class ToolCallTextFilter:
         if self.tripped:
             return ""
         out = self._release(self._scan(final=True))
+        self._held = ""
+        return out
+
+    def abandon(self) -> str:
+        """The pass failed: release the words before any open candidate; the candidate
+        itself (a JSON value, a fence or a marker not yet closed, which may be the start
+        of a call) is dropped, never said in part."""
+        if self.tripped:
+            return ""
+        out = self._release(self._scan(final=False))
         self._held = ""
         return out
 

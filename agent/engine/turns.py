@@ -203,18 +203,9 @@ class Turn:
                 try:
                     async for text in tool_pass:
                         yield text
-                except ModelOutputRejected as e:
-                    # the server's tool parser failed on what the model wrote: asked
-                    # without tools, the model answers in words (a second failure is
-                    # the apology). The server's message may echo the model: not logged
-                    self._log.warning(
-                        "the server could not parse the model's tool output; "
-                        "asking again without tools",
-                        status_code=e.status_code,
-                        said_chars=len(self.text),
-                    )
-                    if said := self._transcript.take_unrecorded():
-                        self._ctx.add_message(role="assistant", content=said)
+                except APIError as e:
+                    if not _ask_without_tools(self, e, "tools"):
+                        raise
                     speak_kinds = ["speak-plain"]
                     break
                 if not tool_pass.tool_calls:
@@ -233,8 +224,13 @@ class Turn:
         # tools by the provider), then, if still no words, once more without tools
         for kind in speak_kinds:
             speaking = _Pass(self, kind)
-            async for text in speaking:
-                yield text
+            try:
+                async for text in speaking:
+                    yield text
+            except APIError as e:
+                if kind != "speak" or not _ask_without_tools(self, e, kind):
+                    raise
+                continue  # the parser failed on the speaking pass: the plain one answers
             if speaking.said.strip():
                 return
         self.stats.outcome = "fallback"
@@ -292,6 +288,38 @@ class Turn:
         if self.stats.first_text_at is None:
             self.stats.first_text_at = time.perf_counter()
         return self._transcript.say(text, new_sentence=new_sentence)
+
+
+def _rejected(e: BaseException) -> ModelOutputRejected | None:
+    """The server's rejection of the model's output behind `e`, if that is what failed:
+    livekit's client (after its retries) and its FallbackAdapter raise their own
+    `APIConnectionError`, chained to it or raised while handling it."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ModelOutputRejected):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _ask_without_tools(turn: Turn, e: APIError, kind: PassKind) -> bool:
+    """Whether the pass failed because the server's tool parser rejected what the model
+    wrote: then the words said so far go into the context, and the next pass is asked
+    without tools (the model answers in words; a second failure is the apology)."""
+    if (rejected := _rejected(e)) is None:
+        return False
+    # the server's message may echo the model: not logged
+    turn._log.warning(
+        "the server could not parse the model's output; asking again without tools",
+        pass_kind=kind,
+        status_code=rejected.status_code,
+        said_chars=len(turn.text),
+    )
+    if said := turn._transcript.take_unrecorded():
+        turn._ctx.add_message(role="assistant", content=said)
+    return True
 
 
 def _log_failure(turn: Turn, e: Exception) -> None:
@@ -354,9 +382,9 @@ class _Pass:
                 yield self._say(tail)
         except Exception:
             stats.outcome = "error"
-            # words before a failure are said the same way every time, whatever was held
-            # back when it came (never a call): then the turn apologises
-            if tail := text_filter.flush():
+            # words before a failure are said the same way every time, whatever the cuts;
+            # an open candidate (maybe a call's start) never is: then the turn apologises
+            if tail := text_filter.abandon():
                 yield self._say(tail)
             raise
         except BaseException as e:
