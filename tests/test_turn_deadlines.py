@@ -88,8 +88,15 @@ def test_a_turn_past_its_cap_ends_with_the_apology(
     # words keep coming (no read ever waits long), but the turn would take 20 s
     slow = " ".join(f"w{i}" for i in range(40))
     llm_server.script(text_reply(slow, token_delay=0.5), text_reply("Back again."))
+    # no hold at the start of the reply (LLM_THOUGHT_HOLD): at this pace its 32 characters
+    # would take longer than the cap, and this test is about what the cap cuts
     result = ask_then_follow_up(
-        llm_server, tmp_path, "Talk", AGENT_TURN_TIMEOUT="2", LLM_TIMEOUT="5"
+        llm_server,
+        tmp_path,
+        "Talk",
+        AGENT_TURN_TIMEOUT="2",
+        LLM_TIMEOUT="5",
+        LLM_THOUGHT_HOLD="0",
     )
     first, second = result.stdout.split("\n")[:2]
     assert first.startswith("w0 w1") and first.endswith(APOLOGY)

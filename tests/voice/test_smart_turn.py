@@ -85,8 +85,9 @@ def test_a_complete_question_sounds_finished_and_the_same_question_cut_does_not(
 ) -> None:
     model = shared_smart_turn(model_path)
     complete, cut = _pair(text, cut_after, tmp_path)
+    # the turn detector's rule (agent/voice/turn_detection.py): finished above FINISHED
     assert model.probability(complete) > FINISHED
-    assert model.probability(cut) < FINISHED
+    assert not model.probability(cut) > FINISHED
 
 
 def test_short_audio_is_padded_at_the_start(model_path: Path, tmp_path: Path) -> None:
