@@ -35,6 +35,11 @@ MOONSHINE_LANGUAGES = ("en",)
 SILENCE_PEAK = 1e-3
 """Audio that never rises above this (-60 dBFS) is silence: nothing is transcribed."""
 _ONE_UTTERANCE = {"vad_threshold": "0"}
+TRAILING_SILENCE = 0.4
+"""Seconds of silence put after the audio of each request. STT at pauses sends speech cut
+60 ms after it ends, and tiny-en hears a clip that stops that close to its last word less
+well: over 93 espeak-ng questions (three voices) cut that way, word error rate 0.189 as
+sent, 0.168 with this much silence after it, at the same cost per call (130-140 ms)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +141,10 @@ class MoonshineSTT(stt.STT[Any]):
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
     ) -> stt.SpeechEvent:
         samples = to_samples(buffer)
+        if len(samples):
+            samples = np.concatenate(
+                [samples, np.zeros(int(SAMPLE_RATE * TRAILING_SILENCE), np.float32)]
+            )
         loop = asyncio.get_running_loop()
         try:
             # loading (first call only) and inference both happen off the event loop
