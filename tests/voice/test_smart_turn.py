@@ -1,10 +1,14 @@
 """Smart Turn v3.2 (TURN_DETECTION=smart-turn): the real model, fetched from the pipecat-ai
 wheel on the package index, on real espeak-ng speech; its features are pipecat's own.
 
-On espeak-ng's flat voice the model is a weak judge: most clips that end in silence sound
-finished to it, cut or not (see docs/notes-embedded-speech.md). These questions are ones
-it does tell apart, cut where a speaker would pause (an SSML break) and heard as pipecat's
-analyzer hears them: half a second of silence before the speech, 0.2 s after.
+On espeak-ng speech the model's judgement is noise, so no test here rests on it. Measured
+on 10 questions, each whole and cut where a speaker would pause (an SSML break): it told 2
+pairs apart on one machine and different ones on another; the same question resampled
+twice (one or two least significant bits apart in its digital silence) scored 0.89 and
+0.31; with a -60 dBFS noise floor, a question followed by 7 s of silence scored anywhere
+from 0.11 to 0.97. What is tested: the file, the features (pipecat's own code on the same
+audio), the window, the thread, and the rule that combines its answer with the
+transcript's (with its answer given, as no synthetic voice makes it show either one).
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from agent.config.settings import ConfigError
 from agent.voice.turn_audio import TurnAudio
 from agent.voice.turn_detection import SmartTurnDetector
 from providers.smart_turn import (
-    FINISHED,
     SMART_TURN_FILE,
+    SmartTurn,
     download_wheel,
     fetch_smart_turn,
     last_window,
@@ -79,27 +83,17 @@ def _pair(text: str, cut_after: int, tmp: Path) -> tuple[np.ndarray, np.ndarray]
     return _as_heard(complete), _as_heard(cut)
 
 
-@pytest.mark.parametrize(("text", "cut_after"), COMPLETE_AND_CUT)
-def test_a_complete_question_sounds_finished_and_the_same_question_cut_does_not(
-    model_path: Path, tmp_path: Path, text: str, cut_after: int
-) -> None:
-    model = shared_smart_turn(model_path)
-    complete, cut = _pair(text, cut_after, tmp_path)
-    # the turn detector's rule (agent/voice/turn_detection.py): finished above FINISHED
-    assert model.probability(complete) > FINISHED
-    assert not model.probability(cut) > FINISHED
-
-
-def test_short_audio_is_padded_at_the_start(model_path: Path, tmp_path: Path) -> None:
+def test_short_audio_is_padded_at_the_start(tmp_path: Path) -> None:
+    # as pipecat's analyzer pads it (padding at the end instead would put a long silence
+    # after the speech, which is what a finished turn sounds like)
     _, cut = _pair(*COMPLETE_AND_CUT[0], tmp_path)
     window = last_window(cut)
     assert window.size == 8 * RATE
     assert np.array_equal(window[-cut.size :], cut)
     assert not window[: -cut.size].any()
-    # the reason: with the silence after the speech instead, the cut question sounds over
-    model = shared_smart_turn(model_path)
-    padded_at_end = np.pad(cut, (0, 8 * RATE - cut.size))
-    assert model.probability(cut) < FINISHED < model.probability(padded_at_end)
+    longer = np.concatenate([cut] * 6)  # over 8 s: its last 8 s, nothing added
+    assert longer.size > 8 * RATE
+    assert np.array_equal(last_window(longer), longer[-8 * RATE :])
 
 
 def _reference_features(tmp: Path) -> ModuleType:
@@ -167,19 +161,34 @@ def _said(text: str) -> llm.ChatContext:
 
 
 async def test_the_turn_ends_only_when_the_audio_and_the_transcript_both_say_so(
-    model_path: Path, tmp_path: Path
+    model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    complete, cut = _pair(*COMPLETE_AND_CUT[0], tmp_path)
+    complete, _ = _pair(*COMPLETE_AND_CUT[0], tmp_path)
+    heard: list[int] = []
+    answer = 0.0
 
-    async def ask(audio: np.ndarray, text: str) -> float:
-        detector = SmartTurnDetector(None, audio=_fed(audio), model_path=model_path)
-        return await detector.predict_end_of_turn(_said(text))
+    def probability(_model: SmartTurn, samples: np.ndarray) -> float:
+        # the model's answer is given: no synthetic voice makes it say either one (above)
+        heard.append(samples.size)
+        return answer
 
-    assert await ask(complete, "Can you tell me a joke about cats?") > FINISHED
-    # the words could be a whole turn, but the voice is not done
-    assert await ask(cut, "Can you tell me?") < FINISHED
-    # the voice sounds done, but no sentence ends on "of"
-    assert await ask(complete, "What is the capital of") == 0.0
+    monkeypatch.setattr(SmartTurn, "probability", probability)
+
+    async def ask(p: float, text: str) -> tuple[float, TurnAudio]:
+        nonlocal answer
+        answer, audio = p, _fed(complete)
+        detector = SmartTurnDetector(None, audio=audio, model_path=model_path)
+        return await detector.predict_end_of_turn(_said(text)), audio
+
+    p, audio = await ask(0.9, "Can you tell me a joke about cats?")
+    assert p == 0.9 and heard == [complete.size]  # the turn's audio, as the VAD fed it
+    assert audio.samples().size == RATE // 2  # finished: the next speech opens a new turn
+    # the words could be a whole turn, but the voice is not done: the turn goes on
+    p, audio = await ask(0.3, "Can you tell me?")
+    assert p == 0.3 and audio.samples().size == complete.size
+    # the voice sounds done, but no sentence ends on "of": the model is not even asked
+    p, _ = await ask(0.9, "What is the capital of")
+    assert p == 0.0 and len(heard) == 2
 
 
 def test_turn_audio_keeps_half_a_second_before_speech_and_at_most_8_seconds() -> None:
@@ -241,5 +250,5 @@ async def test_the_model_runs_off_the_event_loop(model_path: Path, tmp_path: Pat
     finally:
         done.set()
         await ticker
-    assert p > FINISHED and detector.last_probability == p
+    assert 0.0 <= p <= 1.0 and detector.last_probability == p
     assert ticks >= 3  # a call on the loop's thread would have let it run once at most
