@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,9 +39,25 @@ def chat_env(server: ScriptedLLMServer | None = None, **extra: str) -> dict[str,
     return env
 
 
+FORKED_COMMANDS = frozenset({"chat", "check", "setup"})
+"""Commands `run_cli` forks from `testing/cli_zygote.py`: ours, whose tests are about what
+they do once started, not about starting."""
+
+
 def run_cli(
-    args: list[str], *, env: Mapping[str, str], stdin: str = "", cwd: Path, timeout: float = 60
+    args: list[str],
+    *,
+    env: Mapping[str, str],
+    stdin: str = "",
+    cwd: Path,
+    timeout: float = 60,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess[str]:
+    """`voice-agent ARGS` to its end. `chat`, `check` and `setup` are forked from a process
+    that has imported them (`testing/cli_zygote.py`) unless `fresh`; other commands, and
+    the tests of what a fresh start prints, run the executable."""
+    if args and args[0] in FORKED_COMMANDS and "--help" not in args and not fresh:
+        return _zygote().run(args, env=env, stdin=stdin, cwd=cwd, timeout=timeout)
     return subprocess.run(
         [VOICE_AGENT, *args],
         input=stdin,
@@ -45,6 +67,72 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+class _Zygote:
+    """This process's `testing/cli_zygote.py`, started on first use."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "testing.cli_zygote"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+            text=True,
+        )
+        self._replies = b""
+        """What the zygote has written that `_read_line` has not returned yet."""
+        self._lock = threading.Lock()
+        atexit.register(self._proc.kill)
+
+    def run(
+        self, args: list[str], *, env: Mapping[str, str], stdin: str, cwd: Path, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        with self._lock, tempfile.TemporaryDirectory(prefix="voice-agent-cli-") as tmp:
+            files = {name: Path(tmp, name) for name in ("stdin", "stdout", "stderr")}
+            files["stdin"].write_text(stdin)
+            request = {"args": args, "env": dict(env), "cwd": str(cwd)}
+            request |= {name: str(path) for name, path in files.items()}
+            assert self._proc.stdin is not None and self._proc.stdout is not None
+            self._proc.stdin.write(json.dumps(request) + "\n")
+            self._proc.stdin.flush()
+            pid = int(self._read_line())
+            status = self._wait(pid, timeout)
+            out, err = files["stdout"].read_text(), files["stderr"].read_text()
+        if status is None:
+            raise subprocess.TimeoutExpired([VOICE_AGENT, *args], timeout, out, err)
+        return subprocess.CompletedProcess([VOICE_AGENT, *args], status, out, err)
+
+    def _wait(self, pid: int, timeout: float) -> int | None:
+        """The command's exit status, or None if it was killed for running past `timeout`."""
+        try:
+            return int(self._read_line(timeout))
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self._read_line()
+            return None
+
+    def _read_line(self, timeout: float | None = None) -> str:
+        """The zygote's next line (read from its pipe's descriptor: no buffer of its own
+        that `select` cannot see)."""
+        assert self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._replies:
+            if not select.select([fd], [], [], timeout)[0]:
+                raise TimeoutError
+            if not (chunk := os.read(fd, 4096)):
+                raise RuntimeError(f"testing.cli_zygote exited ({self._proc.wait()})")
+            self._replies += chunk
+        line, _, self._replies = self._replies.partition(b"\n")
+        return line.decode()
+
+
+@functools.cache
+def _zygote() -> _Zygote:
+    return _Zygote()
 
 
 def spawn_cli(
