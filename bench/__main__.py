@@ -41,9 +41,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECTION",
         help=f"sections to run, by name (default: all): {', '.join(BY_NAME)}",
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="a few repetitions of everything (smoke run)"
-    )
+    parser.add_argument("--quick", action="store_true", help="a few repetitions (smoke run)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -53,14 +51,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--reps", type=int, help="turns per variant in the no-tool/tool sections")
     parser.add_argument("--ttft-ms", type=float, help="the scripted server's time to first token")
-    parser.add_argument(
-        "--voice-turns", type=int, help="spoken turns measured in the voice section (0: skip it)"
-    )
+    parser.add_argument("--voice-turns", type=int, help="spoken turns in `voice` (0: none)")
     parser.add_argument("--levels", help="capacity: session counts (default: 1,5,10,20,40)")
     parser.add_argument("--capacity-turns", type=int, help="capacity: measured turns a session")
-    parser.add_argument(
-        "--embedded-stt", action="store_true", help="capacity: Moonshine in each job process"
-    )
+    parser.add_argument("--embedded-stt", action="store_true", help="capacity: Moonshine in jobs")
     args = parser.parse_args(argv)
     if unknown := [name for name in args.sections if name not in BY_NAME]:
         parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")

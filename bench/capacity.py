@@ -236,14 +236,10 @@ def _machine_busy() -> float:
 def render(result: CapacityResult) -> list[str]:
     plan = result.plan
     return [
-        f"One worker, N sessions each in its own livekit job process; real-time speech "
-        f"through the real silero VAD; scripted STT ({plan.stt_delay * 1000:.0f} ms), "
-        f"LLM (first token {plan.llm_ttft * 1000:.0f} ms) and TTS (first byte "
-        f"{plan.tts_delay * 1000:.0f} ms). End of speech -> first audio is livekit's "
-        f"`e2e_latency`; the first turn of each session is warm-up; a turn answered without "
-        f"audio (silent) fails its level. Other CPU: cores busy outside the worker meanwhile "
-        f"(the scripted servers, and anything else on the machine). Machine: {result.cores} "
-        "cores.",
+        f"One worker, N sessions each in its own job process; scripted STT "
+        f"({plan.stt_delay * 1000:.0f} ms), LLM (first token {plan.llm_ttft * 1000:.0f} ms) "
+        f"and TTS (first byte {plan.tts_delay * 1000:.0f} ms); {result.cores} cores. Method: "
+        "docs/benchmarks.md#capacity.",
         table(
             f"sessions | turns | silent | p50 ms | p95 ms | within +{plan.budget_ms:.0f} ms | "
             "CPU per session (cores) | worker main CPU | PSS per session MB | other CPU (cores)",

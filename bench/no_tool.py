@@ -204,11 +204,7 @@ def ours(rows: list[NoToolRow], level: str) -> NoToolRow | None:
 
 def render(rows: list[NoToolRow]) -> list[str]:
     blocks = [
-        "Tools are offered; the model answers without them. Time to first text out: from "
-        "`session.run(user_input=...)` (or the `llm_node` call) to the first words out of "
-        "the session (or the node). The server's TTFT is its own record: request received "
-        "-> first content chunk written. `session`: a real livekit `AgentSession` in text "
-        "mode; `llm_node`: the node alone.",
+        "Tools are offered; the model answers without them. Method: docs/benchmarks.md#no-tool.",
         table(
             "level | variant | ratio p50 | ratio p95 | added ms p50 | added ms p95 | "
             "server TTFT ms p50",

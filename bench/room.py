@@ -110,29 +110,18 @@ def run(ctx: Context) -> RoomResult:
 
 def render(r: RoomResult) -> list[str]:
     if r.skipped is not None:
-        return [f"Skipped: {r.skipped}.", ""]
+        return [f"Skipped: {r.skipped}."]
     rows = [
         ("end of speech -> first agent audio heard", r.heard_ms),
         ("agent's own eos_to_first_audio_ms", r.agent_ms),
     ]
     return [
-        f"{len(r.turns)} spoken turns in one room on livekit-server {pinned_version()} "
-        "(`--dev`, 127.0.0.1, WebRTC over UDP), the worker as `voice-agent start` with its "
-        "defaults but the Whisper server (tiny.en) as its STT, the espeak-ng TTS server "
-        "and the scripted "
-        f"LLM (time to first token {r.ttft_ms:.0f} ms). Everything, the participant "
-        "included, shares the machine's 2 cores.",
-        "",
+        f"{len(r.turns)} spoken turns in one room on livekit-server {pinned_version()}, the "
+        f"scripted LLM's time to first token {r.ttft_ms:.0f} ms. Method: docs/benchmarks.md#room.",
         table(
             "measure | p50 ms | p95 ms | turns",
             [[name, *p50_p95(ms), len(ms)] for name, ms in rows],
         ),
-        "",
-        "The two start at different moments: heard from the last loud sample the participant "
-        "sent; the agent from livekit's estimate of the end of speech (the VAD's end minus "
-        "the silence it waited for). Heard adds the way back: the agent's audio queue, "
-        "WebRTC (Opus, the jitter buffer) and the server in between.",
-        "",
     ]
 
 

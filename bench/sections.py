@@ -105,21 +105,10 @@ def pct(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-@dataclass(frozen=True, slots=True)
-class Summary:
-    n: int
-    p50: float
-    p95: float
-
-    @staticmethod
-    def of(values: Sequence[float]) -> Summary:
-        return Summary(len(values), pct(values, 50), pct(values, 95))
-
-
 def summary(values: Sequence[float], *, digits: int = 3, n: bool = True) -> dict[str, float]:
     """A sample's size (unless `n` is false) and p50 / p95, rounded for results.json."""
-    s = Summary.of(values)
-    return {**({"n": s.n} if n else {}), "p50": round(s.p50, digits), "p95": round(s.p95, digits)}
+    quantiles = {"p50": round(pct(values, 50), digits), "p95": round(pct(values, 95), digits)}
+    return {"n": len(values), **quantiles} if n else quantiles
 
 
 def p50(values: Sequence[float]) -> float:

@@ -102,13 +102,8 @@ def run(ctx: Context) -> dict[str, dict[str, Any]]:
 
 def render(levels: dict[str, dict[str, Any]]) -> list[str]:
     return [
-        "Each level runs in a fresh process: livekit `AgentSession`s in text mode with our "
-        "`Assistant`, all started before the first turn, each saying its turns after a "
-        "random pause (uniform: the user thinking). Added latency = time to first "
-        "text out - the server's TTFT for that very request (matched by the user text). "
-        "Memory = (RSS with every session open and its history held - RSS after one "
-        "warm-up session) / sessions. CPU busy = worker CPU seconds per wall second "
-        "(1.0 = one core); the server process shares the same 2 cores.",
+        "Each level in a fresh process; added latency = time to first text out - the "
+        "server's TTFT for that very request. Method: docs/benchmarks.md#sessions.",
         table(
             "sessions | turns | turns/s | worker CPU busy | added ms p50 | added ms p95 | "
             "first text ms p95 | RSS MB per session | RSS MB baseline",

@@ -83,12 +83,9 @@ def _row(name: str, samples: list[ft.Sample]) -> ToolRow:
 
 def render(result: ToolResult) -> list[str]:
     blocks = [
-        "One tool call (streamed, or whole in blocking mode), the tool, then the speaking "
-        "pass. Overhead = first words out - (tool-call response complete + the tool's run "
-        "time + the speaking pass's server TTFT), split into: response complete -> tool "
-        "starts, tool ends -> speaking request arrives, first token written -> first text "
-        f"out. Last row: a tool slower than TOOL_FILLER_DELAY ({result.filler_delay * 1000:.0f}"
-        " ms here): filler out - (tool-call response complete + the delay).",
+        "One tool call, the tool, then the speaking pass (method: docs/benchmarks.md#tool). "
+        f"Last row: a tool slower than TOOL_FILLER_DELAY ({result.filler_delay * 1000:.0f} ms "
+        "here): filler out - (tool-call response complete + the delay).",
         table(
             "variant | overhead ms p50 | overhead ms p95 | -> tool start p50 | "
             "tool -> next request p50 | first token -> out p50",

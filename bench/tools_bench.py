@@ -113,11 +113,8 @@ async def _measure(ctx: Context, runs: int) -> dict[str, float]:
 
 def render(result: ToolsResult) -> list[str]:
     return [
-        "MCP servers are FastMCP on 127.0.0.1 (`testing/servers/mcp_server.py`); stdio "
-        "starts a child process per session. Start-up is `setup_tools()`: connect, "
-        "initialize, tools/list; 'first in process' includes the imports and caches the "
-        f"first connection pays. Medians over {result.runs} runs (flattening: "
-        f"{result.runs * 100}).",
+        f"Medians over {result.runs} runs (flattening: {result.runs * 100}). Method: "
+        "docs/benchmarks.md#tools.",
         table("what | ms p50", [[name, f"{ms:.2f}"] for name, ms in result.medians_ms.items()]),
     ]
 

@@ -1,16 +1,24 @@
-"""Section: spoken turns through the worker's session, stage by stage, and its memory."""
+"""Section: spoken turns through the worker's session, stage by stage, and its memory; then
+the side by side, end of speech -> first audio, ours vs livekit's default pipeline
+(`python -m bench.voice_latency` runs that part alone)."""
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from agent.voice.stitching import word_distance
+from testing.audio_io import PAUSED_QUESTIONS, plain_text
 from testing.servers.openai_server import text_reply
 
-from . import memory, no_tool, voice_latency
-from .sections import Context, VoicePlan, p50, p50_p95, summary, table
-from .voice_session import SPEECH_LEVEL, STT_NAMES, Spoken, espeak_missing, first, speak
+from . import memory, no_tool, voice_session
+from .sections import Context, VoicePlan, p50, p50_p95, pct, summary, table, verdict
+from .server_proc import RemoteLLMServer
+from .voice_session import PIPELINES, STT_NAMES, Stages, espeak_missing, first, speak
 
 NAME = "voice"
 TITLE = "Voice path: spoken turns through the worker's session"
@@ -57,13 +65,91 @@ STAGES = {  # key in results.json: (stage, where the number comes from)
     ),
     "e2e": (f"{EOS} agent starts speaking", "`e2e_latency`"),
 }
+HEADING = "### Side by side: ours vs livekit's default pipeline"
+# two sentences, as a voice reply usually is: the first goes to the TTS on its own
+REPLY = "It is nine in the evening there right now. Is there anything else you would like to know?"
+LABELS = {
+    "ours": "ours (defaults: STT at each pause, end of turn from its transcript, first "
+    "clause to the TTS, safe preemptive generation)",
+    "livekit_default": "livekit default pipeline (VAD turn detection, default endpointing "
+    "and tokenizer, our llm_node)",
+}
+GOAL_P50_MS, GOAL_P95_MS, GOAL_RATIO, GOAL_PREMATURE = 600.0, 800.0, 0.5, 0.05
+SHORT_REPLIES = (
+    "Thank you.",
+    "How are you?",
+    "No.",
+    "Yes, please.",
+    "Who are you?",
+    "Why is that?",
+    "Tell me more.",
+    "Yes I do.",
+    "Sure, I can.",
+)
+"""Complete turns that end on a word a question often goes on from ("you", "please",
+"that", "more"): reported apart from the questions, whose pause must not end the turn."""
+SIDE_STAGES = {
+    "vad": "end of speech -> VAD reports it (wall clock of `user_state_changed` -> listening)",
+    "stt_start": "end of speech -> last segment sent to the STT (ours: at the pause)",
+    "stt_request": "the last STT request (STTMetrics.duration)",
+    "commit": "end of speech -> turn committed (user message added; end-of-turn decision)",
+    "node_ttft": "llm_node start -> first text (`llm_node_ttft`)",
+    "text_tts": "first text -> first TTS request (tokenizer; `llm_node_ttfs` - ttft)",
+    "tts_ttfb": "TTS request -> first audio byte (`tts_node_ttfb`)",
+}
+
+
+@dataclass
+class Pipeline:
+    """One pipeline of the side by side: its utterances judged from the audio."""
+
+    eos_to_audio_ms: list[float] = field(default_factory=list)
+    premature: list[bool] = field(default_factory=list)
+    missing: int = 0
+    stages: Stages = field(default_factory=lambda: Stages(list(SIDE_STAGES)))
+    heard: list[str] = field(default_factory=list)
+    errors: int = 0
+    """Word edits from what was said to what was committed, over all utterances."""
+    said_words: int = 0
+    short_ms: list[float] = field(default_factory=list)
+    """End of speech -> first audio of the short replies."""
+
+    @property
+    def wer(self) -> float:
+        return self.errors / self.said_words if self.said_words else float("nan")
+
+    @property
+    def premature_rate(self) -> float:
+        return sum(self.premature) / len(self.premature) if self.premature else float("nan")
+
+    def row(self, label: str) -> list[object]:
+        premature = f"{sum(self.premature)}/{len(self.premature)} ({self.premature_rate:.0%})"
+        cells = [label, *p50_p95(self.eos_to_audio_ms, ".0f"), premature, f"{self.wer:.3f}"]
+        return [*cells, *p50_p95(self.short_ms, ".0f"), self.missing]
+
+
+@dataclass
+class SideBySide:
+    plan: VoicePlan
+    skipped: str | None = None
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
+    wall_s: float = 0.0
+    load_note: str = ""
+
+    def eos_to_audio_ms(self, short: bool = False) -> dict[str, dict[str, float]]:
+        """p50 / p95 end of speech -> first audio per pipeline, of the questions or the
+        short replies."""
+        return {
+            name: summary(p.short_ms if short else p.eos_to_audio_ms, digits=1, n=False)
+            for name, p in self.pipelines.items()
+        }
 
 
 @dataclass
 class VoiceResult:
     plan: VoicePlan
     skipped: str | None = None
-    stages_ms: dict[str, list[float]] = field(default_factory=dict)
+    stages: Stages = field(default_factory=lambda: Stages(list(STAGES)))
     memory: list[memory.Row] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
     anchor_offset_ms: list[float] = field(default_factory=list)
@@ -73,10 +159,7 @@ class VoiceResult:
     wall_s: float = 0.0
     no_tool_ratio: float | None = None
     """The no-tool section's `llm_node` ratio for our default, where it ran before."""
-    side_by_side: voice_latency.LatencyResult | None = None
-
-    def p50(self, key: str) -> float:
-        return p50(self.stages_ms[key])
+    side_by_side: SideBySide | None = None
 
 
 def run(ctx: Context) -> VoiceResult:
@@ -103,21 +186,15 @@ def run(ctx: Context) -> VoiceResult:
         ),
     )
     n = plan.warmup + plan.turns
-    reply = text_reply(voice_latency.REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
-    ctx.server.script(*[reply] * n)
-    spoken = speak(
-        ctx.server.base_url,
-        QUESTIONS,
-        n,
-        pipelines=["ours"],
-        pause=plan.pause,
-        greeting=GREETING,
-        stt=plan.stt,
-    )
+    ctx.server.script(*[text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)] * n)
+    spec = {"pipelines": ["ours"], "pause": plan.pause, "greeting": GREETING, "stt": plan.stt}
+    spoken = speak(ctx.server.base_url, QUESTIONS, n, **spec)
     if spoken.data["missing"]:
         raise RuntimeError(f"spoken turns went unanswered: {spoken.data['missing']}")
-    server_ttft = [r.ttft * 1000 for r in ctx.server.requests() if r.ttft is not None]
-    _stages(result, spoken, server_ttft[plan.warmup :])
+    result.stages["server_ttft"] = [
+        r.ttft * 1000 for r in ctx.server.requests() if r.ttft is not None
+    ][plan.warmup :]
+    _stages(result, spoken)
     after = spoken.data["ours"]["rss_mb_after_turn"]
     session = "session process, prewarmed (worker imported, VAD loaded), before the session"
     result.memory = [
@@ -131,21 +208,14 @@ def run(ctx: Context) -> VoiceResult:
     if rows := ctx.results.get(no_tool.NAME):
         ours = no_tool.ours(rows, "llm_node")
         result.no_tool_ratio = None if ours is None else p50(ours.series["ratio"])
-    result.side_by_side = voice_latency.run(plan)
+    result.side_by_side = side_by_side(plan)
     return result
 
 
-def _stages(result: VoiceResult, spoken: Spoken, server_ttft_ms: list[float]) -> None:
+def _stages(result: VoiceResult, spoken: voice_session.Spoken) -> None:
     """Each stage's latency per measured turn, from what the session reported."""
-    log = spoken.data["ours"]
+    log, add = spoken.data["ours"], result.stages.add
     items, metrics = log["items"], log["metrics"]
-    series = result.stages_ms = {key: [] for key in STAGES}
-    series["server_ttft"] = server_ttft_ms
-
-    def add(key: str, value: float | None) -> None:
-        if value is not None and value >= 0:
-            series[key].append(value * 1000)
-
     for k in range(result.plan.warmup, result.plan.warmup + result.plan.turns):
         result.heard += [i["text"] for i in items if i["turn"] == k and i["role"] == "user"]
         if (eou := first(metrics, k, type="eou_metrics")) is not None:
@@ -157,12 +227,8 @@ def _stages(result: VoiceResult, spoken: Spoken, server_ttft_ms: list[float]) ->
         if (llm := first(metrics, k, type="llm_metrics")) is not None:
             add("llm_ttft", llm["ttft"])
         if (reply := first(items, k, role="assistant")) is not None:
-            m = reply["metrics"]
-            ttft, ttfs = m.get("llm_node_ttft"), m.get("llm_node_ttfs")
-            add("node_ttft", ttft)
-            add("text_tts", ttfs - ttft if ttft is not None and ttfs is not None else None)
-            add("tts_ttfb", m.get("tts_node_ttfb"))
-            add("e2e", m.get("e2e_latency"))
+            result.stages.add_reply(reply)
+            add("e2e", reply["metrics"].get("e2e_latency"))
         user = first(items, k, role="user")
         if user is None or (eos := user["metrics"].get("stopped_speaking_at")) is None:
             continue
@@ -173,6 +239,61 @@ def _stages(result: VoiceResult, spoken: Spoken, server_ttft_ms: list[float]) ->
         # the WAV's last speech sample went out `tails[k]` before its last frame did
         speech_end = log["mic_end"][str(k)] - spoken.tails[k]
         result.anchor_offset_ms.append((eos - speech_end) * 1000)
+
+
+def side_by_side(plan: VoicePlan) -> SideBySide:
+    """Against a scripted LLM of its own: every request gets the same reply (preemptive
+    generation sends requests that are then thrown away)."""
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    if (skipped := espeak_missing()) is not None:
+        return SideBySide(plan, skipped)
+    reply = text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
+    with RemoteLLMServer(default=reply) as server:
+        spec = {"pipelines": PIPELINES, "pause": plan.pause, "stt": plan.stt}
+        spoken = speak(server.base_url, PAUSED_QUESTIONS, plan.side_by_side, **spec)
+        short = speak(server.base_url, SHORT_REPLIES, len(SHORT_REPLIES), **spec)
+    result = SideBySide(plan, wall_s=time.perf_counter() - started)
+    result.load_note = (
+        f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, "
+        f"on {os.cpu_count()} CPUs"
+    )
+    n = len(PAUSED_QUESTIONS)
+    said = [plain_text(PAUSED_QUESTIONS[k % n]) for k in range(len(spoken.tails))]
+    for name in PIPELINES:
+        result.pipelines[name] = p = _pipeline(spoken.data[name], spoken.tails, said)
+        p.short_ms = _pipeline(short.data[name], short.tails, list(SHORT_REPLIES)).eos_to_audio_ms
+    for name, _k in [*spoken.data["missing"], *short.data["missing"]]:
+        result.pipelines[name].missing += 1
+    return result
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def _pipeline(log: dict[str, Any], tails: list[float], said: list[str]) -> Pipeline:
+    p, items = Pipeline(), log["items"]
+    audio_starts = sorted(a for a in log["audio_starts"] if a is not None)
+    for k, mic_end in ((int(k), at) for k, at in log["mic_end"].items()):
+        eos = mic_end - tails[k]
+        users = [i for i in items if i["turn"] == k and i["role"] == "user"]
+        p.heard += [u["text"] for u in users]
+        words = _words(said[k])
+        p.errors += word_distance(words, _words(" ".join(u["text"] for u in users)))
+        p.said_words += len(words)
+        p.premature.append(len(users) > 1 or any(u["at"] < eos for u in users))
+        if (audio := next((a for a in audio_starts if a > eos), None)) is not None:
+            p.eos_to_audio_ms.append((audio - eos) * 1000)
+        listening = first(log["user_states"], k, state="listening")
+        p.stages.add("vad", None if listening is None else listening["at"] - eos)
+        sent = [s["sent_at"] for s in log["segments_sent"] if s["turn"] == k]
+        p.stages.add("stt_start", max(sent) - eos if sent else None)
+        stt = [m for m in log["metrics"] if m["turn"] == k and m["type"] == "stt_metrics"]
+        p.stages.add("stt_request", stt[-1]["duration"] if stt else None)
+        p.stages.add("commit", users[-1]["at"] - eos if users else None)
+        replies = (i for i in items if i["turn"] == k and i["role"] == "assistant")
+        p.stages.add_reply(next((i for i in replies if i["at"] > eos), None))
+    return p
 
 
 def render(v: VoiceResult) -> list[str]:
@@ -187,7 +308,7 @@ def render(v: VoiceResult) -> list[str]:
         table(
             "stage | source | p50 ms | p95 ms | turns",
             [
-                [stage, source, *p50_p95(v.stages_ms[key]), len(v.stages_ms[key])]
+                [stage, source, *p50_p95(v.stages[key]), len(v.stages[key])]
                 for key, (stage, source) in STAGES.items()
             ],
         ),
@@ -195,26 +316,27 @@ def render(v: VoiceResult) -> list[str]:
     if v.anchor_offset_ms:
         blocks.append(
             "livekit's end of speech vs the real one (the WAV's last sample louder than "
-            f"{SPEECH_LEVEL}/32768, as the microphone delivered it): p50 "
+            f"{voice_session.SPEECH_LEVEL}/32768, as the microphone delivered it): p50 "
             f"{p50(v.anchor_offset_ms):+.0f} ms (positive: every 'end of speech ->' row "
             "above is that much shorter than what the user waits)."
         )
     blocks += _limits(v) + _memory(v)
     if v.side_by_side is not None:
-        blocks += [voice_latency.HEADING, *voice_latency.render(v.side_by_side)]
+        blocks += [HEADING, *render_side_by_side(v.side_by_side)]
     return blocks
 
 
 def _limits(v: VoiceResult) -> list[str]:
     """Where the time goes, and how our engine compares with the no-tool section."""
+    s = v.stages
     blocks = [
-        f"What limits it (p50s, docs/benchmarks.md#voice): VAD {v.p50('eos_vad'):.0f} ms, "
-        f"STT {v.p50('stt_request'):.0f} ms, turn end {v.p50('transcript_turn'):.1f} ms after "
-        f"the transcript, LLM {v.p50('server_ttft'):.0f} ms, first sentence "
-        f"{v.p50('text_tts'):.0f} ms, TTS {v.p50('tts_ttfb'):.0f} ms."
+        f"What limits it (p50s, docs/benchmarks.md#voice): VAD {s.p50('eos_vad'):.0f} ms, "
+        f"STT {s.p50('stt_request'):.0f} ms, turn end {s.p50('transcript_turn'):.1f} ms after "
+        f"the transcript, LLM {s.p50('server_ttft'):.0f} ms, first sentence "
+        f"{s.p50('text_tts'):.0f} ms, TTS {s.p50('tts_ttfb'):.0f} ms."
     ]
-    if v.stages_ms["node_ttft"] and v.stages_ms["server_ttft"]:
-        ratio, section1 = v.p50("node_ttft") / v.p50("server_ttft"), v.no_tool_ratio
+    if s["node_ttft"] and s["server_ttft"]:
+        ratio, section1 = s.p50("node_ttft") / s.p50("server_ttft"), v.no_tool_ratio
         blocks.append(
             "Our engine in the voice session: first text out of `llm_node` / the server's "
             f"TTFT, p50 {ratio:.3f}"
@@ -241,14 +363,87 @@ def _memory(v: VoiceResult) -> list[str]:
     ]
 
 
+def render_side_by_side(result: SideBySide) -> list[str]:
+    if result.skipped:
+        return [f"Skipped: {result.skipped}"]
+    p, ours, base = result.plan, result.pipelines["ours"], result.pipelines["livekit_default"]
+    rows = [v.row(LABELS[name]) for name, v in result.pipelines.items()]
+    ours_ms, base_ms = p50(ours.eos_to_audio_ms), p50(base.eos_to_audio_ms)
+    ratio, rate = ours_ms / base_ms if base_ms else float("nan"), ours.premature_rate
+    ours_p95 = pct(ours.eos_to_audio_ms, 95)
+    stages = [
+        [label, *(_ms(v.stages[k]) for v in (ours, base))] for k, label in SIDE_STAGES.items()
+    ]
+    return [
+        f"{p.side_by_side} utterances per pipeline, interleaved (one to each in turn), each "
+        "with a 300-900 ms pause in the middle; scripted LLM with "
+        f"{p.ttft * 1000:.0f} ms to first token and {p.token_delay * 1000:.0f} ms between "
+        f'words, reply "{REPLY}". STT of both: {STT_NAMES[p.stt]}. Then the '
+        f"{len(SHORT_REPLIES)} short replies, once each. Machine load: {result.load_note}.",
+        table(
+            "pipeline | questions: end of speech -> first audio p50 ms | p95 ms | premature end "
+            "of turn | word error rate | short replies: p50 ms | p95 ms | no answer",
+            rows,
+        ),
+        f"Goal: p50 <= {GOAL_P50_MS:.0f} ms: {ours_ms:.0f} ms, {_met(ours_ms <= GOAL_P50_MS)}; "
+        f"p95 <= {GOAL_P95_MS:.0f} ms: {ours_p95:.0f} ms, {_met(ours_p95 <= GOAL_P95_MS)}; "
+        f"<= {GOAL_RATIO}x livekit's default: {ratio:.2f}x, {_met(ratio <= GOAL_RATIO)}; "
+        f"premature end of turn <= {GOAL_PREMATURE:.0%}: {rate:.0%}, "
+        f"{_met(rate <= GOAL_PREMATURE)}.",
+        "Where the time goes (p50 ms, each stage measured alone; stages overlap in ours):",
+        table("stage | " + " | ".join(PIPELINES), stages),
+        _side_limits(ours.stages, base.stages),
+        "What ours heard: " + "; ".join(f'"{h}"' for h in ours.heard[: len(PAUSED_QUESTIONS)]),
+        "Said: " + "; ".join(f'"{plain_text(q)}"' for q in PAUSED_QUESTIONS),
+        f"Wall time of this section: {result.wall_s:.0f} s.",
+    ]
+
+
+def _met(ok: bool) -> str:
+    return verdict(ok, "not met")
+
+
+def _ms(values: list[float]) -> str:
+    return f"{p50(values):.0f}" if values else "-"
+
+
+def _side_limits(ours: Stages, base: Stages) -> str:
+    after_commit = ours.p50("node_ttft") + ours.p50("text_tts") + ours.p50("tts_ttfb")
+    return (
+        f"What limits it (p50s, docs/benchmarks.md#side-by-side). Ours: STT sent "
+        f"{ours.p50('stt_start'):.0f} ms after the end of speech, STT "
+        f"{ours.p50('stt_request'):.0f} ms, commit at {ours.p50('commit'):.0f} ms, then LLM, "
+        f"first clause and TTS add {after_commit:.0f} ms. livekit's default: VAD "
+        f"{base.p50('vad'):.0f} ms, STT {base.p50('stt_request'):.0f} ms, first sentence "
+        f"{base.p50('text_tts'):.0f} ms."
+    )
+
+
 def numbers(v: VoiceResult) -> Mapping[str, object]:
     if v.skipped is not None:
         return {"skipped": v.skipped}
     return {
-        "stages_ms": {key: summary(values) for key, values in v.stages_ms.items()},
+        "stages_ms": {key: summary(values) for key, values in v.stages.items()},
         "memory_mb": {what: {"rss": rss, "pss": pss} for what, rss, pss in v.memory},
         "wall_s": round(v.wall_s, 1),
-        # eos_to_first_audio_ms.{ours,livekit_default}.{p50,p95} and
-        # premature_end_of_turn_rate.{ours,livekit_default}
-        **(voice_latency.numbers(v.side_by_side) if v.side_by_side else {}),
+        **(side_by_side_numbers(v.side_by_side) if v.side_by_side else {}),
+    }
+
+
+def side_by_side_numbers(result: SideBySide) -> dict[str, object]:
+    """eos_to_first_audio_ms, premature_end_of_turn_rate, wer per pipeline, in `voice`."""
+    if result.skipped:
+        return {"side_by_side_skipped": result.skipped}
+    return {
+        "eos_to_first_audio_ms": result.eos_to_audio_ms(),
+        "premature_end_of_turn_rate": {
+            name: round(p.premature_rate, 4) for name, p in result.pipelines.items()
+        },
+        "wer": {name: round(p.wer, 4) for name, p in result.pipelines.items()},
+        "utterances": result.plan.side_by_side,
+        "stt": result.plan.stt,
+        "short_replies": {
+            "eos_to_first_audio_ms": result.eos_to_audio_ms(short=True),
+            "utterances": len(SHORT_REPLIES),
+        },
     }

@@ -34,6 +34,7 @@ from testing.servers.tts_server import EspeakTTSServer
 from testing.servers.whisper_server import WhisperServer
 
 from .common import quiet_logging, rss_mb, run_module
+from .sections import p50
 
 PIPELINES = ("ours", "livekit_default")
 PAD_SECONDS = 0.3
@@ -48,6 +49,29 @@ def first(entries: Sequence[dict[str, Any]], turn: int, **match: object) -> dict
         (e for e in entries if e["turn"] == turn and all(e.get(f) == v for f, v in match.items())),
         None,
     )
+
+
+class Stages(dict[str, list[float]]):
+    """Milliseconds per stage over the measured turns; a stage a turn lacks is left out."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        super().__init__({key: [] for key in keys})
+
+    def add(self, key: str, seconds: float | None) -> None:
+        if seconds is not None and seconds >= 0:
+            self[key].append(seconds * 1000)
+
+    def add_reply(self, reply: dict[str, Any] | None) -> None:
+        """The reply's own stages, from the metrics livekit put on its chat item."""
+        if reply is not None:
+            m = reply["metrics"]
+            ttft, ttfs = m.get("llm_node_ttft"), m.get("llm_node_ttfs")
+            self.add("node_ttft", ttft)
+            self.add("text_tts", ttfs - ttft if ttft is not None and ttfs is not None else None)
+            self.add("tts_ttfb", m.get("tts_node_ttfb"))
+
+    def p50(self, key: str) -> float:
+        return p50(self[key])
 
 
 @dataclass
