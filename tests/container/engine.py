@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import http.server
 import os
@@ -288,6 +289,24 @@ class PipIndexRelay:
             thread.join(timeout=10)
 
 
+TEST_IMAGE = "voice-agent:test"
+"""The image the container tests build from this checkout and run."""
+_IMAGE_LOCK = Path(tempfile.gettempdir()) / "voice-agent-test-image.lock"
+
+
+def prepare_test_image() -> Iterator[str]:
+    """Makes the base image if missing and builds `TEST_IMAGE`, one caller at a time on
+    this machine: .ci/run starts it early, in the background (`python -m
+    tests.container.engine`), and the tests' fixture waits for it, then finds every layer
+    in the engine's cache. Yields once built (the fixture's `NoBaseImage` skip is raised
+    from here)."""
+    with _IMAGE_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_base_image(base_image())
+        build_image(TEST_IMAGE, context=ROOT)
+    yield TEST_IMAGE
+
+
 def build_image(tag: str, *, context: Path, extra: Sequence[str] = ()) -> None:
     with PipIndexRelay().running() as relay:
         docker(
@@ -300,3 +319,9 @@ def build_image(tag: str, *, context: Path, extra: Sequence[str] = ()) -> None:
             str(context),
             timeout=1500,
         )
+
+
+if __name__ == "__main__":
+    if (reason := docker_unavailable()) is not None:
+        sys.exit(f"no image built: {reason}")
+    print(f"built {next(prepare_test_image())}")

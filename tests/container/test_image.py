@@ -22,18 +22,16 @@ from testing.polling import free_port
 from testing.servers.livekit_server import FakeLiveKitAgentServer
 from testing.servers.openai_server import ScriptedLLMServer, text_reply
 from tests.container.engine import (
-    ROOT,
+    TEST_IMAGE,
     NoBaseImage,
-    base_image,
-    build_image,
     docker,
     docker_unavailable,
-    ensure_base_image,
+    prepare_test_image,
 )
 
 pytestmark = pytest.mark.timeout(300)
 
-IMAGE = "voice-agent:test"
+IMAGE = TEST_IMAGE
 # an LLM that is never asked: `start` only reads the configuration
 OFFLINE_ENV = ["-e", "LLM_BASE_URL=http://127.0.0.1:9/v1", "-e", "LLM_MODEL=m"]
 ONE_RETRY = ["-e", "WORKER_CONNECT_RETRIES=1"]
@@ -45,11 +43,9 @@ def image() -> Iterator[str]:
     if reason is not None:
         pytest.skip(reason)
     try:
-        ensure_base_image(base_image())
+        yield from prepare_test_image()  # built already if .ci/run started it early
     except NoBaseImage as e:
         pytest.skip(str(e))
-    build_image(IMAGE, context=ROOT)
-    yield IMAGE
 
 
 @pytest.fixture
