@@ -28,11 +28,7 @@ from livekit.agents.stt.stream_adapter import DEFAULT_STREAM_ADAPTER_API_CONNECT
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 from livekit.agents.vad import VAD, VADEventType
 
-from agent.voice.segments import (
-    MAX_SEGMENT_SECONDS,
-    Segmenter,
-    segmenter_for,
-)
+from agent.voice.segments import MAX_SEGMENT_SECONDS, Segmenter, feed_vad, segmenter_for
 from agent.voice.stitching import same_words, words_after
 from agent.voice.turn_audio import TurnAudio
 from agent.voice.whole_turn import WholeTurnStream
@@ -210,14 +206,6 @@ class _PauseStream(stt.RecognizeStream):
         segmenter.with_context = self._owner._stitch
         pending: asyncio.Queue[_Request | None] = asyncio.Queue()
 
-        async def forward_input() -> None:
-            async for item in self._input_ch:
-                if isinstance(item, self._FlushSentinel):
-                    vad_stream.flush()
-                else:
-                    vad_stream.push_frame(item)
-            vad_stream.end_input()
-
         async def cut_segments() -> None:
             try:
                 async for ev in vad_stream:
@@ -279,7 +267,9 @@ class _PauseStream(stt.RecognizeStream):
                     self._owner.release()  # after the transcript is on its way
 
         tasks = [
-            asyncio.create_task(forward_input(), name="pause_stt.forward_input"),
+            asyncio.create_task(
+                feed_vad(self._input_ch, vad_stream), name="pause_stt.forward_input"
+            ),
             asyncio.create_task(cut_segments(), name="pause_stt.cut_segments"),
             asyncio.create_task(emit_in_order(), name="pause_stt.emit_in_order"),
         ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 
 from livekit import rtc
-from livekit.agents.vad import VAD, VADEvent, VADEventType
+from livekit.agents.vad import VAD, VADEvent, VADEventType, VADStream
 
 LEAD_IN_SECONDS = 0.2
 """Silence a segment shares with the one before it (the end of the pause that cut them
@@ -158,3 +159,14 @@ def _last_seconds(frames: list[rtc.AudioFrame], seconds: float) -> list[rtc.Audi
         total += frame.duration
     kept.reverse()
     return kept
+
+
+async def feed_vad(inputs: AsyncIterable[object], vad_stream: VADStream) -> None:
+    """What a recognize stream was given (frames, and its flush marks) into its VAD's
+    stream, then the end of input."""
+    async for item in inputs:
+        if isinstance(item, rtc.AudioFrame):
+            vad_stream.push_frame(item)
+        else:  # `RecognizeStream._FlushSentinel`
+            vad_stream.flush()
+    vad_stream.end_input()

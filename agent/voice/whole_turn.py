@@ -36,6 +36,7 @@ from livekit import rtc
 from livekit.agents import stt, utils
 from livekit.agents.vad import VAD, VADEvent, VADEventType
 
+from agent.voice.segments import feed_vad
 from agent.voice.stitching import words_after
 from agent.voice.transcript_ends import transcript_is_open
 from agent.voice.turn_audio import TurnAudio
@@ -258,14 +259,6 @@ class WholeTurnStream(stt.RecognizeStream):
             dropped.add(task)
             task.add_done_callback(_forget(dropped))
 
-        async def forward_input() -> None:
-            async for item in self._input_ch:
-                if isinstance(item, self._FlushSentinel):
-                    vad_stream.flush()
-                else:
-                    vad_stream.push_frame(item)
-            vad_stream.end_input()
-
         async def cut_passes() -> None:
             nonlocal early
             try:
@@ -314,7 +307,9 @@ class WholeTurnStream(stt.RecognizeStream):
                     owner.release()
 
         tasks = [
-            asyncio.create_task(forward_input(), name="whole_turn.forward_input"),
+            asyncio.create_task(
+                feed_vad(self._input_ch, vad_stream), name="whole_turn.forward_input"
+            ),
             asyncio.create_task(cut_passes(), name="whole_turn.cut_passes"),
             asyncio.create_task(emit_in_order(), name="whole_turn.emit_in_order"),
         ]
