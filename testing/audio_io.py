@@ -30,6 +30,19 @@ PAUSED_QUESTIONS = (
 )
 """Questions with a pause in the middle (espeak-ng SSML breaks, 300-900 ms), where a
 listener knows the speaker is not done: the bench's and the stitching test's utterances."""
+SHORT_REPLIES = (
+    "Thank you.",
+    "How are you?",
+    "No.",
+    "Yes, please.",
+    "Who are you?",
+    "Why is that?",
+    "Tell me more.",
+    "Yes I do.",
+    "Sure, I can.",
+)
+"""Whole turns that end on a word a question often goes on from ("you", "please", "that",
+"more"): the end-of-turn rule must let them end (the bench reports them apart)."""
 
 
 def plain_text(ssml: str) -> str:

@@ -17,21 +17,8 @@ from agent.voice.pause_stt import PauseTranscriber
 from agent.voice.transcript_ends import transcript_is_open
 from agent.voice.turn_detection import TranscriptTurnDetector
 from providers import STTOptions, build_stt
-from testing.audio_io import espeak_to_wav, wav_frames
+from testing.audio_io import SHORT_REPLIES, espeak_to_wav, wav_frames
 from testing.servers.whisper_server import WhisperServer
-
-SHORT_REPLIES = (
-    "Thank you.",
-    "How are you?",
-    "No.",
-    "Yes, please.",
-    "Who are you?",
-    "Why is that?",
-    "Tell me more.",
-    "Yes I do.",
-    "Sure, I can.",
-)
-"""Complete replies that end on a word that often does not end a sentence."""
 
 WHOLE = [
     *SHORT_REPLIES,
