@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import json
 import os
 import select
@@ -85,6 +84,9 @@ class _Zygote:
         self._replies = b""
         """What the zygote has written that `_read_line` has not returned yet."""
         self._lock = threading.Lock()
+        self.broken = False
+        """A command was interrupted (a test's timeout): its replies would be read as the
+        next command's, so this zygote is done with."""
         atexit.register(self._proc.kill)
 
     def run(
@@ -96,10 +98,18 @@ class _Zygote:
             request = {"args": args, "env": dict(env), "cwd": str(cwd)}
             request |= {name: str(path) for name, path in files.items()}
             assert self._proc.stdin is not None and self._proc.stdout is not None
-            self._proc.stdin.write(json.dumps(request) + "\n")
-            self._proc.stdin.flush()
-            pid = int(self._read_line())
-            status = self._wait(pid, timeout)
+            pid = 0
+            try:
+                self._proc.stdin.write(json.dumps(request) + "\n")
+                self._proc.stdin.flush()
+                pid = int(self._read_line())
+                status = self._wait(pid, timeout)
+            except BaseException:
+                self.broken = True
+                for gone in (pid, self._proc.pid) if pid else (self._proc.pid,):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(gone, signal.SIGKILL)
+                raise
             out, err = files["stdout"].read_text(), files["stderr"].read_text()
         if status is None:
             raise subprocess.TimeoutExpired([VOICE_AGENT, *args], timeout, out, err)
@@ -130,9 +140,14 @@ class _Zygote:
         return line.decode()
 
 
-@functools.cache
+_zygotes: list[_Zygote] = []
+
+
 def _zygote() -> _Zygote:
-    return _Zygote()
+    """This process's zygote: started on first use, and again after one was broken."""
+    if not _zygotes or _zygotes[-1].broken:
+        _zygotes.append(_Zygote())
+    return _zygotes[-1]
 
 
 def spawn_cli(
