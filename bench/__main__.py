@@ -18,14 +18,14 @@ from typing import Any
 
 from testing.servers.openai_server import text_reply
 
-from . import capacity, load, no_tool, overhead, room, sessions, soak, tool_turn, tools_bench, voice
+from . import capacity, load, no_tool, overhead, room, sessions, tools_bench, voice
 from .common import REPLY, machine, quiet_logging
 from .sections import FULL, QUICK, Context, Plan, Section
 from .server_proc import RemoteLLMServer
 
 # the registry: a section's number in the report is its place here
-SECTIONS: list[Section] = [no_tool, tool_turn, overhead, sessions, voice, tools_bench, soak, load]
-SECTIONS += [capacity, room]
+SECTIONS: list[Section] = [no_tool, no_tool.TOOL, overhead, sessions, voice, tools_bench]
+SECTIONS += [load.SOAK, load, capacity, room]
 BY_NAME = {s.NAME: s for s in SECTIONS}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

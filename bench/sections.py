@@ -4,7 +4,7 @@ writes."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -86,12 +86,23 @@ class Context:
 
 
 class Section(Protocol):
+    """A section: a module, or a `Part` of one (a module may hold two)."""
+
     NAME: str
     TITLE: str
 
     def run(self, ctx: Context) -> Any: ...
     def render(self, result: Any) -> list[str]: ...
     def numbers(self, result: Any) -> Mapping[str, object]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    NAME: str
+    TITLE: str
+    run: Callable[[Context], Any]
+    render: Callable[[Any], list[str]]
+    numbers: Callable[[Any], Mapping[str, object]]
 
 
 def pct(values: Sequence[float], q: float) -> float:
