@@ -15,7 +15,7 @@ from agent.voice.stitching import word_distance
 from testing.audio_io import PAUSED_QUESTIONS, plain_text
 from testing.servers.openai_server import text_reply
 
-from . import memory, no_tool, voice_session
+from . import no_tool, sessions, voice_session
 from .sections import Context, VoicePlan, p50, p50_p95, pct, summary, table, verdict
 from .server_proc import RemoteLLMServer
 from .voice_session import PIPELINES, STT_NAMES, Stages, espeak_missing, first, speak
@@ -32,48 +32,25 @@ QUESTIONS = (
 )
 GREETING = "Hello, ask me anything."
 EOS = "end of speech ->"
-STAGES = {  # key in results.json: (stage, where the number comes from)
-    "eos_vad": (
-        f"{EOS} VAD reports it (silero silence window)",
-        "wall clock when livekit emits `user_state_changed` -> listening, minus the end of "
-        "speech it back-dates the event to",
-    ),
-    "eos_transcript": (
-        f"{EOS} final transcript (VAD end + STT request)",
-        "EOUMetrics.transcription_delay",
-    ),
+# key in results.json: (stage, where its number comes from); docs/benchmarks.md#voice says more
+STAGES = {
+    "eos_vad": (f"{EOS} VAD reports it", "`user_state_changed` -> listening, wall clock"),
+    "eos_transcript": (f"{EOS} final transcript", "EOUMetrics.transcription_delay"),
     "stt_request": ("of which: the STT request", "STTMetrics.duration"),
-    "eos_turn": (f"{EOS} end of turn (VAD + endpointing)", "EOUMetrics.end_of_utterance_delay"),
-    "transcript_turn": (
-        "final transcript -> end of turn",
-        "end_of_utterance_delay - transcription_delay",
-    ),
+    "eos_turn": (f"{EOS} end of turn", "EOUMetrics.end_of_utterance_delay"),
+    "transcript_turn": ("final transcript -> end of turn", "EOU delay - transcription delay"),
     "llm_ttft": ("LLM request -> first token (client)", "LLMMetrics.ttft"),
-    "server_ttft": (
-        "LLM request -> first token (server's own record)",
-        "scripted server, as in section 1",
-    ),
+    "server_ttft": ("LLM request -> first token (server)", "scripted server, as in section 1"),
     "node_ttft": ("llm_node start -> first text (our engine)", "`llm_node_ttft`"),
-    "text_tts": (
-        "first text -> first TTS request (sentence tokenizer)",
-        "`llm_node_ttfs` - `llm_node_ttft`",
-    ),
+    "text_tts": ("first text -> first TTS request", "`llm_node_ttfs` - `llm_node_ttft`"),
     "tts_ttfb": ("TTS request -> first audio byte", "`tts_node_ttfb`"),
-    "eos_tts": (
-        f"{EOS} first TTS request (total)",
-        "wall clock: TTS server's arrival time - `stopped_speaking_at`",
-    ),
+    "eos_tts": (f"{EOS} first TTS request", "TTS server's arrival, wall clock"),
     "e2e": (f"{EOS} agent starts speaking", "`e2e_latency`"),
 }
 HEADING = "### Side by side: ours vs livekit's default pipeline"
 # two sentences, as a voice reply usually is: the first goes to the TTS on its own
 REPLY = "It is nine in the evening there right now. Is there anything else you would like to know?"
-LABELS = {
-    "ours": "ours (defaults: STT at each pause, end of turn from its transcript, first "
-    "clause to the TTS, safe preemptive generation)",
-    "livekit_default": "livekit default pipeline (VAD turn detection, default endpointing "
-    "and tokenizer, our llm_node)",
-}
+LABELS = {"ours": "ours (the worker's defaults)", "livekit_default": "livekit default pipeline"}
 GOAL_P50_MS, GOAL_P95_MS, GOAL_RATIO, GOAL_PREMATURE = 600.0, 800.0, 0.5, 0.05
 SHORT_REPLIES = (
     "Thank you.",
@@ -150,7 +127,7 @@ class VoiceResult:
     plan: VoicePlan
     skipped: str | None = None
     stages: Stages = field(default_factory=lambda: Stages(list(STAGES)))
-    memory: list[memory.Row] = field(default_factory=list)
+    memory: list[sessions.Row] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
     anchor_offset_ms: list[float] = field(default_factory=list)
     """livekit's end-of-speech estimate - the real end of the WAV's speech."""
@@ -203,7 +180,7 @@ def run(ctx: Context) -> VoiceResult:
         (f"session process after {len(after)} spoken turns", after[-1], None),
     ]
     if plan.idle_worker:
-        result.memory += memory.idle_worker(ctx.server.base_url)
+        result.memory += sessions.idle_worker(ctx.server.base_url)
     result.wall_s = time.perf_counter() - started
     if rows := ctx.results.get(no_tool.NAME):
         ours = no_tool.ours(rows, "llm_node")
