@@ -96,7 +96,7 @@ class Section(Protocol):
     def numbers(self, result: Any) -> Mapping[str, object]: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Part:
     NAME: str
     TITLE: str
