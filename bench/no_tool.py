@@ -175,21 +175,22 @@ async def collect(ctx: Context, variants: list[Variant], replies: list[Reply]) -
 
 
 @dataclass(frozen=True, slots=True)
-class NoToolRow:
+class Row:
+    """A variant's numbers per measured turn, by key (ms, or the no-tool section's ratio)."""
+
     level: str
     variant: str
-    series: dict[str, list[float]] = field(
-        default_factory=lambda: {"ratio": [], "added_ms": [], "server_ttft_ms": []}
-    )
-    """Per measured turn: first text out / server TTFT, their difference, the server TTFT."""
+    series: dict[str, list[float]]
 
 
-async def run(ctx: Context) -> list[NoToolRow]:
+async def run(ctx: Context) -> list[Row]:
+    """Per turn: first text out / server TTFT, their difference, the server TTFT."""
     backend, server, rows = ctx.plan.backend, ctx.server, []
+    keys = ("ratio", "added_ms", "server_ttft_ms")
     reply = text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay)
     for level, variants in (("session", session_variants), ("llm_node", node_variants)):
         for name, samples in (await collect(ctx, variants(server.base_url), [reply])).items():
-            rows.append(row := NoToolRow(level, name))
+            rows.append(row := Row(level, name, {k: [] for k in keys}))
             for s in samples:
                 server_ttft = s.served[0].ttft
                 assert server_ttft is not None
@@ -200,11 +201,11 @@ async def run(ctx: Context) -> list[NoToolRow]:
     return rows
 
 
-def ours(rows: list[NoToolRow], level: str) -> NoToolRow | None:
+def ours(rows: list[Row], level: str) -> Row | None:
     return next((r for r in rows if r.level == level and r.variant == OURS_DEFAULT), None)
 
 
-def render(rows: list[NoToolRow]) -> list[str]:
+def render(rows: list[Row]) -> list[str]:
     blocks = [
         "Tools are offered; the model answers without them. Method: docs/benchmarks.md#no-tool.",
         table(
@@ -226,46 +227,39 @@ def render(rows: list[NoToolRow]) -> list[str]:
         ratio = p50(default.series["ratio"])
         blocks.append(
             f"Goal: ratio <= 1.05 for our default in a session: p50 {ratio:.3f}, "
-            f"{verdict(ratio <= 1.05)}. The added milliseconds do not depend on the "
-            "server's TTFT; the ratio does (a slower model makes it smaller)."
+            f"{verdict(ratio <= 1.05)}."
         )
     return blocks
 
 
-def numbers(rows: list[NoToolRow]) -> Mapping[str, object]:
+def numbers(rows: list[Row]) -> Mapping[str, object]:
     return {
         f"{r.level} / {r.variant}": {key: summary(v) for key, v in r.series.items()} for r in rows
     }
 
 
 @dataclass(frozen=True, slots=True)
-class ToolRow:
-    variant: str
-    ms: dict[str, list[float]] = field(
-        default_factory=lambda: {
-            k: [] for k in ("overhead_ms", "before_tool_ms", "after_tool_ms", "delivery_ms")
-        }
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class ToolResult:
-    rows: list[ToolRow]
+    rows: list[Row]
     filler_late_ms: list[float]
     filler_delay: float
 
 
 async def run_tool(ctx: Context) -> ToolResult:
-    # full: the default TOOL_FILLER_DELAY
-    base_url, filler_delay = ctx.server.base_url, ctx.sized(full=0.7, quick=0.05)
-    TOOL_CLOCK.seconds = ctx.plan.backend.tool_seconds
-    by_variant = await _turns(ctx, session_variants(base_url))
-    rows = [_row(name, samples) for name, samples in by_variant.items()]
+    b, base_url = ctx.plan.backend, ctx.server.base_url
+    filler_delay = ctx.sized(full=0.7, quick=0.05)  # full: the default TOOL_FILLER_DELAY
+    replies = [
+        tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=b.ttft),
+        text_reply(REPLY, ttft=b.ttft, token_delay=b.token_delay),
+    ]
+    TOOL_CLOCK.seconds = b.tool_seconds
+    by_variant = await collect(ctx, session_variants(base_url), replies)
+    rows = [_tool_row(name, samples) for name, samples in by_variant.items()]
     # a tool that outlasts the filler delay: the first words out are the filler
     TOOL_CLOCK.seconds = 2 * filler_delay + 0.05
     engine = bench_engine(base_url, filler=FILLER, filler_delay=filler_delay)
     agent = Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS)
-    slow = await _turns(ctx, [SessionVariant(FILLER_VARIANT, agent, engine.llm)])
+    slow = await collect(ctx, [SessionVariant(FILLER_VARIANT, agent, engine.llm)], replies)
     late = []
     for s in slow[FILLER_VARIANT]:
         if s.tool_run is None or (tool_call_done := s.served[0].finished_at) is None:
@@ -274,17 +268,9 @@ async def run_tool(ctx: Context) -> ToolResult:
     return ToolResult(rows, late, filler_delay)
 
 
-async def _turns(ctx: Context, variants: list[Variant]) -> Samples:
-    backend = ctx.plan.backend
-    replies = [
-        tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=backend.ttft),
-        text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay),
-    ]
-    return await collect(ctx, variants, replies)
-
-
-def _row(name: str, samples: list[Sample]) -> ToolRow:
-    row = ToolRow(name)
+def _tool_row(name: str, samples: list[Sample]) -> Row:
+    keys = ("overhead_ms", "before_tool_ms", "after_tool_ms", "delivery_ms")
+    row = Row("session", name, {k: [] for k in keys})
     for s in samples:
         if s.tool_run is None or len(s.served) < 2:
             raise RuntimeError(f"{name}: the tool turn did not run the tool and speak")
@@ -293,47 +279,41 @@ def _row(name: str, samples: list[Sample]) -> ToolRow:
         assert speak.ttft is not None
         tool_start, tool_end = s.tool_run
         ideal = tool_pass.finished_at + (tool_end - tool_start) + speak.ttft
-        row.ms["overhead_ms"].append((s.first_text_at - ideal) * 1000)
-        row.ms["before_tool_ms"].append((tool_start - tool_pass.finished_at) * 1000)
-        row.ms["after_tool_ms"].append((speak.received_at - tool_end) * 1000)
-        row.ms["delivery_ms"].append((s.first_text_at - speak.first_token_at) * 1000)
+        row.series["overhead_ms"].append((s.first_text_at - ideal) * 1000)
+        row.series["before_tool_ms"].append((tool_start - tool_pass.finished_at) * 1000)
+        row.series["after_tool_ms"].append((speak.received_at - tool_end) * 1000)
+        row.series["delivery_ms"].append((s.first_text_at - speak.first_token_at) * 1000)
     return row
 
 
 def render_tool(result: ToolResult) -> list[str]:
     blocks = [
-        "One tool call, the tool, then the speaking pass (method: docs/benchmarks.md#tool). "
-        f"Last row: a tool slower than TOOL_FILLER_DELAY ({result.filler_delay * 1000:.0f} ms "
-        "here): filler out - (tool-call response complete + the delay).",
+        f"Method: docs/benchmarks.md#tool. TOOL_FILLER_DELAY in the last row: "
+        f"{result.filler_delay * 1000:.0f} ms.",
         table(
             "variant | overhead ms p50 | overhead ms p95 | -> tool start p50 | "
             "tool -> next request p50 | first token -> out p50",
             [
-                [r.variant, *p50_p95(r.ms["overhead_ms"])]
-                + [f"{p50(ms):.1f}" for ms in [*r.ms.values()][1:]]
+                [r.variant, *p50_p95(r.series["overhead_ms"])]
+                + [f"{p50(ms):.1f}" for ms in [*r.series.values()][1:]]
                 for r in result.rows
             ]
             + [[FILLER_VARIANT, *p50_p95(result.filler_late_ms), "", "", ""]],
         ),
     ]
-    if default := [r for r in result.rows if r.variant == OURS_DEFAULT]:
-        ms = p50(default[0].ms["overhead_ms"])
+    if (default := ours(result.rows, "session")) is not None:
+        ms = p50(default.series["overhead_ms"])
         blocks.append(f"Goal: <= +10 ms for our default: p50 {ms:.1f} ms, {verdict(ms <= 10)}.")
     return blocks
 
 
 def tool_numbers(result: ToolResult) -> Mapping[str, object]:
     return {
-        **{r.variant: {key: summary(ms) for key, ms in r.ms.items()} for r in result.rows},
+        **{r.variant: {key: summary(ms) for key, ms in r.series.items()} for r in result.rows},
         "filler_late_ms": summary(result.filler_late_ms),
         "filler_delay_s": result.filler_delay,
     }
 
 
-TOOL = Part(
-    "tool",
-    "Tool turn: first text out vs tool-call complete + tool time + speaking-pass TTFT",
-    run_tool,
-    render_tool,
-    tool_numbers,
-)
+TOOL_TITLE = "Tool turn: first text out vs tool-call complete + tool time + speaking-pass TTFT"
+TOOL = Part("tool", TOOL_TITLE, run_tool, render_tool, tool_numbers)
