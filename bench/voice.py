@@ -142,11 +142,7 @@ class VoiceResult:
 def run(ctx: Context) -> VoiceResult:
     started, plan = time.perf_counter(), ctx.plan.voice
     if plan.turns <= 0:
-        return VoiceResult(
-            plan,
-            "no spoken turns asked for (`--quick` skips this section: one spoken turn adds "
-            "about 25 s; `--quick --voice-turns 1` runs one)",
-        )
+        return VoiceResult(plan, "no spoken turns asked for (`--quick --voice-turns 1` runs one)")
     if (missing := espeak_missing()) is not None:
         return VoiceResult(plan, missing)
     from agent.config.settings import Settings
@@ -291,12 +287,8 @@ def render(v: VoiceResult) -> list[str]:
         ),
     ]
     if v.anchor_offset_ms:
-        blocks.append(
-            "livekit's end of speech vs the real one (the WAV's last sample louder than "
-            f"{voice_session.SPEECH_LEVEL}/32768, as the microphone delivered it): p50 "
-            f"{p50(v.anchor_offset_ms):+.0f} ms (positive: every 'end of speech ->' row "
-            "above is that much shorter than what the user waits)."
-        )
+        offset = p50(v.anchor_offset_ms)
+        blocks.append(f"livekit's end of speech - the WAV's real one: p50 {offset:+.0f} ms.")
     blocks += _limits(v) + _memory(v)
     if v.side_by_side is not None:
         blocks += [HEADING, *render_side_by_side(v.side_by_side)]
@@ -314,12 +306,8 @@ def _limits(v: VoiceResult) -> list[str]:
     ]
     if s["node_ttft"] and s["server_ttft"]:
         ratio, section1 = s.p50("node_ttft") / s.p50("server_ttft"), v.no_tool_ratio
-        blocks.append(
-            "Our engine in the voice session: first text out of `llm_node` / the server's "
-            f"TTFT, p50 {ratio:.3f}"
-            + (f" (the no-tool section, `llm_node` level: {section1:.3f})" if section1 else "")
-            + "."
-        )
+        no_tool = f" (no-tool section, `llm_node` level: {section1:.3f})" if section1 else ""
+        blocks.append(f"First text out of `llm_node` / server TTFT: p50 {ratio:.3f}{no_tool}.")
     if v.heard:
         more = "; ..." if len(v.heard) > 6 else ""
         heard = "; ".join(f'"{h}"' for h in v.heard[:6])
@@ -352,11 +340,9 @@ def render_side_by_side(result: SideBySide) -> list[str]:
         [label, *(_ms(v.stages[k]) for v in (ours, base))] for k, label in SIDE_STAGES.items()
     ]
     return [
-        f"{p.side_by_side} utterances per pipeline, interleaved (one to each in turn), each "
-        "with a 300-900 ms pause in the middle; scripted LLM with "
-        f"{p.ttft * 1000:.0f} ms to first token and {p.token_delay * 1000:.0f} ms between "
-        f'words, reply "{REPLY}". STT of both: {STT_NAMES[p.stt]}. Then the '
-        f"{len(SHORT_REPLIES)} short replies, once each. Machine load: {result.load_note}.",
+        f"{p.side_by_side} utterances per pipeline, then {len(SHORT_REPLIES)} short replies; "
+        f"LLM first token {p.ttft * 1000:.0f} ms, {p.token_delay * 1000:.0f} ms between words; "
+        f"STT: {STT_NAMES[p.stt]}. Machine load: {result.load_note}.",
         table(
             "pipeline | questions: end of speech -> first audio p50 ms | p95 ms | premature end "
             "of turn | word error rate | short replies: p50 ms | p95 ms | no answer",
