@@ -110,14 +110,10 @@ def measure(plan: CapacityPlan) -> CapacityResult:
                 print(f"capacity: {n} sessions ...", file=sys.stderr, flush=True)
                 work = Path(tempfile.mkdtemp(dir=tmp))
                 turns = 1 + (plan.lone_turns if n == 1 else plan.measured_turns)
+                stagger = plan.stagger if n > 1 else 0
+                spec = {"sessions": n, "turns": turns, "wav": str(wav), "stagger": stagger}
                 env = _worker_env(plan, llm.base_url, speech.base_url, work)
-                env.update(
-                    CAPACITY_SESSIONS=str(n),
-                    CAPACITY_TURNS=str(turns),
-                    CAPACITY_WAV=str(wav),
-                    CAPACITY_STAGGER=str(plan.stagger if n > 1 else 0),
-                    CAPACITY_PAUSE=str(plan.pause),
-                )
+                env["CAPACITY_SPEC"] = json.dumps(spec | {"pause": plan.pause, "dir": str(work)})
                 result.levels.append(_level(n, turns, env, work))
     return result
 
@@ -135,7 +131,6 @@ def _worker_env(plan: CapacityPlan, llm_url: str, speech_url: str, work: Path) -
         MAX_SESSIONS="10000",
         WORKER_PORT="0",
         PROMETHEUS_MULTIPROC_DIR=str(work / "metrics"),
-        CAPACITY_DIR=str(work),
     )
     if plan.embedded_stt:
         env.update(STT_PROVIDER="moonshine", STT_ON_PAUSE="true")
@@ -236,9 +231,8 @@ def _machine_busy() -> float:
 def render(result: CapacityResult) -> list[str]:
     plan = result.plan
     return [
-        f"One worker, N sessions each in its own job process; scripted STT "
-        f"({plan.stt_delay * 1000:.0f} ms), LLM (first token {plan.llm_ttft * 1000:.0f} ms) "
-        f"and TTS (first byte {plan.tts_delay * 1000:.0f} ms); {result.cores} cores. Method: "
+        f"Scripted STT {plan.stt_delay * 1000:.0f} ms, LLM first token {plan.llm_ttft * 1000:.0f} "
+        f"ms, TTS first byte {plan.tts_delay * 1000:.0f} ms; {result.cores} cores. Method: "
         "docs/benchmarks.md#capacity.",
         table(
             f"sessions | turns | silent | p50 ms | p95 ms | within +{plan.budget_ms:.0f} ms | "
