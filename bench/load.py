@@ -133,10 +133,8 @@ def render(r: LoadResult) -> list[str]:
     t, f = r.turn_seconds, r.first_text_seconds
     p = {q: (pct(t, q) if t else 0.0, pct(f, q) if f else 0.0) for q in (50, 95)}
     intro = (
-        f"{r.sessions} engines' sessions at once in this process, each saying its turns "
-        "back to back, against a scripted server that injects a fault (HTTP errors, hangs, "
-        f"cut streams, garbage) into {FAULT_RATE:.0%} of the replies; the client's timeout is "
-        f"{r.timeout:g} s. Every turn must end in words, and nothing may stay behind."
+        f"A fault in {FAULT_RATE:.0%} of the replies, the client's timeout {r.timeout:g} s. "
+        "Method: docs/benchmarks.md#faults."
     )
     rows = [
         ("sessions x turns", f"{r.sessions} x {r.turns // max(r.sessions, 1)}"),
@@ -212,11 +210,7 @@ async def run_soak(ctx: Context) -> dict[str, Any]:
 
 def render_soak(r: dict[str, Any]) -> list[str]:
     n, (wall, cpu, rss) = r["turns"], (r[k] for k in SOAK_NUMBERS)
-    intro = (
-        f"One text session of {n} turns against a zero-latency scripted server in this "
-        "process (every 5th turn calls a tool), history bounded as the worker bounds it. "
-        f"First vs last {min(100, n)} turns: if nothing grows, they match."
-    )
+    intro = f"Method: docs/benchmarks.md#soak. First vs last {min(100, n)} turns."
     rows = [
         ("turns", str(n)),
         ("silent turns", str(r["silent_turns"])),

@@ -197,8 +197,7 @@ def render(result: OverheadResult) -> list[str]:
     rows = {name: (pct(ms, 50), pct(ms, 95)) for name, ms in result.cpu_ms.items()}
     floor, engine = next(iter(rows.values())), [*rows.values()][-1]
     return [
-        "Overhead = quantile of the turn - the same quantile of the floor (the bare openai "
-        "SDK). Method: docs/benchmarks.md#overhead.",
+        "Over floor: the turn's quantile - the bare SDK's. Method: docs/benchmarks.md#overhead.",
         table(
             "variant | CPU ms p50 | CPU ms p95 | over floor p50 | over floor p95",
             [
@@ -212,9 +211,8 @@ def render(result: OverheadResult) -> list[str]:
         table(
             "step | where | CPU ms", [[s, f"`{w}`", f"{ms:.3f}"] for s, w, ms in result.breakdown]
         ),
-        f"cProfile (CPU timer) over {result.profiled_turns} turns: functions with the "
-        "most self time outside the SDK, HTTP client and stdlib (profiler-inflated; "
-        "read as proportions):",
+        f"cProfile over {result.profiled_turns} turns, most self time outside the SDK, HTTP "
+        "client and stdlib (profiler-inflated: read as proportions):",
         table(
             "function | self ms/turn | cumulative ms/turn",
             [[f"`{f}`", f"{own:.3f}", f"{cum:.2f}"] for f, own, cum in result.hot_spots],
