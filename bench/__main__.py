@@ -19,8 +19,7 @@ from typing import Any
 from testing.servers.openai_server import text_reply
 
 from . import capacity, load, no_tool, overhead, room, sessions, voice
-from .common import REPLY, machine, quiet_logging
-from .sections import FULL, QUICK, Context, Plan, Section
+from .sections import FULL, QUICK, REPLY, Context, Plan, Section, machine, quiet_logs
 from .server_proc import RemoteLLMServer
 
 # the registry: a section's number in the report is its place here
@@ -73,7 +72,7 @@ def plan_for(args: argparse.Namespace) -> Plan:
 
 def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
     """Each section in turn against one scripted LLM server; their results by name."""
-    quiet_logging()
+    quiet_logs()
     default = text_reply(REPLY, ttft=plan.backend.ttft, token_delay=plan.backend.token_delay)
     with RemoteLLMServer(default=default) as server:
         ctx = Context(plan=plan, server=server)

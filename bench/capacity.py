@@ -21,8 +21,7 @@ from testing.servers.livekit_dispatch import FakeLiveKitDispatch
 from testing.servers.openai_server import text_reply
 from testing.servers.scripted_speech import ScriptedSpeechServer
 
-from .common import ROOT, child_env, pss_mb
-from .sections import Context, pct, table
+from .sections import ROOT, Context, child_env, pct, pss_mb, table
 from .server_proc import RemoteLLMServer
 
 NAME = "capacity"

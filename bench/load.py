@@ -21,8 +21,7 @@ from testing.engine import make_engine
 from testing.servers.faults import FaultyBackend
 from testing.servers.openai_server import Reply, ScriptedLLMServer, ToolCall, text_reply, tool_reply
 
-from .common import rss_mb
-from .sections import Context, Part, pct, summary, table
+from .sections import Context, Part, pct, rss_mb, summary, table
 
 NAME = "faults"
 TITLE = "Concurrent sessions against a faulty backend"

@@ -5,25 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from livekit.agents import Agent, AgentSession, llm
 from livekit.agents.llm import function_tool
+from livekit.agents.voice import io
 
 from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.engine.turns import TurnEngine
 from agent.tools import get_current_time
 from agent.voice.assistant import Assistant
+from testing.engine import make_llm
 from testing.servers.openai_server import Reply, ToolCall, text_reply, tool_reply
 
-from .common import REPLY, FirstTextOutput, bench_engine, bench_llm, chat_ctx, interleaved, settle
-from .sections import Context, Part, p50, p50_p95, summary, table, verdict
+from .sections import REPLY, Context, Part, bench_engine, p50, p50_p95, summary, table, verdict
 from .server_proc import ServedRequest
 
 NAME = "no-tool"
 TITLE = "No-tool turn: time to first text out / server's time to first token"
+T = TypeVar("T")
 OURS_DEFAULT = "ours, streamed tool pass (default)"
 BLOCKING = "ours, blocking tool pass (CAAL-style)"
 FILLER = "One moment."
@@ -55,6 +57,47 @@ async def lookup_order(order_id: int) -> str:
 
 
 TOOLS: list[llm.Tool] = [get_current_time, lookup_order]
+
+
+def chat_ctx(user_text: str, *, history_turns: int = 2) -> llm.ChatContext:
+    """A realistic request: the default system prompt, a little history, the user's turn."""
+    ctx = llm.ChatContext()
+    ctx.add_message(role="system", content=DEFAULT_INSTRUCTIONS)
+    for i in range(history_turns):
+        ctx.add_message(role="user", content=f"Earlier question number {i}?")
+        ctx.add_message(role="assistant", content=f"Earlier answer number {i}.")
+    ctx.add_message(role="user", content=user_text)
+    return ctx
+
+
+class FirstTextOutput(io.TextOutput):
+    """An AgentSession text sink that notes when the first words of a reply came out."""
+
+    def __init__(self) -> None:
+        super().__init__(label="bench", next_in_chain=None)
+        self.first_at: float | None = None
+
+    async def capture_text(self, text: str) -> None:
+        if self.first_at is None and text.strip():
+            self.first_at = time.perf_counter()
+
+    def flush(self) -> None:
+        pass
+
+
+def interleaved(variants: Sequence[T], *, reps: int, warmup: int) -> Iterator[tuple[bool, T]]:
+    """Each variant `warmup + reps` times, turn by turn, who goes first rotating each
+    repetition (a noisy neighbour slows all alike); with whether the turn is measured."""
+    for rep in range(-warmup, reps):
+        k = rep % len(variants)
+        for variant in [*variants[k:], *variants[:k]]:
+            yield rep >= 0, variant
+
+
+async def settle() -> None:
+    """Let tasks a finished turn left behind (logging, stream cleanup) run before the next."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 @dataclass(slots=True)
@@ -131,7 +174,7 @@ def session_variants(base_url: str) -> list[Variant]:
     agent_tools: list[llm.Tool | llm.Toolset] = [*TOOLS]
     plain = Agent(instructions=DEFAULT_INSTRUCTIONS, tools=agent_tools)
     variants: list[Variant] = [
-        SessionVariant("livekit Agent (default llm_node)", plain, bench_llm(base_url))
+        SessionVariant("livekit Agent (default llm_node)", plain, make_llm(base_url, timeout=30.0))
     ]
     for name, tool_pass in ((OURS_DEFAULT, "streamed"), (BLOCKING, "blocking")):
         engine = bench_engine(base_url, tool_pass=tool_pass)

@@ -26,9 +26,8 @@ from agent.tools import McpTools, aclose_tools, get_current_time, setup_tools
 from testing.servers.mcp_server import SCRIPT, McpHttpServer
 from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 
-from .common import REPLY, ROOT, bench_engine, chat_ctx, interleaved, settle
-from .no_tool import TOOLS
-from .sections import Context, Part, pct, summary, table, verdict
+from .no_tool import TOOLS, chat_ctx, interleaved, settle
+from .sections import REPLY, ROOT, Context, Part, bench_engine, pct, summary, table, verdict
 from .server_proc import RemoteLLMServer
 
 NAME = "overhead"

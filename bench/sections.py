@@ -1,16 +1,34 @@
-"""What a section is, what it runs with (the plan), and the statistics and Markdown it
-writes."""
+"""What a section is, what it runs with (the plan), what the sections share besides (the backend
+under test, child processes, memory, a quiet logger), and the statistics and Markdown they write."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import os
+import platform
+import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+import psutil
+
+from agent.ops.logging import configure_logging
+from testing.engine import make_engine
 
 from .server_proc import RemoteLLMServer
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[1]
+MB = 2**20
+REPLY = "Sure, it is a quarter past ten in the morning here, and the sun is out."
+
+# the tests' engine with room for a loaded machine: a slow answer is measured, not failed
+bench_engine = functools.partial(make_engine, timeout=30.0, tool_timeout=10.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +162,55 @@ def table(header: str, rows: Sequence[Sequence[object]]) -> str:
 
 def verdict(ok: bool, missed: str = "**missed**") -> str:
     return "met" if ok else missed
+
+
+def machine() -> str:
+    """Cores, CPU model, OS and Python: where the numbers were measured."""
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        model = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), model)
+    return (
+        f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, "
+        f"Python {sys.version.split()[0]}"
+    )
+
+
+def child_env(*, drop: tuple[str, ...], **values: str) -> dict[str, str]:
+    """This environment less the variables starting with `drop`, plus `values`; the
+    checkout under test on the child's import path."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    return kept | {"PYTHONPATH": str(ROOT), **values}
+
+
+def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS...` from the repository root, in a fresh process (its own
+    memory and GIL); its output is returned, its exit status is the caller's to check."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=child_env(drop=()),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """A process's resident memory (this one's by default), in MiB."""
+    return float(psutil.Process(pid).memory_info().rss) / MB
+
+
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size: its shared pages split among their sharers."""
+    return float(psutil.Process(pid).memory_full_info().pss) / MB
+
+
+def quiet_logs() -> None:
+    """Production logging (JSON, info), written to /dev/null: its cost is part of a turn."""
+    stderr = sys.stderr
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    try:
+        configure_logging(level="info", fmt="json")
+    finally:
+        sys.stderr = stderr

@@ -15,7 +15,7 @@ from agent.voice.stitching import word_distance
 from testing.audio_io import PAUSED_QUESTIONS, plain_text
 from testing.servers.openai_server import text_reply
 
-from . import no_tool, sessions, voice_session
+from . import no_tool, voice_session
 from .sections import Context, VoicePlan, p50, p50_p95, pct, summary, table, verdict
 from .server_proc import RemoteLLMServer
 from .voice_session import PIPELINES, STT_NAMES, Stages, espeak_missing, first, speak
@@ -127,7 +127,7 @@ class VoiceResult:
     plan: VoicePlan
     skipped: str | None = None
     stages: Stages = field(default_factory=lambda: Stages(list(STAGES)))
-    memory: list[sessions.Row] = field(default_factory=list)
+    memory: list[voice_session.Row] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
     anchor_offset_ms: list[float] = field(default_factory=list)
     """livekit's end-of-speech estimate - the real end of the WAV's speech."""
@@ -176,7 +176,7 @@ def run(ctx: Context) -> VoiceResult:
         (f"session process after {len(after)} spoken turns", after[-1], None),
     ]
     if plan.idle_worker:
-        result.memory += sessions.idle_worker(ctx.server.base_url)
+        result.memory += voice_session.idle_worker(ctx.server.base_url)
     result.wall_s = time.perf_counter() - started
     if rows := ctx.results.get(no_tool.NAME):
         ours = no_tool.ours(rows, "llm_node")
