@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,7 @@ class CapacityPlan:
     token_delay: float = 0.01
     tts_delay: float = 0.1
     budget_ms: float = 100.0
-    embedded_stt: bool = False
-    """Moonshine in each job process (at each pause, as the worker runs it by default)
-    instead of the scripted STT server: what embedded speech costs the worker."""
+    embedded_stt: bool = False  # Moonshine in each job process instead of the scripted STT
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +81,8 @@ class CapacityResult:
 
     @property
     def sessions_per_worker(self) -> int:
-        held = 0
-        for level in sorted(self.levels, key=lambda lv: lv.sessions):
-            if not self.within_budget(level):
-                break
-            held = level.sessions
-        return held
+        ordered = sorted(self.levels, key=lambda lv: lv.sessions)
+        return max((lv.sessions for lv in takewhile(self.within_budget, ordered)), default=0)
 
 
 def run(ctx: Context) -> CapacityResult:

@@ -49,15 +49,12 @@ class VoicePlan:
     side_by_side: int = 16  # utterances said to each pipeline (the paused questions, cycled)
     idle_worker: bool = True  # also measure an idle `voice-agent start` (about 10 s)
     pause: float = 0.5
-    stt: str = "moonshine"
-    """`moonshine` (in the worker, the default) or `whisper` (the tiny.en server), for both
-    pipelines of the side by side and for the voice section."""
+    stt: str = "moonshine"  # or `whisper` (the tiny.en server), for all of the voice section
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
-    """What the CLI changes and more than one section reads; a section's own sizes stay in
-    its module (`ctx.sized`)."""
+    """What the CLI changes and more than one section reads (a section's own: `ctx.sized`)."""
 
     quick: bool
     backend: Backend
@@ -81,8 +78,7 @@ QUICK = Plan(
     backend=Backend(ttft=0.02, token_delay=0.001, tool_seconds=0.005),
     reps=2,
     warmup=1,
-    # the voice section is skipped: even one spoken turn adds about 25 s (the Whisper
-    # server, a session process and a real-time utterance); `--voice-turns 1` runs one
+    # no voice section: one spoken turn adds about 25 s (`--voice-turns 1` runs one)
     voice=VoicePlan(
         turns=0, warmup=0, ttft=0.02, token_delay=0.001, side_by_side=2, idle_worker=False
     ),

@@ -227,14 +227,9 @@ def _tree(root: int) -> list[Row]:
 
 
 def idle_worker(llm_url: str, *, timeout: float = 90) -> list[Row]:
-    """`voice-agent start` against a closed LiveKit port, measured once the forkserver has
-    forked its prewarmed job processes (one per CPU, livekit's default for `start`) and
-    memory settles; then the whole tree.
-
-    livekit starts its process pool before it first connects to LiveKit, and retries the
-    connection with a growing pause: meanwhile the tree is what an idle worker holds, but
-    the websocket.
-    """
+    """`voice-agent start` against a closed LiveKit port, measured once its prewarmed job
+    processes are forked and memory settles: livekit starts its process pool before it first
+    connects, then retries, so the tree is what an idle worker holds but the websocket."""
     env = child_env(
         drop=("LLM_", "LIVEKIT_", "WORKER_", "STT_", "TTS_"),
         LLM_BASE_URL=llm_url,
