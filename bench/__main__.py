@@ -109,8 +109,7 @@ def report(plan: Plan, results: dict[str, Any], run_info: dict[str, Any]) -> str
 
 
 def numbers(results: dict[str, Any], run_info: dict[str, Any]) -> str:
-    """results.json: `date`, `machine`, `command`, `quick`, `wall_s`, `load_avg_1min`, then
-    each section's numbers."""
+    """results.json: the run's `date`, `machine` and so on, then each section's numbers."""
     data = run_info | {s.NAME: s.numbers(results[s.NAME]) for s in SECTIONS if s.NAME in results}
     # NaN (a quantile of no samples) as null: JSON has no NaN
     finite = json.loads(json.dumps(data), parse_constant=lambda _: None)

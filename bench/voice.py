@@ -114,8 +114,7 @@ class SideBySide:
     load_note: str = ""
 
     def eos_to_audio_ms(self, short: bool = False) -> dict[str, dict[str, float]]:
-        """p50 / p95 end of speech -> first audio per pipeline, of the questions or the
-        short replies."""
+        """End of speech -> first audio per pipeline, of the questions or the short replies."""
         return {
             name: summary(p.short_ms if short else p.eos_to_audio_ms, digits=1, n=False)
             for name, p in self.pipelines.items()
