@@ -18,37 +18,25 @@ from typing import Any
 
 from testing.servers.openai_server import text_reply
 
-from . import capacity, load, no_tool, overhead, room, sessions, soak, tool_turn, tools_bench, voice
-from .common import REPLY, machine, quiet_logging
-from .sections import FULL, QUICK, Context, Plan, Section
+from . import capacity, load, no_tool, overhead, room, sessions, voice
+from .sections import FULL, QUICK, REPLY, Context, Plan, Section, machine, quiet_logs
 from .server_proc import RemoteLLMServer
 
 # the registry: a section's number in the report is its place here
-SECTIONS: list[Section] = [no_tool, tool_turn, overhead, sessions, voice, tools_bench, soak, load]
-SECTIONS += [capacity, room]
+SECTIONS: list[Section] = [no_tool, no_tool.TOOL, overhead, sessions, voice, overhead.MCP]
+SECTIONS += [load.SOAK, load, capacity, room]
 BY_NAME = {s.NAME: s for s in SECTIONS}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench",
-        description="Time to first words, engine overhead, sessions per worker, and more.",
-    )
-    parser.add_argument(
-        "sections",
-        nargs="*",
-        metavar="SECTION",
-        help=f"sections to run, by name (default: all): {', '.join(BY_NAME)}",
-    )
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sections = f"sections to run (default: all): {', '.join(BY_NAME)}"
+    parser.add_argument("sections", nargs="*", metavar="SECTION", help=sections)
     parser.add_argument("--quick", action="store_true", help="a few repetitions (smoke run)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="Markdown report path, or a folder to write BENCHMARKS.md in (default: "
-        "BENCHMARKS.md; --quick writes none unless given); results.json goes next to it "
-        "(default: bench/results.json)",
-    )
+    # --quick writes no report unless given one
+    out = "report path or folder (default: BENCHMARKS.md); results.json goes next to it"
+    parser.add_argument("--out", type=Path, help=out)
     parser.add_argument("--reps", type=int, help="turns per variant in the no-tool/tool sections")
     parser.add_argument("--ttft-ms", type=float, help="the scripted server's time to first token")
     parser.add_argument("--voice-turns", type=int, help="spoken turns in `voice` (0: none)")
@@ -84,7 +72,7 @@ def plan_for(args: argparse.Namespace) -> Plan:
 
 def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
     """Each section in turn against one scripted LLM server; their results by name."""
-    quiet_logging()
+    quiet_logs()
     default = text_reply(REPLY, ttft=plan.backend.ttft, token_delay=plan.backend.token_delay)
     with RemoteLLMServer(default=default) as server:
         ctx = Context(plan=plan, server=server)
@@ -107,13 +95,11 @@ def report(plan: Plan, results: dict[str, Any], run_info: dict[str, Any]) -> str
         f"- Machine: {run_info['machine']}\n"
         f"- Command: `{run_info['command']}`"
         + (" (quick smoke run: numbers are not meaningful)" if plan.quick else "")
-        + f"\n- Scripted backend: time to first token {b.ttft * 1000:.0f} ms, "
-        f"{b.token_delay * 1000:.0f} ms between tokens (one word per SSE chunk), tool time "
-        f"{b.tool_seconds * 1000:.0f} ms; {plan.reps} turns per variant, variants interleaved "
-        "turn by turn, order rotated each repetition\n"
+        + f"\n- Scripted backend: first token {b.ttft * 1000:.0f} ms, "
+        f"{b.token_delay * 1000:.0f} ms between tokens, tool time "
+        f"{b.tool_seconds * 1000:.0f} ms; {plan.reps} turns per variant\n"
         f"- Wall time of the run: {run_info['wall_s']:.0f} s; load average (1 min) at its "
-        f"start / end: {load[0]:.1f} / {load[1]:.1f} (other work on the machine slows every "
-        "variant: compare variants within one run)",
+        f"start / end: {load[0]:.1f} / {load[1]:.1f}",
         "How each section measures, and what limits it: [docs/benchmarks.md](docs/benchmarks.md).",
     ]
     for number, section in enumerate(SECTIONS, start=1):
@@ -123,8 +109,7 @@ def report(plan: Plan, results: dict[str, Any], run_info: dict[str, Any]) -> str
 
 
 def numbers(results: dict[str, Any], run_info: dict[str, Any]) -> str:
-    """results.json: `date`, `machine`, `command`, `quick`, `wall_s`, `load_avg_1min`, then
-    each section's numbers."""
+    """results.json: the run's `date`, `machine` and so on, then each section's numbers."""
     data = run_info | {s.NAME: s.numbers(results[s.NAME]) for s in SECTIONS if s.NAME in results}
     # NaN (a quantile of no samples) as null: JSON has no NaN
     finite = json.loads(json.dumps(data), parse_constant=lambda _: None)

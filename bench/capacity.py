@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,7 @@ from testing.servers.livekit_dispatch import FakeLiveKitDispatch
 from testing.servers.openai_server import text_reply
 from testing.servers.scripted_speech import ScriptedSpeechServer
 
-from .common import ROOT, child_env, pss_mb
-from .sections import Context, pct, table
+from .sections import ROOT, Context, child_env, pct, pss_mb, table
 from .server_proc import RemoteLLMServer
 
 NAME = "capacity"
@@ -43,9 +43,7 @@ class CapacityPlan:
     token_delay: float = 0.01
     tts_delay: float = 0.1
     budget_ms: float = 100.0
-    embedded_stt: bool = False
-    """Moonshine in each job process (at each pause, as the worker runs it by default)
-    instead of the scripted STT server: what embedded speech costs the worker."""
+    embedded_stt: bool = False  # Moonshine in each job process instead of the scripted STT
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +81,8 @@ class CapacityResult:
 
     @property
     def sessions_per_worker(self) -> int:
-        held = 0
-        for level in sorted(self.levels, key=lambda lv: lv.sessions):
-            if not self.within_budget(level):
-                break
-            held = level.sessions
-        return held
+        ordered = sorted(self.levels, key=lambda lv: lv.sessions)
+        return max((lv.sessions for lv in takewhile(self.within_budget, ordered)), default=0)
 
 
 def run(ctx: Context) -> CapacityResult:
@@ -110,14 +104,10 @@ def measure(plan: CapacityPlan) -> CapacityResult:
                 print(f"capacity: {n} sessions ...", file=sys.stderr, flush=True)
                 work = Path(tempfile.mkdtemp(dir=tmp))
                 turns = 1 + (plan.lone_turns if n == 1 else plan.measured_turns)
+                stagger = plan.stagger if n > 1 else 0
+                spec = {"sessions": n, "turns": turns, "wav": str(wav), "stagger": stagger}
                 env = _worker_env(plan, llm.base_url, speech.base_url, work)
-                env.update(
-                    CAPACITY_SESSIONS=str(n),
-                    CAPACITY_TURNS=str(turns),
-                    CAPACITY_WAV=str(wav),
-                    CAPACITY_STAGGER=str(plan.stagger if n > 1 else 0),
-                    CAPACITY_PAUSE=str(plan.pause),
-                )
+                env["CAPACITY_SPEC"] = json.dumps(spec | {"pause": plan.pause, "dir": str(work)})
                 result.levels.append(_level(n, turns, env, work))
     return result
 
@@ -135,7 +125,6 @@ def _worker_env(plan: CapacityPlan, llm_url: str, speech_url: str, work: Path) -
         MAX_SESSIONS="10000",
         WORKER_PORT="0",
         PROMETHEUS_MULTIPROC_DIR=str(work / "metrics"),
-        CAPACITY_DIR=str(work),
     )
     if plan.embedded_stt:
         env.update(STT_PROVIDER="moonshine", STT_ON_PAUSE="true")
@@ -236,9 +225,8 @@ def _machine_busy() -> float:
 def render(result: CapacityResult) -> list[str]:
     plan = result.plan
     return [
-        f"One worker, N sessions each in its own job process; scripted STT "
-        f"({plan.stt_delay * 1000:.0f} ms), LLM (first token {plan.llm_ttft * 1000:.0f} ms) "
-        f"and TTS (first byte {plan.tts_delay * 1000:.0f} ms); {result.cores} cores. Method: "
+        f"Scripted STT {plan.stt_delay * 1000:.0f} ms, LLM first token {plan.llm_ttft * 1000:.0f} "
+        f"ms, TTS first byte {plan.tts_delay * 1000:.0f} ms; {result.cores} cores. Method: "
         "docs/benchmarks.md#capacity.",
         table(
             f"sessions | turns | silent | p50 ms | p95 ms | within +{plan.budget_ms:.0f} ms | "

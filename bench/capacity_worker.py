@@ -14,20 +14,18 @@ from livekit.agents import JobContext
 async def spoken_session(ctx: JobContext) -> None:
     from testing.job_session import start_job_session
 
-    marks = Path(os.environ["CAPACITY_DIR"])
-    index = int(ctx.job.id.rsplit("test", 1)[-1]) - 1
-    sessions = int(os.environ["CAPACITY_SESSIONS"])
+    spec = json.loads(os.environ["CAPACITY_SPEC"])
+    marks, index = Path(spec["dir"]), int(ctx.job.id.rsplit("test", 1)[-1]) - 1
     job = await start_job_session(ctx)
     (marks / f"{ctx.job.id}.started").write_text(str(os.getpid()))
     try:
         go = marks / "go"
         while not go.exists():  # noqa: ASYNC110  (a file from another process)
             await asyncio.sleep(0.05)
-        await asyncio.sleep(float(os.environ["CAPACITY_STAGGER"]) * index / sessions)
-        wav = Path(os.environ["CAPACITY_WAV"])
-        for _ in range(int(os.environ["CAPACITY_TURNS"])):
-            await job.ask(wav, within=60)
-            await asyncio.sleep(float(os.environ["CAPACITY_PAUSE"]))
+        await asyncio.sleep(spec["stagger"] * index / spec["sessions"])
+        for _ in range(spec["turns"]):
+            await job.ask(Path(spec["wav"]), within=60)
+            await asyncio.sleep(spec["pause"])
     finally:
         await job.session.aclose()
         e2e = [answer.metrics.get("e2e_latency") for answer in job.answers]

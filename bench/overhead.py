@@ -1,10 +1,15 @@
-"""Section: CPU time our code adds to a turn, the backend client excluded."""
+"""Sections: CPU time our code adds to a turn, the backend client excluded; and how much MCP
+tool discovery adds to session start-up and to a turn."""
 
 from __future__ import annotations
 
 import cProfile
+import functools
 import gc
+import logging
 import pstats
+import statistics
+import sys
 import sysconfig
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -14,13 +19,15 @@ from typing import Any
 import openai
 from livekit.agents import llm
 
+from agent.config.tool_files import McpServerSpec
 from agent.engine.speech_filter import ToolCallTextFilter
 from agent.ops.logging import get_logger
-from testing.servers.openai_server import text_reply
+from agent.tools import McpTools, aclose_tools, get_current_time, setup_tools
+from testing.servers.mcp_server import SCRIPT, McpHttpServer
+from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 
-from .common import REPLY, ROOT, bench_engine, chat_ctx, interleaved, settle
-from .no_tool import TOOLS
-from .sections import Context, pct, summary, table, verdict
+from .no_tool import TOOLS, chat_ctx, interleaved, settle
+from .sections import REPLY, ROOT, Context, Part, bench_engine, pct, summary, table, verdict
 from .server_proc import RemoteLLMServer
 
 NAME = "overhead"
@@ -189,8 +196,7 @@ def render(result: OverheadResult) -> list[str]:
     rows = {name: (pct(ms, 50), pct(ms, 95)) for name, ms in result.cpu_ms.items()}
     floor, engine = next(iter(rows.values())), [*rows.values()][-1]
     return [
-        "Overhead = quantile of the turn - the same quantile of the floor (the bare openai "
-        "SDK). Method: docs/benchmarks.md#overhead.",
+        "Over floor: the turn's quantile - the bare SDK's. Method: docs/benchmarks.md#overhead.",
         table(
             "variant | CPU ms p50 | CPU ms p95 | over floor p50 | over floor p95",
             [
@@ -204,9 +210,8 @@ def render(result: OverheadResult) -> list[str]:
         table(
             "step | where | CPU ms", [[s, f"`{w}`", f"{ms:.3f}"] for s, w, ms in result.breakdown]
         ),
-        f"cProfile (CPU timer) over {result.profiled_turns} turns: functions with the "
-        "most self time outside the SDK, HTTP client and stdlib (profiler-inflated; "
-        "read as proportions):",
+        f"cProfile over {result.profiled_turns} turns, most self time outside the SDK, HTTP "
+        "client and stdlib (profiler-inflated: read as proportions):",
         table(
             "function | self ms/turn | cumulative ms/turn",
             [[f"`{f}`", f"{own:.3f}", f"{cum:.2f}"] for f, own, cum in result.hot_spots],
@@ -219,3 +224,107 @@ def numbers(result: OverheadResult) -> Mapping[str, object]:
         "cpu_ms": {name: summary(ms) for name, ms in result.cpu_ms.items()},
         "breakdown_cpu_ms": {step: round(ms, 4) for step, _, ms in result.breakdown},
     }
+
+
+Tools = list[llm.Tool | llm.Toolset]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsResult:
+    medians_ms: dict[str, float]
+    runs: int
+
+
+async def median_ms(fn: Callable[[], Awaitable[object]], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+async def startup(spec: McpServerSpec) -> None:
+    tools = [McpTools([spec], retry_initial=3600)]
+    await setup_tools(tools)
+    await aclose_tools(tools)
+
+
+async def run_mcp(ctx: Context) -> ToolsResult:
+    # an unreachable MCP server logs errors by design; they are not the bench's
+    logging.disable(logging.CRITICAL)
+    try:
+        runs = ctx.sized(full=10, quick=1)
+        return ToolsResult(await _measure(ctx, runs), runs)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+async def _measure(ctx: Context, runs: int) -> dict[str, float]:
+    server, medians = ctx.server, {}
+    with McpHttpServer("http") as http, McpHttpServer("sse") as sse:
+        specs = {
+            "streamable_http": McpServerSpec(name="w", transport="streamable_http", url=http.url),
+            "sse": McpServerSpec(name="w", transport="sse", url=sse.url),
+            "stdio": McpServerSpec(
+                name="w",
+                transport="stdio",
+                command=sys.executable,
+                args=[str(SCRIPT)],
+                env={"FASTMCP_LOG_LEVEL": "ERROR"},
+            ),
+            "unreachable": McpServerSpec(
+                name="w", transport="streamable_http", url="http://127.0.0.1:9/mcp"
+            ),
+        }
+        for name, spec in specs.items():
+            start = functools.partial(startup, spec)
+            medians[f"startup {name}, first in process"] = await median_ms(start, 1)
+            medians[f"startup {name}"] = await median_ms(start, runs)
+
+        mcp = McpTools([specs["streamable_http"]])
+        await mcp.setup()
+        toolset: Tools = [get_current_time, mcp]
+
+        async def flatten() -> None:
+            llm.ToolContext(toolset).flatten()
+
+        medians["flatten tools per turn (5 tools)"] = await median_ms(flatten, runs * 100)
+        engine = bench_engine(server.base_url)
+
+        async def turn(tools: Tools, *replies: object) -> None:
+            server.script(*replies)  # type: ignore[arg-type]
+            chat = llm.ChatContext()
+            chat.add_message(role="user", content="hi")
+            async for _ in engine.run(chat, tools):
+                pass
+
+        said, called = text_reply("Hi."), text_reply("Ok.")
+        in_process = tool_reply(ToolCall("get_current_time"))
+        forecast = tool_reply(ToolCall("get_forecast", {"city": "Oslo"}))
+        turns: dict[str, tuple[Tools, list[object]]] = {
+            "turn, no tools": ([], [said]),
+            "turn, 5 tools offered": (toolset, [said]),
+            "turn, in-process tool call": (toolset, [in_process, called]),
+            "turn, MCP tool call (http)": (toolset, [forecast, called]),
+        }
+        for name, (tools, replies) in turns.items():
+            medians[name] = await median_ms(functools.partial(turn, tools, *replies), runs)
+        await mcp.aclose()
+        await engine.llm.aclose()
+    return medians
+
+
+def render_mcp(result: ToolsResult) -> list[str]:
+    return [
+        f"Medians over {result.runs} runs (flattening: {result.runs * 100}). Method: "
+        "docs/benchmarks.md#tools.",
+        table("what | ms p50", [[name, f"{ms:.2f}"] for name, ms in result.medians_ms.items()]),
+    ]
+
+
+def mcp_numbers(result: ToolsResult) -> Mapping[str, object]:
+    return {name: round(ms, 3) for name, ms in result.medians_ms.items()}
+
+
+MCP = Part("tools", "MCP tools: start-up and per-turn cost", run_mcp, render_mcp, mcp_numbers)

@@ -26,10 +26,8 @@ TURNS, QUICK_TURNS = 10, 2
 
 @dataclass(frozen=True, slots=True)
 class RoomTurn:
-    heard_ms: float
-    """End of the participant's speech -> the first agent audio it heard."""
-    agent_ms: float | None
-    """The agent's own eos_to_first_audio_ms for the turn (None: no message came)."""
+    heard_ms: float  # end of the participant's speech -> the first agent audio it heard
+    agent_ms: float | None  # the agent's own eos_to_first_audio_ms (None: no message came)
 
 
 @dataclass

@@ -1,16 +1,34 @@
-"""What a section is, what it runs with (the plan), and the statistics and Markdown it
-writes."""
+"""What a section is, what it runs with (the plan), what the sections share besides (the backend
+under test, child processes, memory, a quiet logger), and the statistics and Markdown they write."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Mapping, Sequence
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+import psutil
+
+from agent.ops.logging import configure_logging
+from testing.engine import make_engine
 
 from .server_proc import RemoteLLMServer
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[1]
+MB = 2**20
+REPLY = "Sure, it is a quarter past ten in the morning here, and the sun is out."
+
+# the tests' engine with room for a loaded machine: a slow answer is measured, not failed
+bench_engine = functools.partial(make_engine, timeout=30.0, tool_timeout=10.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +49,12 @@ class VoicePlan:
     side_by_side: int = 16  # utterances said to each pipeline (the paused questions, cycled)
     idle_worker: bool = True  # also measure an idle `voice-agent start` (about 10 s)
     pause: float = 0.5
-    stt: str = "moonshine"
-    """`moonshine` (in the worker, the default) or `whisper` (the tiny.en server), for both
-    pipelines of the side by side and for the voice section."""
+    stt: str = "moonshine"  # or `whisper` (the tiny.en server), for all of the voice section
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
-    """What the CLI changes and more than one section reads; a section's own sizes stay in
-    its module (`ctx.sized`)."""
+    """What the CLI changes and more than one section reads (a section's own: `ctx.sized`)."""
 
     quick: bool
     backend: Backend
@@ -63,8 +78,7 @@ QUICK = Plan(
     backend=Backend(ttft=0.02, token_delay=0.001, tool_seconds=0.005),
     reps=2,
     warmup=1,
-    # the voice section is skipped: even one spoken turn adds about 25 s (the Whisper
-    # server, a session process and a real-time utterance); `--voice-turns 1` runs one
+    # no voice section: one spoken turn adds about 25 s (`--voice-turns 1` runs one)
     voice=VoicePlan(
         turns=0, warmup=0, ttft=0.02, token_delay=0.001, side_by_side=2, idle_worker=False
     ),
@@ -86,12 +100,23 @@ class Context:
 
 
 class Section(Protocol):
+    """A section: a module, or a `Part` of one (a module may hold two)."""
+
     NAME: str
     TITLE: str
 
     def run(self, ctx: Context) -> Any: ...
     def render(self, result: Any) -> list[str]: ...
     def numbers(self, result: Any) -> Mapping[str, object]: ...
+
+
+@dataclass(slots=True)
+class Part:
+    NAME: str
+    TITLE: str
+    run: Callable[[Context], Any]
+    render: Callable[[Any], list[str]]
+    numbers: Callable[[Any], Mapping[str, object]]
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -133,3 +158,55 @@ def table(header: str, rows: Sequence[Sequence[object]]) -> str:
 
 def verdict(ok: bool, missed: str = "**missed**") -> str:
     return "met" if ok else missed
+
+
+def machine() -> str:
+    """Cores, CPU model, OS and Python: where the numbers were measured."""
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        model = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), model)
+    return (
+        f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, "
+        f"Python {sys.version.split()[0]}"
+    )
+
+
+def child_env(*, drop: tuple[str, ...], **values: str) -> dict[str, str]:
+    """This environment less the variables starting with `drop`, plus `values`; the
+    checkout under test on the child's import path."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    return kept | {"PYTHONPATH": str(ROOT), **values}
+
+
+def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS...` from the repository root, in a fresh process (its own
+    memory and GIL); its output is returned, its exit status is the caller's to check."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=child_env(drop=()),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """A process's resident memory (this one's by default), in MiB."""
+    return float(psutil.Process(pid).memory_info().rss) / MB
+
+
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size: its shared pages split among their sharers."""
+    return float(psutil.Process(pid).memory_full_info().pss) / MB
+
+
+def quiet_logs() -> None:
+    """Production logging (JSON, info), written to /dev/null: its cost is part of a turn."""
+    stderr = sys.stderr
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    try:
+        configure_logging(level="info", fmt="json")
+    finally:
+        sys.stderr = stderr

@@ -8,7 +8,6 @@ import json
 import random
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from livekit.agents import AgentSession
@@ -16,9 +15,8 @@ from livekit.agents import AgentSession
 from agent.config.settings import DEFAULT_INSTRUCTIONS
 from agent.voice.assistant import Assistant
 
-from .common import FirstTextOutput, bench_engine, quiet_logging, rss_mb, run_module
-from .no_tool import TOOLS
-from .sections import Context, cells, summary, table
+from .no_tool import TOOLS, FirstTextOutput
+from .sections import Context, bench_engine, cells, quiet_logs, rss_mb, run_module, summary, table
 
 NAME = "sessions"
 TITLE = "Concurrent text sessions in one process"
@@ -48,7 +46,7 @@ async def _session(
 
 async def run_level(sessions: int, turns: int, think: float, base_url: str) -> dict[str, object]:
     """The child's side: `sessions` sessions at once in this process."""
-    quiet_logging()
+    quiet_logs()
     # one session first, closed again: imports, caches and the first connection are
     # paid before the baseline, so the delta is what sessions themselves hold
     warm, _ = await _session(-1, base_url, 1, 0.0)
@@ -119,9 +117,7 @@ def render(levels: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
-def numbers(levels: dict[str, dict[str, Any]]) -> Mapping[str, object]:
-    return levels  # run() wrote them as results.json holds them
-
+numbers = dict  # run() wrote them as results.json holds them
 
 if __name__ == "__main__":
     n, turns, think, base_url = sys.argv[1:5]

@@ -15,7 +15,7 @@ from agent.voice.stitching import word_distance
 from testing.audio_io import PAUSED_QUESTIONS, plain_text
 from testing.servers.openai_server import text_reply
 
-from . import memory, no_tool, voice_session
+from . import no_tool, voice_session
 from .sections import Context, VoicePlan, p50, p50_p95, pct, summary, table, verdict
 from .server_proc import RemoteLLMServer
 from .voice_session import PIPELINES, STT_NAMES, Stages, espeak_missing, first, speak
@@ -32,48 +32,25 @@ QUESTIONS = (
 )
 GREETING = "Hello, ask me anything."
 EOS = "end of speech ->"
-STAGES = {  # key in results.json: (stage, where the number comes from)
-    "eos_vad": (
-        f"{EOS} VAD reports it (silero silence window)",
-        "wall clock when livekit emits `user_state_changed` -> listening, minus the end of "
-        "speech it back-dates the event to",
-    ),
-    "eos_transcript": (
-        f"{EOS} final transcript (VAD end + STT request)",
-        "EOUMetrics.transcription_delay",
-    ),
+# key in results.json: (stage, where its number comes from); docs/benchmarks.md#voice says more
+STAGES = {
+    "eos_vad": (f"{EOS} VAD reports it", "`user_state_changed` -> listening, wall clock"),
+    "eos_transcript": (f"{EOS} final transcript", "EOUMetrics.transcription_delay"),
     "stt_request": ("of which: the STT request", "STTMetrics.duration"),
-    "eos_turn": (f"{EOS} end of turn (VAD + endpointing)", "EOUMetrics.end_of_utterance_delay"),
-    "transcript_turn": (
-        "final transcript -> end of turn",
-        "end_of_utterance_delay - transcription_delay",
-    ),
+    "eos_turn": (f"{EOS} end of turn", "EOUMetrics.end_of_utterance_delay"),
+    "transcript_turn": ("final transcript -> end of turn", "EOU delay - transcription delay"),
     "llm_ttft": ("LLM request -> first token (client)", "LLMMetrics.ttft"),
-    "server_ttft": (
-        "LLM request -> first token (server's own record)",
-        "scripted server, as in section 1",
-    ),
+    "server_ttft": ("LLM request -> first token (server)", "scripted server, as in section 1"),
     "node_ttft": ("llm_node start -> first text (our engine)", "`llm_node_ttft`"),
-    "text_tts": (
-        "first text -> first TTS request (sentence tokenizer)",
-        "`llm_node_ttfs` - `llm_node_ttft`",
-    ),
+    "text_tts": ("first text -> first TTS request", "`llm_node_ttfs` - `llm_node_ttft`"),
     "tts_ttfb": ("TTS request -> first audio byte", "`tts_node_ttfb`"),
-    "eos_tts": (
-        f"{EOS} first TTS request (total)",
-        "wall clock: TTS server's arrival time - `stopped_speaking_at`",
-    ),
+    "eos_tts": (f"{EOS} first TTS request", "TTS server's arrival, wall clock"),
     "e2e": (f"{EOS} agent starts speaking", "`e2e_latency`"),
 }
 HEADING = "### Side by side: ours vs livekit's default pipeline"
 # two sentences, as a voice reply usually is: the first goes to the TTS on its own
 REPLY = "It is nine in the evening there right now. Is there anything else you would like to know?"
-LABELS = {
-    "ours": "ours (defaults: STT at each pause, end of turn from its transcript, first "
-    "clause to the TTS, safe preemptive generation)",
-    "livekit_default": "livekit default pipeline (VAD turn detection, default endpointing "
-    "and tokenizer, our llm_node)",
-}
+LABELS = {"ours": "ours (the worker's defaults)", "livekit_default": "livekit default pipeline"}
 GOAL_P50_MS, GOAL_P95_MS, GOAL_RATIO, GOAL_PREMATURE = 600.0, 800.0, 0.5, 0.05
 SHORT_REPLIES = (
     "Thank you.",
@@ -137,8 +114,7 @@ class SideBySide:
     load_note: str = ""
 
     def eos_to_audio_ms(self, short: bool = False) -> dict[str, dict[str, float]]:
-        """p50 / p95 end of speech -> first audio per pipeline, of the questions or the
-        short replies."""
+        """End of speech -> first audio per pipeline, of the questions or the short replies."""
         return {
             name: summary(p.short_ms if short else p.eos_to_audio_ms, digits=1, n=False)
             for name, p in self.pipelines.items()
@@ -150,7 +126,7 @@ class VoiceResult:
     plan: VoicePlan
     skipped: str | None = None
     stages: Stages = field(default_factory=lambda: Stages(list(STAGES)))
-    memory: list[memory.Row] = field(default_factory=list)
+    memory: list[voice_session.Row] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
     anchor_offset_ms: list[float] = field(default_factory=list)
     """livekit's end-of-speech estimate - the real end of the WAV's speech."""
@@ -165,11 +141,7 @@ class VoiceResult:
 def run(ctx: Context) -> VoiceResult:
     started, plan = time.perf_counter(), ctx.plan.voice
     if plan.turns <= 0:
-        return VoiceResult(
-            plan,
-            "no spoken turns asked for (`--quick` skips this section: one spoken turn adds "
-            "about 25 s; `--quick --voice-turns 1` runs one)",
-        )
+        return VoiceResult(plan, "no spoken turns asked for (`--quick --voice-turns 1` runs one)")
     if (missing := espeak_missing()) is not None:
         return VoiceResult(plan, missing)
     from agent.config.settings import Settings
@@ -203,7 +175,7 @@ def run(ctx: Context) -> VoiceResult:
         (f"session process after {len(after)} spoken turns", after[-1], None),
     ]
     if plan.idle_worker:
-        result.memory += memory.idle_worker(ctx.server.base_url)
+        result.memory += voice_session.idle_worker(ctx.server.base_url)
     result.wall_s = time.perf_counter() - started
     if rows := ctx.results.get(no_tool.NAME):
         ours = no_tool.ours(rows, "llm_node")
@@ -314,12 +286,8 @@ def render(v: VoiceResult) -> list[str]:
         ),
     ]
     if v.anchor_offset_ms:
-        blocks.append(
-            "livekit's end of speech vs the real one (the WAV's last sample louder than "
-            f"{voice_session.SPEECH_LEVEL}/32768, as the microphone delivered it): p50 "
-            f"{p50(v.anchor_offset_ms):+.0f} ms (positive: every 'end of speech ->' row "
-            "above is that much shorter than what the user waits)."
-        )
+        offset = p50(v.anchor_offset_ms)
+        blocks.append(f"livekit's end of speech - the WAV's real one: p50 {offset:+.0f} ms.")
     blocks += _limits(v) + _memory(v)
     if v.side_by_side is not None:
         blocks += [HEADING, *render_side_by_side(v.side_by_side)]
@@ -337,12 +305,8 @@ def _limits(v: VoiceResult) -> list[str]:
     ]
     if s["node_ttft"] and s["server_ttft"]:
         ratio, section1 = s.p50("node_ttft") / s.p50("server_ttft"), v.no_tool_ratio
-        blocks.append(
-            "Our engine in the voice session: first text out of `llm_node` / the server's "
-            f"TTFT, p50 {ratio:.3f}"
-            + (f" (the no-tool section, `llm_node` level: {section1:.3f})" if section1 else "")
-            + "."
-        )
+        no_tool = f" (no-tool section, `llm_node` level: {section1:.3f})" if section1 else ""
+        blocks.append(f"First text out of `llm_node` / server TTFT: p50 {ratio:.3f}{no_tool}.")
     if v.heard:
         more = "; ..." if len(v.heard) > 6 else ""
         heard = "; ".join(f'"{h}"' for h in v.heard[:6])
@@ -375,11 +339,9 @@ def render_side_by_side(result: SideBySide) -> list[str]:
         [label, *(_ms(v.stages[k]) for v in (ours, base))] for k, label in SIDE_STAGES.items()
     ]
     return [
-        f"{p.side_by_side} utterances per pipeline, interleaved (one to each in turn), each "
-        "with a 300-900 ms pause in the middle; scripted LLM with "
-        f"{p.ttft * 1000:.0f} ms to first token and {p.token_delay * 1000:.0f} ms between "
-        f'words, reply "{REPLY}". STT of both: {STT_NAMES[p.stt]}. Then the '
-        f"{len(SHORT_REPLIES)} short replies, once each. Machine load: {result.load_note}.",
+        f"{p.side_by_side} utterances per pipeline, then {len(SHORT_REPLIES)} short replies; "
+        f"LLM first token {p.ttft * 1000:.0f} ms, {p.token_delay * 1000:.0f} ms between words; "
+        f"STT: {STT_NAMES[p.stt]}. Machine load: {result.load_note}.",
         table(
             "pipeline | questions: end of speech -> first audio p50 ms | p95 ms | premature end "
             "of turn | word error rate | short replies: p50 ms | p95 ms | no answer",

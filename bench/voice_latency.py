@@ -10,8 +10,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from .common import ROOT, machine
-from .sections import FULL
+from .sections import FULL, ROOT, machine
 from .voice import HEADING, render_side_by_side, side_by_side, side_by_side_numbers
 from .voice_session import STT_NAMES
 

@@ -1,4 +1,5 @@
-"""Spoken turns through real voice sessions, in a process that plays the job process."""
+"""Spoken turns through real voice sessions, in a process that plays the job process; and the
+idle worker's memory, process by process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import functools
 import gc
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -16,9 +18,12 @@ import wave
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
+import psutil
 from livekit.agents import AgentSession, llm, vad
+from livekit.agents.utils.hw import get_cpu_monitor
 
 from agent.config.resolved import Config
 from agent.voice.observer import SessionObserver
@@ -28,13 +33,13 @@ from agent.wiring import build_agent, build_llm, build_session
 from agent.worker.entrypoint import greet
 from providers import build_stt_chain, build_tts_chain
 from testing.audio_io import PacedMicrophone, RecordingSpeaker, espeak_to_wav
+from testing.cli import spawn_cli, stop
 from testing.engine import IN_PROCESS, voice_config
-from testing.polling import until
+from testing.polling import free_port, until
 from testing.servers.tts_server import EspeakTTSServer
 from testing.servers.whisper_server import WhisperServer
 
-from .common import quiet_logging, rss_mb, run_module
-from .sections import p50
+from .sections import MB, ROOT, child_env, p50, pss_mb, quiet_logs, rss_mb, run_module
 
 PIPELINES = ("ours", "livekit_default")
 PAD_SECONDS = 0.3
@@ -139,7 +144,7 @@ async def _start(name: str, config: Config, prewarmed: vad.VAD) -> Pipeline:
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
-    quiet_logging()
+    quiet_logs()
     urls = {key: spec[key] for key in ("stt_url", "tts_url")}
     config = voice_config(spec["llm_url"], **urls, agent_greeting=spec["greeting"])
     prewarmed = load_vad(config.settings)  # what the worker's prewarm does
@@ -194,6 +199,71 @@ def speech_tail_seconds(wav: Path) -> float:
         rate = w.getframerate()
     last = max((i for i, v in enumerate(samples) if abs(v) > SPEECH_LEVEL), default=0)
     return (len(samples) - last) / rate
+
+
+Row = tuple[str, float, float | None]
+"""What a process is, its RSS and its PSS (where measured), in MB."""
+
+
+def _role(proc: psutil.Process, root: int) -> str:
+    if proc.pid == root:
+        return "main (voice-agent start)"
+    cmd = " ".join(proc.cmdline())
+    if "resource_tracker" in cmd:
+        return "multiprocessing resource tracker"
+    if "forkserver" in cmd:
+        # the forkserver itself is the main process's child; job processes are its children
+        return "forkserver" if proc.ppid() == root else "idle job process (prewarmed)"
+    return cmd[:60]
+
+
+def _tree(root: int) -> list[Row]:
+    rows: list[Row] = []
+    main = psutil.Process(root)
+    for proc in [main, *sorted(main.children(recursive=True), key=lambda p: p.pid)]:
+        with contextlib.suppress(psutil.Error):  # exited while we looked
+            rows.append((_role(proc, root), proc.memory_info().rss / MB, pss_mb(proc.pid)))
+    return rows
+
+
+def idle_worker(llm_url: str, *, timeout: float = 90) -> list[Row]:
+    """`voice-agent start` against a closed LiveKit port, measured once its prewarmed job
+    processes are forked and memory settles: livekit starts its process pool before it first
+    connects, then retries, so the tree is what an idle worker holds but the websocket."""
+    env = child_env(
+        drop=("LLM_", "LIVEKIT_", "WORKER_", "STT_", "TTS_"),
+        LLM_BASE_URL=llm_url,
+        LLM_MODEL="test-model",
+        # nothing listens there: the worker keeps retrying, idle, for minutes
+        LIVEKIT_URL=f"ws://127.0.0.1:{free_port()}",
+        WORKER_CONNECT_RETRIES="1000",
+        WORKER_PORT="0",
+        LOG_FORMAT="json",
+    )
+    idle = math.ceil(get_cpu_monitor().cpu_count())
+    # its own process group, so everything it forked is ours to end
+    proc = spawn_cli(["start"], env=env, cwd=ROOT, stdout=DEVNULL, stderr=DEVNULL, new_session=True)
+    try:
+        deadline, stable_since, last = time.monotonic() + timeout, time.monotonic(), 0.0
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited early with status {proc.returncode}")
+            tree = _tree(proc.pid)
+            ready = sum(role.startswith("idle job") for role, _, _ in tree) >= idle
+            total = sum(rss for _, rss, _ in tree)
+            if not ready or abs(total - last) > 1.0:
+                stable_since = time.monotonic()
+            elif time.monotonic() - stable_since >= 2.0:
+                pss = sum(pss or 0.0 for _, _, pss in tree)
+                # summed RSS counts shared pages once per process; PSS does not
+                return [(f"idle worker: {role}", rss, pss) for role, rss, pss in tree] + [
+                    ("idle worker: whole process tree", total, pss)
+                ]
+            last = total
+            time.sleep(0.25)
+        raise RuntimeError(f"the worker's {idle} idle processes did not settle")
+    finally:
+        stop(proc, within=20, group=True)
 
 
 @dataclass(frozen=True, slots=True)
