@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.voice.stitching import word_distance
-from testing.audio_io import PAUSED_QUESTIONS, plain_text
+from testing.audio_io import PAUSED_QUESTIONS, SHORT_REPLIES, plain_text
 from testing.servers.openai_server import text_reply
 
 from . import no_tool, voice_session
@@ -52,19 +52,6 @@ HEADING = "### Side by side: ours vs livekit's default pipeline"
 REPLY = "It is nine in the evening there right now. Is there anything else you would like to know?"
 LABELS = {"ours": "ours (the worker's defaults)", "livekit_default": "livekit default pipeline"}
 GOAL_P50_MS, GOAL_P95_MS, GOAL_RATIO, GOAL_PREMATURE = 600.0, 800.0, 0.5, 0.05
-SHORT_REPLIES = (
-    "Thank you.",
-    "How are you?",
-    "No.",
-    "Yes, please.",
-    "Who are you?",
-    "Why is that?",
-    "Tell me more.",
-    "Yes I do.",
-    "Sure, I can.",
-)
-"""Complete turns that end on a word a question often goes on from ("you", "please",
-"that", "more"): reported apart from the questions, whose pause must not end the turn."""
 SIDE_STAGES = {
     "vad": "end of speech -> VAD reports it (wall clock of `user_state_changed` -> listening)",
     "stt_start": "end of speech -> last segment sent to the STT (ours: at the pause)",
