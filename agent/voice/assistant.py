@@ -11,6 +11,9 @@ from agent.engine.turns import Turn, TurnEngine
 from agent.voice.pause_stt import PauseTranscriber
 from agent.voice.preemptive import current_speech
 
+HEARD_KEPT = 64
+"""Turns whose one pass over the whole turn is kept (`Assistant._heard`)."""
+
 
 class Assistant(Agent):
     """A livekit Agent that answers every user turn through the `TurnEngine`."""
@@ -27,6 +30,9 @@ class Assistant(Agent):
         self._engine = engine
         self._limits = history or HistoryLimits()
         self._filler_to_remove: str | None = None
+        self._heard: dict[str, str] = {}
+        """An STT in the worker's last pass over each turn, by the words livekit committed
+        for it: what the LLM reads in their place."""
 
     @property
     def engine(self) -> TurnEngine:
@@ -36,12 +42,42 @@ class Assistant(Agent):
         self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage
     ) -> None:
         # an STT in the worker heard the whole turn again at its last pause: that one pass
-        # is the user's words, not the pieces given pause by pause (agent/voice/whole_turn.py)
-        stt_engine = self.session.stt
-        if isinstance(stt_engine, PauseTranscriber):
-            heard = stt_engine.take_turn_transcript(new_message.text_content or "")
+        # is the user's words, not the pieces given pause by pause (agent/voice/whole_turn.py).
+        # The message keeps the pieces: changed here, it would no longer be the transcript
+        # the preemptive reply was started on, and livekit would drop that reply and start
+        # again (the LLM's first token and first clause again, on every such turn);
+        # `llm_node` gives the model the pass instead, in this turn and the next ones
+        committed = new_message.text_content or ""
+        if (pauses := self._pause_stt()) and (heard := pauses.take_turn_transcript(committed)):
+            self._heard[committed] = heard
+            while len(self._heard) > HEARD_KEPT:
+                del self._heard[next(iter(self._heard))]
+
+    def _pause_stt(self) -> PauseTranscriber | None:
+        try:
+            stt_engine = self.session.stt
+        except RuntimeError:  # not in a session (the engine's own tests)
+            return None
+        return stt_engine if isinstance(stt_engine, PauseTranscriber) else None
+
+    def _as_heard(self, chat_ctx: llm.ChatContext) -> llm.ChatContext:
+        """`chat_ctx` with each user message the STT heard better in one pass given as that
+        pass (the turn under way too: a preemptive reply starts before it is committed)."""
+        pauses = self._pause_stt()
+        users = [i for i, item in enumerate(chat_ctx.items) if _is_user_message(item)]
+        if not users or (not self._heard and pauses is None):
+            return chat_ctx
+        items = list(chat_ctx.items)
+        for i in users:
+            message = items[i]
+            assert isinstance(message, llm.ChatMessage)
+            text = message.text_content or ""
+            heard = self._heard.get(text)
+            if heard is None and pauses is not None and i == users[-1]:
+                heard = pauses.heard_for(text)
             if heard is not None:
-                new_message.content = [heard]
+                items[i] = message.model_copy(update={"content": [heard]})
+        return llm.ChatContext(items)
 
     async def llm_node(
         self,
@@ -54,7 +90,7 @@ class Assistant(Agent):
         filler, self._filler_to_remove = self._filler_to_remove, None
         if filler:
             remove_filler(chat_ctx, filler)
-        turn = self._engine.run(bound_history(chat_ctx, self._limits), tools)
+        turn = self._engine.run(bound_history(self._as_heard(chat_ctx), self._limits), tools)
         finished = False
         try:
             async for text in turn:

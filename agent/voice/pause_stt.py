@@ -123,15 +123,21 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         if stream in self._turn_streams:
             self._turn_streams.remove(stream)
 
+    def heard_for(self, transcript: str) -> str | None:
+        """With `whole_turn`: the last pass over the turn under way, if `transcript` is what
+        was given of it and that pass heard it otherwise (None: `transcript` stands)."""
+        heard = self.turn_heard
+        if heard is None or not same_words(self.turn_given, transcript):
+            return None
+        return None if same_words(heard, transcript) else heard
+
     def take_turn_transcript(self, committed: str) -> str | None:
-        """The turn is committed with the words `committed`: with `whole_turn`, the last
-        pass over the whole turn when livekit committed what was given and that pass heard
-        it otherwise (None: keep `committed`). The next speech starts a new turn."""
-        heard, given, self.turn_heard, self.turn_given = self.turn_heard, self.turn_given, None, ""
+        """The turn is committed with the words `committed`: `heard_for(committed)`, and the
+        next speech starts a new turn."""
+        heard = self.heard_for(committed)
+        self.turn_heard, self.turn_given = None, ""
         for stream in self._turn_streams:
             stream.close_turn()
-        if heard is None or not same_words(given, committed) or same_words(heard, committed):
-            return None
         return heard
 
     @property

@@ -9,8 +9,9 @@ whole turn, and the last one is a single pass over all of it.
 
 livekit only appends final transcripts, so each pause emits the words the new pass adds
 after those already given (`words_after`), and the turn's last pass is kept
-(`PauseTranscriber.take_turn_transcript`): the assistant puts it in the user's message
-when the turn is committed, so what the LLM reads and the history keeps is that one pass.
+(`PauseTranscriber.heard_for`): the assistant gives the LLM that one pass in place of the
+pieces, both in the reply started before the turn is committed and in later turns
+(agent/voice/assistant.py says why the message itself keeps the pieces).
 
 The request for the last pause starts early: once the VAD has heard `EARLY_SILENCE` of
 silence (well before its silence window closes) the turn so far is sent. If the VAD then

@@ -23,7 +23,7 @@ from livekit.agents.voice import CloseEvent, UserStateChangedEvent
 from agent.config.resolved import Config
 from agent.config.schema import default_model_cache_dir
 from agent.voice.observer import SessionObserver
-from agent.voice.turn_detection import SmartTurnDetector
+from agent.voice.turn_detection import SmartTurnDetector, load_vad
 from agent.wiring import build_agent, build_llm, build_session
 from agent.worker.entrypoint import greet
 from testing.audio_io import PacedMicrophone, RecordingSpeaker, espeak_to_wav, wav_frames
@@ -344,20 +344,28 @@ async def test_a_session_with_smart_turn_hears_the_turn_end_and_answers(
         assert ANSWER in " ".join(tts_server.texts)
 
 
+@pytest.mark.parametrize(
+    "at_the_pause",
+    [
+        "What is the capital on?",  # cannot end a turn: held back, livekit gets the pass
+        "What is the capitol?",  # can: given, then livekit holds "capitol? ... Australia?"
+    ],
+)
 async def test_an_stt_in_the_worker_gives_the_llm_its_last_pass_over_the_whole_turn(
     llm_server: ScriptedLLMServer,
     tts_server: EspeakTTSServer,
-    silero_vad: Any,
     tmp_path: Path,
+    at_the_pause: str,
 ) -> None:
-    """At the pause the STT in the worker heard "of" as "on"; over the whole turn it heard
-    the question right. livekit was given the pieces; the LLM gets the one pass."""
-    question = 'What is the capital of <break time="600ms"/> Australia?'
-    wav = espeak_to_wav(question, tmp_path / "q.wav")
+    """At the pause the STT in the worker misheard the words so far; over the whole turn it
+    heard the question right. livekit was given the pieces; the LLM gets the one pass, in
+    the reply started before the turn was committed (preemptive), and in the next turn."""
+    whole = "What is the capital of Australia?"
+    # a pause shorter than the minimum endpointing delay (0.5 s): the turn goes on
+    paused = 'What is the capital of <break time="350ms"/> Australia?'
+    wav = espeak_to_wav(paused, tmp_path / "q.wav")
     cut = speech_end(wav_frames(wav)) - 0.5
-    engine = TurnSTT(
-        cut=cut, short="What is the capital on?", long="What is the capital of Australia?"
-    )
+    engine = TurnSTT(cut=cut, short=at_the_pause, long=whole)
     llm_server.script(text_reply(ANSWER))
     config = voice_config(
         llm_server,
@@ -366,9 +374,17 @@ async def test_an_stt_in_the_worker_gives_the_llm_its_last_pass_over_the_whole_t
         agent_greeting="",
         builtin_tools=False,
     )
-    async with running_session(config, silero_vad, stt_engine=engine) as run:
+    # the worker's VAD (its 0.2 s window: the pause is one)
+    async with running_session(config, load_vad(config.settings), stt_engine=engine) as run:
         await run.mic.say(wav)
         await until(lambda: len(run.speaker.completed) >= 1, within=60, what="the answer")
-        users = [m for m in llm_server.requests[-1].messages if m["role"] == "user"]
-        assert [str(m["content"]) for m in users] == ["What is the capital of Australia?"]
         assert len(engine.seconds) >= 2  # the pause was heard too
+        # no request read the pieces livekit holds, and the preemptive reply was the one
+        # said: none was made again at the commit
+        read = [str(r.messages[-1]["content"]) for r in llm_server.requests]
+        assert set(read) <= {at_the_pause, whole} and read.count(whole) == 1, read
+        # the next turn's request reads the first one as that pass too
+        await run.mic.say(espeak_to_wav("Thank you.", tmp_path / "thanks.wav"))
+        await until(lambda: len(run.speaker.completed) >= 2, within=60, what="the next answer")
+        users = [m for m in llm_server.requests[-1].messages if m["role"] == "user"]
+        assert [str(m["content"]) for m in users] == [whole, at_the_pause]
