@@ -26,6 +26,7 @@ from livekit.agents import AgentSession, llm, vad
 from livekit.agents.utils.hw import get_cpu_monitor
 
 from agent.config.resolved import Config
+from agent.voice.assistant import Assistant
 from agent.voice.observer import SessionObserver
 from agent.voice.pause_stt import PauseTranscriber
 from agent.voice.turn_detection import load_vad
@@ -102,7 +103,10 @@ class Pipeline:
 
     def on_item(self, ev: Any) -> None:
         if isinstance(m := ev.item, llm.ChatMessage):
-            self.note("items", role=m.role, text=m.text_content or "", metrics=dict(m.metrics))
+            text = m.text_content or ""
+            if m.role == "user" and isinstance(agent := self.session.current_agent, Assistant):
+                text = agent.as_read(text)  # the whole-turn pass, in place of the pieces
+            self.note("items", role=m.role, text=text, metrics=dict(m.metrics))
 
     def answered(self, turn: int) -> bool:
         """The utterance was said, and its last user turn has an answer after it (a fast

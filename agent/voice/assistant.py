@@ -53,6 +53,10 @@ class Assistant(Agent):
             while len(self._heard) > HEARD_KEPT:
                 del self._heard[next(iter(self._heard))]
 
+    def as_read(self, transcript: str) -> str:
+        """What the LLM reads for the committed user message `transcript`."""
+        return self._heard.get(transcript, transcript)
+
     def _pause_stt(self) -> PauseTranscriber | None:
         try:
             stt_engine = self.session.stt
