@@ -1,4 +1,5 @@
-"""Batch STT doubles for the STT at pauses: answers that depend on the audio sent."""
+"""Batch STT doubles for the STT at pauses (answers that depend on the audio sent), and the
+VAD events the tests feed the code that listens to a VAD."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
 from livekit.agents.language import LanguageCode
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
+from livekit.agents.vad import VADEvent, VADEventType
 
 
 class TurnSTT(stt.STT[Literal["never"]]):
@@ -45,3 +47,24 @@ def speech_end(frames: list[rtc.AudioFrame]) -> float:
         if np.abs(np.frombuffer(bytes(f.data), np.int16)).max() > 300
     ]
     return sum(f.duration for f in frames[: loud[-1] + 1])
+
+
+def vad_event(
+    kind: VADEventType,
+    frames: list[rtc.AudioFrame] | None = None,
+    *,
+    speech: float = 0.0,
+    silence: float = 0.0,
+) -> VADEvent:
+    """A VAD event carrying `frames`, with silero's running totals of speech and silence
+    (`raw_accumulated_*`); what no test reads is zero."""
+    return VADEvent(
+        type=kind,
+        samples_index=0,
+        timestamp=0.0,
+        speech_duration=0.0,
+        silence_duration=0.0,
+        frames=frames or [],
+        raw_accumulated_speech=speech,
+        raw_accumulated_silence=silence,
+    )

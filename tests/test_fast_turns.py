@@ -27,6 +27,7 @@ from agent.voice.tts_chunks import ClauseFirstTokenizer, first_chunk_end
 from agent.voice.turn_detection import TranscriptTurnDetector
 from testing.engine import make_engine
 from testing.servers.openai_server import ScriptedLLMServer, ToolCall, text_reply, tool_reply
+from testing.stt_doubles import vad_event
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -206,14 +207,7 @@ def _frame(index: int, n: int = 512) -> rtc.AudioFrame:
 
 
 def _ev(kind: VADEventType, frames: list[rtc.AudioFrame] | None = None) -> VADEvent:
-    return VADEvent(
-        type=kind,
-        samples_index=0,
-        timestamp=0.0,
-        speech_duration=0.0,
-        silence_duration=0.0,
-        frames=frames or [],
-    )
+    return vad_event(kind, frames)
 
 
 @pytest.mark.parametrize("with_context", [True, False], ids=["stitched", "each alone"])

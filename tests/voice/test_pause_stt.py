@@ -26,7 +26,7 @@ from agent.voice.whole_turn import TurnBuffer
 from providers import STTOptions, build_stt
 from testing.audio_io import PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav, wav_frames
 from testing.servers.whisper_server import WhisperServer
-from testing.stt_doubles import TurnSTT, speech_end
+from testing.stt_doubles import TurnSTT, speech_end, vad_event
 
 pytestmark = pytest.mark.timeout(300)
 # Whisper on a busy CPU can take seconds per request: wait rather than retry
@@ -309,14 +309,7 @@ def _vad_event(kind: VADEventType, seconds: float = 0) -> VADEvent:
     frame = rtc.AudioFrame(
         b"\x01\x00" * half, sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=half
     )
-    return VADEvent(
-        type=kind,
-        samples_index=0,
-        timestamp=0.0,
-        speech_duration=0.0,
-        silence_duration=0.0,
-        frames=[frame] * int(seconds * 2),
-    )
+    return vad_event(kind, [frame] * int(seconds * 2))
 
 
 def test_a_turn_committed_while_the_user_speaks_again_keeps_only_the_new_speech() -> None:

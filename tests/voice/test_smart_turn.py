@@ -42,6 +42,7 @@ from providers.smart_turn import (
 )
 from testing.audio_io import espeak_to_wav
 from testing.engine import settings_for
+from testing.stt_doubles import vad_event
 
 pytestmark = pytest.mark.timeout(180)
 RATE = 16000
@@ -144,14 +145,7 @@ def _fed(audio: np.ndarray) -> TurnAudio:
 
 
 def _event(kind: VADEventType, frames: list[rtc.AudioFrame] | None = None) -> VADEvent:
-    return VADEvent(
-        type=kind,
-        samples_index=0,
-        timestamp=0.0,
-        speech_duration=0.0,
-        silence_duration=0.0,
-        frames=frames or [],
-    )
+    return vad_event(kind, frames)
 
 
 def _said(text: str) -> llm.ChatContext:

@@ -19,6 +19,7 @@ from agent.voice.pause_stt import PauseTranscriber
 from agent.voice.turn_detection import TranscriptTurnDetector
 from testing.audio_io import SAMPLE_RATE
 from testing.polling import until
+from testing.stt_doubles import vad_event
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,16 +102,8 @@ def _ev(kind: VADEventType, *, speech: float = 0.0, silence: float = 0.0) -> VAD
     frame = rtc.AudioFrame(
         b"\x01\x00" * n, sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=n
     )
-    return VADEvent(
-        type=kind,
-        samples_index=0,
-        timestamp=0.0,
-        speech_duration=0.0,
-        silence_duration=0.0,
-        frames=[frame] if kind == VADEventType.INFERENCE_DONE else [],
-        raw_accumulated_speech=speech,
-        raw_accumulated_silence=silence,
-    )
+    frames = [frame] if kind == VADEventType.INFERENCE_DONE else []
+    return vad_event(kind, frames, speech=speech, silence=silence)
 
 
 SPEECH = (
