@@ -40,7 +40,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, help="turns per variant in the no-tool/tool sections")
     parser.add_argument("--ttft-ms", type=float, help="the scripted server's time to first token")
     parser.add_argument("--voice-turns", type=int, help="spoken turns in `voice` (0: none)")
-    parser.add_argument("--levels", help="capacity: session counts (default: 1,5,10,20,40)")
+    parser.add_argument("--levels", help="capacity: Ns (1,5,10,20,40; embedded 1,2,3,4,6,8,10,12)")
     parser.add_argument("--capacity-turns", type=int, help="capacity: measured turns a session")
     parser.add_argument("--embedded-stt", action="store_true", help="capacity: Moonshine in jobs")
     args = parser.parse_args(argv)
@@ -55,11 +55,9 @@ def plan_for(args: argparse.Namespace) -> Plan:
     plan = QUICK if args.quick else FULL
     if args.reps:
         plan = replace(plan, reps=args.reps)
-    if args.ttft_ms:
-        ttft = args.ttft_ms / 1000
-        plan = replace(
-            plan, backend=replace(plan.backend, ttft=ttft), voice=replace(plan.voice, ttft=ttft)
-        )
+    if ttft := (args.ttft_ms or 0) / 1000:
+        backend, voice = replace(plan.backend, ttft=ttft), replace(plan.voice, ttft=ttft)
+        plan = replace(plan, backend=backend, voice=voice)
     if args.voice_turns is not None:
         plan = replace(plan, voice=replace(plan.voice, turns=args.voice_turns))
     capacity: dict[str, Any] = {"embedded_stt": True} if args.embedded_stt else {}
@@ -108,9 +106,12 @@ def report(plan: Plan, results: dict[str, Any], run_info: dict[str, Any]) -> str
     return "\n\n".join(blocks)
 
 
-def numbers(results: dict[str, Any], run_info: dict[str, Any]) -> str:
-    """results.json: the run's `date`, `machine` and so on, then each section's numbers."""
-    data = run_info | {s.NAME: s.numbers(results[s.NAME]) for s in SECTIONS if s.NAME in results}
+def numbers(results: dict[str, Any], run_info: dict[str, Any], old: dict[str, Any]) -> str:
+    """results.json: the run's `date`, `machine` and so on (a run of some sections keeps the last
+    full run's), then each section's numbers, key by key over `old`'s (what the file held)."""
+    data = (run_info | old) if old and len(results) < len(SECTIONS) else (old | run_info)
+    for s in (s for s in SECTIONS if s.NAME in results):
+        data[s.NAME] = data.get(s.NAME, {}) | s.numbers(results[s.NAME])
     # NaN (a quantile of no samples) as null: JSON has no NaN
     finite = json.loads(json.dumps(data), parse_constant=lambda _: None)
     return json.dumps(finite, indent=2) + "\n"
@@ -133,13 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     text = report(plan, results, run_info)
     print(text)
-    out = args.out if args.out is not None else (None if args.quick else Path("BENCHMARKS.md"))
+    # a run of some sections leaves BENCHMARKS.md (the last full run's) be unless given --out
+    out = args.out or (None if args.quick or args.sections else Path("BENCHMARKS.md"))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
-        json_path = RESULTS if args.out is None else out.with_name("results.json")
-        json_path.write_text(numbers(results, run_info), encoding="utf-8")
-        print(f"\nwritten to {out} and {json_path}", file=sys.stderr)
+    if args.out or not args.quick:
+        json_path = RESULTS if args.out is None else args.out.with_name("results.json")
+        old = json.loads(json_path.read_text()) if json_path.exists() else {}
+        json_path.write_text(numbers(results, run_info, old), encoding="utf-8")
+        print(f"\nwritten to {json_path}" + (f" and {out}" if out else ""), file=sys.stderr)
     return 0
 
 

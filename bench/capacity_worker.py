@@ -19,8 +19,7 @@ async def spoken_session(ctx: JobContext) -> None:
     job = await start_job_session(ctx)
     (marks / f"{ctx.job.id}.started").write_text(str(os.getpid()))
     try:
-        go = marks / "go"
-        while not go.exists():  # noqa: ASYNC110  (a file from another process)
+        while not (marks / "go").exists():  # noqa: ASYNC110  (a file from another process)
             await asyncio.sleep(0.05)
         await asyncio.sleep(spec["stagger"] * index / spec["sessions"])
         for _ in range(spec["turns"]):
