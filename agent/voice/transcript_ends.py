@@ -16,7 +16,9 @@ what comes before it, and the STT's punctuation:
   "No") the words before decide: "Can you" is open, "Thank you" is not.
 - Marks of speech cut off ("...", "on-", a trailing comma) are open.
 - A hesitation ("um", "uh", "eh") last is someone thinking of their next words, however it
-  is punctuated; Moonshine also writes a cut-off "a" so ("Can you tell me, eh?").
+  is punctuated; Moonshine also writes a cut-off "a" so ("Can you tell me, eh?"), or as
+  "hey" or "aye" ("Can you tell me aye?"), which end a turn only as a short greeting or
+  reply ("Hey!", "Oh, hey", "Aye.").
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ _NEVER_LAST = _words(
     "my your our their its every just very it's let's "
     "um umm uh uhm er erm eh hmm"
 )
+_SAID_FOR_A = _words("hey aye ay")
+"""Moonshine's cut-off "a" after three words or more (alone or after one: a greeting, a yes)."""
 _COPULAS = _words("is are was were am")
 _AUXILIARIES = _COPULAS | _words(
     "do does did have has had can could would should will shall may might must"
@@ -72,7 +76,7 @@ def transcript_is_open(text: str) -> bool:
     words = [w for w in (w.strip(".,!?;:" + _CLOSING).lower() for w in text.split()) if w]
     if not words:
         return True
-    if words[-1] in _NEVER_LAST:
+    if words[-1] in _NEVER_LAST or (words[-1] in _SAID_FOR_A and len(words) > 3):
         return True
     if words[-1] not in _WEAK or text.endswith(_STOPS):
         return False

@@ -36,6 +36,9 @@ WHOLE = [
     "What is this",
     "Thanks.",
     "Goodbye",
+    "Hey!",
+    "Oh, hey.",
+    "Aye.",
     "What is the capital of Australia?",
     "Who wrote the novel Moby Dick",
 ]
@@ -53,6 +56,8 @@ PAUSING = [
     "Tell me about",
     # a hesitation: the speaker is thinking of the next words (Moonshine's cut-off "a" too)
     "Can you tell me, eh?",
+    "Can you tell me, hey?",
+    "Can you tell me aye?",
     "I'd like, um",
     "The, uh...",
     "Book it for, hmm.",
