@@ -18,10 +18,9 @@ from agent.engine.turns import TurnEngine
 from agent.tools import get_current_time
 from agent.voice.assistant import Assistant
 from testing.engine import make_llm
-from testing.servers.openai_server import Reply, ToolCall, text_reply, tool_reply
+from testing.servers.openai_server import Reply, Request, ToolCall, text_reply, tool_reply
 
-from .sections import REPLY, Context, Part, bench_engine, p50, p50_p95, summary, table, verdict
-from .server_proc import ServedRequest
+from .sections import REPLY, Context, Part, bench_engine, cells, goal, p50, summary, table
 
 NAME = "no-tool"
 TITLE = "No-tool turn: time to first text out / server's time to first token"
@@ -106,7 +105,7 @@ class Sample:
 
     started_at: float
     first_text_at: float
-    served: list[ServedRequest]
+    served: list[Request]
     tool_run: tuple[float, float] | None = None
 
 
@@ -116,13 +115,12 @@ class SessionVariant:
     def __init__(self, name: str, agent: Agent, provider: llm.LLM[Any]) -> None:
         self.name, self._agent, self._provider = name, agent, provider
         self._session: AgentSession[None] = AgentSession(llm=provider)
-        self._out = FirstTextOutput()
-
-    async def start(self) -> None:
-        self._session.output.transcription = self._out
-        await self._session.start(self._agent)
+        self._out: FirstTextOutput | None = None
 
     async def turn(self, user_text: str) -> tuple[float, float | None]:
+        if self._out is None:  # the first turn starts the session
+            self._session.output.transcription = self._out = FirstTextOutput()
+            await self._session.start(self._agent)
         self._out.first_at = None
         started = time.perf_counter()
         await self._session.run(user_input=user_text)
@@ -142,9 +140,6 @@ class NodeVariant:
 
     def __init__(self, name: str, engine: TurnEngine, *, livekit_default: bool) -> None:
         self.name, self._engine, self._livekit_default = name, engine, livekit_default
-
-    async def start(self) -> None:
-        pass
 
     async def turn(self, user_text: str) -> tuple[float, float | None]:
         ctx, first = chat_ctx(user_text), None
@@ -198,8 +193,6 @@ async def collect(ctx: Context, variants: list[Variant], replies: list[Reply]) -
     server, reps, warmup = ctx.server, ctx.plan.reps, ctx.plan.warmup
     samples: Samples = {v.name: [] for v in variants}
     try:
-        for v in variants:
-            await v.start()
         for k, (measured, v) in enumerate(interleaved(variants, reps=reps, warmup=warmup)):
             server.reset()
             server.script(*replies)
@@ -258,8 +251,8 @@ def render(rows: list[Row]) -> list[str]:
                 [
                     r.level,
                     r.variant,
-                    *p50_p95(r.series["ratio"], ".3f"),
-                    *p50_p95(r.series["added_ms"]),
+                    *cells(r.series["ratio"], ".3f"),
+                    *cells(r.series["added_ms"]),
                     f"{p50(r.series['server_ttft_ms']):.1f}",
                 ]
                 for r in rows
@@ -269,8 +262,7 @@ def render(rows: list[Row]) -> list[str]:
     if (default := ours(rows, "session")) is not None:
         ratio = p50(default.series["ratio"])
         blocks.append(
-            f"Goal: ratio <= 1.05 for our default in a session: p50 {ratio:.3f}, "
-            f"{verdict(ratio <= 1.05)}."
+            goal(("ratio <= 1.05 for our default in a session", f"p50 {ratio:.3f}", ratio <= 1.05))
         )
     return blocks
 
@@ -337,16 +329,16 @@ def render_tool(result: ToolResult) -> list[str]:
             "variant | overhead ms p50 | overhead ms p95 | -> tool start p50 | "
             "tool -> next request p50 | first token -> out p50",
             [
-                [r.variant, *p50_p95(r.series["overhead_ms"])]
+                [r.variant, *cells(r.series["overhead_ms"])]
                 + [f"{p50(ms):.1f}" for ms in [*r.series.values()][1:]]
                 for r in result.rows
             ]
-            + [[FILLER_VARIANT, *p50_p95(result.filler_late_ms), "", "", ""]],
+            + [[FILLER_VARIANT, *cells(result.filler_late_ms), "", "", ""]],
         ),
     ]
     if (default := ours(result.rows, "session")) is not None:
         ms = p50(default.series["overhead_ms"])
-        blocks.append(f"Goal: <= +10 ms for our default: p50 {ms:.1f} ms, {verdict(ms <= 10)}.")
+        blocks.append(goal(("<= +10 ms for our default", f"p50 {ms:.1f} ms", ms <= 10)))
     return blocks
 
 

@@ -27,7 +27,7 @@ from testing.servers.mcp_server import SCRIPT, McpHttpServer
 from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 
 from .no_tool import TOOLS, chat_ctx, interleaved, settle
-from .sections import REPLY, ROOT, Context, Part, bench_engine, pct, summary, table, verdict
+from .sections import REPLY, ROOT, Context, Part, bench_engine, goal, pct, summary, table
 from .server_proc import RemoteLLMServer
 
 NAME = "overhead"
@@ -195,6 +195,7 @@ def _where(filename: str, line: int, name: str) -> str:
 def render(result: OverheadResult) -> list[str]:
     rows = {name: (pct(ms, 50), pct(ms, 95)) for name, ms in result.cpu_ms.items()}
     floor, engine = next(iter(rows.values())), [*rows.values()][-1]
+    over = engine[0] - floor[0]
     return [
         "Over floor: the turn's quantile - the bare SDK's. Method: docs/benchmarks.md#overhead.",
         table(
@@ -204,8 +205,7 @@ def render(result: OverheadResult) -> list[str]:
                 for name, (p50, p95) in rows.items()
             ],
         ),
-        f"Goal: <= 2 ms p50 of engine overhead: {engine[0] - floor[0]:.2f} ms, "
-        f"{verdict(engine[0] - floor[0] <= 2)}.",
+        goal(("<= 2 ms p50 of engine overhead", f"{over:.2f} ms", over <= 2)),
         "Where it goes, each piece of per-turn work timed alone (CPU ms, no profiler):",
         table(
             "step | where | CPU ms", [[s, f"`{w}`", f"{ms:.3f}"] for s, w, ms in result.breakdown]

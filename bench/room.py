@@ -15,7 +15,7 @@ from testing.servers.openai_server import ScriptedLLMServer, text_reply
 from testing.servers.tts_server import EspeakTTSServer
 from testing.servers.whisper_server import WhisperServer
 
-from .sections import Context, p50_p95, summary, table
+from .sections import Context, cells, summary, table
 
 NAME = "room"
 TITLE = "Latency as heard: a participant in a real LiveKit room"
@@ -118,7 +118,7 @@ def render(r: RoomResult) -> list[str]:
         f"scripted LLM's time to first token {r.ttft_ms:.0f} ms. Method: docs/benchmarks.md#room.",
         table(
             "measure | p50 ms | p95 ms | turns",
-            [[name, *p50_p95(ms), len(ms)] for name, ms in rows],
+            [[name, *cells(ms), len(ms)] for name, ms in rows],
         ),
     ]
 

@@ -140,13 +140,9 @@ def p50(values: Sequence[float]) -> float:
     return pct(values, 50)
 
 
-def p50_p95(values: Sequence[float], spec: str = ".1f") -> list[str]:
-    """Two table cells: the sample's p50 and p95, formatted by `spec` (n/a for none)."""
-    return cells(summary(values, digits=6), spec)
-
-
-def cells(s: Mapping[str, float], spec: str = ".1f") -> list[str]:
-    """Two table cells from a `summary`: its p50 and p95 (n/a for an empty sample)."""
+def cells(sample: Sequence[float] | Mapping[str, float], spec: str = ".1f") -> list[str]:
+    """Two table cells: the p50 and p95 of a sample, or of its `summary` (n/a for none)."""
+    s = summary(sample, digits=6) if isinstance(sample, Sequence) else sample
     return [format(s["p50"], spec), format(s["p95"], spec)] if s.get("n", 1) else ["n/a", "n/a"]
 
 
@@ -156,8 +152,10 @@ def table(header: str, rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
 
 
-def verdict(ok: bool, missed: str = "**missed**") -> str:
-    return "met" if ok else missed
+def goal(*goals: tuple[str, str, bool], missed: str = "**missed**") -> str:
+    """One sentence for each (goal, what was measured, whether it was met)."""
+    said = "; ".join(f"{g}: {got}, {'met' if ok else missed}" for g, got, ok in goals)
+    return f"Goal: {said}."
 
 
 def machine() -> str:

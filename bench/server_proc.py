@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from dataclasses import dataclass
 from multiprocessing.managers import BaseManager
 from typing import Any
 
-from testing.servers.openai_server import Reply, ScriptedLLMServer
-
-
-@dataclass(frozen=True, slots=True)
-class ServedRequest:
-    """What the server recorded about one request, as plain data."""
-
-    last_user_text: str
-    received_at: float
-    first_token_at: float | None
-    finished_at: float | None
-
-    @property
-    def ttft(self) -> float | None:
-        """The server's own time to first token for this request."""
-        return None if self.first_token_at is None else self.first_token_at - self.received_at
+from testing.servers.openai_server import Reply, Request, ScriptedLLMServer
 
 
 class _ChildServer:
@@ -41,16 +25,8 @@ class _ChildServer:
     def reset(self) -> None:
         self._server.reset()
 
-    def requests(self) -> list[ServedRequest]:
-        served = []
-        for request in list(self._server.requests):
-            users = [m for m in request.messages if m.get("role") == "user"]
-            content = users[-1].get("content") if users else ""
-            if isinstance(content, list):  # content parts
-                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            times = (request.received_at, request.first_token_at, request.finished_at)
-            served.append(ServedRequest(str(content or ""), *times))
-        return served
+    def requests(self) -> list[Request]:
+        return list(self._server.requests)
 
 
 class _Manager(BaseManager):
@@ -79,7 +55,7 @@ class RemoteLLMServer:
     def reset(self) -> None:
         self._server.reset()
 
-    def requests(self) -> list[ServedRequest]:
+    def requests(self) -> list[Request]:
         return list(self._server.requests())
 
     def __enter__(self) -> RemoteLLMServer:

@@ -80,7 +80,8 @@ def run(ctx: Context) -> dict[str, dict[str, Any]]:
         if proc.returncode != 0:
             raise RuntimeError(f"{n} sessions failed: {proc.stderr[-2000:]}")
         data = json.loads(proc.stdout)
-        served = {r.last_user_text: r.ttft for r in server.requests()}
+        # each turn's tag is the user message that ends its request
+        served = {r.messages[-1]["content"]: r.ttft for r in server.requests()}
         # added latency: first text out - the server's TTFT for that very request
         timed = [(end - start, served.get(tag)) for tag, start, end in data["turns"]]
         added = [(out - ttft) * 1000 for out, ttft in timed if ttft is not None]

@@ -7,16 +7,18 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.config.settings import Settings
 from agent.voice.stitching import word_distance
+from agent.voice.turn_detection import vad_min_silence
 from testing.audio_io import PAUSED_QUESTIONS, SHORT_REPLIES, plain_text
 from testing.servers.openai_server import text_reply
 
 from . import no_tool, voice_session
-from .sections import Context, VoicePlan, p50, p50_p95, pct, summary, table, verdict
+from .sections import Context, VoicePlan, cells, goal, p50, pct, summary, table
 from .server_proc import RemoteLLMServer
 from .voice_session import PIPELINES, STT_NAMES, Stages, espeak_missing, first, speak
 
@@ -88,8 +90,8 @@ class Pipeline:
 
     def row(self, label: str) -> list[object]:
         premature = f"{sum(self.premature)}/{len(self.premature)} ({self.premature_rate:.0%})"
-        cells = [label, *p50_p95(self.eos_to_audio_ms, ".0f"), premature, f"{self.wer:.3f}"]
-        return [*cells, *p50_p95(self.short_ms, ".0f"), self.missing]
+        questions = [*cells(self.eos_to_audio_ms, ".0f"), premature, f"{self.wer:.3f}"]
+        return [label, *questions, *cells(self.short_ms, ".0f"), self.missing]
 
 
 @dataclass
@@ -99,13 +101,6 @@ class SideBySide:
     pipelines: dict[str, Pipeline] = field(default_factory=dict)
     wall_s: float = 0.0
     load_note: str = ""
-
-    def eos_to_audio_ms(self, short: bool = False) -> dict[str, dict[str, float]]:
-        """End of speech -> first audio per pipeline, of the questions or the short replies."""
-        return {
-            name: summary(p.short_ms if short else p.eos_to_audio_ms, digits=1, n=False)
-            for name, p in self.pipelines.items()
-        }
 
 
 @dataclass
@@ -131,18 +126,12 @@ def run(ctx: Context) -> VoiceResult:
         return VoiceResult(plan, "no spoken turns asked for (`--quick --voice-turns 1` runs one)")
     if (missing := espeak_missing()) is not None:
         return VoiceResult(plan, missing)
-    from agent.config.settings import Settings
-    from agent.voice.turn_detection import vad_min_silence
-
-    defaults = Settings.model_fields
+    defaults = Settings.model_construct()
     result = VoiceResult(
         plan,
         # the worker's prewarm loads the VAD with the window its turn detection needs
-        vad_silence_s=vad_min_silence(Settings.model_construct()),
-        endpointing_s=(
-            float(defaults["endpointing_min_delay"].default),
-            float(defaults["endpointing_max_delay"].default),
-        ),
+        vad_silence_s=vad_min_silence(defaults),
+        endpointing_s=(defaults.endpointing_min_delay, defaults.endpointing_max_delay),
     )
     n = plan.warmup + plan.turns
     ctx.server.script(*[text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)] * n)
@@ -177,24 +166,20 @@ def _stages(result: VoiceResult, spoken: voice_session.Spoken) -> None:
     items, metrics = log["items"], log["metrics"]
     for k in range(result.plan.warmup, result.plan.warmup + result.plan.turns):
         result.heard += [i["text"] for i in items if i["turn"] == k and i["role"] == "user"]
-        if (eou := first(metrics, k, type="eou_metrics")) is not None:
-            add("eos_turn", eou["end_of_utterance_delay"])
-            add("eos_transcript", eou["transcription_delay"])
-            add("transcript_turn", eou["end_of_utterance_delay"] - eou["transcription_delay"])
-        if (stt := first(metrics, k, type="stt_metrics")) is not None:
-            add("stt_request", stt["duration"])
-        if (llm := first(metrics, k, type="llm_metrics")) is not None:
-            add("llm_ttft", llm["ttft"])
-        if (reply := first(items, k, role="assistant")) is not None:
-            result.stages.add_reply(reply)
-            add("e2e", reply["metrics"].get("e2e_latency"))
-        user = first(items, k, role="user")
-        if user is None or (eos := user["metrics"].get("stopped_speaking_at")) is None:
+        eou = first(metrics, k, type="eou_metrics")
+        add("eos_turn", eou.get("end_of_utterance_delay"))
+        add("eos_transcript", eou.get("transcription_delay"))
+        add("transcript_turn", eou.get("end_of_utterance_delay"), eou.get("transcription_delay"))
+        add("stt_request", first(metrics, k, type="stt_metrics").get("duration"))
+        add("llm_ttft", first(metrics, k, type="llm_metrics").get("ttft"))
+        result.stages.add_reply(reply := first(items, k, role="assistant"))
+        add("e2e", reply.get("metrics", {}).get("e2e_latency"))
+        eos = first(items, k, role="user").get("metrics", {}).get("stopped_speaking_at")
+        if eos is None:
             continue
-        if (seen := first(log["user_states"], k, state="listening")) is not None:
-            add("eos_vad", seen["at"] - eos)
+        add("eos_vad", first(log["user_states"], k, state="listening").get("at"), eos)
         tts = (at for text, at in spoken.tts_requests if at > eos and text != GREETING)
-        add("eos_tts", None if (request_at := next(tts, None)) is None else request_at - eos)
+        add("eos_tts", next(tts, None), eos)
         # the WAV's last speech sample went out `tails[k]` before its last frame did
         speech_end = log["mic_end"][str(k)] - spoken.tails[k]
         result.anchor_offset_ms.append((eos - speech_end) * 1000)
@@ -243,13 +228,12 @@ def _pipeline(log: dict[str, Any], tails: list[float], said: list[str]) -> Pipel
         p.premature.append(len(users) > 1 or any(u["at"] < eos for u in users))
         if (audio := next((a for a in audio_starts if a > eos), None)) is not None:
             p.eos_to_audio_ms.append((audio - eos) * 1000)
-        listening = first(log["user_states"], k, state="listening")
-        p.stages.add("vad", None if listening is None else listening["at"] - eos)
+        p.stages.add("vad", first(log["user_states"], k, state="listening").get("at"), eos)
         sent = [s["sent_at"] for s in log["segments_sent"] if s["turn"] == k]
-        p.stages.add("stt_start", max(sent) - eos if sent else None)
+        p.stages.add("stt_start", max(sent, default=None), eos)
         stt = [m for m in log["metrics"] if m["turn"] == k and m["type"] == "stt_metrics"]
         p.stages.add("stt_request", stt[-1]["duration"] if stt else None)
-        p.stages.add("commit", users[-1]["at"] - eos if users else None)
+        p.stages.add("commit", users[-1]["at"] if users else None, eos)
         replies = (i for i in items if i["turn"] == k and i["role"] == "assistant")
         p.stages.add_reply(next((i for i in replies if i["at"] > eos), None))
     return p
@@ -267,7 +251,7 @@ def render(v: VoiceResult) -> list[str]:
         table(
             "stage | source | p50 ms | p95 ms | turns",
             [
-                [stage, source, *p50_p95(v.stages[key]), len(v.stages[key])]
+                [stage, source, *cells(v.stages[key]), len(v.stages[key])]
                 for key, (stage, source) in STAGES.items()
             ],
         ),
@@ -323,7 +307,14 @@ def render_side_by_side(result: SideBySide) -> list[str]:
     ratio, rate = ours_ms / base_ms if base_ms else float("nan"), ours.premature_rate
     ours_p95 = pct(ours.eos_to_audio_ms, 95)
     stages = [
-        [label, *(_ms(v.stages[k]) for v in (ours, base))] for k, label in SIDE_STAGES.items()
+        [label, *(f"{v.stages.p50(k):.0f}" if v.stages[k] else "-" for v in (ours, base))]
+        for k, label in SIDE_STAGES.items()
+    ]
+    goals = [
+        (f"p50 <= {GOAL_P50_MS:.0f} ms", f"{ours_ms:.0f} ms", ours_ms <= GOAL_P50_MS),
+        (f"p95 <= {GOAL_P95_MS:.0f} ms", f"{ours_p95:.0f} ms", ours_p95 <= GOAL_P95_MS),
+        (f"<= {GOAL_RATIO}x livekit's default", f"{ratio:.2f}x", ratio <= GOAL_RATIO),
+        (f"premature end of turn <= {GOAL_PREMATURE:.0%}", f"{rate:.0%}", rate <= GOAL_PREMATURE),
     ]
     return [
         f"{p.side_by_side} utterances per pipeline, then {len(SHORT_REPLIES)} short replies; "
@@ -334,11 +325,7 @@ def render_side_by_side(result: SideBySide) -> list[str]:
             "of turn | word error rate | short replies: p50 ms | p95 ms | no answer",
             rows,
         ),
-        f"Goal: p50 <= {GOAL_P50_MS:.0f} ms: {ours_ms:.0f} ms, {_met(ours_ms <= GOAL_P50_MS)}; "
-        f"p95 <= {GOAL_P95_MS:.0f} ms: {ours_p95:.0f} ms, {_met(ours_p95 <= GOAL_P95_MS)}; "
-        f"<= {GOAL_RATIO}x livekit's default: {ratio:.2f}x, {_met(ratio <= GOAL_RATIO)}; "
-        f"premature end of turn <= {GOAL_PREMATURE:.0%}: {rate:.0%}, "
-        f"{_met(rate <= GOAL_PREMATURE)}.",
+        goal(*goals, missed="not met"),
         "Where the time goes (p50 ms, each stage measured alone; stages overlap in ours):",
         table("stage | " + " | ".join(PIPELINES), stages),
         _side_limits(ours.stages, base.stages),
@@ -346,14 +333,6 @@ def render_side_by_side(result: SideBySide) -> list[str]:
         "Said: " + "; ".join(f'"{plain_text(q)}"' for q in PAUSED_QUESTIONS),
         f"Wall time of this section: {result.wall_s:.0f} s.",
     ]
-
-
-def _met(ok: bool) -> str:
-    return verdict(ok, "not met")
-
-
-def _ms(values: list[float]) -> str:
-    return f"{p50(values):.0f}" if values else "-"
 
 
 def _side_limits(ours: Stages, base: Stages) -> str:
@@ -383,16 +362,18 @@ def side_by_side_numbers(result: SideBySide) -> dict[str, object]:
     """eos_to_first_audio_ms, premature_end_of_turn_rate, wer per pipeline, in `voice`."""
     if result.skipped:
         return {"side_by_side_skipped": result.skipped}
+
+    def each(number: Callable[[Pipeline], object]) -> dict[str, object]:
+        return {name: number(p) for name, p in result.pipelines.items()}
+
     return {
-        "eos_to_first_audio_ms": result.eos_to_audio_ms(),
-        "premature_end_of_turn_rate": {
-            name: round(p.premature_rate, 4) for name, p in result.pipelines.items()
-        },
-        "wer": {name: round(p.wer, 4) for name, p in result.pipelines.items()},
+        "eos_to_first_audio_ms": each(lambda p: summary(p.eos_to_audio_ms, digits=1, n=False)),
+        "premature_end_of_turn_rate": each(lambda p: round(p.premature_rate, 4)),
+        "wer": each(lambda p: round(p.wer, 4)),
         "utterances": result.plan.side_by_side,
         "stt": result.plan.stt,
         "short_replies": {
-            "eos_to_first_audio_ms": result.eos_to_audio_ms(short=True),
+            "eos_to_first_audio_ms": each(lambda p: summary(p.short_ms, digits=1, n=False)),
             "utterances": len(SHORT_REPLIES),
         },
     }

@@ -43,17 +43,15 @@ from testing.servers.whisper_server import WhisperServer
 from .sections import MB, ROOT, child_env, p50, pss_mb, quiet_logs, rss_mb, run_module
 
 PIPELINES = ("ours", "livekit_default")
-PAD_SECONDS = 0.3
-"""Silence espeak_to_wav puts around each question (Whisper needs a little lead-in)."""
 SPEECH_LEVEL = 300
 """A sample louder than this (of 32768) is speech; espeak's own trailing silence is zeros."""
 
 
-def first(entries: Sequence[dict[str, Any]], turn: int, **match: object) -> dict[str, Any] | None:
-    """The first entry of utterance `turn` whose fields have the values in `match`."""
+def first(entries: Sequence[dict[str, Any]], turn: int, **match: object) -> dict[str, Any]:
+    """The first entry of utterance `turn` whose fields have the values in `match` ({}: none)."""
     return next(
         (e for e in entries if e["turn"] == turn and all(e.get(f) == v for f, v in match.items())),
-        None,
+        {},
     )
 
 
@@ -63,18 +61,17 @@ class Stages(dict[str, list[float]]):
     def __init__(self, keys: Sequence[str]) -> None:
         super().__init__({key: [] for key in keys})
 
-    def add(self, key: str, seconds: float | None) -> None:
-        if seconds is not None and seconds >= 0:
-            self[key].append(seconds * 1000)
+    def add(self, key: str, end: float | None, start: float | None = 0.0) -> None:
+        """`end - start` seconds, where both are known and it is not negative."""
+        if end is not None and start is not None and end >= start:
+            self[key].append((end - start) * 1000)
 
     def add_reply(self, reply: dict[str, Any] | None) -> None:
         """The reply's own stages, from the metrics livekit put on its chat item."""
-        if reply is not None:
-            m = reply["metrics"]
-            ttft, ttfs = m.get("llm_node_ttft"), m.get("llm_node_ttfs")
-            self.add("node_ttft", ttft)
-            self.add("text_tts", ttfs - ttft if ttft is not None and ttfs is not None else None)
-            self.add("tts_ttfb", m.get("tts_node_ttfb"))
+        m = reply["metrics"] if reply else {}
+        self.add("node_ttft", m.get("llm_node_ttft"))
+        self.add("text_tts", m.get("llm_node_ttfs"), m.get("llm_node_ttft"))
+        self.add("tts_ttfb", m.get("tts_node_ttfb"))
 
     def p50(self, key: str) -> float:
         return p50(self[key])
@@ -290,10 +287,7 @@ def speak(llm_url: str, questions: Sequence[str], turns: int, **spec: Any) -> Sp
     """Say `turns` utterances (`questions`, cycled) to each of `spec`'s `pipelines`, with
     its `pause` between turns and its `greeting` (if any) first."""
     with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
-        wavs = [
-            espeak_to_wav(q, Path(tmp) / f"q{i}.wav", pad_seconds=PAD_SECONDS)
-            for i, q in enumerate(questions)
-        ]
+        wavs = [espeak_to_wav(q, Path(tmp) / f"q{i}.wav") for i, q in enumerate(questions)]
         said = [wavs[k % len(wavs)] for k in range(turns)]
         spec_path, out = Path(tmp) / "spec.json", Path(tmp) / "spoken.json"
         # the Whisper server warmed up (its model loaded), or Moonshine in the session process
