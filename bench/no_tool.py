@@ -126,7 +126,7 @@ class SessionVariant:
         await self._session.run(user_input=user_text)
         # the same short history before every turn: request size stays constant
         history = chat_ctx("unused")  # less the system prompt (the session adds it) and user
-        history.items = [i for i in history.items if getattr(i, "role", None) != "system"][:-1]
+        history.items = history.items[1:-1]
         await self._agent.update_chat_ctx(history)
         return started, self._out.first_at
 

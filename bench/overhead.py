@@ -263,22 +263,15 @@ async def run_mcp(ctx: Context) -> ToolsResult:
 async def _measure(ctx: Context, runs: int) -> dict[str, float]:
     server, medians = ctx.server, {}
     with McpHttpServer("http") as http, McpHttpServer("sse") as sse:
+        spec, quiet = functools.partial(McpServerSpec, name="w"), {"FASTMCP_LOG_LEVEL": "ERROR"}
         specs = {
-            "streamable_http": McpServerSpec(name="w", transport="streamable_http", url=http.url),
-            "sse": McpServerSpec(name="w", transport="sse", url=sse.url),
-            "stdio": McpServerSpec(
-                name="w",
-                transport="stdio",
-                command=sys.executable,
-                args=[str(SCRIPT)],
-                env={"FASTMCP_LOG_LEVEL": "ERROR"},
-            ),
-            "unreachable": McpServerSpec(
-                name="w", transport="streamable_http", url="http://127.0.0.1:9/mcp"
-            ),
+            "streamable_http": spec(transport="streamable_http", url=http.url),
+            "sse": spec(transport="sse", url=sse.url),
+            "stdio": spec(transport="stdio", command=sys.executable, args=[str(SCRIPT)], env=quiet),
+            "unreachable": spec(transport="streamable_http", url="http://127.0.0.1:9/mcp"),
         }
-        for name, spec in specs.items():
-            start = functools.partial(startup, spec)
+        for name, server_spec in specs.items():
+            start = functools.partial(startup, server_spec)
             medians[f"startup {name}, first in process"] = await median_ms(start, 1)
             medians[f"startup {name}"] = await median_ms(start, runs)
 

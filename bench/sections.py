@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import platform
 import subprocess
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
 import psutil
 
 from agent.ops.logging import configure_logging
@@ -121,13 +121,7 @@ class Part:
 
 def pct(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100) by linear interpolation; nan when there are none."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo = math.floor(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+    return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
 def summary(values: Sequence[float], *, digits: int = 3, n: bool = True) -> dict[str, float]:

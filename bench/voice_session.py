@@ -156,15 +156,15 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         for p in pipelines:
             if spec["greeting"]:
                 greet(p.session, spec["greeting"])
-                await _waited(lambda p=p: bool(p.speaker.completed), within=30)  # type: ignore[misc]
+                await waited(lambda p=p: bool(p.speaker.completed), within=30)  # type: ignore[misc]
         for k, wav in enumerate(spec["wavs"]):
             for p in pipelines if k % 2 == 0 else pipelines[::-1]:
                 p.turn = k
                 await p.mic.say(Path(wav))
                 p.log["mic_end"][k] = p.mic.speech_ended_at[-1]
-                if not await _waited(functools.partial(p.answered, k), within=60):
+                if not await waited(functools.partial(p.answered, k), within=60):
                     out["missing"].append((p.name, k))
-                await _waited(lambda p=p: p.session.agent_state == "listening", within=30)  # type: ignore[misc]
+                await waited(lambda p=p: p.session.agent_state == "listening", within=30)  # type: ignore[misc]
                 gc.collect()
                 p.log["rss_mb_after_turn"].append(rss_mb())
                 await asyncio.sleep(spec["pause"])  # a user does not talk over the answer's end
@@ -177,7 +177,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _waited(check: Callable[[], bool], *, within: float) -> bool:
+async def waited(check: Callable[[], bool], *, within: float) -> bool:
     """Whether `check()` came to hold within `within` seconds."""
     with contextlib.suppress(TimeoutError):
         await until(check, within=within, what="it")
