@@ -87,9 +87,9 @@ def run(ctx: Context) -> RoomResult:
         livekit,
         ScriptedLLMServer(default=reply) as llm,
         EspeakTTSServer() as tts,
+        WhisperServer() as whisper,
     ):
         question = espeak_to_wav(QUESTION, Path(tmp) / "question.wav")
-        whisper = WhisperServer().start()
         backends = Backends(llm=llm, stt=whisper, tts=tts)
         worker = VoiceWorker(livekit, backends)
         try:
@@ -99,7 +99,6 @@ def run(ctx: Context) -> RoomResult:
             result.turns = asyncio.run(measure(stack, turns=turns, question=question))
         finally:
             worker.close()
-            whisper.stop()
     return result
 
 

@@ -291,19 +291,15 @@ def speak(llm_url: str, questions: Sequence[str], turns: int, **spec: Any) -> Sp
         said = [wavs[k % len(wavs)] for k in range(turns)]
         spec_path, out = Path(tmp) / "spec.json", Path(tmp) / "spoken.json"
         # the Whisper server warmed up (its model loaded), or Moonshine in the session process
-        whisper = WhisperServer().start() if spec.pop("stt", "moonshine") == "whisper" else None
-        try:
-            with EspeakTTSServer() as tts:
-                stt_url = whisper.base_url if whisper else IN_PROCESS
-                urls = {"llm_url": llm_url, "stt_url": stt_url, "tts_url": tts.base_url}
-                spec = {"greeting": "", **spec, **urls, "wavs": [str(w) for w in said]}
-                spec_path.write_text(json.dumps(spec))
-                limit = 120 + 60 * turns * len(spec["pipelines"])
-                proc = run_module("bench.voice_session", str(spec_path), str(out), timeout=limit)
-                tts_requests = [(r.text, r.received_at) for r in tts.requests]
-        finally:
-            if whisper:
-                whisper.stop()
+        whisper = WhisperServer() if spec.pop("stt", "moonshine") == "whisper" else None
+        with EspeakTTSServer() as tts, whisper or contextlib.nullcontext():
+            stt_url = whisper.base_url if whisper else IN_PROCESS
+            urls = {"llm_url": llm_url, "stt_url": stt_url, "tts_url": tts.base_url}
+            spec = {"greeting": "", **spec, **urls, "wavs": [str(w) for w in said]}
+            spec_path.write_text(json.dumps(spec))
+            limit = 120 + 60 * turns * len(spec["pipelines"])
+            proc = run_module("bench.voice_session", str(spec_path), str(out), timeout=limit)
+            tts_requests = [(r.text, r.received_at) for r in tts.requests]
         if proc.returncode != 0:
             raise RuntimeError(f"the voice session failed: {proc.stderr[-3000:]}")
         data = json.loads(out.read_text(encoding="utf-8"))
