@@ -170,10 +170,10 @@ def child_env(*, drop: tuple[str, ...], **values: str) -> dict[str, str]:
     return kept | {"PYTHONPATH": str(ROOT), **values}
 
 
-def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_module(module: str, *args: str, timeout: float) -> str:
     """`python -m MODULE ARGS...` from the repository root, in a fresh process (its own
-    memory and GIL); its output is returned, its exit status is the caller's to check."""
-    return subprocess.run(
+    memory and GIL): its output; RuntimeError with the end of its stderr if it failed."""
+    proc = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=child_env(drop=()),
@@ -182,6 +182,9 @@ def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedP
         timeout=timeout,
         check=False,
     )
+    if proc.returncode != 0:
+        raise RuntimeError(f"python -m {module} failed: {proc.stderr[-3000:]}")
+    return proc.stdout
 
 
 def rss_mb(pid: int | None = None) -> float:

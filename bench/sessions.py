@@ -76,10 +76,7 @@ def run(ctx: Context) -> dict[str, dict[str, Any]]:
         server.reset()
         turns = max(3, -(-min_turns // n))
         args = (str(n), str(turns), str(think), server.base_url)
-        proc = run_module("bench.sessions", *args, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{n} sessions failed: {proc.stderr[-2000:]}")
-        data = json.loads(proc.stdout)
+        data = json.loads(run_module("bench.sessions", *args, timeout=300))
         # each turn's tag is the user message that ends its request
         served = {r.messages[-1]["content"]: r.ttft for r in server.requests()}
         # added latency: first text out - the server's TTFT for that very request

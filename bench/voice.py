@@ -137,16 +137,16 @@ def run(ctx: Context) -> VoiceResult:
     ctx.server.script(*[text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)] * n)
     spec = {"pipelines": ["ours"], "pause": plan.pause, "greeting": GREETING, "stt": plan.stt}
     spoken = speak(ctx.server.base_url, QUESTIONS, n, **spec)
-    if spoken.data["missing"]:
-        raise RuntimeError(f"spoken turns went unanswered: {spoken.data['missing']}")
+    if spoken["missing"]:
+        raise RuntimeError(f"spoken turns went unanswered: {spoken['missing']}")
     result.stages["server_ttft"] = [
         r.ttft * 1000 for r in ctx.server.requests() if r.ttft is not None
     ][plan.warmup :]
     _stages(result, spoken)
-    after = spoken.data["ours"]["rss_mb_after_turn"]
+    after = spoken["ours"]["rss_mb_after_turn"]
     session = "session process, prewarmed (worker imported, VAD loaded), before the session"
     result.memory = [
-        (session, spoken.data["rss_mb_prewarmed"], None),
+        (session, spoken["rss_mb_prewarmed"], None),
         ("session process after its first spoken turn", after[plan.warmup], None),
         (f"session process after {len(after)} spoken turns", after[-1], None),
     ]
@@ -160,9 +160,9 @@ def run(ctx: Context) -> VoiceResult:
     return result
 
 
-def _stages(result: VoiceResult, spoken: voice_session.Spoken) -> None:
+def _stages(result: VoiceResult, spoken: dict[str, Any]) -> None:
     """Each stage's latency per measured turn, from what the session reported."""
-    log, add = spoken.data["ours"], result.stages.add
+    log, add = spoken["ours"], result.stages.add
     items, metrics = log["items"], log["metrics"]
     for k in range(result.plan.warmup, result.plan.warmup + result.plan.turns):
         result.heard += [i["text"] for i in items if i["turn"] == k and i["role"] == "user"]
@@ -178,11 +178,9 @@ def _stages(result: VoiceResult, spoken: voice_session.Spoken) -> None:
         if eos is None:
             continue
         add("eos_vad", first(log["user_states"], k, state="listening").get("at"), eos)
-        tts = (at for text, at in spoken.tts_requests if at > eos and text != GREETING)
+        tts = (at for text, at in spoken["tts_requests"] if at > eos and text != GREETING)
         add("eos_tts", next(tts, None), eos)
-        # the WAV's last speech sample went out `tails[k]` before its last frame did
-        speech_end = log["mic_end"][str(k)] - spoken.tails[k]
-        result.anchor_offset_ms.append((eos - speech_end) * 1000)
+        result.anchor_offset_ms.append((eos - log["speech_end"][str(k)]) * 1000)
 
 
 def side_by_side(plan: VoicePlan) -> SideBySide:
@@ -202,11 +200,11 @@ def side_by_side(plan: VoicePlan) -> SideBySide:
         f"on {os.cpu_count()} CPUs"
     )
     n = len(PAUSED_QUESTIONS)
-    said = [plain_text(PAUSED_QUESTIONS[k % n]) for k in range(len(spoken.tails))]
+    said = [plain_text(PAUSED_QUESTIONS[k % n]) for k in range(plan.side_by_side)]
     for name in PIPELINES:
-        result.pipelines[name] = p = _pipeline(spoken.data[name], spoken.tails, said)
-        p.short_ms = _pipeline(short.data[name], short.tails, list(SHORT_REPLIES)).eos_to_audio_ms
-    for name, _k in [*spoken.data["missing"], *short.data["missing"]]:
+        result.pipelines[name] = p = _pipeline(spoken[name], said)
+        p.short_ms = _pipeline(short[name], list(SHORT_REPLIES)).eos_to_audio_ms
+    for name, _k in [*spoken["missing"], *short["missing"]]:
         result.pipelines[name].missing += 1
     return result
 
@@ -215,11 +213,10 @@ def _words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
-def _pipeline(log: dict[str, Any], tails: list[float], said: list[str]) -> Pipeline:
+def _pipeline(log: dict[str, Any], said: list[str]) -> Pipeline:
     p, items = Pipeline(), log["items"]
     audio_starts = sorted(a for a in log["audio_starts"] if a is not None)
-    for k, mic_end in ((int(k), at) for k, at in log["mic_end"].items()):
-        eos = mic_end - tails[k]
+    for k, eos in ((int(k), at) for k, at in log["speech_end"].items()):
         users = [i for i in items if i["turn"] == k and i["role"] == "user"]
         p.heard += [u["text"] for u in users]
         words = _words(said[k])

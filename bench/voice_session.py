@@ -90,7 +90,7 @@ class Pipeline:
     log: dict[str, Any] = field(
         default_factory=lambda: {
             **{kind: [] for kind in ("items", "metrics", "user_states", "segments_sent")},
-            "mic_end": {},  # utterance -> when the microphone delivered its last frame
+            "speech_end": {},  # utterance -> when its last speech sample went out
             "rss_mb_after_turn": [],
         }
     )
@@ -108,7 +108,7 @@ class Pipeline:
     def answered(self, turn: int) -> bool:
         """The utterance was said, and its last user turn has an answer after it (a fast
         pipeline answers while the WAV's trailing silence still plays)."""
-        if turn not in self.log["mic_end"]:
+        if turn not in self.log["speech_end"]:
             return False
         items = [i for i in self.log["items"] if i["turn"] == turn]
         last_user = max((i["at"] for i in items if i["role"] == "user"), default=None)
@@ -149,6 +149,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     urls = {key: spec[key] for key in ("stt_url", "tts_url")}
     config = voice_config(spec["llm_url"], **urls, agent_greeting=spec["greeting"])
     prewarmed = load_vad(config.settings)  # what the worker's prewarm does
+    tails = [speech_tail_seconds(Path(wav)) for wav in spec["wavs"]]
     gc.collect()
     out: dict[str, Any] = {"rss_mb_prewarmed": rss_mb(), "missing": []}
     pipelines = [await _start(name, config, prewarmed) for name in spec["pipelines"]]
@@ -161,7 +162,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             for p in pipelines if k % 2 == 0 else pipelines[::-1]:
                 p.turn = k
                 await p.mic.say(Path(wav))
-                p.log["mic_end"][k] = p.mic.speech_ended_at[-1]
+                # the WAV's last speech sample went out its tail before its last frame did
+                p.log["speech_end"][k] = p.mic.speech_ended_at[-1] - tails[k]
                 if not await waited(functools.partial(p.answered, k), within=60):
                     out["missing"].append((p.name, k))
                 await waited(lambda p=p: p.session.agent_state == "listening", within=30)  # type: ignore[misc]
@@ -267,25 +269,17 @@ def idle_worker(llm_url: str, *, timeout: float = 90) -> list[Row]:
         stop(proc, within=20, group=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Spoken:
-    data: dict[str, Any]
-    """What the child wrote: `rss_mb_prewarmed`, `missing`, and each pipeline's log."""
-    tails: list[float]
-    """Per utterance: how long its WAV goes on after its last speech sample."""
-    tts_requests: list[tuple[str, float]]
-    """Every request the TTS server got: its text and when it arrived (`time.time()`)."""
-
-
 STT_NAMES = {
     "moonshine": "Moonshine tiny-en in the session's process",
     "whisper": "the Whisper server: faster-whisper-server, tiny.en, CPU, warmed up",
 }
 
 
-def speak(llm_url: str, questions: Sequence[str], turns: int, **spec: Any) -> Spoken:
+def speak(llm_url: str, questions: Sequence[str], turns: int, **spec: Any) -> dict[str, Any]:
     """Say `turns` utterances (`questions`, cycled) to each of `spec`'s `pipelines`, with
-    its `pause` between turns and its `greeting` (if any) first."""
+    its `pause` between turns and its `greeting` (if any) first. What the child wrote
+    (`rss_mb_prewarmed`, `missing`, each pipeline's log), and `tts_requests`: every request
+    the TTS server got, its text and when it arrived (`time.time()`)."""
     with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
         wavs = [espeak_to_wav(q, Path(tmp) / f"q{i}.wav") for i, q in enumerate(questions)]
         said = [wavs[k % len(wavs)] for k in range(turns)]
@@ -298,12 +292,10 @@ def speak(llm_url: str, questions: Sequence[str], turns: int, **spec: Any) -> Sp
             spec = {"greeting": "", **spec, **urls, "wavs": [str(w) for w in said]}
             spec_path.write_text(json.dumps(spec))
             limit = 120 + 60 * turns * len(spec["pipelines"])
-            proc = run_module("bench.voice_session", str(spec_path), str(out), timeout=limit)
+            run_module("bench.voice_session", str(spec_path), str(out), timeout=limit)
             tts_requests = [(r.text, r.received_at) for r in tts.requests]
-        if proc.returncode != 0:
-            raise RuntimeError(f"the voice session failed: {proc.stderr[-3000:]}")
-        data = json.loads(out.read_text(encoding="utf-8"))
-        return Spoken(data, [speech_tail_seconds(w) for w in said], tts_requests)
+        data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        return data | {"tts_requests": tts_requests}
 
 
 if __name__ == "__main__":
