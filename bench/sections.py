@@ -130,8 +130,7 @@ def summary(values: Sequence[float], *, digits: int = 3, n: bool = True) -> dict
     return {"n": len(values), **quantiles} if n else quantiles
 
 
-def p50(values: Sequence[float]) -> float:
-    return pct(values, 50)
+p50 = functools.partial(pct, q=50)
 
 
 def cells(sample: Sequence[float] | Mapping[str, float], spec: str = ".1f") -> list[str]:
