@@ -41,12 +41,9 @@ Turn = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class OverheadResult:
-    cpu_ms: dict[str, list[float]]
-    """CPU ms per turn, by variant; the first is the floor, the last the engine's turn."""
-    breakdown: list[tuple[str, str, float]]
-    """A piece of per-turn work, where it is, its CPU ms timed alone."""
-    hot_spots: list[tuple[str, float, float]]
-    """A function outside the floor, its self and cumulative ms per turn (profiled)."""
+    cpu_ms: dict[str, list[float]]  # per turn, by variant: the floor first, the engine's last
+    breakdown: list[tuple[str, str, float]]  # per-turn work, where it is, CPU ms timed alone
+    hot_spots: list[tuple[str, float, float]]  # outside the floor: self, cumulative ms per turn
     profiled_turns: int
 
 

@@ -61,8 +61,7 @@ class Plan:
     reps: int  # turns per variant in the no-tool and tool sections
     warmup: int
     voice: VoicePlan
-    capacity: dict[str, Any] = field(default_factory=dict)
-    """What the command line changed of the capacity section's `CapacityPlan`."""
+    capacity: dict[str, Any] = field(default_factory=dict)  # the CLI's for the `CapacityPlan`
 
 
 FULL = Plan(
@@ -91,8 +90,7 @@ class Context:
 
     plan: Plan
     server: RemoteLLMServer
-    results: dict[str, Any] = field(default_factory=dict)
-    """Results of the sections that ran before this one, by section name."""
+    results: dict[str, Any] = field(default_factory=dict)  # of the sections run before, by name
 
     def sized(self, *, full: T, quick: T) -> T:
         """A section's own size: `quick` in a `--quick` run, else `full`."""

@@ -5,7 +5,6 @@ the side by side, end of speech -> first audio, ours vs livekit's default pipeli
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from typing import Any
 from agent.config.settings import Settings
 from agent.voice.stitching import word_distance
 from agent.voice.turn_detection import vad_min_silence
-from testing.audio_io import PAUSED_QUESTIONS, SHORT_REPLIES, plain_text
+from testing.audio_io import PAUSED_QUESTIONS, SHORT_REPLIES, plain_text, words_of
 from testing.servers.openai_server import text_reply
 
 from . import no_tool, voice_session
@@ -74,11 +73,9 @@ class Pipeline:
     missing: int = 0
     stages: Stages = field(default_factory=lambda: Stages(list(SIDE_STAGES)))
     heard: list[str] = field(default_factory=list)
-    errors: int = 0
-    """Word edits from what was said to what was committed, over all utterances."""
+    errors: int = 0  # word edits from what was said to what was committed, all utterances
     said_words: int = 0
-    short_ms: list[float] = field(default_factory=list)
-    """End of speech -> first audio of the short replies."""
+    short_ms: list[float] = field(default_factory=list)  # eos -> first audio, short replies
 
     @property
     def wer(self) -> float:
@@ -110,13 +107,11 @@ class VoiceResult:
     stages: Stages = field(default_factory=lambda: Stages(list(STAGES)))
     memory: list[voice_session.Row] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
-    anchor_offset_ms: list[float] = field(default_factory=list)
-    """livekit's end-of-speech estimate - the real end of the WAV's speech."""
+    anchor_offset_ms: list[float] = field(default_factory=list)  # livekit's eos - the WAV's
     vad_silence_s: float = 0.0
     endpointing_s: tuple[float, float] = (0.0, 0.0)
     wall_s: float = 0.0
-    no_tool_ratio: float | None = None
-    """The no-tool section's `llm_node` ratio for our default, where it ran before."""
+    no_tool_ratio: float | None = None  # no-tool's `llm_node` ratio for our default, if it ran
     side_by_side: SideBySide | None = None
 
 
@@ -209,18 +204,14 @@ def side_by_side(plan: VoicePlan) -> SideBySide:
     return result
 
 
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
-
-
 def _pipeline(log: dict[str, Any], said: list[str]) -> Pipeline:
     p, items = Pipeline(), log["items"]
     audio_starts = sorted(a for a in log["audio_starts"] if a is not None)
     for k, eos in ((int(k), at) for k, at in log["speech_end"].items()):
         users = [i for i in items if i["turn"] == k and i["role"] == "user"]
         p.heard += [u["text"] for u in users]
-        words = _words(said[k])
-        p.errors += word_distance(words, _words(" ".join(u["text"] for u in users)))
+        words = words_of(said[k])
+        p.errors += word_distance(words, words_of(" ".join(u["text"] for u in users)))
         p.said_words += len(words)
         p.premature.append(len(users) > 1 or any(u["at"] < eos for u in users))
         if (audio := next((a for a in audio_starts if a > eos), None)) is not None:
