@@ -166,8 +166,7 @@ Samples = dict[str, list[Sample]]
 
 def session_variants(base_url: str) -> list[Variant]:
     """livekit's plain `Agent` against our `Assistant`, tool pass streamed and blocking."""
-    agent_tools: list[llm.Tool | llm.Toolset] = [*TOOLS]
-    plain = Agent(instructions=DEFAULT_INSTRUCTIONS, tools=agent_tools)
+    plain = Agent(instructions=DEFAULT_INSTRUCTIONS, tools=[*TOOLS])
     variants: list[Variant] = [
         SessionVariant("livekit Agent (default llm_node)", plain, make_llm(base_url, timeout=30.0))
     ]

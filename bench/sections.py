@@ -196,9 +196,6 @@ def pss_mb(pid: int) -> float:
 
 def quiet_logs() -> None:
     """Production logging (JSON, info), written to /dev/null: its cost is part of a turn."""
-    stderr = sys.stderr
-    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    try:
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - the logger writes to it for good
+    with contextlib.redirect_stderr(devnull):
         configure_logging(level="info", fmt="json")
-    finally:
-        sys.stderr = stderr

@@ -247,7 +247,17 @@ def render(v: VoiceResult) -> list[str]:
     if v.anchor_offset_ms:
         offset = p50(v.anchor_offset_ms)
         blocks.append(f"livekit's end of speech - the WAV's real one: p50 {offset:+.0f} ms.")
-    blocks += _limits(v) + _memory(v)
+    session = [rss for what, rss, _ in v.memory if what.startswith("session process")]
+    memory = [
+        [what, f"{rss:.1f}", "" if pss is None else f"{pss:.1f}"] for what, rss, pss in v.memory
+    ]
+    blocks += [
+        *_limits(v),
+        "Memory (RSS, and PSS for forked job processes; docs/benchmarks.md#voice-memory).",
+        table("process | RSS MB | PSS MB", memory),
+        f"A session adds about {session[-1] - session[0]:.0f} MB over its turns.",
+        f"Wall time of this section: {v.wall_s:.0f} s.",
+    ]
     if v.side_by_side is not None:
         blocks += [HEADING, *render_side_by_side(v.side_by_side)]
     return blocks
@@ -273,23 +283,11 @@ def _limits(v: VoiceResult) -> list[str]:
     return blocks
 
 
-def _memory(v: VoiceResult) -> list[str]:
-    session = [rss for what, rss, _ in v.memory if what.startswith("session process")]
-    rows = [
-        [what, f"{rss:.1f}", "" if pss is None else f"{pss:.1f}"] for what, rss, pss in v.memory
-    ]
-    return [
-        "Memory (RSS, and PSS for forked job processes; docs/benchmarks.md#voice-memory).",
-        table("process | RSS MB | PSS MB", rows),
-        f"A session adds about {session[-1] - session[0]:.0f} MB over its turns.",
-        f"Wall time of this section: {v.wall_s:.0f} s.",
-    ]
-
-
 def render_side_by_side(result: SideBySide) -> list[str]:
     if result.skipped:
         return [f"Skipped: {result.skipped}"]
     p, ours, base = result.plan, result.pipelines["ours"], result.pipelines["livekit_default"]
+    o, b = ours.stages, base.stages
     rows = [v.row(LABELS[name]) for name, v in result.pipelines.items()]
     ours_ms, base_ms = p50(ours.eos_to_audio_ms), p50(base.eos_to_audio_ms)
     ratio, rate = ours_ms / base_ms if base_ms else float("nan"), ours.premature_rate
@@ -316,23 +314,16 @@ def render_side_by_side(result: SideBySide) -> list[str]:
         goal(*goals, missed="not met"),
         "Where the time goes (p50 ms, each stage measured alone; stages overlap in ours):",
         table("stage | " + " | ".join(PIPELINES), stages),
-        _side_limits(ours.stages, base.stages),
+        f"What limits it (p50s, docs/benchmarks.md#side-by-side). Ours: STT sent "
+        f"{o.p50('stt_start'):.0f} ms after the end of speech, STT {o.p50('stt_request'):.0f} ms, "
+        f"commit at {o.p50('commit'):.0f} ms, then LLM, first clause and TTS add "
+        f"{o.p50('node_ttft') + o.p50('text_tts') + o.p50('tts_ttfb'):.0f} ms. livekit's default: "
+        f"VAD {b.p50('vad'):.0f} ms, STT {b.p50('stt_request'):.0f} ms, first sentence "
+        f"{b.p50('text_tts'):.0f} ms.",
         "What ours heard: " + "; ".join(f'"{h}"' for h in ours.heard[: len(PAUSED_QUESTIONS)]),
         "Said: " + "; ".join(f'"{plain_text(q)}"' for q in PAUSED_QUESTIONS),
         f"Wall time of this section: {result.wall_s:.0f} s.",
     ]
-
-
-def _side_limits(ours: Stages, base: Stages) -> str:
-    after_commit = ours.p50("node_ttft") + ours.p50("text_tts") + ours.p50("tts_ttfb")
-    return (
-        f"What limits it (p50s, docs/benchmarks.md#side-by-side). Ours: STT sent "
-        f"{ours.p50('stt_start'):.0f} ms after the end of speech, STT "
-        f"{ours.p50('stt_request'):.0f} ms, commit at {ours.p50('commit'):.0f} ms, then LLM, "
-        f"first clause and TTS add {after_commit:.0f} ms. livekit's default: VAD "
-        f"{base.p50('vad'):.0f} ms, STT {base.p50('stt_request'):.0f} ms, first sentence "
-        f"{base.p50('text_tts'):.0f} ms."
-    )
 
 
 def numbers(v: VoiceResult) -> Mapping[str, object]:
