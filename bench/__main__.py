@@ -29,7 +29,8 @@ BY_NAME = {s.NAME: s for s in SECTIONS}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
+    """The command line, and the plan it asks for."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sections = f"sections to run (default: all): {', '.join(BY_NAME)}"
     parser.add_argument("sections", nargs="*", metavar="SECTION", help=sections)
@@ -48,10 +49,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
     if args.out is not None and args.out.is_dir():
         args.out = args.out / "BENCHMARKS.md"
-    return args
-
-
-def plan_for(args: argparse.Namespace) -> Plan:
     plan = QUICK if args.quick else FULL
     if args.reps:
         plan = replace(plan, reps=args.reps)
@@ -67,7 +64,7 @@ def plan_for(args: argparse.Namespace) -> Plan:
         capacity["levels"] = tuple(int(n) for n in args.levels.split(","))
     if args.capacity_turns:
         capacity |= {"measured_turns": args.capacity_turns, "lone_turns": args.capacity_turns}
-    return replace(plan, capacity=capacity)
+    return args, replace(plan, capacity=capacity)
 
 
 def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
@@ -117,8 +114,7 @@ def numbers(results: dict[str, Any], run_info: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    plan = plan_for(args)
+    args, plan = parse(argv)
     command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
     date, started, load = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
     results = run(plan, [s for s in SECTIONS if not args.sections or s.NAME in args.sections])
