@@ -10,23 +10,19 @@ from typing import Any
 from testing.servers.openai_server import Reply, Request, ScriptedLLMServer
 
 
-class _ChildServer:
-    """The server as the child process holds it; the parent calls it through a proxy."""
+class _ChildServer(ScriptedLLMServer):
+    """The server as the child process holds it, started; the parent calls its methods
+    (`script`, `reset`, and these two for its properties) through a proxy."""
 
     def __init__(self, default: Reply) -> None:
-        self._server = ScriptedLLMServer(default=default).start()
+        super().__init__(default=default)
+        self.start()
 
-    def base_url(self) -> str:
-        return self._server.base_url
+    def url(self) -> str:
+        return self.base_url
 
-    def script(self, *replies: Reply) -> None:
-        self._server.script(*replies)
-
-    def reset(self) -> None:
-        self._server.reset()
-
-    def requests(self) -> list[Request]:
-        return list(self._server.requests)
+    def served(self) -> list[Request]:
+        return list(self.requests)
 
 
 class _Manager(BaseManager):
@@ -56,12 +52,12 @@ class RemoteLLMServer:
         self._server.reset()
 
     def requests(self) -> list[Request]:
-        return list(self._server.requests())
+        return list(self._server.served())
 
     def __enter__(self) -> RemoteLLMServer:
         self._manager.start()
         self._server = self._manager.ChildServer(self._default)  # type: ignore[attr-defined]
-        self.base_url = self._server.base_url()
+        self.base_url = self._server.url()
         return self
 
     def __exit__(self, *exc: object) -> None:
