@@ -108,8 +108,7 @@ class VoiceResult:
     memory: list[voice_session.Row] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
     anchor_offset_ms: list[float] = field(default_factory=list)  # livekit's eos - the WAV's
-    vad_silence_s: float = 0.0
-    endpointing_s: tuple[float, float] = (0.0, 0.0)
+    settings: Settings = field(default_factory=Settings.model_construct)  # the worker's defaults
     wall_s: float = 0.0
     no_tool_ratio: float | None = None  # no-tool's `llm_node` ratio for our default, if it ran
     side_by_side: SideBySide | None = None
@@ -121,13 +120,7 @@ def run(ctx: Context) -> VoiceResult:
         return VoiceResult(plan, "no spoken turns asked for (`--quick --voice-turns 1` runs one)")
     if (missing := espeak_missing()) is not None:
         return VoiceResult(plan, missing)
-    defaults = Settings.model_construct()
-    result = VoiceResult(
-        plan,
-        # the worker's prewarm loads the VAD with the window its turn detection needs
-        vad_silence_s=vad_min_silence(defaults),
-        endpointing_s=(defaults.endpointing_min_delay, defaults.endpointing_max_delay),
-    )
+    result = VoiceResult(plan)
     n = plan.warmup + plan.turns
     ctx.server.script(*[text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)] * n)
     spec = {"pipelines": ["ours"], "pause": plan.pause, "greeting": GREETING, "stt": plan.stt}
@@ -230,12 +223,14 @@ def _pipeline(log: dict[str, Any], said: list[str]) -> Pipeline:
 def render(v: VoiceResult) -> list[str]:
     if v.skipped is not None:
         return [f"Skipped: {v.skipped}."]
-    p, (min_delay, max_delay) = v.plan, v.endpointing_s
+    # the worker's prewarm loads the VAD with the window its turn detection needs
+    p, s, vad_silence = v.plan, v.settings, vad_min_silence(v.settings)
     blocks = [
         f"{p.turns} spoken turns (after {p.warmup} for warm-up), STT {STT_NAMES[p.stt]}, "
-        f"VAD silence {v.vad_silence_s * 1000:.0f} ms, endpointing {min_delay * 1000:.0f}-"
-        f"{max_delay * 1000:.0f} ms, scripted LLM (first token {p.ttft * 1000:.0f} ms, "
-        f"{p.token_delay * 1000:.0f} ms between words). Method: docs/benchmarks.md#voice.",
+        f"VAD silence {vad_silence * 1000:.0f} ms, endpointing {s.endpointing_min_delay * 1000:.0f}"
+        f"-{s.endpointing_max_delay * 1000:.0f} ms, scripted LLM (first token "
+        f"{p.ttft * 1000:.0f} ms, {p.token_delay * 1000:.0f} ms between words). Method: "
+        "docs/benchmarks.md#voice.",
         table(
             "stage | source | p50 ms | p95 ms | turns",
             [
