@@ -154,8 +154,6 @@ async def _profile(
     server: RemoteLLMServer, engine_turn: Turn, turns: int, reply: object
 ) -> list[tuple[str, float, float]]:
     """The 10 functions with the most self time in a turn, outside the SDK/HTTP floor."""
-    if turns <= 0:
-        return []
     server.reset()
     gc.collect()
     profiler = cProfile.Profile(time.process_time)  # CPU time: waiting in epoll is no work
@@ -176,17 +174,14 @@ async def _profile(
 
 def _in_floor(filename: str) -> bool:
     # builtins ("~") and the stdlib are everyone's; their callers show up by self time
-    if filename == "~" or (filename.startswith(STDLIB) and "site-packages" not in filename):
-        return True
-    return any(m in filename for m in FLOOR)
+    stdlib = filename.startswith(STDLIB) and "site-packages" not in filename
+    return filename == "~" or stdlib or any(m in filename for m in FLOOR)
 
 
 def _where(filename: str, line: int, name: str) -> str:
-    for anchor in ("site-packages/", str(ROOT) + "/"):
-        if anchor in filename:
-            filename = filename.split(anchor, 1)[1]
-            break
-    return f"{filename}:{line} {name}"
+    """Where a function is: its path after site-packages or the checkout, line and name."""
+    anchor = next((a for a in ("site-packages/", f"{ROOT}/") if a in filename), None)
+    return f"{filename.split(anchor, 1)[1] if anchor else filename}:{line} {name}"
 
 
 def render(result: OverheadResult) -> list[str]:
