@@ -97,7 +97,7 @@ class SideBySide:
     skipped: str | None = None
     pipelines: dict[str, Pipeline] = field(default_factory=dict)
     wall_s: float = 0.0
-    load_note: str = ""
+    load: tuple[float, float] = (0.0, 0.0)  # the 1-minute load average before and after
 
 
 @dataclass
@@ -182,11 +182,8 @@ def side_by_side(plan: VoicePlan) -> SideBySide:
         spec = {"pipelines": PIPELINES, "pause": plan.pause, "stt": plan.stt}
         spoken = speak(server.base_url, PAUSED_QUESTIONS, plan.side_by_side, **spec)
         short = speak(server.base_url, SHORT_REPLIES, len(SHORT_REPLIES), **spec)
-    result = SideBySide(plan, wall_s=time.perf_counter() - started)
-    result.load_note = (
-        f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, "
-        f"on {os.cpu_count()} CPUs"
-    )
+    load = (load_before, os.getloadavg()[0])
+    result = SideBySide(plan, wall_s=time.perf_counter() - started, load=load)
     n = len(PAUSED_QUESTIONS)
     said = [plain_text(PAUSED_QUESTIONS[k % n]) for k in range(plan.side_by_side)]
     for name in PIPELINES:
@@ -300,7 +297,8 @@ def render_side_by_side(result: SideBySide) -> list[str]:
     return [
         f"{p.side_by_side} utterances per pipeline, then {len(SHORT_REPLIES)} short replies; "
         f"LLM first token {p.ttft * 1000:.0f} ms, {p.token_delay * 1000:.0f} ms between words; "
-        f"STT: {STT_NAMES[p.stt]}. Machine load: {result.load_note}.",
+        f"STT: {STT_NAMES[p.stt]}. Machine load: 1-minute load average {result.load[0]:.1f} "
+        f"before, {result.load[1]:.1f} after, on {os.cpu_count()} CPUs.",
         table(
             "pipeline | questions: end of speech -> first audio p50 ms | p95 ms | premature end "
             "of turn | word error rate | short replies: p50 ms | p95 ms | no answer",

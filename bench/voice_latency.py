@@ -19,9 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.voice_latency")
     parser.add_argument("--turns", type=int, default=FULL.voice.side_by_side)
     parser.add_argument("--stt", choices=sorted(STT_NAMES), default=FULL.voice.stt)
-    parser.add_argument(
-        "--no-write", action="store_true", help="touch neither results.json nor BENCHMARKS.md"
-    )
+    parser.add_argument("--no-write", action="store_true", help="print, write no files")
     args = parser.parse_args(argv)
     result = side_by_side(replace(FULL.voice, side_by_side=args.turns, stt=args.stt))
     text = "\n\n".join([HEADING, *render_side_by_side(result)])
