@@ -49,10 +49,8 @@ SPEECH_LEVEL = 300
 
 def first(entries: Sequence[dict[str, Any]], turn: int, **match: object) -> dict[str, Any]:
     """The first entry of utterance `turn` whose fields have the values in `match` ({}: none)."""
-    return next(
-        (e for e in entries if e["turn"] == turn and all(e.get(f) == v for f, v in match.items())),
-        {},
-    )
+    match["turn"] = turn
+    return next((e for e in entries if all(e.get(f) == v for f, v in match.items())), {})
 
 
 class Stages(dict[str, list[float]]):
@@ -108,13 +106,10 @@ class Pipeline:
     def answered(self, turn: int) -> bool:
         """The utterance was said, and its last user turn has an answer after it (a fast
         pipeline answers while the WAV's trailing silence still plays)."""
-        if turn not in self.log["speech_end"]:
-            return False
         items = [i for i in self.log["items"] if i["turn"] == turn]
-        last_user = max((i["at"] for i in items if i["role"] == "user"), default=None)
-        return last_user is not None and any(
-            i["role"] == "assistant" and i["at"] >= last_user for i in items
-        )
+        last_user = max((i["at"] for i in items if i["role"] == "user"), default=math.inf)
+        said = turn in self.log["speech_end"]
+        return said and any(i["role"] == "assistant" and i["at"] >= last_user for i in items)
 
 
 async def _start(name: str, config: Config, prewarmed: vad.VAD) -> Pipeline:
