@@ -22,7 +22,6 @@ NAME = "room"
 TITLE = "Latency as heard: a participant in a real LiveKit room"
 QUESTION = "What time is it in Tokyo?"
 ANSWER = "It is nine in the evening in Tokyo. The sun set a few hours ago."
-TURNS, QUICK_TURNS = 10, 2
 LABELS = {  # key in results.json: the row in the report
     "eos_to_first_audio_heard_ms": "end of speech -> first agent audio heard",
     "agent_reported_ms": "agent's own eos_to_first_audio_ms",
@@ -80,8 +79,7 @@ def run(ctx: Context) -> RoomResult:
     try:
         livekit = LiveKitServer()
     except LiveKitServerMissing as e:
-        result.skipped = str(e)
-        return result
+        return RoomResult(skipped=str(e))
     with (
         tempfile.TemporaryDirectory() as tmp,
         livekit,
@@ -95,7 +93,7 @@ def run(ctx: Context) -> RoomResult:
         try:
             worker.start()
             stack = Stack(livekit=livekit, backends=backends, worker=worker)
-            turns = ctx.sized(full=TURNS, quick=QUICK_TURNS)
+            turns = ctx.sized(full=10, quick=2)
             result.turns = asyncio.run(measure(stack, turns=turns, question=question))
         finally:
             worker.close()
