@@ -4,10 +4,12 @@ the side by side, end of speech -> first audio, ours vs livekit's default pipeli
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.config.settings import Settings
@@ -17,7 +19,7 @@ from testing.audio_io import PAUSED_QUESTIONS, SHORT_REPLIES, plain_text, words_
 from testing.servers.openai_server import text_reply
 
 from . import no_tool, voice_session
-from .sections import Context, VoicePlan, cells, goal, p50, pct, summary, table
+from .sections import FULL, ROOT, Context, VoicePlan, cells, goal, machine, p50, pct, summary, table
 from .server_proc import RemoteLLMServer
 from .voice_session import PIPELINES, STT_NAMES, Stages, espeak_missing, first, speak
 
@@ -349,3 +351,36 @@ def side_by_side_numbers(result: SideBySide) -> dict[str, object]:
             "utterances": len(SHORT_REPLIES),
         },
     }
+
+
+def side_by_side_main(argv: list[str] | None = None) -> int:
+    """`python -m bench.voice_latency`: the side by side alone, into bench/results.json (under
+    `voice`) and its part of BENCHMARKS.md."""
+    parser = argparse.ArgumentParser(prog="python -m bench.voice_latency")
+    parser.add_argument("--turns", type=int, default=FULL.voice.side_by_side)
+    parser.add_argument("--stt", choices=sorted(STT_NAMES), default=FULL.voice.stt)
+    parser.add_argument("--no-write", action="store_true", help="print, write no files")
+    args = parser.parse_args(argv)
+    result = side_by_side(replace(FULL.voice, side_by_side=args.turns, stt=args.stt))
+    text = "\n\n".join([HEADING, *render_side_by_side(result)])
+    print(text)
+    if args.no_write or result.skipped:
+        return 0
+    # the numbers into results.json where `python -m bench` puts them, with this run's date
+    path = ROOT / "bench" / "results.json"
+    data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    data.setdefault("voice", {}).update(
+        side_by_side_numbers(result),
+        side_by_side_date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        side_by_side_machine=machine(),
+    )
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    # the report in BENCHMARKS.md in place of the one there (at its end if none)
+    report = ROOT / "BENCHMARKS.md"
+    old = report.read_text(encoding="utf-8").splitlines() if report.exists() else []
+    start = old.index(HEADING) if HEADING in old else len(old)
+    after = (i for i in range(start + 1, len(old)) if old[i].startswith(("## ", "### ")))
+    end = next(after, len(old))
+    new = [*old[:start], *text.splitlines(), "", *old[end:]]
+    report.write_text("\n".join(new).rstrip("\n") + "\n", encoding="utf-8")
+    return 0
