@@ -76,10 +76,8 @@ def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
         for k, section in enumerate(sections, start=1):
             print(f"{k}/{len(sections)} {section.NAME} ...", file=sys.stderr, flush=True)
             server.reset()
-            result = section.run(ctx)
-            ctx.results[section.NAME] = (
-                asyncio.run(result) if inspect.iscoroutine(result) else result
-            )
+            out = section.run(ctx)
+            ctx.results[section.NAME] = asyncio.run(out) if inspect.iscoroutine(out) else out
     return ctx.results
 
 

@@ -124,10 +124,9 @@ class SessionVariant:
         self._out.first_at = None
         started = time.perf_counter()
         await self._session.run(user_input=user_text)
-        # the same short history before every turn: request size stays constant
-        history = chat_ctx("unused")  # less the system prompt (the session adds it) and user
-        history.items = history.items[1:-1]
-        await self._agent.update_chat_ctx(history)
+        # the same short history before every turn, so request size stays constant (less the
+        # system prompt, which the session adds, and the user's turn)
+        await self._agent.update_chat_ctx(llm.ChatContext(chat_ctx("").items[1:-1]))
         return started, self._out.first_at
 
     async def aclose(self) -> None:

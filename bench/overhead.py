@@ -50,8 +50,7 @@ class OverheadResult:
 async def run(ctx: Context) -> OverheadResult:
     server, warmup = ctx.server, ctx.plan.warmup
     reps, profile_turns = ctx.sized(full=150, quick=3), ctx.sized(full=40, quick=2)
-    engine = bench_engine(server.base_url)
-    chat = chat_ctx("What time is it?")
+    engine, chat = bench_engine(server.base_url), chat_ctx("What time is it?")
     request: dict[str, Any] = {"model": "test-model", "stream": True}
     request["messages"], _ = chat.to_provider_format("openai")
     request["tools"] = llm.ToolContext(TOOLS).parse_function_tools("openai")

@@ -186,8 +186,7 @@ def side_by_side(plan: VoicePlan) -> SideBySide:
         short = speak(server.base_url, SHORT_REPLIES, len(SHORT_REPLIES), **spec)
     load = (load_before, os.getloadavg()[0])
     result = SideBySide(plan, wall_s=time.perf_counter() - started, load=load)
-    n = len(PAUSED_QUESTIONS)
-    said = [plain_text(PAUSED_QUESTIONS[k % n]) for k in range(plan.side_by_side)]
+    said = [plain_text(q) for q in PAUSED_QUESTIONS]
     for name in PIPELINES:
         result.pipelines[name] = p = _pipeline(spoken[name], said)
         p.short_ms = _pipeline(short[name], list(SHORT_REPLIES)).eos_to_audio_ms
@@ -202,7 +201,7 @@ def _pipeline(log: dict[str, Any], said: list[str]) -> Pipeline:
     for k, eos in ((int(k), at) for k, at in log["speech_end"].items()):
         users = [i for i in items if i["turn"] == k and i["role"] == "user"]
         p.heard += [u["text"] for u in users]
-        words = words_of(said[k])
+        words = words_of(said[k % len(said)])  # the questions, cycled
         p.errors += word_distance(words, words_of(" ".join(u["text"] for u in users)))
         p.said_words += len(words)
         p.premature.append(len(users) > 1 or any(u["at"] < eos for u in users))

@@ -254,9 +254,8 @@ def idle_worker(llm_url: str, *, timeout: float = 90) -> list[Row]:
             elif time.monotonic() - stable_since >= 2.0:
                 pss = sum(pss or 0.0 for _, _, pss in tree)
                 # summed RSS counts shared pages once per process; PSS does not
-                return [(f"idle worker: {role}", rss, pss) for role, rss, pss in tree] + [
-                    ("idle worker: whole process tree", total, pss)
-                ]
+                tree.append(("whole process tree", total, pss))
+                return [(f"idle worker: {role}", rss, pss) for role, rss, pss in tree]
             last = total
             time.sleep(0.25)
         raise RuntimeError(f"the worker's {idle} idle processes did not settle")
@@ -278,23 +277,22 @@ def speak(llm_url: str, questions: Sequence[str], turns: int, **spec: Any) -> di
     with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
         wavs = [espeak_to_wav(q, Path(tmp) / f"q{i}.wav") for i, q in enumerate(questions)]
         said = [wavs[k % len(wavs)] for k in range(turns)]
-        spec_path, out = Path(tmp) / "spec.json", Path(tmp) / "spoken.json"
+        out = Path(tmp) / "spoken.json"
         # the Whisper server warmed up (its model loaded), or Moonshine in the session process
         whisper = WhisperServer() if spec.pop("stt", "moonshine") == "whisper" else None
         with EspeakTTSServer() as tts, whisper or contextlib.nullcontext():
             stt_url = whisper.base_url if whisper else IN_PROCESS
             urls = {"llm_url": llm_url, "stt_url": stt_url, "tts_url": tts.base_url}
             spec = {"greeting": "", **spec, **urls, "wavs": [str(w) for w in said]}
-            spec_path.write_text(json.dumps(spec))
             limit = 120 + 60 * turns * len(spec["pipelines"])
-            run_module("bench.voice_session", str(spec_path), str(out), timeout=limit)
+            run_module("bench.voice_session", json.dumps(spec), str(out), timeout=limit)
             tts_requests = [(r.text, r.received_at) for r in tts.requests]
         data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
         return data | {"tts_requests": tts_requests}
 
 
 if __name__ == "__main__":
-    spec_file, out_file = map(Path, sys.argv[1:3])
-    result = asyncio.run(run(json.loads(spec_file.read_text())))
+    spec, out_file = json.loads(sys.argv[1]), Path(sys.argv[2])
+    result = asyncio.run(run(spec))
     # a file, not stdout: a library that prints must not corrupt the result
     out_file.write_text(json.dumps(result, default=str), encoding="utf-8")
