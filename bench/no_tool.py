@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from livekit.agents import Agent, AgentSession, llm
 from livekit.agents.llm import function_tool
@@ -20,14 +20,12 @@ from agent.voice.assistant import Assistant
 from testing.engine import make_llm
 from testing.servers.openai_server import Reply, Request, ToolCall, text_reply, tool_reply
 
-from .sections import REPLY, Context, Part, bench_engine, cells, goal, p50, summary, table
+from .sections import REPLY, Context, Part, T, bench_engine, cells, goal, p50, summary, table
 
 NAME = "no-tool"
 TITLE = "No-tool turn: time to first text out / server's time to first token"
-T = TypeVar("T")
 OURS_DEFAULT = "ours, streamed tool pass (default)"
 BLOCKING = "ours, blocking tool pass (CAAL-style)"
-FILLER = "One moment."
 FILLER_VARIANT = "ours, slow tool: filler out - (tool call complete + TOOL_FILLER_DELAY)"
 
 
@@ -290,7 +288,7 @@ async def run_tool(ctx: Context) -> ToolResult:
     rows = [_tool_row(name, samples) for name, samples in by_variant.items()]
     # a tool that outlasts the filler delay: the first words out are the filler
     TOOL_CLOCK.seconds = 2 * filler_delay + 0.05
-    engine = bench_engine(base_url, filler=FILLER, filler_delay=filler_delay)
+    engine = bench_engine(base_url, filler="One moment.", filler_delay=filler_delay)
     agent = Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS)
     slow = await collect(ctx, [SessionVariant(FILLER_VARIANT, agent, engine.llm)], replies)
     late = []

@@ -67,8 +67,7 @@ async def run_level(sessions: int, turns: int, think: float, base_url: str) -> d
 
 
 def run(ctx: Context) -> dict[str, dict[str, Any]]:
-    """`min_turns` turns per level at least (a lone session says them one after another);
-    each level's numbers by its number of sessions."""
+    """Each level's numbers by its number of sessions: `min_turns` turns at least, each."""
     server, levels = ctx.server, {}
     # quick: one process of two sessions (a second process costs its imports again)
     min_turns, think = ctx.sized(full=30, quick=3), ctx.sized(full=0.5, quick=0.02)

@@ -43,8 +43,7 @@ from testing.servers.whisper_server import WhisperServer
 from .sections import MB, ROOT, child_env, p50, pss_mb, quiet_logs, rss_mb, run_module
 
 PIPELINES = ("ours", "livekit_default")
-SPEECH_LEVEL = 300
-"""A sample louder than this (of 32768) is speech; espeak's own trailing silence is zeros."""
+SPEECH_LEVEL = 300  # a louder sample (of 32768) is speech; espeak's trailing silence is zeros
 
 
 def first(entries: Sequence[dict[str, Any]], turn: int, **match: object) -> dict[str, Any]:
@@ -199,8 +198,7 @@ def speech_tail_seconds(wav: Path) -> float:
     return (len(samples) - last) / rate
 
 
-Row = tuple[str, float, float | None]
-"""What a process is, its RSS and its PSS (where measured), in MB."""
+Row = tuple[str, float, float | None]  # what a process is, its RSS and PSS (if measured), MB
 
 
 def _role(proc: psutil.Process, root: int) -> str:
