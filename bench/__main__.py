@@ -54,9 +54,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
         plan = replace(plan, reps=args.reps)
     if args.ttft_ms:
         ttft = args.ttft_ms / 1000
-        plan = replace(
-            plan, backend=replace(plan.backend, ttft=ttft), voice=replace(plan.voice, ttft=ttft)
-        )
+        plan = replace(plan, ttft=ttft, voice=replace(plan.voice, ttft=ttft))
     if args.voice_turns is not None:
         plan = replace(plan, voice=replace(plan.voice, turns=args.voice_turns))
     capacity: dict[str, Any] = {"embedded_stt": True} if args.embedded_stt else {}
@@ -70,7 +68,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
 def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
     """Each section in turn against one scripted LLM server; their results by name."""
     quiet_logs()
-    default = text_reply(REPLY, ttft=plan.backend.ttft, token_delay=plan.backend.token_delay)
+    default = text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
     with RemoteLLMServer(default=default) as server:
         ctx = Context(plan=plan, server=server)
         for k, section in enumerate(sections, start=1):
@@ -83,16 +81,16 @@ def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
 
 def report(plan: Plan, results: dict[str, Any], run_info: dict[str, Any]) -> str:
     """The header (what ran where), then each section's render under its registry number."""
-    b, load = plan.backend, run_info["load_avg_1min"]
+    load = run_info["load_avg_1min"]
     blocks = [
         "# Benchmarks",
         f"- Date: {run_info['date'][:16].replace('T', ' ')} UTC\n"
         f"- Machine: {run_info['machine']}\n"
         f"- Command: `{run_info['command']}`"
         + (" (quick smoke run: numbers are not meaningful)" if plan.quick else "")
-        + f"\n- Scripted backend: first token {b.ttft * 1000:.0f} ms, "
-        f"{b.token_delay * 1000:.0f} ms between tokens, tool time "
-        f"{b.tool_seconds * 1000:.0f} ms; {plan.reps} turns per variant\n"
+        + f"\n- Scripted backend: first token {plan.ttft * 1000:.0f} ms, "
+        f"{plan.token_delay * 1000:.0f} ms between tokens, tool time "
+        f"{plan.tool_seconds * 1000:.0f} ms; {plan.reps} turns per variant\n"
         f"- Wall time of the run: {run_info['wall_s']:.0f} s; load average (1 min) at its "
         f"start / end: {load[0]:.1f} / {load[1]:.1f}",
         "How each section measures, and what limits it: [docs/benchmarks.md](docs/benchmarks.md).",

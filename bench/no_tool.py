@@ -217,9 +217,9 @@ class Row:
 
 async def run(ctx: Context) -> list[Row]:
     """Per turn: first text out / server TTFT, their difference, the server TTFT."""
-    backend, server, rows = ctx.plan.backend, ctx.server, []
+    plan, server, rows = ctx.plan, ctx.server, []
     keys = ("ratio", "added_ms", "server_ttft_ms")
-    reply = text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay)
+    reply = text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
     for level, variants in (("session", session_variants), ("llm_node", node_variants)):
         for name, samples in (await collect(ctx, variants(server.base_url), [reply])).items():
             rows.append(row := Row(level, name, {k: [] for k in keys}))
@@ -277,13 +277,13 @@ class ToolResult:
 
 
 async def run_tool(ctx: Context) -> ToolResult:
-    b, base_url = ctx.plan.backend, ctx.server.base_url
+    plan, base_url = ctx.plan, ctx.server.base_url
     filler_delay = ctx.sized(full=0.7, quick=0.05)  # full: the default TOOL_FILLER_DELAY
     replies = [
-        tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=b.ttft),
-        text_reply(REPLY, ttft=b.ttft, token_delay=b.token_delay),
+        tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=plan.ttft),
+        text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay),
     ]
-    TOOL_CLOCK.seconds = b.tool_seconds
+    TOOL_CLOCK.seconds = plan.tool_seconds
     by_variant = await collect(ctx, session_variants(base_url), replies)
     rows = [_tool_row(name, samples) for name, samples in by_variant.items()]
     # a tool that outlasts the filler delay: the first words out are the filler

@@ -31,15 +31,6 @@ REPLY = "Sure, it is a quarter past ten in the morning here, and the sun is out.
 bench_engine = functools.partial(make_engine, timeout=30.0, tool_timeout=10.0)
 
 
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """What the scripted model does: its time to first token and token rate."""
-
-    ttft: float
-    token_delay: float
-    tool_seconds: float
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VoicePlan:
     turns: int  # spoken turns measured in the voice section (0: skip it)
@@ -57,7 +48,9 @@ class Plan:
     """What the CLI changes and more than one section reads (a section's own: `ctx.sized`)."""
 
     quick: bool
-    backend: Backend
+    ttft: float  # the scripted model's time to first token, between tokens, and tool time
+    token_delay: float
+    tool_seconds: float
     reps: int  # turns per variant in the no-tool and tool sections
     warmup: int
     voice: VoicePlan
@@ -66,7 +59,9 @@ class Plan:
 
 FULL = Plan(
     quick=False,
-    backend=Backend(ttft=0.15, token_delay=0.02, tool_seconds=0.05),
+    ttft=0.15,
+    token_delay=0.02,
+    tool_seconds=0.05,
     reps=40,
     warmup=3,
     # the scripted LLM as in sections 1-2; 12 spoken turns after one for warm-up
@@ -74,7 +69,9 @@ FULL = Plan(
 )
 QUICK = Plan(
     quick=True,
-    backend=Backend(ttft=0.02, token_delay=0.001, tool_seconds=0.005),
+    ttft=0.02,
+    token_delay=0.001,
+    tool_seconds=0.005,
     reps=2,
     warmup=1,
     # no voice section: one spoken turn adds about 25 s (`--voice-turns 1` runs one)
