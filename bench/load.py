@@ -25,7 +25,6 @@ from .sections import Context, Part, pct, rss_mb, summary, table
 
 NAME = "faults"
 TITLE = "Concurrent sessions against a faulty backend"
-
 FAULT_RATE = 0.1
 
 
@@ -78,8 +77,7 @@ async def run_load(
         await asyncio.sleep(0.1)  # let closed transports finish
         result.leaked_tasks = len(asyncio.all_tasks() - tasks_before)
         gc.collect()
-        result.sockets_after = open_sockets()
-        result.rss_after_mb = rss_mb()
+        result.sockets_after, result.rss_after_mb = open_sockets(), rss_mb()
     return result
 
 
