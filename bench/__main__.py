@@ -29,7 +29,8 @@ BY_NAME = {s.NAME: s for s in SECTIONS}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
+    """The command line, and the plan it asks for."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sections = f"sections to run (default: all): {', '.join(BY_NAME)}"
     parser.add_argument("sections", nargs="*", metavar="SECTION", help=sections)
@@ -48,16 +49,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
     if args.out is not None and args.out.is_dir():
         args.out = args.out / "BENCHMARKS.md"
-    return args
-
-
-def plan_for(args: argparse.Namespace) -> Plan:
     plan = QUICK if args.quick else FULL
     if args.reps:
         plan = replace(plan, reps=args.reps)
-    if ttft := (args.ttft_ms or 0) / 1000:
-        backend, voice = replace(plan.backend, ttft=ttft), replace(plan.voice, ttft=ttft)
-        plan = replace(plan, backend=backend, voice=voice)
+    if args.ttft_ms:
+        ttft = args.ttft_ms / 1000
+        plan = replace(plan, ttft=ttft, voice=replace(plan.voice, ttft=ttft))
     if args.voice_turns is not None:
         plan = replace(plan, voice=replace(plan.voice, turns=args.voice_turns))
     capacity: dict[str, Any] = {"embedded_stt": True} if args.embedded_stt else {}
@@ -65,37 +62,35 @@ def plan_for(args: argparse.Namespace) -> Plan:
         capacity["levels"] = tuple(int(n) for n in args.levels.split(","))
     if args.capacity_turns:
         capacity |= {"measured_turns": args.capacity_turns, "lone_turns": args.capacity_turns}
-    return replace(plan, capacity=capacity)
+    return args, replace(plan, capacity=capacity)
 
 
 def run(plan: Plan, sections: Sequence[Section]) -> dict[str, Any]:
     """Each section in turn against one scripted LLM server; their results by name."""
     quiet_logs()
-    default = text_reply(REPLY, ttft=plan.backend.ttft, token_delay=plan.backend.token_delay)
+    default = text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
     with RemoteLLMServer(default=default) as server:
         ctx = Context(plan=plan, server=server)
         for k, section in enumerate(sections, start=1):
             print(f"{k}/{len(sections)} {section.NAME} ...", file=sys.stderr, flush=True)
             server.reset()
-            result = section.run(ctx)
-            ctx.results[section.NAME] = (
-                asyncio.run(result) if inspect.iscoroutine(result) else result
-            )
+            out = section.run(ctx)
+            ctx.results[section.NAME] = asyncio.run(out) if inspect.iscoroutine(out) else out
     return ctx.results
 
 
 def report(plan: Plan, results: dict[str, Any], run_info: dict[str, Any]) -> str:
     """The header (what ran where), then each section's render under its registry number."""
-    b, load = plan.backend, run_info["load_avg_1min"]
+    load = run_info["load_avg_1min"]
     blocks = [
         "# Benchmarks",
         f"- Date: {run_info['date'][:16].replace('T', ' ')} UTC\n"
         f"- Machine: {run_info['machine']}\n"
         f"- Command: `{run_info['command']}`"
         + (" (quick smoke run: numbers are not meaningful)" if plan.quick else "")
-        + f"\n- Scripted backend: first token {b.ttft * 1000:.0f} ms, "
-        f"{b.token_delay * 1000:.0f} ms between tokens, tool time "
-        f"{b.tool_seconds * 1000:.0f} ms; {plan.reps} turns per variant\n"
+        + f"\n- Scripted backend: first token {plan.ttft * 1000:.0f} ms, "
+        f"{plan.token_delay * 1000:.0f} ms between tokens, tool time "
+        f"{plan.tool_seconds * 1000:.0f} ms; {plan.reps} turns per variant\n"
         f"- Wall time of the run: {run_info['wall_s']:.0f} s; load average (1 min) at its "
         f"start / end: {load[0]:.1f} / {load[1]:.1f}",
         "How each section measures, and what limits it: [docs/benchmarks.md](docs/benchmarks.md).",
@@ -118,8 +113,7 @@ def numbers(results: dict[str, Any], run_info: dict[str, Any], old: dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    plan = plan_for(args)
+    args, plan = parse(argv)
     command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
     date, started, load = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
     results = run(plan, [s for s in SECTIONS if not args.sections or s.NAME in args.sections])

@@ -69,8 +69,7 @@ class CapacityResult:
         lone = next((lv.p95_ms for lv in self.levels if lv.sessions == 1), float("-inf"))
         return not level.silent_turns and level.p95_ms <= lone + self.plan.budget_ms
 
-    def row(self, lv: Level) -> list[object]:
-        """The level as its row of the table."""
+    def row(self, lv: Level) -> list[object]:  # the level's row of the table
         return [
             *(lv.sessions, lv.turns, lv.silent_turns, f"{lv.p50_ms:.0f}", f"{lv.p95_ms:.0f}"),
             *("yes" if self.within_budget(lv) else "no", f"{lv.cpu_per_session:.3f}"),
@@ -233,12 +232,11 @@ def render(result: CapacityResult) -> list[str]:
 
 
 def numbers(result: CapacityResult) -> dict[str, Any]:
-    got = {
-        "voice_sessions_per_worker": result.sessions_per_worker,
-        "budget_ms": result.plan.budget_ms,
-        "cores": result.cores,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "levels": [asdict(lv) for lv in result.levels],
-    }
     suffix = "_embedded" if result.plan.embedded_stt else ""  # beside the scripted run's keys
-    return {name + suffix: value for name, value in got.items()}
+    return {
+        f"voice_sessions_per_worker{suffix}": result.sessions_per_worker,
+        f"budget_ms{suffix}": result.plan.budget_ms,
+        f"cores{suffix}": result.cores,
+        f"date{suffix}": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        f"levels{suffix}": [asdict(lv) for lv in result.levels],
+    }

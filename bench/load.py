@@ -25,7 +25,6 @@ from .sections import Context, Part, pct, rss_mb, summary, table
 
 NAME = "faults"
 TITLE = "Concurrent sessions against a faulty backend"
-
 FAULT_RATE = 0.1
 
 
@@ -35,15 +34,15 @@ class LoadResult:
     turns: int
     timeout: float
     faults_injected: dict[str, int]
+    sockets_before: int
+    rss_before_mb: float
     turn_seconds: list[float] = field(default_factory=list)
     first_text_seconds: list[float] = field(default_factory=list)
     silent_turns: int = 0
     apologies: int = 0
     fallbacks: int = 0
     leaked_tasks: int = 0
-    sockets_before: int = 0
     sockets_after: int = 0
-    rss_before_mb: float = 0.0
     rss_after_mb: float = 0.0
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
@@ -66,12 +65,7 @@ async def run_load(
     with ScriptedLLMServer(default=backend) as server:
         gc.collect()
         result = LoadResult(
-            sessions=sessions,
-            turns=sessions * turns,
-            timeout=timeout,
-            faults_injected=backend.injected,
-            sockets_before=open_sockets(),
-            rss_before_mb=rss_mb(),
+            sessions, sessions * turns, timeout, backend.injected, open_sockets(), rss_mb()
         )
         engine = make_engine(server, timeout=timeout)
         tasks_before = asyncio.all_tasks()
@@ -83,8 +77,7 @@ async def run_load(
         await asyncio.sleep(0.1)  # let closed transports finish
         result.leaked_tasks = len(asyncio.all_tasks() - tasks_before)
         gc.collect()
-        result.sockets_after = open_sockets()
-        result.rss_after_mb = rss_mb()
+        result.sockets_after, result.rss_after_mb = open_sockets(), rss_mb()
     return result
 
 
@@ -96,8 +89,7 @@ async def _session(engine: TurnEngine, turns: int, result: LoadResult) -> None:
         result.turn_seconds.append(wall)
         if turn.stats.time_to_first_text is not None:
             result.first_text_seconds.append(turn.stats.time_to_first_text)
-        if not turn.text.strip():
-            result.silent_turns += 1
+        result.silent_turns += not turn.text.strip()
         result.apologies += turn.stats.outcome == "apology"
         result.fallbacks += turn.stats.outcome == "fallback"
 

@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from livekit.agents import Agent, AgentSession, llm
 from livekit.agents.llm import function_tool
@@ -18,17 +18,14 @@ from agent.engine.turns import TurnEngine
 from agent.tools import get_current_time
 from agent.voice.assistant import Assistant
 from testing.engine import make_llm
-from testing.servers.openai_server import Reply, ToolCall, text_reply, tool_reply
+from testing.servers.openai_server import Reply, Request, ToolCall, text_reply, tool_reply
 
-from .sections import REPLY, Context, Part, bench_engine, p50, p50_p95, summary, table, verdict
-from .server_proc import ServedRequest
+from .sections import REPLY, Context, Part, T, bench_engine, cells, goal, p50, summary, table
 
 NAME = "no-tool"
 TITLE = "No-tool turn: time to first text out / server's time to first token"
-T = TypeVar("T")
 OURS_DEFAULT = "ours, streamed tool pass (default)"
 BLOCKING = "ours, blocking tool pass (CAAL-style)"
-FILLER = "One moment."
 FILLER_VARIANT = "ours, slow tool: filler out - (tool call complete + TOOL_FILLER_DELAY)"
 
 
@@ -106,7 +103,7 @@ class Sample:
 
     started_at: float
     first_text_at: float
-    served: list[ServedRequest]
+    served: list[Request]
     tool_run: tuple[float, float] | None = None
 
 
@@ -116,20 +113,18 @@ class SessionVariant:
     def __init__(self, name: str, agent: Agent, provider: llm.LLM[Any]) -> None:
         self.name, self._agent, self._provider = name, agent, provider
         self._session: AgentSession[None] = AgentSession(llm=provider)
-        self._out = FirstTextOutput()
-
-    async def start(self) -> None:
-        self._session.output.transcription = self._out
-        await self._session.start(self._agent)
+        self._out: FirstTextOutput | None = None
 
     async def turn(self, user_text: str) -> tuple[float, float | None]:
+        if self._out is None:  # the first turn starts the session
+            self._session.output.transcription = self._out = FirstTextOutput()
+            await self._session.start(self._agent)
         self._out.first_at = None
         started = time.perf_counter()
         await self._session.run(user_input=user_text)
-        # the same short history before every turn: request size stays constant
-        history = chat_ctx("unused")  # less the system prompt (the session adds it) and user
-        history.items = [i for i in history.items if getattr(i, "role", None) != "system"][:-1]
-        await self._agent.update_chat_ctx(history)
+        # the same short history before every turn, so request size stays constant (less the
+        # system prompt, which the session adds, and the user's turn)
+        await self._agent.update_chat_ctx(llm.ChatContext(chat_ctx("").items[1:-1]))
         return started, self._out.first_at
 
     async def aclose(self) -> None:
@@ -142,9 +137,6 @@ class NodeVariant:
 
     def __init__(self, name: str, engine: TurnEngine, *, livekit_default: bool) -> None:
         self.name, self._engine, self._livekit_default = name, engine, livekit_default
-
-    async def start(self) -> None:
-        pass
 
     async def turn(self, user_text: str) -> tuple[float, float | None]:
         ctx, first = chat_ctx(user_text), None
@@ -171,8 +163,7 @@ Samples = dict[str, list[Sample]]
 
 def session_variants(base_url: str) -> list[Variant]:
     """livekit's plain `Agent` against our `Assistant`, tool pass streamed and blocking."""
-    agent_tools: list[llm.Tool | llm.Toolset] = [*TOOLS]
-    plain = Agent(instructions=DEFAULT_INSTRUCTIONS, tools=agent_tools)
+    plain = Agent(instructions=DEFAULT_INSTRUCTIONS, tools=[*TOOLS])
     variants: list[Variant] = [
         SessionVariant("livekit Agent (default llm_node)", plain, make_llm(base_url, timeout=30.0))
     ]
@@ -198,8 +189,6 @@ async def collect(ctx: Context, variants: list[Variant], replies: list[Reply]) -
     server, reps, warmup = ctx.server, ctx.plan.reps, ctx.plan.warmup
     samples: Samples = {v.name: [] for v in variants}
     try:
-        for v in variants:
-            await v.start()
         for k, (measured, v) in enumerate(interleaved(variants, reps=reps, warmup=warmup)):
             server.reset()
             server.script(*replies)
@@ -228,9 +217,9 @@ class Row:
 
 async def run(ctx: Context) -> list[Row]:
     """Per turn: first text out / server TTFT, their difference, the server TTFT."""
-    backend, server, rows = ctx.plan.backend, ctx.server, []
+    plan, server, rows = ctx.plan, ctx.server, []
     keys = ("ratio", "added_ms", "server_ttft_ms")
-    reply = text_reply(REPLY, ttft=backend.ttft, token_delay=backend.token_delay)
+    reply = text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay)
     for level, variants in (("session", session_variants), ("llm_node", node_variants)):
         for name, samples in (await collect(ctx, variants(server.base_url), [reply])).items():
             rows.append(row := Row(level, name, {k: [] for k in keys}))
@@ -258,8 +247,8 @@ def render(rows: list[Row]) -> list[str]:
                 [
                     r.level,
                     r.variant,
-                    *p50_p95(r.series["ratio"], ".3f"),
-                    *p50_p95(r.series["added_ms"]),
+                    *cells(r.series["ratio"], ".3f"),
+                    *cells(r.series["added_ms"]),
                     f"{p50(r.series['server_ttft_ms']):.1f}",
                 ]
                 for r in rows
@@ -269,8 +258,7 @@ def render(rows: list[Row]) -> list[str]:
     if (default := ours(rows, "session")) is not None:
         ratio = p50(default.series["ratio"])
         blocks.append(
-            f"Goal: ratio <= 1.05 for our default in a session: p50 {ratio:.3f}, "
-            f"{verdict(ratio <= 1.05)}."
+            goal(("ratio <= 1.05 for our default in a session", f"p50 {ratio:.3f}", ratio <= 1.05))
         )
     return blocks
 
@@ -289,18 +277,18 @@ class ToolResult:
 
 
 async def run_tool(ctx: Context) -> ToolResult:
-    b, base_url = ctx.plan.backend, ctx.server.base_url
+    plan, base_url = ctx.plan, ctx.server.base_url
     filler_delay = ctx.sized(full=0.7, quick=0.05)  # full: the default TOOL_FILLER_DELAY
     replies = [
-        tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=b.ttft),
-        text_reply(REPLY, ttft=b.ttft, token_delay=b.token_delay),
+        tool_reply(ToolCall("lookup_order", {"order_id": 42}), ttft=plan.ttft),
+        text_reply(REPLY, ttft=plan.ttft, token_delay=plan.token_delay),
     ]
-    TOOL_CLOCK.seconds = b.tool_seconds
+    TOOL_CLOCK.seconds = plan.tool_seconds
     by_variant = await collect(ctx, session_variants(base_url), replies)
     rows = [_tool_row(name, samples) for name, samples in by_variant.items()]
     # a tool that outlasts the filler delay: the first words out are the filler
     TOOL_CLOCK.seconds = 2 * filler_delay + 0.05
-    engine = bench_engine(base_url, filler=FILLER, filler_delay=filler_delay)
+    engine = bench_engine(base_url, filler="One moment.", filler_delay=filler_delay)
     agent = Assistant(engine=engine, instructions=DEFAULT_INSTRUCTIONS, tools=TOOLS)
     slow = await collect(ctx, [SessionVariant(FILLER_VARIANT, agent, engine.llm)], replies)
     late = []
@@ -337,16 +325,16 @@ def render_tool(result: ToolResult) -> list[str]:
             "variant | overhead ms p50 | overhead ms p95 | -> tool start p50 | "
             "tool -> next request p50 | first token -> out p50",
             [
-                [r.variant, *p50_p95(r.series["overhead_ms"])]
+                [r.variant, *cells(r.series["overhead_ms"])]
                 + [f"{p50(ms):.1f}" for ms in [*r.series.values()][1:]]
                 for r in result.rows
             ]
-            + [[FILLER_VARIANT, *p50_p95(result.filler_late_ms), "", "", ""]],
+            + [[FILLER_VARIANT, *cells(result.filler_late_ms), "", "", ""]],
         ),
     ]
     if (default := ours(result.rows, "session")) is not None:
         ms = p50(default.series["overhead_ms"])
-        blocks.append(f"Goal: <= +10 ms for our default: p50 {ms:.1f} ms, {verdict(ms <= 10)}.")
+        blocks.append(goal(("<= +10 ms for our default", f"p50 {ms:.1f} ms", ms <= 10)))
     return blocks
 
 

@@ -27,7 +27,7 @@ from testing.servers.mcp_server import SCRIPT, McpHttpServer
 from testing.servers.openai_server import ToolCall, text_reply, tool_reply
 
 from .no_tool import TOOLS, chat_ctx, interleaved, settle
-from .sections import REPLY, ROOT, Context, Part, bench_engine, pct, summary, table, verdict
+from .sections import REPLY, ROOT, Context, Part, bench_engine, goal, pct, summary, table
 from .server_proc import RemoteLLMServer
 
 NAME = "overhead"
@@ -41,20 +41,16 @@ Turn = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class OverheadResult:
-    cpu_ms: dict[str, list[float]]
-    """CPU ms per turn, by variant; the first is the floor, the last the engine's turn."""
-    breakdown: list[tuple[str, str, float]]
-    """A piece of per-turn work, where it is, its CPU ms timed alone."""
-    hot_spots: list[tuple[str, float, float]]
-    """A function outside the floor, its self and cumulative ms per turn (profiled)."""
+    cpu_ms: dict[str, list[float]]  # per turn, by variant: the floor first, the engine's last
+    breakdown: list[tuple[str, str, float]]  # per-turn work, where it is, CPU ms timed alone
+    hot_spots: list[tuple[str, float, float]]  # outside the floor: self, cumulative ms per turn
     profiled_turns: int
 
 
 async def run(ctx: Context) -> OverheadResult:
     server, warmup = ctx.server, ctx.plan.warmup
     reps, profile_turns = ctx.sized(full=150, quick=3), ctx.sized(full=40, quick=2)
-    engine = bench_engine(server.base_url)
-    chat = chat_ctx("What time is it?")
+    engine, chat = bench_engine(server.base_url), chat_ctx("What time is it?")
     request: dict[str, Any] = {"model": "test-model", "stream": True}
     request["messages"], _ = chat.to_provider_format("openai")
     request["tools"] = llm.ToolContext(TOOLS).parse_function_tools("openai")
@@ -157,8 +153,6 @@ async def _profile(
     server: RemoteLLMServer, engine_turn: Turn, turns: int, reply: object
 ) -> list[tuple[str, float, float]]:
     """The 10 functions with the most self time in a turn, outside the SDK/HTTP floor."""
-    if turns <= 0:
-        return []
     server.reset()
     gc.collect()
     profiler = cProfile.Profile(time.process_time)  # CPU time: waiting in epoll is no work
@@ -179,22 +173,20 @@ async def _profile(
 
 def _in_floor(filename: str) -> bool:
     # builtins ("~") and the stdlib are everyone's; their callers show up by self time
-    if filename == "~" or (filename.startswith(STDLIB) and "site-packages" not in filename):
-        return True
-    return any(m in filename for m in FLOOR)
+    stdlib = filename.startswith(STDLIB) and "site-packages" not in filename
+    return filename == "~" or stdlib or any(m in filename for m in FLOOR)
 
 
 def _where(filename: str, line: int, name: str) -> str:
-    for anchor in ("site-packages/", str(ROOT) + "/"):
-        if anchor in filename:
-            filename = filename.split(anchor, 1)[1]
-            break
-    return f"{filename}:{line} {name}"
+    """Where a function is: its path after site-packages or the checkout, line and name."""
+    anchor = next((a for a in ("site-packages/", f"{ROOT}/") if a in filename), None)
+    return f"{filename.split(anchor, 1)[1] if anchor else filename}:{line} {name}"
 
 
 def render(result: OverheadResult) -> list[str]:
     rows = {name: (pct(ms, 50), pct(ms, 95)) for name, ms in result.cpu_ms.items()}
     floor, engine = next(iter(rows.values())), [*rows.values()][-1]
+    over = engine[0] - floor[0]
     return [
         "Over floor: the turn's quantile - the bare SDK's. Method: docs/benchmarks.md#overhead.",
         table(
@@ -204,8 +196,7 @@ def render(result: OverheadResult) -> list[str]:
                 for name, (p50, p95) in rows.items()
             ],
         ),
-        f"Goal: <= 2 ms p50 of engine overhead: {engine[0] - floor[0]:.2f} ms, "
-        f"{verdict(engine[0] - floor[0] <= 2)}.",
+        goal(("<= 2 ms p50 of engine overhead", f"{over:.2f} ms", over <= 2)),
         "Where it goes, each piece of per-turn work timed alone (CPU ms, no profiler):",
         table(
             "step | where | CPU ms", [[s, f"`{w}`", f"{ms:.3f}"] for s, w, ms in result.breakdown]
@@ -251,36 +242,24 @@ async def startup(spec: McpServerSpec) -> None:
 
 
 async def run_mcp(ctx: Context) -> ToolsResult:
-    # an unreachable MCP server logs errors by design; they are not the bench's
-    logging.disable(logging.CRITICAL)
-    try:
-        runs = ctx.sized(full=10, quick=1)
-        return ToolsResult(await _measure(ctx, runs), runs)
-    finally:
-        logging.disable(logging.NOTSET)
-
-
-async def _measure(ctx: Context, runs: int) -> dict[str, float]:
-    server, medians = ctx.server, {}
+    server, runs, medians = ctx.server, ctx.sized(full=10, quick=1), {}
     with McpHttpServer("http") as http, McpHttpServer("sse") as sse:
+        spec, quiet = functools.partial(McpServerSpec, name="w"), {"FASTMCP_LOG_LEVEL": "ERROR"}
         specs = {
-            "streamable_http": McpServerSpec(name="w", transport="streamable_http", url=http.url),
-            "sse": McpServerSpec(name="w", transport="sse", url=sse.url),
-            "stdio": McpServerSpec(
-                name="w",
-                transport="stdio",
-                command=sys.executable,
-                args=[str(SCRIPT)],
-                env={"FASTMCP_LOG_LEVEL": "ERROR"},
-            ),
-            "unreachable": McpServerSpec(
-                name="w", transport="streamable_http", url="http://127.0.0.1:9/mcp"
-            ),
+            "streamable_http": spec(transport="streamable_http", url=http.url),
+            "sse": spec(transport="sse", url=sse.url),
+            "stdio": spec(transport="stdio", command=sys.executable, args=[str(SCRIPT)], env=quiet),
+            "unreachable": spec(transport="streamable_http", url="http://127.0.0.1:9/mcp"),
         }
-        for name, spec in specs.items():
-            start = functools.partial(startup, spec)
-            medians[f"startup {name}, first in process"] = await median_ms(start, 1)
-            medians[f"startup {name}"] = await median_ms(start, runs)
+        # an unreachable MCP server logs errors by design; they are not the bench's
+        logging.disable(logging.CRITICAL)
+        try:
+            for name, server_spec in specs.items():
+                start = functools.partial(startup, server_spec)
+                medians[f"startup {name}, first in process"] = await median_ms(start, 1)
+                medians[f"startup {name}"] = await median_ms(start, runs)
+        finally:
+            logging.disable(logging.NOTSET)
 
         mcp = McpTools([specs["streamable_http"]])
         await mcp.setup()
@@ -312,7 +291,7 @@ async def _measure(ctx: Context, runs: int) -> dict[str, float]:
             medians[name] = await median_ms(functools.partial(turn, tools, *replies), runs)
         await mcp.aclose()
         await engine.llm.aclose()
-    return medians
+    return ToolsResult(medians, runs)
 
 
 def render_mcp(result: ToolsResult) -> list[str]:

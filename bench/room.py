@@ -15,13 +15,17 @@ from testing.servers.openai_server import ScriptedLLMServer, text_reply
 from testing.servers.tts_server import EspeakTTSServer
 from testing.servers.whisper_server import WhisperServer
 
-from .sections import Context, p50_p95, summary, table
+from .sections import Context, cells, summary, table
+from .voice_session import waited
 
 NAME = "room"
 TITLE = "Latency as heard: a participant in a real LiveKit room"
 QUESTION = "What time is it in Tokyo?"
 ANSWER = "It is nine in the evening in Tokyo. The sun set a few hours ago."
-TURNS, QUICK_TURNS = 10, 2
+LABELS = {  # key in results.json: the row in the report
+    "eos_to_first_audio_heard_ms": "end of speech -> first agent audio heard",
+    "agent_reported_ms": "agent's own eos_to_first_audio_ms",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +40,11 @@ class RoomResult:
     skipped: str | None = None
     ttft_ms: float = 0.0
 
-    @property
-    def heard_ms(self) -> list[float]:
-        return [t.heard_ms for t in self.turns]
-
-    @property
-    def agent_ms(self) -> list[float]:
-        return [t.agent_ms for t in self.turns if t.agent_ms is not None]
+    def series(self) -> dict[str, list[float]]:
+        return {
+            "eos_to_first_audio_heard_ms": [t.heard_ms for t in self.turns],
+            "agent_reported_ms": [t.agent_ms for t in self.turns if t.agent_ms is not None],
+        }
 
 
 async def measure(stack: Stack, *, turns: int, question: Path) -> list[RoomTurn]:
@@ -51,20 +53,14 @@ async def measure(stack: Stack, *, turns: int, question: Path) -> list[RoomTurn]
     async with stack.participant("bench-room") as p:
         await p.utterance_after(0, within=60, what="the greeting")
         for _ in range(turns):
-            reported = _reported(p.events)
+            before = len(_reported(p.events))
             spoken = await p.say(question)
             answer = await p.utterance_after(spoken.ended_at, within=60, what="the answer")
-            for _ in range(100):  # the message follows the reply's end by a moment
-                if len(_reported(p.events)) > len(reported):
-                    break
-                await asyncio.sleep(0.1)
+            # the message follows the reply's end by a moment (awaited at once: no late binding)
+            await waited(lambda: len(_reported(p.events)) > before, within=10)  # noqa: B023
             now = _reported(p.events)
-            out.append(
-                RoomTurn(
-                    heard_ms=(answer.start - spoken.ended_at) * 1000,
-                    agent_ms=now[-1] if len(now) > len(reported) else None,
-                )
-            )
+            heard_ms = (answer.start - spoken.ended_at) * 1000
+            out.append(RoomTurn(heard_ms, now[-1] if len(now) > before else None))
     return out
 
 
@@ -83,42 +79,36 @@ def run(ctx: Context) -> RoomResult:
     try:
         livekit = LiveKitServer()
     except LiveKitServerMissing as e:
-        result.skipped = str(e)
-        return result
+        return RoomResult(skipped=str(e))
     with (
         tempfile.TemporaryDirectory() as tmp,
         livekit,
         ScriptedLLMServer(default=reply) as llm,
         EspeakTTSServer() as tts,
+        WhisperServer() as whisper,
     ):
         question = espeak_to_wav(QUESTION, Path(tmp) / "question.wav")
-        whisper = WhisperServer().start()
         backends = Backends(llm=llm, stt=whisper, tts=tts)
         worker = VoiceWorker(livekit, backends)
         try:
             worker.start()
             stack = Stack(livekit=livekit, backends=backends, worker=worker)
-            turns = ctx.sized(full=TURNS, quick=QUICK_TURNS)
+            turns = ctx.sized(full=10, quick=2)
             result.turns = asyncio.run(measure(stack, turns=turns, question=question))
         finally:
             worker.close()
-            whisper.stop()
     return result
 
 
 def render(r: RoomResult) -> list[str]:
     if r.skipped is not None:
         return [f"Skipped: {r.skipped}."]
-    rows = [
-        ("end of speech -> first agent audio heard", r.heard_ms),
-        ("agent's own eos_to_first_audio_ms", r.agent_ms),
-    ]
     return [
         f"{len(r.turns)} spoken turns in one room on livekit-server {pinned_version()}, the "
         f"scripted LLM's time to first token {r.ttft_ms:.0f} ms. Method: docs/benchmarks.md#room.",
         table(
             "measure | p50 ms | p95 ms | turns",
-            [[name, *p50_p95(ms), len(ms)] for name, ms in rows],
+            [[LABELS[key], *cells(ms), len(ms)] for key, ms in r.series().items()],
         ),
     ]
 
@@ -126,7 +116,4 @@ def render(r: RoomResult) -> list[str]:
 def numbers(r: RoomResult) -> Mapping[str, object]:
     if r.skipped is not None:
         return {"skipped": r.skipped}
-    return {
-        "eos_to_first_audio_heard_ms": summary(r.heard_ms),
-        "agent_reported_ms": summary(r.agent_ms),
-    }
+    return {key: summary(ms) for key, ms in r.series().items()}

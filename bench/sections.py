@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import platform
 import subprocess
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
 import psutil
 
 from agent.ops.logging import configure_logging
@@ -29,15 +29,6 @@ REPLY = "Sure, it is a quarter past ten in the morning here, and the sun is out.
 
 # the tests' engine with room for a loaded machine: a slow answer is measured, not failed
 bench_engine = functools.partial(make_engine, timeout=30.0, tool_timeout=10.0)
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """What the scripted model does: its time to first token and token rate."""
-
-    ttft: float
-    token_delay: float
-    tool_seconds: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,17 +48,20 @@ class Plan:
     """What the CLI changes and more than one section reads (a section's own: `ctx.sized`)."""
 
     quick: bool
-    backend: Backend
+    ttft: float  # the scripted model's time to first token, between tokens, and tool time
+    token_delay: float
+    tool_seconds: float
     reps: int  # turns per variant in the no-tool and tool sections
     warmup: int
     voice: VoicePlan
-    capacity: dict[str, Any] = field(default_factory=dict)
-    """What the command line changed of the capacity section's `CapacityPlan`."""
+    capacity: dict[str, Any] = field(default_factory=dict)  # the CLI's for the `CapacityPlan`
 
 
 FULL = Plan(
     quick=False,
-    backend=Backend(ttft=0.15, token_delay=0.02, tool_seconds=0.05),
+    ttft=0.15,
+    token_delay=0.02,
+    tool_seconds=0.05,
     reps=40,
     warmup=3,
     # the scripted LLM as in sections 1-2; 12 spoken turns after one for warm-up
@@ -75,7 +69,9 @@ FULL = Plan(
 )
 QUICK = Plan(
     quick=True,
-    backend=Backend(ttft=0.02, token_delay=0.001, tool_seconds=0.005),
+    ttft=0.02,
+    token_delay=0.001,
+    tool_seconds=0.005,
     reps=2,
     warmup=1,
     # no voice section: one spoken turn adds about 25 s (`--voice-turns 1` runs one)
@@ -91,8 +87,7 @@ class Context:
 
     plan: Plan
     server: RemoteLLMServer
-    results: dict[str, Any] = field(default_factory=dict)
-    """Results of the sections that ran before this one, by section name."""
+    results: dict[str, Any] = field(default_factory=dict)  # of the sections run before, by name
 
     def sized(self, *, full: T, quick: T) -> T:
         """A section's own size: `quick` in a `--quick` run, else `full`."""
@@ -121,13 +116,7 @@ class Part:
 
 def pct(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100) by linear interpolation; nan when there are none."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo = math.floor(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+    return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
 def summary(values: Sequence[float], *, digits: int = 3, n: bool = True) -> dict[str, float]:
@@ -136,17 +125,12 @@ def summary(values: Sequence[float], *, digits: int = 3, n: bool = True) -> dict
     return {"n": len(values), **quantiles} if n else quantiles
 
 
-def p50(values: Sequence[float]) -> float:
-    return pct(values, 50)
+p50 = functools.partial(pct, q=50)
 
 
-def p50_p95(values: Sequence[float], spec: str = ".1f") -> list[str]:
-    """Two table cells: the sample's p50 and p95, formatted by `spec` (n/a for none)."""
-    return cells(summary(values, digits=6), spec)
-
-
-def cells(s: Mapping[str, float], spec: str = ".1f") -> list[str]:
-    """Two table cells from a `summary`: its p50 and p95 (n/a for an empty sample)."""
+def cells(sample: Sequence[float] | Mapping[str, float], spec: str = ".1f") -> list[str]:
+    """Two table cells: the p50 and p95 of a sample, or of its `summary` (n/a for none)."""
+    s = summary(sample, digits=6) if isinstance(sample, Sequence) else sample
     return [format(s["p50"], spec), format(s["p95"], spec)] if s.get("n", 1) else ["n/a", "n/a"]
 
 
@@ -156,8 +140,10 @@ def table(header: str, rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
 
 
-def verdict(ok: bool, missed: str = "**missed**") -> str:
-    return "met" if ok else missed
+def goal(*goals: tuple[str, str, bool], missed: str = "**missed**") -> str:
+    """One sentence for each (goal, what was measured, whether it was met)."""
+    said = "; ".join(f"{g}: {got}, {'met' if ok else missed}" for g, got, ok in goals)
+    return f"Goal: {said}."
 
 
 def machine() -> str:
@@ -178,10 +164,10 @@ def child_env(*, drop: tuple[str, ...], **values: str) -> dict[str, str]:
     return kept | {"PYTHONPATH": str(ROOT), **values}
 
 
-def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_module(module: str, *args: str, timeout: float) -> str:
     """`python -m MODULE ARGS...` from the repository root, in a fresh process (its own
-    memory and GIL); its output is returned, its exit status is the caller's to check."""
-    return subprocess.run(
+    memory and GIL): its output; RuntimeError with the end of its stderr if it failed."""
+    proc = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=child_env(drop=()),
@@ -190,6 +176,9 @@ def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedP
         timeout=timeout,
         check=False,
     )
+    if proc.returncode != 0:
+        raise RuntimeError(f"python -m {module} failed: {proc.stderr[-3000:]}")
+    return proc.stdout
 
 
 def rss_mb(pid: int | None = None) -> float:
@@ -204,9 +193,6 @@ def pss_mb(pid: int) -> float:
 
 def quiet_logs() -> None:
     """Production logging (JSON, info), written to /dev/null: its cost is part of a turn."""
-    stderr = sys.stderr
-    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    try:
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - the logger writes to it for good
+    with contextlib.redirect_stderr(devnull):
         configure_logging(level="info", fmt="json")
-    finally:
-        sys.stderr = stderr

@@ -4,53 +4,25 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from dataclasses import dataclass
 from multiprocessing.managers import BaseManager
 from typing import Any
 
-from testing.servers.openai_server import Reply, ScriptedLLMServer
+from testing.servers.openai_server import Reply, Request, ScriptedLLMServer
 
 
-@dataclass(frozen=True, slots=True)
-class ServedRequest:
-    """What the server recorded about one request, as plain data."""
-
-    last_user_text: str
-    received_at: float
-    first_token_at: float | None
-    finished_at: float | None
-
-    @property
-    def ttft(self) -> float | None:
-        """The server's own time to first token for this request."""
-        return None if self.first_token_at is None else self.first_token_at - self.received_at
-
-
-class _ChildServer:
-    """The server as the child process holds it; the parent calls it through a proxy."""
+class _ChildServer(ScriptedLLMServer):
+    """The server as the child process holds it, started; the parent calls its methods
+    (`script`, `reset`, and these two for its properties) through a proxy."""
 
     def __init__(self, default: Reply) -> None:
-        self._server = ScriptedLLMServer(default=default).start()
+        super().__init__(default=default)
+        self.start()
 
-    def base_url(self) -> str:
-        return self._server.base_url
+    def url(self) -> str:
+        return self.base_url
 
-    def script(self, *replies: Reply) -> None:
-        self._server.script(*replies)
-
-    def reset(self) -> None:
-        self._server.reset()
-
-    def requests(self) -> list[ServedRequest]:
-        served = []
-        for request in list(self._server.requests):
-            users = [m for m in request.messages if m.get("role") == "user"]
-            content = users[-1].get("content") if users else ""
-            if isinstance(content, list):  # content parts
-                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            times = (request.received_at, request.first_token_at, request.finished_at)
-            served.append(ServedRequest(str(content or ""), *times))
-        return served
+    def served(self) -> list[Request]:
+        return list(self.requests)
 
 
 class _Manager(BaseManager):
@@ -79,13 +51,13 @@ class RemoteLLMServer:
     def reset(self) -> None:
         self._server.reset()
 
-    def requests(self) -> list[ServedRequest]:
-        return list(self._server.requests())
+    def requests(self) -> list[Request]:
+        return list(self._server.served())
 
     def __enter__(self) -> RemoteLLMServer:
         self._manager.start()
         self._server = self._manager.ChildServer(self._default)  # type: ignore[attr-defined]
-        self.base_url = self._server.base_url()
+        self.base_url = self._server.url()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -67,8 +67,7 @@ async def run_level(sessions: int, turns: int, think: float, base_url: str) -> d
 
 
 def run(ctx: Context) -> dict[str, dict[str, Any]]:
-    """`min_turns` turns per level at least (a lone session says them one after another);
-    each level's numbers by its number of sessions."""
+    """Each level's numbers by its number of sessions: `min_turns` turns at least, each."""
     server, levels = ctx.server, {}
     # quick: one process of two sessions (a second process costs its imports again)
     min_turns, think = ctx.sized(full=30, quick=3), ctx.sized(full=0.5, quick=0.02)
@@ -76,11 +75,9 @@ def run(ctx: Context) -> dict[str, dict[str, Any]]:
         server.reset()
         turns = max(3, -(-min_turns // n))
         args = (str(n), str(turns), str(think), server.base_url)
-        proc = run_module("bench.sessions", *args, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{n} sessions failed: {proc.stderr[-2000:]}")
-        data = json.loads(proc.stdout)
-        served = {r.last_user_text: r.ttft for r in server.requests()}
+        data = json.loads(run_module("bench.sessions", *args, timeout=300))
+        # each turn's tag is the user message that ends its request
+        served = {r.messages[-1]["content"]: r.ttft for r in server.requests()}
         # added latency: first text out - the server's TTFT for that very request
         timed = [(end - start, served.get(tag)) for tag, start, end in data["turns"]]
         added = [(out - ttft) * 1000 for out, ttft in timed if ttft is not None]

@@ -43,18 +43,13 @@ from testing.servers.whisper_server import WhisperServer
 from .sections import MB, ROOT, child_env, p50, pss_mb, quiet_logs, rss_mb, run_module
 
 PIPELINES = ("ours", "livekit_default")
-PAD_SECONDS = 0.3
-"""Silence espeak_to_wav puts around each question (Whisper needs a little lead-in)."""
-SPEECH_LEVEL = 300
-"""A sample louder than this (of 32768) is speech; espeak's own trailing silence is zeros."""
+SPEECH_LEVEL = 300  # a louder sample (of 32768) is speech; espeak's trailing silence is zeros
 
 
-def first(entries: Sequence[dict[str, Any]], turn: int, **match: object) -> dict[str, Any] | None:
-    """The first entry of utterance `turn` whose fields have the values in `match`."""
-    return next(
-        (e for e in entries if e["turn"] == turn and all(e.get(f) == v for f, v in match.items())),
-        None,
-    )
+def first(entries: Sequence[dict[str, Any]], turn: int, **match: object) -> dict[str, Any]:
+    """The first entry of utterance `turn` whose fields have the values in `match` ({}: none)."""
+    match["turn"] = turn
+    return next((e for e in entries if all(e.get(f) == v for f, v in match.items())), {})
 
 
 class Stages(dict[str, list[float]]):
@@ -63,18 +58,17 @@ class Stages(dict[str, list[float]]):
     def __init__(self, keys: Sequence[str]) -> None:
         super().__init__({key: [] for key in keys})
 
-    def add(self, key: str, seconds: float | None) -> None:
-        if seconds is not None and seconds >= 0:
-            self[key].append(seconds * 1000)
+    def add(self, key: str, end: float | None, start: float | None = 0.0) -> None:
+        """`end - start` seconds, where both are known and it is not negative."""
+        if end is not None and start is not None and end >= start:
+            self[key].append((end - start) * 1000)
 
     def add_reply(self, reply: dict[str, Any] | None) -> None:
         """The reply's own stages, from the metrics livekit put on its chat item."""
-        if reply is not None:
-            m = reply["metrics"]
-            ttft, ttfs = m.get("llm_node_ttft"), m.get("llm_node_ttfs")
-            self.add("node_ttft", ttft)
-            self.add("text_tts", ttfs - ttft if ttft is not None and ttfs is not None else None)
-            self.add("tts_ttfb", m.get("tts_node_ttfb"))
+        m = reply["metrics"] if reply else {}
+        self.add("node_ttft", m.get("llm_node_ttft"))
+        self.add("text_tts", m.get("llm_node_ttfs"), m.get("llm_node_ttft"))
+        self.add("tts_ttfb", m.get("tts_node_ttfb"))
 
     def p50(self, key: str) -> float:
         return p50(self[key])
@@ -93,7 +87,7 @@ class Pipeline:
     log: dict[str, Any] = field(
         default_factory=lambda: {
             **{kind: [] for kind in ("items", "metrics", "user_states", "segments_sent")},
-            "mic_end": {},  # utterance -> when the microphone delivered its last frame
+            "speech_end": {},  # utterance -> when its last speech sample went out
             "rss_mb_after_turn": [],
         }
     )
@@ -111,13 +105,10 @@ class Pipeline:
     def answered(self, turn: int) -> bool:
         """The utterance was said, and its last user turn has an answer after it (a fast
         pipeline answers while the WAV's trailing silence still plays)."""
-        if turn not in self.log["mic_end"]:
-            return False
         items = [i for i in self.log["items"] if i["turn"] == turn]
-        last_user = max((i["at"] for i in items if i["role"] == "user"), default=None)
-        return last_user is not None and any(
-            i["role"] == "assistant" and i["at"] >= last_user for i in items
-        )
+        last_user = max((i["at"] for i in items if i["role"] == "user"), default=math.inf)
+        said = turn in self.log["speech_end"]
+        return said and any(i["role"] == "assistant" and i["at"] >= last_user for i in items)
 
 
 async def _start(name: str, config: Config, prewarmed: vad.VAD) -> Pipeline:
@@ -152,6 +143,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     urls = {key: spec[key] for key in ("stt_url", "tts_url")}
     config = voice_config(spec["llm_url"], **urls, agent_greeting=spec["greeting"])
     prewarmed = load_vad(config.settings)  # what the worker's prewarm does
+    tails = [speech_tail_seconds(Path(wav)) for wav in spec["wavs"]]
     gc.collect()
     out: dict[str, Any] = {"rss_mb_prewarmed": rss_mb(), "missing": []}
     pipelines = [await _start(name, config, prewarmed) for name in spec["pipelines"]]
@@ -159,15 +151,16 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         for p in pipelines:
             if spec["greeting"]:
                 greet(p.session, spec["greeting"])
-                await _waited(lambda p=p: bool(p.speaker.completed), within=30)  # type: ignore[misc]
+                await waited(lambda p=p: bool(p.speaker.completed), within=30)  # type: ignore[misc]
         for k, wav in enumerate(spec["wavs"]):
             for p in pipelines if k % 2 == 0 else pipelines[::-1]:
                 p.turn = k
                 await p.mic.say(Path(wav))
-                p.log["mic_end"][k] = p.mic.speech_ended_at[-1]
-                if not await _waited(functools.partial(p.answered, k), within=60):
+                # the WAV's last speech sample went out its tail before its last frame did
+                p.log["speech_end"][k] = p.mic.speech_ended_at[-1] - tails[k]
+                if not await waited(functools.partial(p.answered, k), within=60):
                     out["missing"].append((p.name, k))
-                await _waited(lambda p=p: p.session.agent_state == "listening", within=30)  # type: ignore[misc]
+                await waited(lambda p=p: p.session.agent_state == "listening", within=30)  # type: ignore[misc]
                 gc.collect()
                 p.log["rss_mb_after_turn"].append(rss_mb())
                 await asyncio.sleep(spec["pause"])  # a user does not talk over the answer's end
@@ -180,7 +173,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _waited(check: Callable[[], bool], *, within: float) -> bool:
+async def waited(check: Callable[[], bool], *, within: float) -> bool:
     """Whether `check()` came to hold within `within` seconds."""
     with contextlib.suppress(TimeoutError):
         await until(check, within=within, what="it")
@@ -205,8 +198,7 @@ def speech_tail_seconds(wav: Path) -> float:
     return (len(samples) - last) / rate
 
 
-Row = tuple[str, float, float | None]
-"""What a process is, its RSS and its PSS (where measured), in MB."""
+Row = tuple[str, float, float | None]  # what a process is, its RSS and PSS (if measured), MB
 
 
 def _role(proc: psutil.Process, root: int) -> str:
@@ -260,24 +252,13 @@ def idle_worker(llm_url: str, *, timeout: float = 90) -> list[Row]:
             elif time.monotonic() - stable_since >= 2.0:
                 pss = sum(pss or 0.0 for _, _, pss in tree)
                 # summed RSS counts shared pages once per process; PSS does not
-                return [(f"idle worker: {role}", rss, pss) for role, rss, pss in tree] + [
-                    ("idle worker: whole process tree", total, pss)
-                ]
+                tree.append(("whole process tree", total, pss))
+                return [(f"idle worker: {role}", rss, pss) for role, rss, pss in tree]
             last = total
             time.sleep(0.25)
         raise RuntimeError(f"the worker's {idle} idle processes did not settle")
     finally:
         stop(proc, within=20, group=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Spoken:
-    data: dict[str, Any]
-    """What the child wrote: `rss_mb_prewarmed`, `missing`, and each pipeline's log."""
-    tails: list[float]
-    """Per utterance: how long its WAV goes on after its last speech sample."""
-    tts_requests: list[tuple[str, float]]
-    """Every request the TTS server got: its text and when it arrived (`time.time()`)."""
 
 
 STT_NAMES = {
@@ -286,38 +267,30 @@ STT_NAMES = {
 }
 
 
-def speak(llm_url: str, questions: Sequence[str], turns: int, **spec: Any) -> Spoken:
+def speak(llm_url: str, questions: Sequence[str], turns: int, **spec: Any) -> dict[str, Any]:
     """Say `turns` utterances (`questions`, cycled) to each of `spec`'s `pipelines`, with
-    its `pause` between turns and its `greeting` (if any) first."""
+    its `pause` between turns and its `greeting` (if any) first. What the child wrote
+    (`rss_mb_prewarmed`, `missing`, each pipeline's log), and `tts_requests`: every request
+    the TTS server got, its text and when it arrived (`time.time()`)."""
     with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
-        wavs = [
-            espeak_to_wav(q, Path(tmp) / f"q{i}.wav", pad_seconds=PAD_SECONDS)
-            for i, q in enumerate(questions)
-        ]
+        wavs = [espeak_to_wav(q, Path(tmp) / f"q{i}.wav") for i, q in enumerate(questions)]
         said = [wavs[k % len(wavs)] for k in range(turns)]
-        spec_path, out = Path(tmp) / "spec.json", Path(tmp) / "spoken.json"
+        out = Path(tmp) / "spoken.json"
         # the Whisper server warmed up (its model loaded), or Moonshine in the session process
-        whisper = WhisperServer().start() if spec.pop("stt", "moonshine") == "whisper" else None
-        try:
-            with EspeakTTSServer() as tts:
-                stt_url = whisper.base_url if whisper else IN_PROCESS
-                urls = {"llm_url": llm_url, "stt_url": stt_url, "tts_url": tts.base_url}
-                spec = {"greeting": "", **spec, **urls, "wavs": [str(w) for w in said]}
-                spec_path.write_text(json.dumps(spec))
-                limit = 120 + 60 * turns * len(spec["pipelines"])
-                proc = run_module("bench.voice_session", str(spec_path), str(out), timeout=limit)
-                tts_requests = [(r.text, r.received_at) for r in tts.requests]
-        finally:
-            if whisper:
-                whisper.stop()
-        if proc.returncode != 0:
-            raise RuntimeError(f"the voice session failed: {proc.stderr[-3000:]}")
-        data = json.loads(out.read_text(encoding="utf-8"))
-        return Spoken(data, [speech_tail_seconds(w) for w in said], tts_requests)
+        whisper = WhisperServer() if spec.pop("stt", "moonshine") == "whisper" else None
+        with EspeakTTSServer() as tts, whisper or contextlib.nullcontext():
+            stt_url = whisper.base_url if whisper else IN_PROCESS
+            urls = {"llm_url": llm_url, "stt_url": stt_url, "tts_url": tts.base_url}
+            spec = {"greeting": "", **spec, **urls, "wavs": [str(w) for w in said]}
+            limit = 120 + 60 * turns * len(spec["pipelines"])
+            run_module("bench.voice_session", json.dumps(spec), str(out), timeout=limit)
+            tts_requests = [(r.text, r.received_at) for r in tts.requests]
+        data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        return data | {"tts_requests": tts_requests}
 
 
 if __name__ == "__main__":
-    spec_file, out_file = map(Path, sys.argv[1:3])
-    result = asyncio.run(run(json.loads(spec_file.read_text())))
+    spec, out_file = json.loads(sys.argv[1]), Path(sys.argv[2])
+    result = asyncio.run(run(spec))
     # a file, not stdout: a library that prints must not corrupt the result
     out_file.write_text(json.dumps(result, default=str), encoding="utf-8")

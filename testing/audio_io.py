@@ -49,6 +49,11 @@ def plain_text(ssml: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", ssml).split())
 
 
+def words_of(text: str) -> list[str]:
+    """A transcript's words, lower case and without punctuation (for word error rates)."""
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
 def espeak_to_wav(text: str, path: Path, *, pad_seconds: float = 0.3) -> Path:
     """Speech from espeak-ng, resampled to 16 kHz mono, with `pad_seconds` of silence
     on each side (Whisper transcribes a clip that starts mid-word poorly). Text with

@@ -28,11 +28,8 @@ def llm_server() -> Iterator[ScriptedLLMServer]:
 @pytest.fixture(scope="session")
 def whisper_server() -> Iterator[WhisperServer]:
     """One real Whisper server for the whole run (the voice and the room tests)."""
-    server = WhisperServer().start()
-    try:
+    with WhisperServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -37,9 +37,9 @@ FLOORS: tuple[frozenset[str], ...] = (
 MAX_MODULE_LINES = 450
 MAX_CLASS_LINES = 200
 MAX_FUNCTION_LINES = 100
-# issue 19 aims at 2,500 (from 4,026); with every section, table and results.json key kept,
-# and the room section, WER and short replies added, bench/ is 2,699: it may shrink, not grow
-MAX_BENCH_LINES = 2_690
+# issue 19's 2,500 (from 4,026), with every section, table and results.json key kept and the
+# room section, WER and short replies added since: bench/ may shrink, not grow
+MAX_BENCH_LINES = 2_500
 
 
 def _modules() -> Iterator[tuple[str, Path]]:

@@ -167,6 +167,11 @@ class Request:
     """perf_counter() when a streamed reply saw the client hang up before its end."""
 
     @property
+    def ttft(self) -> float | None:
+        """The server's own time to first token for this request."""
+        return None if self.first_token_at is None else self.first_token_at - self.received_at
+
+    @property
     def stream(self) -> bool:
         return bool(self.body.get("stream"))
 

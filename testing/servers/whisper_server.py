@@ -90,3 +90,9 @@ class WhisperServer:
                 self._proc.kill()
                 self._proc.wait()
         self._log.close()
+
+    def __enter__(self) -> WhisperServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

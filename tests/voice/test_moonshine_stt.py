@@ -7,7 +7,6 @@ Real parts: espeak-ng speech, the real silero VAD, the model moonshine-voice 0.1
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,12 @@ from testing.audio_io import (
     espeak_to_wav,
     plain_text,
     wav_frames,
+    words_of,
 )
 
 pytestmark = pytest.mark.timeout(300)
 # a busy CPU can make one call take seconds: wait rather than retry
 PATIENT = APIConnectOptions(max_retry=0, timeout=60)
-
-
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
 async def _text(engine: stt.STT[Any], frames: list[rtc.AudioFrame]) -> str:
@@ -61,8 +57,8 @@ async def test_moonshine_transcribes_spoken_questions(
     heard = []
     for i, q in enumerate(questions):
         text = await _text(moonshine, wav_frames(espeak_to_wav(q, tmp_path / f"q{i}.wav")))
-        errors += word_distance(_words(q), _words(text))
-        words += len(_words(q))
+        errors += word_distance(words_of(q), words_of(text))
+        words += len(words_of(q))
         heard.append(text)
     assert errors / words <= 0.15, heard
     assert heard[0].endswith("?")  # punctuated: the end-of-turn rule reads it
@@ -83,7 +79,7 @@ async def test_audio_at_another_rate_is_resampled(moonshine: stt.STT[Any], tmp_p
     whole = utils.merge_frames(frames)
     resampler = rtc.AudioResampler(SAMPLE_RATE, 48000, num_channels=1)
     at_48k = [*resampler.push(whole), *resampler.flush()]
-    assert _words(await _text(moonshine, at_48k)) == _words("What is the capital of Australia?")
+    assert words_of(await _text(moonshine, at_48k)) == words_of("What is the capital of Australia?")
 
 
 async def test_at_each_pause_the_whole_turn_is_heard_again(
@@ -111,15 +107,15 @@ async def test_at_each_pause_the_whole_turn_is_heard_again(
             if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT
         ]
         heard = transcriber.take_turn_transcript(" ".join(given)) or " ".join(given)
-        said = _words(plain_text(question))
-        errors += word_distance(said, _words(heard))
-        given_errors += word_distance(said, _words(" ".join(given)))
+        said = words_of(plain_text(question))
+        errors += word_distance(said, words_of(heard))
+        given_errors += word_distance(said, words_of(" ".join(given)))
         words += len(said)
         passes += len(sent) > 1
         # the last pass heard the whole turn, not the words after the pause alone (about
         # half of them); the model adds or drops a word or three of its own
-        assert len(_words(heard)) > len(said) * 0.6, (question, given, heard)
-        off += abs(len(_words(heard)) - len(said))
+        assert len(words_of(heard)) > len(said) * 0.6, (question, given, heard)
+        off += abs(len(words_of(heard)) - len(said))
         report.append(f"{plain_text(question)!r}: {given!r} -> {heard!r}")
     detail = "\n".join(report)
     # most questions really were heard at their pause too, or this would prove nothing
@@ -152,7 +148,7 @@ async def test_inference_runs_off_the_event_loop(moonshine: stt.STT[Any], tmp_pa
     finally:
         done.set()
         await ticker
-    assert "moon" in _words(text)
+    assert "moon" in words_of(text)
     # a call on the loop's thread would have let the ticker run once at most
     assert ticks >= 3
 
@@ -167,8 +163,8 @@ async def test_sessions_share_one_model_and_their_calls_all_complete(tmp_path: P
     # four requests at once from two sessions: queued on the one thread, none lost
     texts = await asyncio.gather(*(_text(engines[i % 2], clips[i % 2]) for i in range(4)))
     for i, text in enumerate(texts):
-        said = _words(questions[i % 2])
-        assert word_distance(said, _words(text)) <= 1, texts
+        said = words_of(questions[i % 2])
+        assert word_distance(said, words_of(text)) <= 1, texts
 
 
 @pytest.mark.parametrize(

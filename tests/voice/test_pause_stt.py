@@ -24,17 +24,13 @@ from agent.voice.pause_stt import PauseTranscriber, segmenter_for
 from agent.voice.stitching import word_distance
 from agent.voice.whole_turn import TurnBuffer
 from providers import STTOptions, build_stt
-from testing.audio_io import PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav, wav_frames
+from testing.audio_io import PAUSED_QUESTIONS, SAMPLE_RATE, espeak_to_wav, wav_frames, words_of
 from testing.servers.whisper_server import WhisperServer
 from testing.stt_doubles import TurnSTT, speech_end, vad_event
 
 pytestmark = pytest.mark.timeout(300)
 # Whisper on a busy CPU can take seconds per request: wait rather than retry
 PATIENT = APIConnectOptions(max_retry=0, timeout=60)
-
-
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
 async def _stitched(engine: stt.STT[Any], vad: Any, frames: list[rtc.AudioFrame]) -> list[str]:
@@ -63,7 +59,7 @@ async def test_stitched_transcript_matches_one_shot(
         whole = utils.merge_frames(frames)
         one_shot = (await engine.recognize(buffer=whole, conn_options=PATIENT)).alternatives[0]
         segments = await _stitched(engine, vad, frames)
-        reference, stitched = _words(one_shot.text), _words(" ".join(segments))
+        reference, stitched = words_of(one_shot.text), words_of(" ".join(segments))
         errors += word_distance(reference, stitched)
         words += len(reference)
         split += len(segments) > 1
