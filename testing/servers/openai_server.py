@@ -308,33 +308,37 @@ class ScriptedLLMServer(ThreadedServer):
                 await asyncio.sleep(min(left, 0.02))
             return True
 
-        await send({"role": "assistant", "content": ""})
-        for step in steps:
-            if isinstance(step, Sleep | Hang):
-                if not await pause(step.seconds if isinstance(step, Sleep) else 3600):
+        try:
+            await send({"role": "assistant", "content": ""})
+            for step in steps:
+                if isinstance(step, Sleep | Hang):
+                    if not await pause(step.seconds if isinstance(step, Sleep) else 3600):
+                        return resp
+                elif isinstance(step, Text):
+                    for i, piece in enumerate(_word_chunks(step.text, step.chunk_words)):
+                        if i and reply.token_delay:
+                            await asyncio.sleep(reply.token_delay)
+                        await send({"content": piece}, finish=step.finish_reason)
+                elif isinstance(step, ToolCall):
+                    for delta in _tool_call_deltas(step, next(self._ids)):
+                        await send({"tool_calls": [delta]})
+                elif isinstance(step, Reasoning):
+                    for piece in _word_chunks(step.text, 1):
+                        await send({step.field: piece})
+                elif isinstance(step, Finish):
+                    await send({}, finish=step.reason)
+                elif isinstance(step, Raw):
+                    await resp.write(step.data)
+                elif isinstance(step, Cut):
+                    assert request.transport is not None
+                    request.transport.close()  # flushes what is buffered, then hangs up
                     return resp
-            elif isinstance(step, Text):
-                for i, piece in enumerate(_word_chunks(step.text, step.chunk_words)):
-                    if i and reply.token_delay:
-                        await asyncio.sleep(reply.token_delay)
-                    await send({"content": piece}, finish=step.finish_reason)
-            elif isinstance(step, ToolCall):
-                for delta in _tool_call_deltas(step, next(self._ids)):
-                    await send({"tool_calls": [delta]})
-            elif isinstance(step, Reasoning):
-                for piece in _word_chunks(step.text, 1):
-                    await send({step.field: piece})
-            elif isinstance(step, Finish):
-                await send({}, finish=step.reason)
-            elif isinstance(step, Raw):
-                await resp.write(step.data)
-            elif isinstance(step, Cut):
-                assert request.transport is not None
-                request.transport.close()  # flushes what is buffered, then hangs up
-                return resp
-        if reply.done:
-            await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
+            if reply.done:
+                await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except ConnectionResetError:  # the client hung up mid-reply: a discarded attempt
+            record.disconnected_at = time.perf_counter()
+            return resp
         record.finished_at = time.perf_counter()
         return resp
 
