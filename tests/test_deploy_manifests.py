@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from agent.config.resolved import load_config
+from agent.config.resolved import SESSIONS_PER_WORKER, SESSIONS_PER_WORKER_EMBEDDED, load_config
 from agent.config.settings import Settings
 from agent.ops import metrics
 
@@ -102,17 +102,36 @@ def test_autoscaler_targets_the_session_gauge_below_max_sessions() -> None:
 
 
 def test_sessions_per_worker_follow_the_capacity_benchmark() -> None:
-    """MAX_SESSIONS, in the worker's default and in the ConfigMap, is what the capacity
-    benchmark measured (bench/results.json); a new measurement changes them together."""
+    """MAX_SESSIONS, in the worker's defaults (STT on a server, STT in the worker) and in
+    the ConfigMap (Speaches), is what the capacity benchmark measured (bench/results.json);
+    a new measurement changes them together."""
     measured = json.loads((ROOT / "bench" / "results.json").read_text())["capacity"]
     per_worker = measured["voice_sessions_per_worker"]
-    assert Settings.model_fields["max_sessions"].default == per_worker
+    assert per_worker == SESSIONS_PER_WORKER
+    assert measured["voice_sessions_per_worker_embedded"] == SESSIONS_PER_WORKER_EMBEDDED
     assert int(by_kind("ConfigMap")["data"]["MAX_SESSIONS"]) == per_worker
     # the CPU request covers what that many sessions and the worker used in the benchmark
     (level,) = [lvl for lvl in measured["levels"] if lvl["sessions"] == per_worker]
     used = per_worker * level["cpu_per_session"] + level["worker_cpu"]
     (container,) = by_kind("Deployment")["spec"]["template"]["spec"]["containers"]
     assert float(container["resources"]["requests"]["cpu"]) >= used
+
+
+@pytest.mark.parametrize(
+    ("fields", "sessions"),
+    [
+        ({"stt_provider": "moonshine"}, SESSIONS_PER_WORKER_EMBEDDED),
+        ({"stt_provider": "speaches"}, SESSIONS_PER_WORKER),
+        ({"stt_provider": "moonshine", "max_sessions": 3}, 3),
+    ],
+)
+def test_a_worker_takes_fewer_sessions_when_it_transcribes_them_itself(
+    fields: dict[str, Any], sessions: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.delenv("MAX_SESSIONS", raising=False)
+    config = load_config(llm_base_url="http://127.0.0.1:9/v1", llm_model="m", **fields)
+    assert config.sessions_per_worker == sessions
 
 
 def test_the_image_and_the_manifests_listen_on_every_interface() -> None:

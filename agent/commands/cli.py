@@ -136,7 +136,8 @@ def run_livekit(
         print(preflight.CONSOLE_WITHOUT_AUDIO.format(problem=problem), file=sys.stderr)
         return 1
 
-    settings = _load().settings  # first: it makes PROMETHEUS_MULTIPROC_DIR for the metrics
+    config = _load()  # first: it makes PROMETHEUS_MULTIPROC_DIR for the metrics
+    settings = config.settings
     from agent.worker.entrypoint import build_server
     from agent.worker.health import WorkerPortBusy, bind_worker_port
 
@@ -151,7 +152,7 @@ def run_livekit(
     if health_socket is not None:
         preflight.note_loopback_health(settings)
     server = build_server(
-        settings, health_socket=health_socket, session_entrypoint=session_entrypoint
+        config, health_socket=health_socket, session_entrypoint=session_entrypoint
     )
     code = _run_app(cli.run_app, server)
     if server.failure is not None:

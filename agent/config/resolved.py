@@ -21,8 +21,13 @@ from agent.config.tool_files import (
     load_mcp_config,
     load_webhook_tools,
 )
-from providers import STTOptions
+from providers import EmbeddedSTTOptions, STTOptions
 from providers.smart_turn import SMART_TURN_FILE
+
+SESSIONS_PER_WORKER = 20
+"""`capacity.voice_sessions_per_worker` in bench/results.json: a 2-core worker, STT on a server."""
+SESSIONS_PER_WORKER_EMBEDDED = 8
+"""`capacity.voice_sessions_per_worker_embedded`: the same, Moonshine in each session's process."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +38,16 @@ class Config:
     webhooks: tuple[WebhookSpec, ...] = ()
     tool_secrets: tuple[str, ...] = ()
     """Values expanded from `${VAR}` references in the tool files."""
+
+    @property
+    def sessions_per_worker(self) -> int:
+        """`MAX_SESSIONS`, or unset: what a 2-core worker held in the capacity benchmark,
+        whose STT in the worker (Moonshine) costs the sessions' own cores."""
+        if self.settings.max_sessions is not None:
+            return self.settings.max_sessions
+        if isinstance(self.backends.stt_backends[0].options, EmbeddedSTTOptions):
+            return SESSIONS_PER_WORKER_EMBEDDED
+        return SESSIONS_PER_WORKER
 
     def secrets(self) -> list[str]:
         """Values that must never reach a log line or a spoken word: every key the

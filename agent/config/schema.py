@@ -359,11 +359,12 @@ class WorkerSettings(_Group):
     worker_drain_timeout: Annotated[int, Field(ge=0, le=86400)] = 1800
     """Seconds SIGTERM waits for running sessions to end before the worker exits."""
     # load reported to LiveKit = active sessions / MAX_SESSIONS; at LOAD_THRESHOLD LiveKit
-    # stops dispatching here. The default is what one 2-core worker held in the capacity
+    # stops dispatching here. Unset, it is what one 2-core worker held in the capacity
     # benchmark (BENCHMARKS.md) with p95 end of speech -> first audio within +100 ms
-    max_sessions: Annotated[int, Field(ge=1, le=10_000)] = 20
+    max_sessions: Annotated[int, Field(ge=1, le=10_000)] | None = None
     """Sessions one worker takes: the load it reports to LiveKit is active sessions /
-    `MAX_SESSIONS` (the default is what a 2-core worker held in the capacity benchmark)."""
+    `MAX_SESSIONS` (unset: what a 2-core worker held in the capacity benchmark, 20 with the
+    STT on a server, 8 with it in the worker, as Moonshine is)."""
     load_threshold: Annotated[float, Field(gt=0, le=1)] = 1.0
     """Load at which LiveKit stops dispatching new sessions to this worker."""
 

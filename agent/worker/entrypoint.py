@@ -18,7 +18,7 @@ from typing import Any
 from livekit.agents import AgentSession, JobContext, JobProcess
 
 from agent.config.live import LiveConfig
-from agent.config.settings import Settings
+from agent.config.resolved import Config
 from agent.ops.logging import (
     bind_context,
     configure_job_process_logging,
@@ -109,13 +109,14 @@ async def entrypoint(ctx: JobContext) -> None:
 
 
 def build_server(
-    settings: Settings,
+    config: Config,
     *,
     health_socket: socket.socket | None = None,
     session_entrypoint: Callable[[JobContext], Awaitable[None]] | None = None,
 ) -> VoiceAgentServer:
     # `/worker` says which configuration revision new sessions get (and why a saved
     # change was not taken)
+    settings = config.settings
     live = worker_live_config()
     server = VoiceAgentServer(
         health_socket=health_socket,
@@ -127,7 +128,7 @@ def build_server(
         api_secret=settings.livekit_api_secret.get_secret_value(),
         max_retry=settings.worker_connect_retries,
         drain_timeout=settings.worker_drain_timeout,
-        load_fnc=SessionLoad(settings.max_sessions),
+        load_fnc=SessionLoad(config.sessions_per_worker),
         load_threshold=settings.load_threshold,
         prometheus_multiproc_dir=metrics_dir(settings),
         setup_fnc=prewarm,

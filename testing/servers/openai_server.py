@@ -298,21 +298,12 @@ class ScriptedLLMServer(ThreadedServer):
                 if self.record:
                     self.first_chunk_sent_at.append(record.first_token_at)
 
-        async def pause(seconds: float) -> bool:
-            """Sleep, noticing a client that hangs up meanwhile (False: it did)."""
-            deadline = time.perf_counter() + seconds
-            while (left := deadline - time.perf_counter()) > 0:
-                if request.transport is None or request.transport.is_closing():
-                    record.disconnected_at = time.perf_counter()
-                    return False
-                await asyncio.sleep(min(left, 0.02))
-            return True
-
         try:
             await send({"role": "assistant", "content": ""})
             for step in steps:
                 if isinstance(step, Sleep | Hang):
-                    if not await pause(step.seconds if isinstance(step, Sleep) else 3600):
+                    seconds = step.seconds if isinstance(step, Sleep) else 3600
+                    if not await _pause(request, record, seconds):
                         return resp
                 elif isinstance(step, Text):
                     for i, piece in enumerate(_word_chunks(step.text, step.chunk_words)):
@@ -398,6 +389,17 @@ def _completion(id: str, model: str, message: dict[str, Any], finish: str | None
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
+
+
+async def _pause(request: web.Request, record: Request, seconds: float) -> bool:
+    """Sleep, noticing a client that hangs up meanwhile (False: it did)."""
+    deadline = time.perf_counter() + seconds
+    while (left := deadline - time.perf_counter()) > 0:
+        if request.transport is None or request.transport.is_closing():
+            record.disconnected_at = time.perf_counter()
+            return False
+        await asyncio.sleep(min(left, 0.02))
+    return True
 
 
 def _word_chunks(text: str, words: int) -> Iterator[str]:
