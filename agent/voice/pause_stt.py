@@ -26,9 +26,8 @@ from typing import Any, Literal
 from livekit.agents import APIConnectOptions, stt, utils
 from livekit.agents.stt.stream_adapter import DEFAULT_STREAM_ADAPTER_API_CONNECT_OPTIONS
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
-from livekit.agents.vad import VAD, VADEvent, VADEventType
+from livekit.agents.vad import VAD, VADEventType
 
-from agent.voice.resumption import Resumption
 from agent.voice.segments import MAX_SEGMENT_SECONDS, Segmenter, feed_vad, segmenter_for
 from agent.voice.stitching import same_words, words_after
 from agent.voice.turn_audio import TurnAudio
@@ -73,8 +72,6 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         self.vad = vad
         self.turn_audio = turn_audio
         """Given every VAD event, for an end-of-turn model that listens (Smart Turn)."""
-        self.resumption = Resumption()
-        """Given every VAD event: whether speech resumes as the turn is about to end."""
         self._max_segment = max_segment
         self._stitch = stitch
         self.whole_turn = whole_turn
@@ -91,12 +88,6 @@ class PauseTranscriber(stt.STT[Literal["segment_sent"]]):
         self._settled.set()
         self._transcripts = 0
         """Final transcripts sent so far."""
-
-    def hear(self, ev: VADEvent) -> None:
-        """Each event of the VAD a stream runs on the session's audio, in order."""
-        self.resumption.feed(ev)
-        if self.turn_audio is not None:
-            self.turn_audio.feed(ev)
 
     async def settled(self) -> bool:
         """Waits until no speech is being heard or transcribed; True if a transcript came
@@ -224,7 +215,8 @@ class _PauseStream(stt.RecognizeStream):
         async def cut_segments() -> None:
             try:
                 async for ev in vad_stream:
-                    self._owner.hear(ev)
+                    if self._owner.turn_audio is not None:
+                        self._owner.turn_audio.feed(ev)
                     if ev.type == VADEventType.START_OF_SPEECH and not segmenter.in_speech:
                         self._owner.hold()  # released once its transcript is out
                         self._event_ch.send_nowait(

@@ -40,7 +40,6 @@ from livekit.agents.voice.turn import TurnDetectionMode, TurnHandlingOptions
 
 from agent.config.settings import MODEL_MIN_SILENCE, Settings
 from agent.voice.pause_stt import PauseTranscriber
-from agent.voice.resumption import Resumption
 from agent.voice.transcript_ends import transcript_is_open
 from agent.voice.turn_audio import TurnAudio
 from providers.smart_turn import FINISHED, SMART_TURN_FILE, shared_smart_turn
@@ -111,14 +110,9 @@ class TranscriptTurnDetector:
         self,
         settled: Callable[[], Awaitable[bool]] | None = None,
         holding: Callable[[], bool] | None = None,
-        *,
-        resumption: Resumption | None = None,
-        min_delay: float = 0.0,
     ) -> None:
         self._settled = settled
         self._holding = holding
-        self._resumption = resumption
-        self._min_delay = min_delay
 
     @property
     def model(self) -> str:
@@ -140,14 +134,6 @@ class TranscriptTurnDetector:
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - livekit's signature
     ) -> float:
-        p = await self._judge(chat_ctx)
-        if p >= 0.5 and self._resumption is not None:
-            # livekit ends the turn `min_delay` after the end of speech unless the VAD reports
-            # speech first; speech it has not reported yet holds that moment back a little
-            await self._resumption.hold_end(self._min_delay)
-        return p
-
-    async def _judge(self, chat_ctx: llm.ChatContext) -> float:
         if self._settled is not None:
             try:
                 async with asyncio.timeout(SETTLE_TIMEOUT):
@@ -183,10 +169,8 @@ class SmartTurnDetector(TranscriptTurnDetector):
         *,
         audio: TurnAudio,
         model_path: Path,
-        resumption: Resumption | None = None,
-        min_delay: float = 0.0,
     ) -> None:
-        super().__init__(settled, holding, resumption=resumption, min_delay=min_delay)
+        super().__init__(settled, holding)
         self._audio = audio
         self._model_path = model_path
         self.last_probability: float | None = None
@@ -196,8 +180,13 @@ class SmartTurnDetector(TranscriptTurnDetector):
     def model(self) -> str:
         return "smart-turn-v3.2+transcript"
 
-    async def _judge(self, chat_ctx: llm.ChatContext) -> float:
-        if await super()._judge(chat_ctx) < 0.5:
+    async def predict_end_of_turn(
+        self,
+        chat_ctx: llm.ChatContext,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - livekit's signature
+    ) -> float:
+        if await super().predict_end_of_turn(chat_ctx, timeout=timeout) < 0.5:
             return 0.0  # more words are on their way, or these cannot end a turn
         samples = self._audio.samples()
         loop = asyncio.get_running_loop()
@@ -215,20 +204,13 @@ def turn_detector(settings: Settings, stt_engine: object = None) -> TurnDetectio
     pauses = stt_engine if isinstance(stt_engine, PauseTranscriber) else None
     settled = pauses.settled if pauses is not None else None
     holding = pauses.holding if pauses is not None else None
-    resumption = pauses.resumption if pauses is not None else None
-    min_delay = settings.endpointing_min_delay
     if settings.turn_detection == "transcript":
-        return TranscriptTurnDetector(settled, holding, resumption=resumption, min_delay=min_delay)
+        return TranscriptTurnDetector(settled, holding)
     if settings.turn_detection == "smart-turn":
         if pauses is None or pauses.turn_audio is None:
             raise ValueError("smart-turn hears the turn through the STT at pauses: none given")
         return SmartTurnDetector(
-            settled,
-            holding,
-            audio=pauses.turn_audio,
-            model_path=smart_turn_path(settings),
-            resumption=resumption,
-            min_delay=min_delay,
+            settled, holding, audio=pauses.turn_audio, model_path=smart_turn_path(settings)
         )
     from livekit.agents.inference import TurnDetector
 

@@ -40,6 +40,7 @@ from livekit.agents.vad import VAD, VADEvent, VADEventType
 from agent.voice.segments import feed_vad
 from agent.voice.stitching import words_after
 from agent.voice.transcript_ends import transcript_is_open
+from agent.voice.turn_audio import TurnAudio
 
 EARLY_SILENCE = 0.06
 """Silence after which the turn so far goes to the STT, before the VAD's window closes."""
@@ -58,12 +59,12 @@ class TurnOwner(Protocol):
 
     vad: VAD
     turn_gap: float
+    turn_audio: TurnAudio | None
     turn_heard: str | None
     turn_given: str
 
     @property
     def wrapped_stt(self) -> stt.STT[Any]: ...
-    def hear(self, ev: VADEvent) -> None: ...
     def hold(self) -> None: ...
     def release(self) -> None: ...
     def transcript_out(self) -> None: ...
@@ -263,7 +264,8 @@ class WholeTurnStream(stt.RecognizeStream):
             nonlocal early
             try:
                 async for ev in vad_stream:
-                    owner.hear(ev)
+                    if owner.turn_audio is not None:
+                        owner.turn_audio.feed(ev)
                     in_speech = self._turn.in_speech
                     self._turn.feed(ev)
                     if ev.type == VADEventType.START_OF_SPEECH and not in_speech:
