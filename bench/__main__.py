@@ -1,5 +1,4 @@
-"""`python -m bench [SECTION ...]`: run the sections, print the report, write BENCHMARKS.md
-and bench/results.json."""
+"""`python -m bench [SECTION ...]`: the sections' report into BENCHMARKS.md, numbers in JSON."""
 
 from __future__ import annotations
 
@@ -58,8 +57,10 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
     if args.voice_turns is not None:
         plan = replace(plan, voice=replace(plan.voice, turns=args.voice_turns))
     capacity: dict[str, Any] = {"embedded_stt": True} if args.embedded_stt else {}
+    if args.levels and 1 not in (levels := tuple(int(n) for n in args.levels.split(","))):
+        parser.error("--levels must hold 1: the lone session's p95 is the budget's base")
     if args.levels:
-        capacity["levels"] = tuple(int(n) for n in args.levels.split(","))
+        capacity["levels"] = levels
     if args.capacity_turns:
         capacity |= {"measured_turns": args.capacity_turns, "lone_turns": args.capacity_turns}
     return args, replace(plan, capacity=capacity)
@@ -123,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "quick": plan.quick,
         "wall_s": round(time.perf_counter() - started, 1),
-        # the machine's 1-minute load average when the run started and ended
-        "load_avg_1min": [load, os.getloadavg()[0]],
+        "load_avg_1min": [load, os.getloadavg()[0]],  # at the run's start and end
     }
     text = report(plan, results, run_info)
     print(text)

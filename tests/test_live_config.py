@@ -137,6 +137,20 @@ def test_status_names_what_needs_a_restart_and_what_the_environment_overrides(
     assert status.loaded_at == "2023-11-14T22:14:20+00:00"
 
 
+def test_moving_the_stt_into_the_worker_needs_a_restart_for_its_session_count(
+    env_file: Path,
+) -> None:
+    """MAX_SESSIONS unset follows the STT (8 with Moonshine in the worker, 20 with a server);
+    the worker reports its load against the count it started with."""
+    clock = ManualClock(now=1_700_000_000.0)
+    save(env_file, GOOD + "STT_PROVIDER=speaches\n")
+    live = LiveConfig(env_file=env_file, clock=clock)
+    clock.advance(60)
+    save(env_file, GOOD + "STT_PROVIDER=moonshine\n")
+    live.current()
+    assert live.status().restart_needed == ("MAX_SESSIONS",)
+
+
 def test_without_a_file_the_revision_says_so(
     env_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -132,6 +132,7 @@ class LiveConfig:
             self._revision = _snapshot_revision(snapshot)
             self._error, self._rejected = str(e.error), revision_name(e.seen)
         self._baseline = self._config.settings
+        self._baseline_sessions = self._config.sessions_per_worker
         self._loaded_at = clock()
 
     def current(self) -> Config:
@@ -158,6 +159,10 @@ class LiveConfig:
         changed = tuple(
             name.upper() for name in RESTART_FIELDS if getattr(now, name) != getattr(start, name)
         )
+        if "MAX_SESSIONS" not in changed and (
+            self._config.sessions_per_worker != self._baseline_sessions
+        ):
+            changed += ("MAX_SESSIONS",)  # unset, it follows the STT (moved into the worker)
         return ConfigStatus(
             env_file=str(self.env_file),
             revision=self._revision,

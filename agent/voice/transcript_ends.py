@@ -17,8 +17,9 @@ what comes before it, and the STT's punctuation:
 - Marks of speech cut off ("...", "on-", a trailing comma) are open.
 - A hesitation ("um", "uh", "eh") last is someone thinking of their next words, however it
   is punctuated; Moonshine also writes a cut-off "a" so ("Can you tell me, eh?"), or as
-  "hey" or "aye" ("Can you tell me aye?"), which end a turn only as a short greeting or
-  reply ("Hey!", "Oh, hey", "Aye.").
+  "hey" or "aye" ("Can you tell me aye?"). Those two also end real sentences ("It's cold
+  today, hey?", "I think so, aye"), so they count as open only for an STT known to spell
+  "a" so (`a_spelled_hey`: Moonshine, in the worker), and only after three words or more.
 """
 
 from __future__ import annotations
@@ -68,15 +69,16 @@ _CUT_OFF = ("...", "…", "-", "—", ",", ":", ";")
 _STOPS = (".", "?", "!")
 
 
-def transcript_is_open(text: str) -> bool:
-    """True when the transcript so far cannot be a whole turn (see the module docstring)."""
+def transcript_is_open(text: str, *, a_spelled_hey: bool = False) -> bool:
+    """True when the transcript so far cannot be a whole turn (see the module docstring).
+    `a_spelled_hey`: the STT writes a cut-off "a" as "hey" or "aye" (Moonshine)."""
     text = text.strip().rstrip(_CLOSING)
     if text.endswith(_CUT_OFF):
         return True
     words = [w for w in (w.strip(".,!?;:" + _CLOSING).lower() for w in text.split()) if w]
     if not words:
         return True
-    if words[-1] in _NEVER_LAST or (words[-1] in _SAID_FOR_A and len(words) > 3):
+    if words[-1] in _NEVER_LAST or (a_spelled_hey and words[-1] in _SAID_FOR_A and len(words) > 3):
         return True
     if words[-1] not in _WEAK or text.endswith(_STOPS):
         return False

@@ -110,9 +110,13 @@ class TranscriptTurnDetector:
         self,
         settled: Callable[[], Awaitable[bool]] | None = None,
         holding: Callable[[], bool] | None = None,
+        *,
+        a_spelled_hey: bool = False,
     ) -> None:
         self._settled = settled
         self._holding = holding
+        self._a_spelled_hey = a_spelled_hey
+        """The STT writes a cut-off "a" as "hey" or "aye" (Moonshine: `transcript_ends`)."""
 
     @property
     def model(self) -> str:
@@ -155,7 +159,8 @@ class TranscriptTurnDetector:
             ),
             None,
         )
-        return 0.0 if transcript_is_open((user and user.text_content) or "") else 1.0
+        text = (user and user.text_content) or ""
+        return 0.0 if transcript_is_open(text, a_spelled_hey=self._a_spelled_hey) else 1.0
 
 
 class SmartTurnDetector(TranscriptTurnDetector):
@@ -169,8 +174,9 @@ class SmartTurnDetector(TranscriptTurnDetector):
         *,
         audio: TurnAudio,
         model_path: Path,
+        a_spelled_hey: bool = False,
     ) -> None:
-        super().__init__(settled, holding)
+        super().__init__(settled, holding, a_spelled_hey=a_spelled_hey)
         self._audio = audio
         self._model_path = model_path
         self.last_probability: float | None = None
@@ -204,13 +210,19 @@ def turn_detector(settings: Settings, stt_engine: object = None) -> TurnDetectio
     pauses = stt_engine if isinstance(stt_engine, PauseTranscriber) else None
     settled = pauses.settled if pauses is not None else None
     holding = pauses.holding if pauses is not None else None
+    # the whole turn at each pause is for an STT in the worker: Moonshine's spelling of "a"
+    a_spelled_hey = pauses is not None and pauses.whole_turn
     if settings.turn_detection == "transcript":
-        return TranscriptTurnDetector(settled, holding)
+        return TranscriptTurnDetector(settled, holding, a_spelled_hey=a_spelled_hey)
     if settings.turn_detection == "smart-turn":
         if pauses is None or pauses.turn_audio is None:
             raise ValueError("smart-turn hears the turn through the STT at pauses: none given")
         return SmartTurnDetector(
-            settled, holding, audio=pauses.turn_audio, model_path=smart_turn_path(settings)
+            settled,
+            holding,
+            audio=pauses.turn_audio,
+            model_path=smart_turn_path(settings),
+            a_spelled_hey=a_spelled_hey,
         )
     from livekit.agents.inference import TurnDetector
 

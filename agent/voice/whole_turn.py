@@ -211,7 +211,7 @@ class WholeTurnStream(stt.RecognizeStream):
             alternatives=[replace(alt, text=text)],
             speech_end_time=ev.speech_end_time or ended_at,
         )
-        if transcript_is_open(heard):
+        if transcript_is_open(heard, a_spelled_hey=True):  # an STT in the worker: Moonshine
             # cannot end the turn: held back, so that the next pass gives the whole turn at
             # once; given if the user says no more
             self._event_ch.send_nowait(replace(final, type=stt.SpeechEventType.INTERIM_TRANSCRIPT))

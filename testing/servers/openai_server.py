@@ -278,7 +278,6 @@ class ScriptedLLMServer(ThreadedServer):
         resp = web.StreamResponse(
             headers={"Content-Type": reply.content_type or "text/event-stream"}
         )
-        await resp.prepare(request)
         cid = f"chatcmpl-{next(self._ids)}"
         first = True
 
@@ -299,6 +298,7 @@ class ScriptedLLMServer(ThreadedServer):
                     self.first_chunk_sent_at.append(record.first_token_at)
 
         try:
+            await resp.prepare(request)  # the headers go now: a client gone since the wait
             await send({"role": "assistant", "content": ""})
             for step in steps:
                 if isinstance(step, Sleep | Hang):
