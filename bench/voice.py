@@ -353,8 +353,7 @@ def side_by_side_numbers(result: SideBySide) -> dict[str, object]:
 
 
 def side_by_side_main(argv: list[str] | None = None) -> int:
-    """`python -m bench.voice_latency`: the side by side alone, into bench/results.json (under
-    `voice`) and its part of BENCHMARKS.md."""
+    """`python -m bench.voice_latency`: the side by side alone, into the JSON and the report."""
     parser = argparse.ArgumentParser(prog="python -m bench.voice_latency")
     parser.add_argument("--turns", type=int, default=FULL.voice.side_by_side)
     parser.add_argument("--stt", choices=sorted(STT_NAMES), default=FULL.voice.stt)
@@ -373,7 +372,8 @@ def side_by_side_main(argv: list[str] | None = None) -> int:
         side_by_side_date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         side_by_side_machine=machine(),
     )
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    finite = json.loads(json.dumps(data), parse_constant=lambda _: None)  # NaN as null
+    path.write_text(json.dumps(finite, indent=2) + "\n")
     # the report in BENCHMARKS.md in place of the one there (at its end if none)
     report = ROOT / "BENCHMARKS.md"
     old = report.read_text(encoding="utf-8").splitlines() if report.exists() else []
